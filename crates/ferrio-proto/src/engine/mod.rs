@@ -1,0 +1,13 @@
+//! Engine.IO protocol v4: packets, payloads, handshake and session state.
+
+mod handshake;
+mod packet;
+mod payload;
+mod session;
+
+pub use handshake::OpenPacket;
+pub use packet::{Data, DecodeError, Frame, Packet, PacketType, decode_binary, decode_text};
+pub use payload::{PayloadDecoder, PayloadEncoder, RECORD_SEPARATOR, decode_payload};
+pub use session::{
+    CloseReason, ProbeOutcome, Received, Session, SessionConfig, Timeout, TransportKind, UpgradeError,
+};
