@@ -21,7 +21,7 @@ fn has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-async fn handle(req: Request<Incoming>, map_errors: bool) -> Result<Resp, std::convert::Infallible> {
+async fn handle(req: Request<Incoming>, map_errors: bool, rbuf: usize) -> Result<Resp, std::convert::Infallible> {
     // RFC 6455 §4.2.1 checks that hyper does not do for us.
     if req.method() != hyper::Method::GET
         || !has_token(&req, header::CONNECTION, "upgrade")
@@ -40,7 +40,10 @@ async fn handle(req: Request<Incoming>, map_errors: bool) -> Result<Resp, std::c
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         // Limit frames too: max_message_size alone would let a single frame's
         // header make tungstenite reserve up to max_frame_size (16 MiB default).
-        let cfg = WebSocketConfig::default().max_message_size(Some(MAX_MSG)).max_frame_size(Some(MAX_MSG));
+        let cfg = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MSG))
+            .max_frame_size(Some(MAX_MSG))
+            .read_buffer_size(rbuf);
         let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
         while let Some(msg) = ws.next().await {
             match msg {
@@ -77,5 +80,11 @@ async fn handle(req: Request<Incoming>, map_errors: bool) -> Result<Resp, std::c
 
 fn main() {
     let (port, map_errors) = args();
-    serve(port, move |req| handle(req, map_errors));
+    // `--rbuf N`: tungstenite's read buffer (default 128 KiB) is allocated
+    // eagerly per connection and zero-filled up to its capacity before every
+    // read() syscall, so it drives both idle RSS and CPU per message.
+    let a: Vec<String> = std::env::args().collect();
+    let rbuf = a.iter().position(|x| x == "--rbuf").and_then(|i| a.get(i + 1)?.parse().ok())
+        .unwrap_or(WebSocketConfig::default().read_buffer_size);
+    serve(port, move |req| handle(req, map_errors, rbuf));
 }

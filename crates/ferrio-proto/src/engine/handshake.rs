@@ -43,12 +43,16 @@ mod tests {
             ping_timeout: 20000,
             max_payload: 1_000_000,
         };
-        let Frame::Text(s) = open.to_frame() else { panic!() };
+        let Frame::Text(s) = open.to_frame() else {
+            panic!()
+        };
         assert_eq!(
             &s[..],
             r#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
         );
-        let Packet::Open(json) = decode_text(s).unwrap() else { panic!() };
+        let Packet::Open(json) = decode_text(s).unwrap() else {
+            panic!()
+        };
         assert_eq!(serde_json::from_str::<OpenPacket>(&json).unwrap(), open);
     }
 }

@@ -9,5 +9,6 @@ pub use handshake::OpenPacket;
 pub use packet::{Data, DecodeError, Frame, Packet, PacketType, decode_binary, decode_text};
 pub use payload::{PayloadDecoder, PayloadEncoder, RECORD_SEPARATOR, decode_payload};
 pub use session::{
-    CloseReason, ProbeOutcome, Received, Session, SessionConfig, Timeout, TransportKind, UpgradeError,
+    CloseReason, ProbeOutcome, Received, Session, SessionConfig, Timeout, TransportKind,
+    UpgradeError,
 };

@@ -146,7 +146,9 @@ pub enum DecodeError {
 pub fn decode_text(text: ByteString) -> Result<Packet, DecodeError> {
     let first = *text.as_bytes().first().ok_or(DecodeError::Empty)?;
     if first == b'b' {
-        let bytes = BASE64.decode(&text.as_bytes()[1..]).map_err(|_| DecodeError::InvalidBase64)?;
+        let bytes = BASE64
+            .decode(&text.as_bytes()[1..])
+            .map_err(|_| DecodeError::InvalidBase64)?;
         return Ok(Packet::Message(Data::Binary(Bytes::from(bytes))));
     }
     let ty = PacketType::from_byte(first).ok_or(DecodeError::UnknownType(first))?;
@@ -273,7 +275,10 @@ mod tests {
         assert_eq!(text("2").unwrap(), Packet::Ping(None));
         assert_eq!(text("2probe").unwrap(), Packet::Ping(Some("probe".into())));
         assert_eq!(text("3probe").unwrap(), Packet::Pong(Some("probe".into())));
-        assert_eq!(text("4héllo").unwrap(), Packet::Message(Data::Text("héllo".into())));
+        assert_eq!(
+            text("4héllo").unwrap(),
+            Packet::Message(Data::Text("héllo".into()))
+        );
         assert_eq!(text("4").unwrap(), Packet::Message(Data::Text("".into())));
         assert_eq!(text("5").unwrap(), Packet::Upgrade);
         assert_eq!(text("6").unwrap(), Packet::Noop);
@@ -311,11 +316,15 @@ mod tests {
             Packet::Upgrade,
             Packet::Noop,
         ] {
-            let Frame::Text(s) = p.encode() else { panic!("text expected") };
+            let Frame::Text(s) = p.encode() else {
+                panic!("text expected")
+            };
             assert_eq!(decode_text(s).unwrap(), p);
         }
         let bin = Packet::Message(Data::Binary(Bytes::from_static(b"\x00\xff")));
-        let Frame::Binary(b) = bin.encode() else { panic!("binary expected") };
+        let Frame::Binary(b) = bin.encode() else {
+            panic!("binary expected")
+        };
         assert_eq!(decode_binary(b), bin);
     }
 

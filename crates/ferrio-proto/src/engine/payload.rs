@@ -20,7 +20,11 @@ pub struct PayloadDecoder {
 /// Starts decoding a polling payload (a POST body).
 pub fn decode_payload(body: Bytes) -> Result<PayloadDecoder, DecodeError> {
     let body = ByteString::try_from(body).map_err(|_| DecodeError::InvalidUtf8)?;
-    Ok(PayloadDecoder { body, pos: 0, done: false })
+    Ok(PayloadDecoder {
+        body,
+        pos: 0,
+        done: false,
+    })
 }
 
 impl Iterator for PayloadDecoder {
@@ -62,7 +66,11 @@ pub struct PayloadEncoder {
 impl PayloadEncoder {
     /// An empty payload bounded by `max_len` bytes.
     pub fn new(max_len: usize) -> Self {
-        PayloadEncoder { buf: BytesMut::new(), max_len, count: 0 }
+        PayloadEncoder {
+            buf: BytesMut::new(),
+            max_len,
+            count: 0,
+        }
     }
 
     /// Whether `frame` fits in what is left; the first frame always fits.

@@ -166,6 +166,8 @@ pub struct Session {
     transport: TransportKind,
     heartbeat: Heartbeat,
     upgrade_deadline: Option<Instant>,
+    /// The probe ping was answered: polls must not wait any more, so the client can pause polling.
+    probed: bool,
 }
 
 impl Session {
@@ -175,8 +177,11 @@ impl Session {
             config,
             ready: Ready::Open,
             transport,
-            heartbeat: Heartbeat::Waiting { ping_at: now + config.ping_interval },
+            heartbeat: Heartbeat::Waiting {
+                ping_at: now + config.ping_interval,
+            },
             upgrade_deadline: None,
+            probed: false,
         }
     }
 
@@ -208,6 +213,12 @@ impl Session {
         self.upgrade_deadline.is_some()
     }
 
+    /// Whether the probe of an upgrade was answered and the upgrade packet is awaited: pending and new
+    /// polls are answered at once (with a noop when nothing is queued).
+    pub fn is_probed(&self) -> bool {
+        self.upgrade_deadline.is_some() && self.probed
+    }
+
     /// When the shell must next call `handle_timeout`, or `None` once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let beat = match self.heartbeat {
@@ -219,7 +230,10 @@ impl Session {
             Ready::Closing { deadline } => Some(deadline),
             Ready::Closed(_) => return None,
         };
-        [Some(beat), ready, self.upgrade_deadline].into_iter().flatten().min()
+        [Some(beat), ready, self.upgrade_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Handles the first deadline that passed at `now`, if any. Call until it returns `None`.
@@ -241,7 +255,9 @@ impl Session {
         }
         match self.heartbeat {
             Heartbeat::Waiting { ping_at } if now >= ping_at => {
-                self.heartbeat = Heartbeat::AwaitingPong { deadline: now + self.config.ping_timeout };
+                self.heartbeat = Heartbeat::AwaitingPong {
+                    deadline: now + self.config.ping_timeout,
+                };
                 Some(Timeout::SendPing)
             }
             Heartbeat::AwaitingPong { deadline } if now >= deadline => {
@@ -262,7 +278,9 @@ impl Session {
             Packet::Pong(_) => {
                 // An unsolicited pong changes nothing: it must not postpone the next ping.
                 if let Heartbeat::AwaitingPong { .. } = self.heartbeat {
-                    self.heartbeat = Heartbeat::Waiting { ping_at: now + self.config.ping_interval };
+                    self.heartbeat = Heartbeat::Waiting {
+                        ping_at: now + self.config.ping_interval,
+                    };
                 }
                 Received::Nothing
             }
@@ -290,7 +308,9 @@ impl Session {
         if !self.is_open() {
             return false;
         }
-        self.ready = Ready::Closing { deadline: now + self.config.close_timeout };
+        self.ready = Ready::Closing {
+            deadline: now + self.config.close_timeout,
+        };
         true
     }
 
@@ -306,6 +326,7 @@ impl Session {
             return Err(UpgradeError::AlreadyUpgrading);
         }
         self.upgrade_deadline = Some(now + self.config.upgrade_timeout);
+        self.probed = false;
         Ok(())
     }
 
@@ -315,7 +336,10 @@ impl Session {
             return ProbeOutcome::Abort;
         }
         match packet {
-            Packet::Ping(_) if packet.is_probe() => ProbeOutcome::SendProbePong,
+            Packet::Ping(_) if packet.is_probe() => {
+                self.probed = true;
+                ProbeOutcome::SendProbePong
+            }
             Packet::Upgrade => {
                 self.upgrade_deadline = None;
                 self.transport = TransportKind::WebSocket;
@@ -386,7 +410,10 @@ mod tests {
         assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
         assert_eq!(s.poll_timeout(), None);
         // A late pong does not revive it.
-        assert_eq!(s.on_packet(t0 + 600 * MS, Packet::Pong(None)), Received::Nothing);
+        assert_eq!(
+            s.on_packet(t0 + 600 * MS, Packet::Pong(None)),
+            Received::Nothing
+        );
         assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
     }
 
@@ -396,7 +423,10 @@ mod tests {
         let mut s = Session::new(t0, config(), TransportKind::Polling);
         // Jumping straight past both deadlines fires both, in order.
         assert_eq!(advance(&mut s, t0 + 10_000 * MS), vec![Timeout::SendPing]);
-        assert_eq!(advance(&mut s, t0 + 10_200 * MS), vec![Timeout::PingTimedOut]);
+        assert_eq!(
+            advance(&mut s, t0 + 10_200 * MS),
+            vec![Timeout::PingTimedOut]
+        );
     }
 
     #[test]
@@ -413,7 +443,10 @@ mod tests {
     fn client_ping_and_close() {
         let t0 = Instant::now();
         let mut s = Session::new(t0, config(), TransportKind::Polling);
-        assert_eq!(s.on_packet(t0, Packet::Ping(None)), Received::Close(CloseReason::TransportError));
+        assert_eq!(
+            s.on_packet(t0, Packet::Ping(None)),
+            Received::Close(CloseReason::TransportError)
+        );
         let mut s = Session::new(t0, config(), TransportKind::Polling);
         assert_eq!(s.on_packet(t0, Packet::Noop), Received::Nothing);
         assert_eq!(s.on_packet(t0, Packet::Upgrade), Received::Nothing);
@@ -421,8 +454,15 @@ mod tests {
             s.on_packet(t0, Packet::Message(Data::Text("x".into()))),
             Received::Message(Data::Text("x".into()))
         );
-        assert_eq!(s.on_packet(t0, Packet::Close), Received::Close(CloseReason::TransportClose));
-        assert_eq!(s.close(CloseReason::ForcedClose), Received::Nothing, "closes once");
+        assert_eq!(
+            s.on_packet(t0, Packet::Close),
+            Received::Close(CloseReason::TransportClose)
+        );
+        assert_eq!(
+            s.close(CloseReason::ForcedClose),
+            Received::Nothing,
+            "closes once"
+        );
     }
 
     #[test]
@@ -433,9 +473,12 @@ mod tests {
         assert_eq!(s.begin_upgrade(t0), Err(UpgradeError::AlreadyUpgrading));
         assert_eq!(s.poll_timeout(), Some(t0 + 300 * MS));
         let probe = Packet::Ping(Some("probe".into()));
+        assert!(!s.is_probed());
         assert_eq!(s.on_probe_packet(&probe), ProbeOutcome::SendProbePong);
+        assert!(s.is_probed());
         assert_eq!(s.transport(), TransportKind::Polling);
         assert_eq!(s.on_probe_packet(&Packet::Upgrade), ProbeOutcome::Upgraded);
+        assert!(!s.is_probed());
         assert_eq!(s.transport(), TransportKind::WebSocket);
         assert!(!s.is_upgrading());
         assert_eq!(s.begin_upgrade(t0), Err(UpgradeError::AlreadyUpgraded));
@@ -449,7 +492,10 @@ mod tests {
         let mut s = Session::new(t0, cfg, TransportKind::Polling);
         s.begin_upgrade(t0).unwrap();
         assert_eq!(s.poll_timeout(), Some(t0 + 100 * MS));
-        assert_eq!(advance(&mut s, t0 + 100 * MS), vec![Timeout::UpgradeTimedOut]);
+        assert_eq!(
+            advance(&mut s, t0 + 100 * MS),
+            vec![Timeout::UpgradeTimedOut]
+        );
         assert!(s.is_open());
         assert_eq!(s.on_probe_packet(&Packet::Upgrade), ProbeOutcome::Abort);
         assert_eq!(s.transport(), TransportKind::Polling);
@@ -462,7 +508,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(t0, config(), TransportKind::Polling);
         s.begin_upgrade(t0).unwrap();
-        assert_eq!(s.on_probe_packet(&Packet::Message(Data::Text("x".into()))), ProbeOutcome::Abort);
+        assert_eq!(
+            s.on_probe_packet(&Packet::Message(Data::Text("x".into()))),
+            ProbeOutcome::Abort
+        );
         assert!(!s.is_upgrading());
         let mut s = Session::new(t0, config(), TransportKind::WebSocket);
         assert_eq!(s.begin_upgrade(t0), Err(UpgradeError::AlreadyUpgraded));

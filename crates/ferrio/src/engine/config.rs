@@ -1,0 +1,315 @@
+//! Engine.IO server options, with the official names (in snake_case) and defaults.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrio_proto::engine::{SessionConfig, TransportKind};
+use http::HeaderMap;
+use http::request::Parts;
+
+use super::cors::Cors;
+
+/// A boxed future, as returned by the async hooks.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Decides whether a handshake or an upgrade may proceed (`allowRequest`).
+pub type AllowRequest = Arc<dyn Fn(&Parts) -> BoxFuture<Result<(), Rejection>> + Send + Sync>;
+
+/// Adds or changes response headers (`initial_headers` and `headers` hooks).
+pub type HeadersHook = Arc<dyn Fn(&mut HeaderMap, &Parts) + Send + Sync>;
+
+/// Generates session ids (`generateId`).
+pub type GenerateId = Arc<dyn Fn(&Parts) -> String + Send + Sync>;
+
+/// Why `allow_request` refused a request: sent to the client as `{"code":…,"message":…}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The Engine.IO error code (4, "Forbidden", unless said otherwise).
+    pub code: u8,
+    /// The message sent to the client.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A `Forbidden` rejection (HTTP 403, code 4) with this message.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Rejection {
+            code: 4,
+            message: message.into(),
+        }
+    }
+}
+
+/// The sid cookie set on the handshake response (`cookie`), off by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    /// Cookie name (`io`).
+    pub name: String,
+    /// `Path` attribute (`/`).
+    pub path: Option<String>,
+    /// `HttpOnly` attribute (on).
+    pub http_only: bool,
+    /// `SameSite` attribute (`Lax`).
+    pub same_site: Option<SameSite>,
+    /// `Secure` attribute (off).
+    pub secure: bool,
+    /// `Max-Age` in seconds (none: a session cookie).
+    pub max_age: Option<u64>,
+}
+
+/// The `SameSite` cookie attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `Strict`.
+    Strict,
+    /// `Lax`.
+    Lax,
+    /// `None` (requires `secure`).
+    None,
+}
+
+impl Default for Cookie {
+    fn default() -> Self {
+        Cookie {
+            name: "io".into(),
+            path: Some("/".into()),
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+            secure: false,
+            max_age: None,
+        }
+    }
+}
+
+impl Cookie {
+    /// The `Set-Cookie` value for session `sid`.
+    pub(crate) fn header_value(&self, sid: &str) -> String {
+        let mut v = format!("{}={}", self.name, sid);
+        if let Some(p) = &self.path {
+            v.push_str("; Path=");
+            v.push_str(p);
+        }
+        if let Some(age) = self.max_age {
+            v.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.http_only {
+            v.push_str("; HttpOnly");
+        }
+        if self.secure {
+            v.push_str("; Secure");
+        }
+        if let Some(s) = self.same_site {
+            v.push_str(match s {
+                SameSite::Strict => "; SameSite=Strict",
+                SameSite::Lax => "; SameSite=Lax",
+                SameSite::None => "; SameSite=None",
+            });
+        }
+        v
+    }
+}
+
+/// Compression of polling responses (`http_compression`), on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpCompression {
+    /// Responses smaller than this many bytes are sent as they are (1024).
+    pub threshold: usize,
+}
+
+impl Default for HttpCompression {
+    fn default() -> Self {
+        HttpCompression { threshold: 1024 }
+    }
+}
+
+/// Every Engine.IO server option.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Path the server answers on (`/engine.io/`; Socket.IO uses `/socket.io/`).
+    pub path: String,
+    /// Also answer on the path without its trailing slash (on).
+    pub add_trailing_slash: bool,
+    /// Allowed transports, in order of preference (polling, websocket).
+    pub transports: Vec<TransportKind>,
+    /// Whether polling sessions may upgrade to websocket (on).
+    pub allow_upgrades: bool,
+    /// Time between the server's pings (25 s).
+    pub ping_interval: Duration,
+    /// Time the client has to answer a ping (20 s).
+    pub ping_timeout: Duration,
+    /// Time the client has to complete an upgrade (10 s).
+    pub upgrade_timeout: Duration,
+    /// Largest POST body or websocket message, in bytes (1e6); also the largest poll response.
+    pub max_http_buffer_size: usize,
+    /// Whether Engine.IO v3 clients are accepted (off; v3 is not implemented yet, so it stays off).
+    pub allow_eio3: bool,
+    /// Cross-origin policy (none: no CORS headers, every origin served).
+    pub cors: Option<Cors>,
+    /// The sid cookie (none).
+    pub cookie: Option<Cookie>,
+    /// Compression of polling responses (on, threshold 1024 bytes).
+    pub http_compression: Option<HttpCompression>,
+    /// Accepts or rejects a handshake or an upgrade.
+    pub allow_request: Option<AllowRequest>,
+    /// Called on the headers of the handshake response only.
+    pub initial_headers: Option<HeadersHook>,
+    /// Called on the headers of every response.
+    pub headers: Option<HeadersHook>,
+    /// Session id generator (default: 128 random bits from the OS CSPRNG, base64url).
+    pub generate_id: Option<GenerateId>,
+    /// Frames queued for one session before it counts as a slow consumer (1024). Past it, volatile
+    /// packets are dropped and any other packet closes the session with "transport error".
+    pub max_buffered_packets: usize,
+    /// Time a graceful close waits for a poll to fetch the last packets (30 s).
+    pub close_timeout: Duration,
+    /// Time allowed between two chunks of a request body before the request fails (10 s).
+    pub body_read_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            path: "/engine.io/".into(),
+            add_trailing_slash: true,
+            transports: vec![TransportKind::Polling, TransportKind::WebSocket],
+            allow_upgrades: true,
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_http_buffer_size: 1_000_000,
+            allow_eio3: false,
+            cors: None,
+            cookie: None,
+            http_compression: Some(HttpCompression::default()),
+            allow_request: None,
+            initial_headers: None,
+            headers: None,
+            generate_id: None,
+            max_buffered_packets: 1024,
+            close_timeout: Duration::from_millis(30_000),
+            body_read_timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("path", &self.path)
+            .field("add_trailing_slash", &self.add_trailing_slash)
+            .field("transports", &self.transports)
+            .field("allow_upgrades", &self.allow_upgrades)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("upgrade_timeout", &self.upgrade_timeout)
+            .field("max_http_buffer_size", &self.max_http_buffer_size)
+            .field("cors", &self.cors)
+            .field("cookie", &self.cookie)
+            .field("http_compression", &self.http_compression)
+            .field("max_buffered_packets", &self.max_buffered_packets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineConfig {
+    /// Sets `allow_request` from an async closure.
+    pub fn allow_request<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.allow_request = Some(Arc::new(move |p| Box::pin(f(p))));
+        self
+    }
+
+    pub(crate) fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            upgrade_timeout: self.upgrade_timeout,
+            close_timeout: self.close_timeout,
+        }
+    }
+
+    /// The path without its trailing slash, for matching.
+    pub(crate) fn path_trimmed(&self) -> &str {
+        self.path.strip_suffix('/').unwrap_or(&self.path)
+    }
+
+    /// Whether a request path belongs to the engine.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        if path == self.path {
+            return true;
+        }
+        let trimmed = self.path_trimmed();
+        if self.add_trailing_slash {
+            path == trimmed
+                || path
+                    .strip_prefix(trimmed)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        } else {
+            path.starts_with(&self.path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_official() {
+        let c = EngineConfig::default();
+        assert_eq!(c.ping_interval, Duration::from_millis(25_000));
+        assert_eq!(c.ping_timeout, Duration::from_millis(20_000));
+        assert_eq!(c.upgrade_timeout, Duration::from_millis(10_000));
+        assert_eq!(c.max_http_buffer_size, 1_000_000);
+        assert!(c.allow_upgrades && c.add_trailing_slash && !c.allow_eio3);
+        assert_eq!(
+            c.http_compression,
+            Some(HttpCompression { threshold: 1024 })
+        );
+        assert!(c.cookie.is_none() && c.cors.is_none());
+    }
+
+    #[test]
+    fn path_matching() {
+        let c = EngineConfig {
+            path: "/socket.io/".into(),
+            ..Default::default()
+        };
+        assert!(c.matches("/socket.io/"));
+        assert!(c.matches("/socket.io"));
+        assert!(c.matches("/socket.io/socket.io.js"));
+        assert!(!c.matches("/socket.iox"));
+        assert!(!c.matches("/other"));
+        let c = EngineConfig {
+            add_trailing_slash: false,
+            ..c
+        };
+        assert!(c.matches("/socket.io/"));
+        assert!(!c.matches("/socket.io"));
+    }
+
+    #[test]
+    fn cookie_header() {
+        let c = Cookie::default();
+        assert_eq!(
+            c.header_value("abc"),
+            "io=abc; Path=/; HttpOnly; SameSite=Lax"
+        );
+        let c = Cookie {
+            secure: true,
+            max_age: Some(60),
+            same_site: Some(SameSite::None),
+            ..c
+        };
+        assert_eq!(
+            c.header_value("x"),
+            "io=x; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=None"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! The Engine.IO server: sessions over HTTP long-polling and WebSocket.
+//!
+//! [`Engine`] answers the requests under its path; what the sessions carry goes to an
+//! [`EngineHandler`]. The Socket.IO server is one such handler; a raw Engine.IO application is another.
+
+mod config;
+mod cors;
+mod error;
+mod socket;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use dashmap::DashMap;
+use ferrio_proto::engine::{CloseReason, Data, OpenPacket, TransportKind};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+pub use config::{
+    AllowRequest, BoxFuture, Cookie, EngineConfig, GenerateId, HeadersHook, HttpCompression,
+    Rejection, SameSite,
+};
+pub use cors::{Cors, CorsOrigin};
+pub use error::RequestError;
+pub use ferrio_proto::engine::{CloseReason as EngineCloseReason, Data as EngineData, Frame};
+pub(crate) use socket::Outbox;
+pub use socket::{HandshakeInfo, SendError, Socket};
+
+use crate::transport::{polling, websocket};
+
+/// The peer address of a connection, put in the request extensions by the server that accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
+/// Receives what the sessions of an [`Engine`] carry. Calls for one session come in order, from the
+/// task that read the packet, so a handler sees the messages of a session in arrival order.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session opened.
+    fn on_open(&self, socket: &Arc<Socket>);
+    /// A message arrived.
+    fn on_message(&self, socket: &Arc<Socket>, data: Data);
+    /// The session closed; called once.
+    fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason);
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) config: EngineConfig,
+    pub(crate) sessions: DashMap<Arc<str>, Arc<Socket>>,
+    pub(crate) handler: Box<dyn EngineHandler>,
+}
+
+/// An Engine.IO server. Cloning shares it.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .field("sessions", &self.inner.sessions.len())
+            .finish()
+    }
+}
+
+/// The response body of the engine's own answers.
+pub type EngineBody = Full<Bytes>;
+
+/// The query parameters the engine reads.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Query<'a> {
+    eio: Option<&'a str>,
+    transport: Option<&'a str>,
+    sid: Option<&'a str>,
+}
+
+impl<'a> Query<'a> {
+    fn parse(query: Option<&'a str>) -> Self {
+        let mut q = Query::default();
+        for pair in query.unwrap_or("").split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            // The first occurrence wins, so a repeated key cannot swap a value after it was checked.
+            let slot = match k {
+                "EIO" => &mut q.eio,
+                "transport" => &mut q.transport,
+                "sid" => &mut q.sid,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
+        }
+        q
+    }
+}
+
+/// 128 bits from the OS CSPRNG, base64url without padding (22 characters).
+fn default_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Engine {
+    /// A server with these options, sending what its sessions carry to `handler`.
+    pub fn new(config: EngineConfig, handler: impl EngineHandler) -> Engine {
+        Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                sessions: DashMap::new(),
+                handler: Box::new(handler),
+            }),
+        }
+    }
+
+    /// The options.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Number of open sessions.
+    pub fn clients_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// The session with this id.
+    pub fn socket(&self, sid: &str) -> Option<Arc<Socket>> {
+        self.inner.sessions.get(sid).map(|s| s.clone())
+    }
+
+    /// Whether a request path is the engine's.
+    pub fn matches(&self, path: &str) -> bool {
+        self.inner.config.matches(path)
+    }
+
+    /// Closes every session now, with reason "forced close".
+    pub fn close(&self) {
+        let all: Vec<_> = self
+            .inner
+            .sessions
+            .iter()
+            .map(|s| s.value().clone())
+            .collect();
+        for s in all {
+            s.close_with(CloseReason::ForcedClose);
+        }
+    }
+
+    /// Answers one HTTP request under the engine's path.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<EngineBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut parts, body) = req.into_parts();
+        let mut cors_headers = HeaderMap::new();
+        if let Some(origin) = parts.headers.get(header::ORIGIN).cloned() {
+            // Reject origins with bytes a header may not carry before anything echoes them.
+            if origin.to_str().is_err() {
+                return finish(RequestError::BadRequest.into_response());
+            }
+            if let Some(cors) = &self.inner.config.cors {
+                if !cors.allows(origin.to_str().unwrap_or_default()) {
+                    return finish(RequestError::Forbidden("Forbidden".into()).into_response());
+                }
+                if parts.method == Method::OPTIONS
+                    && parts
+                        .headers
+                        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+                {
+                    let mut res = Response::new(Bytes::new());
+                    *res.status_mut() = StatusCode::NO_CONTENT;
+                    cors.apply_preflight(&origin, &parts.headers, res.headers_mut());
+                    res.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                    return finish(res);
+                }
+                cors.apply(&origin, &mut cors_headers);
+            }
+        }
+        let mut res = match self.dispatch(&mut parts, body).await {
+            Ok(res) => res,
+            Err(e) => {
+                tracing::debug!(uri = %parts.uri, error = %e, "request refused");
+                e.into_response()
+            }
+        };
+        for (k, v) in cors_headers.iter() {
+            res.headers_mut().append(k, v.clone());
+        }
+        finish(res)
+    }
+
+    async fn dispatch<B>(
+        &self,
+        parts: &mut http::request::Parts,
+        body: B,
+    ) -> Result<Response<Bytes>, RequestError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let config = &self.inner.config;
+        let query = Query::parse(parts.uri.query());
+        let transport = query
+            .transport
+            .and_then(TransportKind::parse)
+            .filter(|t| config.transports.contains(t))
+            .ok_or(RequestError::UnknownTransport)?;
+        let is_upgrade = parts.headers.contains_key(header::UPGRADE);
+
+        if let Some(sid) = query.sid {
+            let socket = self.socket(sid).ok_or(RequestError::UnknownSid)?;
+            return match transport {
+                TransportKind::Polling => {
+                    if socket.transport() != TransportKind::Polling {
+                        return Err(RequestError::BadRequest);
+                    }
+                    match parts.method {
+                        Method::GET => polling::poll(&socket, parts).await,
+                        Method::POST => polling::post(&socket, parts, body).await,
+                        _ => Err(RequestError::BadRequest),
+                    }
+                }
+                TransportKind::WebSocket => {
+                    if !is_upgrade || !config.allow_upgrades {
+                        return Err(RequestError::BadRequest);
+                    }
+                    let accept = websocket::check_upgrade_request(parts)?;
+                    let mut res = websocket::switching_protocols(&accept);
+                    self.apply_headers_hooks(res.headers_mut(), parts, false);
+                    match socket.begin_upgrade() {
+                        Some(cancel) => websocket::spawn_probe(socket, parts, cancel),
+                        None => websocket::spawn_reject(parts),
+                    }
+                    Ok(res)
+                }
+            };
+        }
+
+        if parts.method != Method::GET {
+            return Err(RequestError::BadHandshakeMethod);
+        }
+        if transport == TransportKind::WebSocket && !is_upgrade {
+            return Err(RequestError::BadRequest);
+        }
+        if let Some(allow) = &config.allow_request
+            && let Err(rejection) = allow(parts).await
+        {
+            return Err(match rejection.code {
+                4 => RequestError::Forbidden(rejection.message),
+                code => RequestError::Custom {
+                    code,
+                    message: rejection.message,
+                },
+            });
+        }
+        if query.eio != Some("4") {
+            return Err(RequestError::UnsupportedProtocolVersion);
+        }
+        let accept = match transport {
+            TransportKind::WebSocket => Some(websocket::check_upgrade_request(parts)?),
+            TransportKind::Polling => None,
+        };
+
+        let id: Arc<str> = match &config.generate_id {
+            Some(generate) => generate(parts).into(),
+            None => default_id().into(),
+        };
+        if id.is_empty() || self.inner.sessions.contains_key(&id) {
+            return Err(RequestError::BadRequest);
+        }
+        let handshake = HandshakeInfo {
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+            remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
+            issued: SystemTime::now(),
+        };
+        let socket = Socket::new(id.clone(), self.inner.clone(), transport, handshake);
+        let upgrades = match transport {
+            TransportKind::Polling
+                if config.allow_upgrades
+                    && config.transports.contains(&TransportKind::WebSocket) =>
+            {
+                vec!["websocket".to_string()]
+            }
+            _ => vec![],
+        };
+        let open = OpenPacket {
+            sid: id.to_string(),
+            upgrades,
+            ping_interval: config.ping_interval.as_millis() as u64,
+            ping_timeout: config.ping_timeout.as_millis() as u64,
+            max_payload: config.max_http_buffer_size as u64,
+        }
+        .to_frame();
+
+        let mut res = match &accept {
+            None => polling::payload_response(match open {
+                Frame::Text(s) => s.into_bytes(),
+                Frame::Binary(b) => b,
+            }),
+            Some(accept) => {
+                // The open packet is the first frame the websocket writer sends.
+                let _ = socket.send_frame(open);
+                websocket::switching_protocols(accept)
+            }
+        };
+        if let Some(cookie) = &config.cookie
+            && let Ok(v) = HeaderValue::from_str(&cookie.header_value(&id))
+        {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+        self.apply_headers_hooks(res.headers_mut(), parts, true);
+
+        self.inner.sessions.insert(id, socket.clone());
+        tokio::spawn(socket.clone().run_timers());
+        if accept.is_some() {
+            websocket::spawn_session(socket.clone(), parts);
+        }
+        self.inner.handler.on_open(&socket);
+        Ok(res)
+    }
+
+    pub(crate) fn apply_headers_hooks(
+        &self,
+        headers: &mut HeaderMap,
+        parts: &http::request::Parts,
+        initial: bool,
+    ) {
+        apply_headers_hooks(&self.inner.config, headers, parts, initial);
+    }
+}
+
+pub(crate) fn apply_headers_hooks(
+    config: &EngineConfig,
+    headers: &mut HeaderMap,
+    parts: &http::request::Parts,
+    initial: bool,
+) {
+    if initial && let Some(hook) = &config.initial_headers {
+        hook(headers, parts);
+    }
+    if let Some(hook) = &config.headers {
+        hook(headers, parts);
+    }
+}
+
+fn finish(res: Response<Bytes>) -> Response<EngineBody> {
+    res.map(Full::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_first_occurrence_wins() {
+        let q = Query::parse(Some(
+            "EIO=4&transport=polling&transport=websocket&sid=abc&t=1",
+        ));
+        assert_eq!(
+            q,
+            Query {
+                eio: Some("4"),
+                transport: Some("polling"),
+                sid: Some("abc")
+            }
+        );
+        assert_eq!(Query::parse(None), Query::default());
+        assert_eq!(Query::parse(Some("transport")).transport, Some(""));
+    }
+
+    #[test]
+    fn ids_are_128_bit_and_distinct() {
+        let a = default_id();
+        let b = default_id();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, b);
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&a)
+            .unwrap();
+        assert_eq!(decoded.len(), 16);
+    }
+}

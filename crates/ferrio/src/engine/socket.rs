@@ -1,0 +1,328 @@
+//! One Engine.IO session in the server shell: its state machine, its outgoing queue and its timer task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use ferrio_proto::engine::{
+    CloseReason, Data, Frame, Packet, Received, Session, Timeout, TransportKind,
+};
+use http::{HeaderMap, Uri};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::EngineInner;
+
+/// What the client's handshake request looked like.
+#[derive(Debug, Clone)]
+pub struct HandshakeInfo {
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request URI (path and query).
+    pub uri: Uri,
+    /// The peer's address, when the server knows it.
+    pub remote_addr: Option<SocketAddr>,
+    /// When the session was created.
+    pub issued: SystemTime,
+}
+
+/// Why a packet could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed or closing.
+    #[error("the session is closed")]
+    Closed,
+    /// The client does not read fast enough: its queue is full, so the session was closed.
+    #[error("slow consumer: the queue is full, the session was closed")]
+    SlowConsumer,
+}
+
+/// The receiving end of a session's queue. Whoever holds it is the session's only writer: the pending
+/// poll, or the websocket's writer task. It moves from one to the other on upgrade.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    rx: mpsc::Receiver<Frame>,
+    /// A frame taken from the queue that did not fit in the last poll response; it goes first next time.
+    carry: Option<Frame>,
+}
+
+impl Outbox {
+    pub(crate) async fn recv(&mut self) -> Option<Frame> {
+        if let Some(f) = self.carry.take() {
+            return Some(f);
+        }
+        self.rx.recv().await
+    }
+
+    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
+        self.carry.take().or_else(|| self.rx.try_recv().ok())
+    }
+
+    pub(crate) fn put_back(&mut self, frame: Frame) {
+        debug_assert!(self.carry.is_none());
+        self.carry = Some(frame);
+    }
+}
+
+/// An Engine.IO session (`engine.io` `Socket`).
+pub struct Socket {
+    id: Arc<str>,
+    pub(crate) engine: Arc<EngineInner>,
+    state: Mutex<Session>,
+    tx: mpsc::Sender<Frame>,
+    outbox: Mutex<Option<Outbox>>,
+    /// Signalled each time a poll hands the outbox back.
+    outbox_returned: Notify,
+    /// Wakes the pending poll so that it answers at once (upgrade under way).
+    pub(crate) poll_release: Notify,
+    /// Signalled when a deadline may have moved earlier.
+    wake: Notify,
+    /// Cancelled once the session is closed.
+    pub(crate) closed: CancellationToken,
+    /// Cancelled to drop the probe websocket of an upgrade that timed out.
+    upgrade_cancel: Mutex<Option<CancellationToken>>,
+    pub(crate) posting: AtomicBool,
+    handshake: HandshakeInfo,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("transport", &self.transport())
+            .finish()
+    }
+}
+
+impl Socket {
+    pub(crate) fn new(
+        id: Arc<str>,
+        engine: Arc<EngineInner>,
+        transport: TransportKind,
+        handshake: HandshakeInfo,
+    ) -> Arc<Socket> {
+        let (tx, rx) = mpsc::channel(engine.config.max_buffered_packets.max(2));
+        let session = Session::new(Instant::now(), engine.config.session_config(), transport);
+        Arc::new(Socket {
+            id,
+            engine,
+            state: Mutex::new(session),
+            tx,
+            outbox: Mutex::new(Some(Outbox { rx, carry: None })),
+            outbox_returned: Notify::new(),
+            poll_release: Notify::new(),
+            wake: Notify::new(),
+            closed: CancellationToken::new(),
+            upgrade_cancel: Mutex::new(None),
+            posting: AtomicBool::new(false),
+            handshake,
+        })
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> TransportKind {
+        self.state.lock().transport()
+    }
+
+    /// The handshake request.
+    pub fn handshake(&self) -> &HandshakeInfo {
+        &self.handshake
+    }
+
+    /// Whether the session is open (not closing, not closed).
+    pub fn is_open(&self) -> bool {
+        self.state.lock().is_open()
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send_frame(Frame::message(text))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send_frame(Frame::binary(data))
+    }
+
+    /// Sends a message.
+    pub fn send(&self, data: Data) -> Result<(), SendError> {
+        self.send_frame(Packet::Message(data).encode())
+    }
+
+    /// Queues an encoded frame. Share one frame between many sessions to encode a broadcast once.
+    /// A full queue means the client does not keep up: the session closes with "transport error".
+    pub fn send_frame(&self, frame: Frame) -> Result<(), SendError> {
+        if !self.is_open() {
+            return Err(SendError::Closed);
+        }
+        self.push(frame)
+    }
+
+    /// Queues a frame unless the queue is full, in which case the frame is dropped (volatile packets).
+    /// Returns whether it was queued.
+    pub fn send_frame_volatile(&self, frame: Frame) -> bool {
+        self.is_open() && self.tx.try_send(frame).is_ok()
+    }
+
+    fn push(&self, frame: Frame) -> Result<(), SendError> {
+        match self.tx.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(sid = %self.id, "slow consumer, closing");
+                self.close_with(CloseReason::TransportError);
+                Err(SendError::SlowConsumer)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        }
+    }
+
+    /// Closes the session gracefully: what is queued is still delivered (within `close_timeout` for
+    /// polling), then the transport closes with reason "forced close".
+    pub fn close(&self) {
+        if self.state.lock().start_closing(Instant::now()) {
+            if self.tx.try_send(Frame::close()).is_err() {
+                // No room for the close marker: nothing more can be delivered in order, so end now.
+                self.close_with(CloseReason::ForcedClose);
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// Ends the session now, for `reason`. Runs the close handler once.
+    pub(crate) fn close_with(&self, reason: CloseReason) {
+        if !matches!(self.state.lock().close(reason), Received::Close(_)) {
+            return;
+        }
+        self.finish(reason);
+    }
+
+    fn finish(&self, reason: CloseReason) {
+        tracing::debug!(sid = %self.id, %reason, "session closed");
+        self.closed.cancel();
+        if let Some(c) = self.upgrade_cancel.lock().take() {
+            c.cancel();
+        }
+        if let Some((_, socket)) = self.engine.sessions.remove(&self.id) {
+            self.engine.handler.on_close(&socket, reason);
+        }
+    }
+
+    /// The reason the session closed, if it did.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().closed()
+    }
+
+    /// Handles a packet from the session's transport; delivers messages to the handler in arrival order.
+    pub(crate) fn on_packet(self: &Arc<Self>, packet: Packet) {
+        let received = self.state.lock().on_packet(Instant::now(), packet);
+        match received {
+            Received::Message(data) => self.engine.handler.on_message(self, data),
+            Received::Nothing => {}
+            Received::Close(reason) => self.finish(reason),
+        }
+    }
+
+    /// Whether a poll must answer without waiting: the probe was answered or the upgrade is done.
+    pub(crate) fn poll_must_not_wait(&self) -> bool {
+        let st = self.state.lock();
+        st.is_probed() || st.transport() != TransportKind::Polling
+    }
+
+    pub(crate) fn take_outbox(&self) -> Option<Outbox> {
+        self.outbox.lock().take()
+    }
+
+    pub(crate) fn return_outbox(&self, outbox: Outbox) {
+        *self.outbox.lock() = Some(outbox);
+        self.outbox_returned.notify_one();
+    }
+
+    /// Waits until the outbox is free (a pending poll ends after the noop it was sent).
+    pub(crate) async fn acquire_outbox(&self) -> Option<Outbox> {
+        loop {
+            if let Some(o) = self.take_outbox() {
+                return Some(o);
+            }
+            // The poll holding it answers at once once released; it checks the state first, so a poll
+            // arriving after this notification does not wait either.
+            let returned = self.outbox_returned.notified();
+            self.poll_release.notify_waiters();
+            tokio::select! {
+                _ = returned => {}
+                _ = self.closed.cancelled() => return None,
+            }
+        }
+    }
+
+    /// A websocket asks to take over this polling session. Returns the token that cancels the probe.
+    pub(crate) fn begin_upgrade(&self) -> Option<CancellationToken> {
+        self.state.lock().begin_upgrade(Instant::now()).ok()?;
+        let token = self.closed.child_token();
+        *self.upgrade_cancel.lock() = Some(token.clone());
+        self.wake.notify_one();
+        Some(token)
+    }
+
+    /// Runs a probe packet through the state machine.
+    pub(crate) fn on_probe_packet(&self, packet: &Packet) -> ferrio_proto::engine::ProbeOutcome {
+        let outcome = self.state.lock().on_probe_packet(packet);
+        if outcome == ferrio_proto::engine::ProbeOutcome::SendProbePong {
+            // End the pending poll so the client can pause polling and send the upgrade packet.
+            self.poll_release.notify_waiters();
+        }
+        if outcome != ferrio_proto::engine::ProbeOutcome::SendProbePong {
+            self.upgrade_cancel.lock().take();
+        }
+        outcome
+    }
+
+    /// The probe websocket went away before the upgrade completed.
+    pub(crate) fn abort_upgrade(&self) {
+        self.state.lock().abort_upgrade();
+        self.upgrade_cancel.lock().take();
+    }
+
+    /// A graceful close finished delivering its frames.
+    pub(crate) fn close_delivered(&self) {
+        self.close_with(CloseReason::ForcedClose);
+    }
+
+    /// The timer task of the session: one sleep until the state machine's next deadline.
+    pub(crate) async fn run_timers(self: Arc<Self>) {
+        loop {
+            let Some(deadline) = self.state.lock().poll_timeout() else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = self.wake.notified() => continue,
+                _ = self.closed.cancelled() => return,
+            }
+            loop {
+                let fired = self.state.lock().handle_timeout(Instant::now());
+                match fired {
+                    None => break,
+                    Some(Timeout::SendPing) => {
+                        let _ = self.push(Frame::ping());
+                    }
+                    Some(Timeout::PingTimedOut) => self.finish(CloseReason::PingTimeout),
+                    Some(Timeout::CloseTimedOut) => self.finish(CloseReason::ForcedClose),
+                    Some(Timeout::UpgradeTimedOut) => {
+                        if let Some(c) = self.upgrade_cancel.lock().take() {
+                            c.cancel();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

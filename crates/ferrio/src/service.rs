@@ -1,0 +1,165 @@
+//! Mounting the engine: a tower `Service`/`Layer` for axum or hyper, and a one-line `listen`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::engine::{Engine, RemoteAddr};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Answers requests under the engine's path and passes every other request to `inner`.
+#[derive(Debug, Clone)]
+pub struct EngineService<S> {
+    engine: Engine,
+    inner: S,
+}
+
+/// Wraps a service in an [`EngineService`].
+#[derive(Debug, Clone)]
+pub struct EngineLayer {
+    engine: Engine,
+}
+
+impl EngineLayer {
+    /// A layer that mounts `engine` in front of the services it wraps.
+    pub fn new(engine: Engine) -> Self {
+        EngineLayer { engine }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for EngineLayer {
+    type Service = EngineService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EngineService {
+            engine: self.engine.clone(),
+            inner,
+        }
+    }
+}
+
+impl<S> EngineService<S> {
+    /// `engine` in front of `inner`.
+    pub fn new(engine: Engine, inner: S) -> Self {
+        EngineService { engine, inner }
+    }
+}
+
+/// A service answering 404 to everything: what the engine falls back to when served alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotFound;
+
+impl<B> tower_service::Service<Request<B>> for NotFound {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        let mut res = Response::new(Full::new(Bytes::from_static(b"Not Found")));
+        *res.status_mut() = StatusCode::NOT_FOUND;
+        std::future::ready(Ok(res))
+    }
+}
+
+impl<S, B, ResBody> tower_service::Service<Request<B>> for EngineService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Either<Full<Bytes>, ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.engine.matches(req.uri().path()) {
+            let engine = self.engine.clone();
+            Box::pin(async move { Ok(engine.handle(req).await.map(Either::Left)) })
+        } else {
+            // The clone that was polled ready serves this call; the fresh clone waits for the next one.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            Box::pin(async move { Ok(inner.call(req).await?.map(Either::Right)) })
+        }
+    }
+}
+
+/// Serves `service` over HTTP/1.1 (with upgrades) on `listener` until the process ends.
+pub async fn serve<S, ResBody>(listener: TcpListener, service: S) -> std::io::Result<()>
+where
+    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(RemoteAddr(peer));
+                let mut service = service.clone();
+                async move {
+                    std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+                    service.call(req).await
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                // Slow-header clients are cut off instead of holding a connection forever.
+                .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Binds `addr` and serves the engine alone (404 for every other path).
+pub async fn listen(addr: impl tokio::net::ToSocketAddrs, engine: Engine) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    serve(listener, EngineService::new(engine, NotFound)).await
+}
+
+/// The address a listener bound, for servers started on port 0.
+pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}

@@ -1,0 +1,4 @@
+//! The two transports a session can run on.
+
+pub(crate) mod polling;
+pub(crate) mod websocket;
