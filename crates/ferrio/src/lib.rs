@@ -9,3 +9,8 @@ mod service;
 mod transport;
 
 pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve};
+
+/// The README's code runs as a doctest, so the documentation cannot drift from the API.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
