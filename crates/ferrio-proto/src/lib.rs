@@ -8,6 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod socket;
+pub mod value;
 
 pub use bytes::Bytes;
 pub use bytestring::ByteString;

@@ -2,11 +2,20 @@
 //!
 //! `cargo run --release -p ferrio --example conformance -- engine --port 3000` serves Engine.IO at
 //! `/engine.io/` with ping_interval 300 ms, ping_timeout 200 ms, max_http_buffer_size 1e6 and CORS for any
-//! origin, echoing every message back. `--port 0` picks a free port; the bound address is printed as
-//! `listening on http://ADDR` so that test harnesses can find it.
+//! origin, echoing every message back.
+//!
+//! `cargo run --release -p ferrio --example conformance -- socket --port 3000` serves Socket.IO at
+//! `/socket.io/` with the same timings and connect_timeout 1000 ms, namespaces `/` and `/custom`: on
+//! connection it emits `auth` with the handshake auth; `message` is answered with `message-back` and the
+//! same arguments; `message-with-ack` is acked with the same arguments.
+//!
+//! `--port 0` picks a free port; the bound address is printed as `listening on http://ADDR` so that test
+//! harnesses can find it.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use ferrio::{Event, Io, IoConfig, Socket as SioSocket};
 
 use ferrio::engine::{
     Cors, Engine, EngineCloseReason, EngineConfig, EngineData, EngineHandler, Socket,
@@ -34,20 +43,59 @@ async fn main() -> std::io::Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    if mode != "engine" {
-        eprintln!("unknown mode {mode:?}; this build serves: engine");
-        std::process::exit(2);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    match mode {
+        "engine" => serve_engine(listener).await,
+        "socket" => serve_socket(listener).await,
+        _ => {
+            eprintln!("unknown mode {mode:?}: engine or socket");
+            std::process::exit(2);
+        }
     }
-    let config = EngineConfig {
-        path: "/engine.io/".into(),
+}
+
+fn timings(path: &str) -> EngineConfig {
+    EngineConfig {
+        path: path.into(),
         ping_interval: Duration::from_millis(300),
         ping_timeout: Duration::from_millis(200),
         max_http_buffer_size: 1_000_000,
         cors: Some(Cors::any()),
         ..Default::default()
-    };
+    }
+}
+
+async fn serve_socket(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let io = Io::new(IoConfig {
+        engine: timings("/socket.io/"),
+        connect_timeout: Duration::from_millis(1000),
+        ..Default::default()
+    });
+    for name in ["/", "/custom"] {
+        io.of(name)
+            .on_connection(|socket: Arc<SioSocket>| async move {
+                let _ = socket.emit("auth", &socket.handshake().auth);
+                socket.on(
+                    "message",
+                    |socket: Arc<SioSocket>, mut ev: Event| async move {
+                        let _ = socket.emit_args("message-back", ev.take_args());
+                    },
+                );
+                socket.on("message-with-ack", |_socket, mut ev: Event| async move {
+                    let args = ev.take_args();
+                    if let Some(ack) = ev.take_ack() {
+                        let _ = ack.send_args(args);
+                    }
+                });
+            });
+    }
+    println!("listening on http://{}", listener.local_addr()?);
+    io.serve(listener).await
+}
+
+async fn serve_engine(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let config = timings("/engine.io/");
     let engine = Engine::new(config, Echo);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
     ferrio::serve(
         listener,

@@ -1,14 +1,26 @@
 //! ferrio: a Socket.IO server for Rust, wire-compatible with the official JavaScript implementation.
 //!
-//! This release provides the Engine.IO layer: sessions over HTTP long-polling and WebSocket, with
-//! upgrades, heartbeats, CORS, cookies and compression, mountable in axum/hyper as a tower service.
+//! [`Io`] is the Socket.IO server (namespaces, rooms, acks, broadcasts, middlewares) on top of
+//! [`engine::Engine`], the Engine.IO layer (sessions over long-polling and WebSocket with upgrades,
+//! heartbeats, CORS, cookies and compression). Both mount in axum or hyper as a tower service.
 #![warn(missing_docs)]
 
+pub mod adapter;
+mod client;
 pub mod engine;
+mod namespace;
+mod operators;
+mod server;
 mod service;
+mod socket;
 mod transport;
 
+pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
+pub use namespace::{ConnectError, Namespace};
+pub use operators::{BroadcastOperator, RemoteSocket};
+pub use server::{Io, IoConfig};
 pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve};
+pub use socket::{AckArgs, AckError, AckSender, DisconnectReason, EmitError, Event, Socket};
 
 /// The README's code runs as a doctest, so the documentation cannot drift from the API.
 #[doc = include_str!("../../../README.md")]

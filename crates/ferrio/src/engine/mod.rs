@@ -44,6 +44,11 @@ pub trait EngineHandler: Send + Sync + 'static {
     fn on_message(&self, socket: &Arc<Socket>, data: Data);
     /// The session closed; called once.
     fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason);
+    /// Called after each message: a future returned here is awaited before the session's next message
+    /// is read, which lets a busy handler slow a fast client down instead of queueing without bound.
+    fn backpressure(&self, _socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        None
+    }
 }
 
 pub(crate) struct EngineInner {

@@ -222,10 +222,15 @@ impl Socket {
     }
 
     /// Handles a packet from the session's transport; delivers messages to the handler in arrival order.
-    pub(crate) fn on_packet(self: &Arc<Self>, packet: Packet) {
+    pub(crate) async fn on_packet(self: &Arc<Self>, packet: Packet) {
         let received = self.state.lock().on_packet(Instant::now(), packet);
         match received {
-            Received::Message(data) => self.engine.handler.on_message(self, data),
+            Received::Message(data) => {
+                self.engine.handler.on_message(self, data);
+                if let Some(wait) = self.engine.handler.backpressure(self) {
+                    wait.await;
+                }
+            }
             Received::Nothing => {}
             Received::Close(reason) => self.finish(reason),
         }

@@ -262,7 +262,7 @@ where
     };
     for packet in packets {
         match packet {
-            Ok(p) => socket.on_packet(p),
+            Ok(p) => socket.on_packet(p).await,
             Err(_) => {
                 socket.close_with(CloseReason::ParseError);
                 return Err(RequestError::BadRequest);

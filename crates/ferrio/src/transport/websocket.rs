@@ -185,14 +185,16 @@ async fn run(socket: Arc<Socket>, ws: Ws) {
         };
         match msg {
             Some(Ok(Message::Text(t))) => match decode_text(to_byte_string(t)) {
-                Ok(p) => socket.on_packet(p),
+                Ok(p) => socket.on_packet(p).await,
                 Err(_) => {
                     socket.close_with(CloseReason::ParseError);
                     return;
                 }
             },
             Some(Ok(Message::Binary(b))) => {
-                socket.on_packet(ferrio_proto::engine::decode_binary(b))
+                socket
+                    .on_packet(ferrio_proto::engine::decode_binary(b))
+                    .await
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(_))) | None => {

@@ -1,0 +1,683 @@
+//! Socket.IO v5 packets and their default (JSON) encoding.
+//!
+//! Text form: `<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]`, followed, for the binary
+//! types, by one Engine.IO binary message per attachment.
+
+use bytes::Bytes;
+
+use crate::engine::Frame;
+use crate::value::Value;
+
+/// The seven Socket.IO packet types, with their wire digit as discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PacketType {
+    /// `0`: join a namespace (client), or confirm it (server).
+    Connect = b'0',
+    /// `1`: leave a namespace.
+    Disconnect = b'1',
+    /// `2`: an event.
+    Event = b'2',
+    /// `3`: the answer to an event that asked for one.
+    Ack = b'3',
+    /// `4`: the server refused to join a namespace.
+    ConnectError = b'4',
+    /// `5`: an event with binary attachments.
+    BinaryEvent = b'5',
+    /// `6`: an ack with binary attachments.
+    BinaryAck = b'6',
+}
+
+impl PacketType {
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            b'0' => Self::Connect,
+            b'1' => Self::Disconnect,
+            b'2' => Self::Event,
+            b'3' => Self::Ack,
+            b'4' => Self::ConnectError,
+            b'5' => Self::BinaryEvent,
+            b'6' => Self::BinaryAck,
+            _ => return None,
+        })
+    }
+}
+
+/// Event names a peer may not send: the receiving side uses them for its own lifecycle events.
+pub const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// A decoded Socket.IO packet. Binary attachments are already put back in place as `Value::Binary`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Packet {
+    /// Join (client → server, with the optional `auth` object) or joined (server → client, `{"sid":…}`).
+    Connect {
+        /// Namespace.
+        nsp: String,
+        /// Payload: the client's auth, or the server's `{"sid":…}`.
+        data: Option<Value>,
+    },
+    /// Leave a namespace.
+    Disconnect {
+        /// Namespace.
+        nsp: String,
+    },
+    /// An event: its name and arguments, with an ack id when the sender waits for an answer.
+    Event {
+        /// Namespace.
+        nsp: String,
+        /// Event name (a numeric name from the wire is kept as its decimal string).
+        event: String,
+        /// Arguments after the name.
+        args: Vec<Value>,
+        /// Ack id.
+        id: Option<u64>,
+    },
+    /// The answer to event `id`.
+    Ack {
+        /// Namespace.
+        nsp: String,
+        /// Arguments.
+        args: Vec<Value>,
+        /// Ack id.
+        id: u64,
+    },
+    /// Joining the namespace was refused.
+    ConnectError {
+        /// Namespace.
+        nsp: String,
+        /// `{"message":…,"data":…}` (or a bare string from old servers).
+        data: Value,
+    },
+}
+
+impl Packet {
+    /// The namespace the packet belongs to.
+    pub fn nsp(&self) -> &str {
+        match self {
+            Packet::Connect { nsp, .. }
+            | Packet::Disconnect { nsp }
+            | Packet::Event { nsp, .. }
+            | Packet::Ack { nsp, .. }
+            | Packet::ConnectError { nsp, .. } => nsp,
+        }
+    }
+}
+
+/// Why a peer's Socket.IO packet was refused. Any of these closes the connection with "parse error".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The first byte is not a packet type.
+    #[error("unknown packet type")]
+    UnknownType,
+    /// The attachment count is malformed or above the limit.
+    #[error("illegal attachments")]
+    IllegalAttachments,
+    /// The ack id is malformed or does not fit in 64 bits.
+    #[error("invalid ack id")]
+    InvalidId,
+    /// The payload is not JSON, too deep, or not the shape this packet type requires.
+    #[error("invalid payload")]
+    InvalidPayload,
+    /// A placeholder does not match the attachments.
+    #[error("invalid placeholder")]
+    InvalidPlaceholder,
+    /// A binary frame arrived when none was expected.
+    #[error("unexpected binary data")]
+    UnexpectedBinary,
+    /// A text packet arrived while attachments were still expected.
+    #[error("unexpected text while reconstructing a binary packet")]
+    UnexpectedText,
+}
+
+/// An encoded packet: its text frame, then one binary frame per attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The first frame (with the JSON parser, the text part, a complete Engine.IO message frame).
+    pub head: Frame,
+    /// The attachments, in order.
+    pub attachments: Vec<Bytes>,
+}
+
+impl Encoded {
+    /// The Engine.IO frames to send, in order.
+    pub fn frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        std::iter::once(self.head.clone())
+            .chain(self.attachments.iter().cloned().map(Frame::Binary))
+    }
+}
+
+fn write_header(out: &mut String, ty: PacketType, attachments: usize, nsp: &str, id: Option<u64>) {
+    // The Engine.IO message type goes first, so the string is the complete frame.
+    out.push('4');
+    out.push(ty as u8 as char);
+    if attachments > 0 {
+        out.push_str(itoa::Buffer::new().format(attachments));
+        out.push('-');
+    }
+    if nsp != "/" {
+        out.push_str(nsp);
+        out.push(',');
+    }
+    if let Some(id) = id {
+        out.push_str(itoa::Buffer::new().format(id));
+    }
+}
+
+/// Encodes `packet` with the default JSON parser.
+pub fn encode(packet: &Packet) -> Encoded {
+    let mut attachments = Vec::new();
+    let mut body = String::new();
+    let (ty, nsp, id) = match packet {
+        Packet::Connect { nsp, data } => {
+            if let Some(d) = data {
+                d.write_json(&mut body, &mut attachments);
+            }
+            (PacketType::Connect, nsp, None)
+        }
+        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None),
+        Packet::Event {
+            nsp,
+            event,
+            args,
+            id,
+        } => {
+            write_array(&mut body, Some(event), args, &mut attachments);
+            let ty = if attachments.is_empty() {
+                PacketType::Event
+            } else {
+                PacketType::BinaryEvent
+            };
+            (ty, nsp, *id)
+        }
+        Packet::Ack { nsp, args, id } => {
+            write_array(&mut body, None, args, &mut attachments);
+            let ty = if attachments.is_empty() {
+                PacketType::Ack
+            } else {
+                PacketType::BinaryAck
+            };
+            (ty, nsp, Some(*id))
+        }
+        Packet::ConnectError { nsp, data } => {
+            data.write_json(&mut body, &mut attachments);
+            (PacketType::ConnectError, nsp, None)
+        }
+    };
+    let mut out = String::with_capacity(8 + nsp.len() + body.len());
+    write_header(&mut out, ty, attachments.len(), nsp, id);
+    out.push_str(&body);
+    Encoded {
+        head: Frame::Text(out.into()),
+        attachments,
+    }
+}
+
+fn write_array(
+    out: &mut String,
+    event: Option<&str>,
+    args: &[Value],
+    attachments: &mut Vec<Bytes>,
+) {
+    out.push('[');
+    let mut first = true;
+    if let Some(e) = event {
+        Value::String(e.to_owned()).write_json(out, attachments);
+        first = false;
+    }
+    for a in args {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        a.write_json(out, attachments);
+    }
+    out.push(']');
+}
+
+/// A packet whose attachments are still arriving.
+#[derive(Debug)]
+struct Pending {
+    ty: PacketType,
+    nsp: String,
+    id: Option<u64>,
+    payload: Value,
+    expected: usize,
+    received: Vec<Bytes>,
+}
+
+/// Decodes the packets of one connection, reassembling binary packets from their attachments.
+#[derive(Debug)]
+pub struct Decoder {
+    max_attachments: usize,
+    pending: Option<Pending>,
+}
+
+impl Decoder {
+    /// A decoder that refuses packets announcing more than `max_attachments` attachments (10 by default).
+    pub fn new(max_attachments: usize) -> Self {
+        Decoder {
+            max_attachments,
+            pending: None,
+        }
+    }
+
+    /// Whether a binary packet is waiting for attachments.
+    pub fn is_reconstructing(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Drops a partially received packet (the connection is closing).
+    pub fn reset(&mut self) {
+        self.pending = None;
+    }
+
+    /// Decodes a text message. `Ok(None)` means a binary packet now waits for its attachments.
+    pub fn decode_text(&mut self, text: &str) -> Result<Option<Packet>, ParseError> {
+        if self.pending.is_some() {
+            self.pending = None;
+            return Err(ParseError::UnexpectedText);
+        }
+        let bytes = text.as_bytes();
+        let ty = bytes
+            .first()
+            .and_then(|&b| PacketType::from_byte(b))
+            .ok_or(ParseError::UnknownType)?;
+        let mut i = 1;
+
+        let mut expected = 0;
+        if matches!(ty, PacketType::BinaryEvent | PacketType::BinaryAck) {
+            let start = i;
+            // Bounded scan: a count longer than the limit's digits is refused without reading further.
+            let max_digits = self.max_attachments.max(1).ilog10() as usize + 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+                if i - start > max_digits {
+                    return Err(ParseError::IllegalAttachments);
+                }
+            }
+            if i == start || bytes.get(i) != Some(&b'-') {
+                return Err(ParseError::IllegalAttachments);
+            }
+            expected = text[start..i]
+                .parse::<usize>()
+                .map_err(|_| ParseError::IllegalAttachments)?;
+            if expected > self.max_attachments {
+                return Err(ParseError::IllegalAttachments);
+            }
+            i += 1;
+        }
+
+        let nsp = if bytes.get(i) == Some(&b'/') {
+            let start = i;
+            while i < bytes.len() && bytes[i] != b',' {
+                i += 1;
+            }
+            let nsp = text[start..i].to_owned();
+            if i < bytes.len() {
+                i += 1; // the comma
+            }
+            nsp
+        } else {
+            "/".to_owned()
+        };
+
+        let mut id = None;
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i > start {
+            id = Some(
+                text[start..i]
+                    .parse::<u64>()
+                    .map_err(|_| ParseError::InvalidId)?,
+            );
+        }
+
+        let payload = if i < bytes.len() {
+            Some(Value::from_json(&text[i..]).map_err(|_| ParseError::InvalidPayload)?)
+        } else {
+            None
+        };
+
+        if expected > 0 {
+            let payload = payload.ok_or(ParseError::InvalidPayload)?;
+            self.pending = Some(Pending {
+                ty,
+                nsp,
+                id,
+                payload,
+                expected,
+                received: Vec::with_capacity(expected),
+            });
+            return Ok(None);
+        }
+        build(ty, nsp, id, payload, &[]).map(Some)
+    }
+
+    /// Decodes a binary message: the next attachment of the pending packet.
+    pub fn decode_binary(&mut self, data: Bytes) -> Result<Option<Packet>, ParseError> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(ParseError::UnexpectedBinary);
+        };
+        p.received.push(data);
+        if p.received.len() < p.expected {
+            return Ok(None);
+        }
+        let p = self.pending.take().expect("checked above");
+        build(p.ty, p.nsp, p.id, Some(p.payload), &p.received).map(Some)
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(10)
+    }
+}
+
+fn build(
+    ty: PacketType,
+    nsp: String,
+    id: Option<u64>,
+    payload: Option<Value>,
+    attachments: &[Bytes],
+) -> Result<Packet, ParseError> {
+    let binary = matches!(ty, PacketType::BinaryEvent | PacketType::BinaryAck);
+    let payload = match payload {
+        Some(v) if binary => Some(
+            v.resolve_placeholders(attachments)
+                .map_err(|_| ParseError::InvalidPlaceholder)?,
+        ),
+        other => other,
+    };
+    match ty {
+        PacketType::Connect => match payload {
+            None | Some(Value::Object(_)) if id.is_none() => {
+                Ok(Packet::Connect { nsp, data: payload })
+            }
+            _ => Err(ParseError::InvalidPayload),
+        },
+        PacketType::Disconnect => match payload {
+            None if id.is_none() => Ok(Packet::Disconnect { nsp }),
+            _ => Err(ParseError::InvalidPayload),
+        },
+        PacketType::ConnectError => match payload {
+            Some(v @ (Value::String(_) | Value::Object(_))) => {
+                Ok(Packet::ConnectError { nsp, data: v })
+            }
+            _ => Err(ParseError::InvalidPayload),
+        },
+        PacketType::Event | PacketType::BinaryEvent => {
+            let Some(Value::Array(mut items)) = payload else {
+                return Err(ParseError::InvalidPayload);
+            };
+            if items.is_empty() {
+                return Err(ParseError::InvalidPayload);
+            }
+            let event = match items.remove(0) {
+                Value::String(s) if !RESERVED_EVENTS.contains(&s.as_str()) => s,
+                Value::Number(n) => n.to_string(),
+                _ => return Err(ParseError::InvalidPayload),
+            };
+            Ok(Packet::Event {
+                nsp,
+                event,
+                args: items,
+                id,
+            })
+        }
+        PacketType::Ack | PacketType::BinaryAck => match (payload, id) {
+            (Some(Value::Array(args)), Some(id)) => Ok(Packet::Ack { nsp, args, id }),
+            _ => Err(ParseError::InvalidPayload),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Result<Option<Packet>, ParseError> {
+        Decoder::default().decode_text(s)
+    }
+
+    fn text_of(e: &Encoded) -> &str {
+        match &e.head {
+            Frame::Text(s) => &s[1..],
+            Frame::Binary(_) => panic!("text expected"),
+        }
+    }
+
+    #[test]
+    fn decodes_connect_variants() {
+        assert_eq!(
+            dec("0").unwrap(),
+            Some(Packet::Connect {
+                nsp: "/".into(),
+                data: None
+            })
+        );
+        assert_eq!(
+            dec("0/custom").unwrap(),
+            Some(Packet::Connect {
+                nsp: "/custom".into(),
+                data: None
+            })
+        );
+        assert_eq!(
+            dec("0/custom,").unwrap(),
+            Some(Packet::Connect {
+                nsp: "/custom".into(),
+                data: None
+            })
+        );
+        let Some(Packet::Connect {
+            nsp,
+            data: Some(auth),
+        }) = dec(r#"0/custom,{"token":"abc"}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(nsp, "/custom");
+        assert_eq!(auth.get("token").and_then(Value::as_str), Some("abc"));
+        assert_eq!(dec(r#"0"str""#), Err(ParseError::InvalidPayload));
+        assert_eq!(dec("1"), Ok(Some(Packet::Disconnect { nsp: "/".into() })));
+        assert_eq!(
+            dec("1/a,"),
+            Ok(Some(Packet::Disconnect { nsp: "/a".into() }))
+        );
+        assert_eq!(dec("1[]"), Err(ParseError::InvalidPayload));
+    }
+
+    #[test]
+    fn decodes_events_and_acks() {
+        let p = dec(r#"2/chat,12["message",1,"2",{"3":[true]}]"#)
+            .unwrap()
+            .unwrap();
+        let Packet::Event {
+            nsp,
+            event,
+            args,
+            id,
+        } = p
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (nsp.as_str(), event.as_str(), id, args.len()),
+            ("/chat", "message", Some(12), 3)
+        );
+        let p = dec(r#"3456[1]"#).unwrap().unwrap();
+        assert_eq!(
+            p,
+            Packet::Ack {
+                nsp: "/".into(),
+                args: vec![Value::from(1u64)],
+                id: 456
+            }
+        );
+        let p = dec(r#"2[42,"x"]"#).unwrap().unwrap();
+        assert!(matches!(p, Packet::Event { ref event, .. } if event == "42"));
+    }
+
+    #[test]
+    fn rejects_malformed_packets() {
+        for bad in [
+            "",
+            "7",
+            "4abc",
+            "abc",
+            r#"2[{"toString":"foo"}]"#,
+            "2[true]",
+            "2[]",
+            "2{}",
+            r#"2"x""#,
+            r#"2abc["message"]"#,
+            r#"21234567890123456789012345["a"]"#,
+            r#"2["connect"]"#,
+            r#"2["disconnecting"]"#,
+            r#"2["newListener"]"#,
+            "3[1]",
+            "3{}",
+            r#"2["a"]trailing"#,
+            "5999999-[\"a\"]",
+            "5-[\"a\"]",
+            "5x-[\"a\"]",
+            "51[\"a\"]",
+        ] {
+            assert!(dec(bad).is_err(), "{bad:?} should be refused");
+        }
+        let digits = format!("5{}-[\"a\"]", "9".repeat(1_000_000));
+        assert_eq!(dec(&digits), Err(ParseError::IllegalAttachments));
+        let deep = format!("2[\"a\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(dec(&deep), Err(ParseError::InvalidPayload));
+    }
+
+    #[test]
+    fn reassembles_binary_events() {
+        let mut d = Decoder::default();
+        let head =
+            r#"52-["message",{"_placeholder":true,"num":0},{"a":[{"_placeholder":true,"num":1}]}]"#;
+        assert_eq!(d.decode_text(head).unwrap(), None);
+        assert!(d.is_reconstructing());
+        assert_eq!(
+            d.decode_binary(Bytes::from_static(&[1, 2, 3])).unwrap(),
+            None
+        );
+        let p = d.decode_binary(Bytes::from_static(&[4])).unwrap().unwrap();
+        let Packet::Event { args, .. } = p else {
+            panic!()
+        };
+        assert_eq!(args[0].as_bytes(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(
+            args[1].get("a").unwrap().get_index(0).unwrap().as_bytes(),
+            Some(&[4u8][..])
+        );
+        assert!(!d.is_reconstructing());
+    }
+
+    #[test]
+    fn binary_protocol_violations() {
+        let mut d = Decoder::default();
+        assert_eq!(
+            d.decode_binary(Bytes::from_static(b"x")),
+            Err(ParseError::UnexpectedBinary)
+        );
+        d.decode_text(r#"51-["a",{"_placeholder":true,"num":0}]"#)
+            .unwrap();
+        assert_eq!(d.decode_text(r#"2["a"]"#), Err(ParseError::UnexpectedText));
+        assert!(!d.is_reconstructing());
+        for head in [
+            r#"51-["a",{"_placeholder":true,"num":"splice"}]"#,
+            r#"51-["a",{"_placeholder":true,"num":-1}]"#,
+            r#"51-["a",{"_placeholder":true,"num":1.5}]"#,
+            r#"51-["a",{"_placeholder":true,"num":1}]"#,
+            r#"51-["a",{"_placeholder":"true","num":0}]"#,
+            r#"51-["a"]"#,
+            r#"52-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":0}]"#,
+        ] {
+            let mut d = Decoder::default();
+            let atts = head.as_bytes()[1] - b'0';
+            let mut result = d.decode_text(head);
+            for _ in 0..atts {
+                if let Ok(None) = result {
+                    result = d.decode_binary(Bytes::from_static(b"z"));
+                }
+            }
+            assert!(result.is_err(), "{head} should be refused");
+        }
+        let mut d = Decoder::new(10);
+        assert_eq!(
+            d.decode_text(r#"511-["a"]"#),
+            Err(ParseError::IllegalAttachments)
+        );
+    }
+
+    #[test]
+    fn encodes_like_the_official_parser() {
+        let e = encode(&Packet::Connect {
+            nsp: "/".into(),
+            data: None,
+        });
+        assert_eq!(text_of(&e), "0");
+        let e = encode(&Packet::Event {
+            nsp: "/".into(),
+            event: "auth".into(),
+            args: vec![Value::from_json(r#"{"token":"123"}"#).unwrap()],
+            id: None,
+        });
+        assert_eq!(text_of(&e), r#"2["auth",{"token":"123"}]"#);
+        let e = encode(&Packet::Ack {
+            nsp: "/custom".into(),
+            args: vec![Value::from(1u64)],
+            id: 456,
+        });
+        assert_eq!(text_of(&e), r#"3/custom,456[1]"#);
+        let e = encode(&Packet::Event {
+            nsp: "/".into(),
+            event: "message-back".into(),
+            args: vec![
+                Value::Binary(Bytes::from_static(&[1, 2, 3])),
+                Value::Binary(Bytes::from_static(&[4])),
+            ],
+            id: Some(789),
+        });
+        assert_eq!(
+            text_of(&e),
+            r#"52-789["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+        );
+        assert_eq!(e.attachments.len(), 2);
+        assert_eq!(e.frames().count(), 3);
+        let e = encode(&Packet::ConnectError {
+            nsp: "/random".into(),
+            data: Value::from_json(r#"{"message":"Invalid namespace"}"#).unwrap(),
+        });
+        assert_eq!(text_of(&e), r#"4/random,{"message":"Invalid namespace"}"#);
+    }
+
+    #[test]
+    fn round_trip_with_binary() {
+        let p = Packet::Ack {
+            nsp: "/x".into(),
+            args: vec![Value::Array(vec![
+                Value::Binary(Bytes::from_static(b"ab")),
+                Value::Null,
+            ])],
+            id: 3,
+        };
+        let e = encode(&p);
+        let mut d = Decoder::default();
+        let Frame::Text(t) = &e.head else { panic!() };
+        assert_eq!(d.decode_text(&t[1..]).unwrap(), None);
+        let back = d.decode_binary(e.attachments[0].clone()).unwrap().unwrap();
+        assert_eq!(back, p);
+    }
+}

@@ -1,0 +1,104 @@
+//! Property tests: JSON + attachments round trips, and agreement with serde_json's writer.
+
+use super::{Value, from_value, to_value};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use serde_json::Number;
+
+fn arb_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[\\x00-\\x1f\"\\\\/a-z\u{7f}\u{e9}\u{2028}\u{1f600}]{0,8}",
+    ]
+}
+
+fn arb_key() -> impl Strategy<Value = String> {
+    arb_string().prop_filter("not a placeholder marker", |k| k != "_placeholder")
+}
+
+/// Arbitrary values nested at most 5 levels deep; blobs only when `binary`.
+fn arb_value(binary: bool) -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<u64>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
+        (-1000i32..1000, 0u32..4)
+            .prop_map(|(m, e)| Value::from(f64::from(m) / 10f64.powi(e as i32))),
+        arb_string().prop_map(Value::String),
+        vec(any::<u8>(), 0..16).prop_map(move |b| if binary {
+            Value::from(b)
+        } else {
+            Value::Null
+        }),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(Value::Array),
+            vec((arb_key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn sort_keys(v: &mut Value) {
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(sort_keys),
+        Value::Object(m) => {
+            m.sort_keys();
+            m.values_mut().for_each(sort_keys);
+        }
+        _ => {}
+    }
+}
+
+fn to_serde_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null | Value::Binary(_) => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Number(n) => serde_json::Value::Number(n.clone()),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_serde_json).collect()),
+        Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_serde_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn json_and_attachments_round_trip(v in arb_value(true)) {
+        let mut text = String::new();
+        let mut atts = Vec::new();
+        v.write_json(&mut text, &mut atts);
+        prop_assert_eq!(atts.is_empty(), !v.has_binary());
+        let back = Value::from_json(&text).unwrap().resolve_placeholders(&atts).unwrap();
+        prop_assert_eq!(back, v);
+    }
+
+    #[test]
+    fn write_json_agrees_with_serde_json(v in arb_value(false)) {
+        let (text, atts) = v.to_json();
+        prop_assert!(atts.is_empty());
+        // serde_json writing the same structure directly...
+        prop_assert_eq!(&text, &serde_json::to_string(&v).unwrap());
+        // ...and through serde_json::Value (whose map sorts keys: compare on sorted keys).
+        let mut sorted = v.clone();
+        sort_keys(&mut sorted);
+        prop_assert_eq!(sorted.to_json().0, serde_json::to_string(&to_serde_json(&sorted)).unwrap());
+        // The text is what serde_json::Value parses back into the same thing.
+        let sj: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mine: serde_json::Value = from_value(Value::from_json(&text).unwrap()).unwrap();
+        prop_assert_eq!(sj, mine);
+    }
+
+    #[test]
+    fn serde_bridge_round_trips(v in arb_value(true)) {
+        prop_assert_eq!(to_value(&v).unwrap(), v.clone());
+        prop_assert_eq!(from_value::<Value>(v.clone()).unwrap(), v);
+    }
+}

@@ -1,0 +1,346 @@
+//! The in-memory adapter: rooms of one process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Weak;
+
+use ferrio_proto::socket::Packet;
+use ferrio_proto::value::Value;
+use parking_lot::RwLock;
+
+use super::{
+    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, Room, Sid,
+    SocketInfo,
+};
+use crate::engine::BoxFuture;
+
+#[derive(Default)]
+struct Rooms {
+    rooms: HashMap<Room, HashSet<Sid>>,
+    sids: HashMap<Sid, HashSet<Room>>,
+}
+
+/// Rooms and broadcasts within one process.
+pub struct MemoryAdapter {
+    ns: Weak<dyn LocalNamespace>,
+    state: RwLock<Rooms>,
+}
+
+impl std::fmt::Debug for MemoryAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.read();
+        f.debug_struct("MemoryAdapter")
+            .field("rooms", &s.rooms.len())
+            .field("sockets", &s.sids.len())
+            .finish()
+    }
+}
+
+impl MemoryAdapter {
+    /// An adapter for the namespace `ns`.
+    pub fn new(ns: Weak<dyn LocalNamespace>) -> Self {
+        MemoryAdapter {
+            ns,
+            state: RwLock::new(Rooms::default()),
+        }
+    }
+
+    fn ns(&self) -> Result<std::sync::Arc<dyn LocalNamespace>, AdapterError> {
+        self.ns.upgrade().ok_or(AdapterError::Closed)
+    }
+
+    /// Number of rooms (for tests and metrics).
+    pub fn room_count(&self) -> usize {
+        self.state.read().rooms.len()
+    }
+
+    /// Local sockets matching `opts`, collected first so that no lock is held while delivering.
+    fn matching(&self, opts: &BroadcastOptions) -> Vec<Sid> {
+        let s = self.state.read();
+        let excluded = |sid: &Sid| {
+            opts.except
+                .iter()
+                .any(|r| s.rooms.get(r).is_some_and(|m| m.contains(sid)))
+        };
+        if opts.rooms.is_empty() {
+            s.sids
+                .keys()
+                .filter(|sid| !excluded(sid))
+                .cloned()
+                .collect()
+        } else {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            for r in &opts.rooms {
+                if let Some(members) = s.rooms.get(r) {
+                    for sid in members {
+                        if !excluded(sid) && seen.insert(sid.clone()) {
+                            out.push(sid.clone());
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+impl Adapter for MemoryAdapter {
+    fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        let mut s = self.state.write();
+        let entry = s.sids.entry(sid.clone()).or_default();
+        for r in rooms {
+            entry.insert(r.clone());
+        }
+        for r in rooms {
+            s.rooms.entry(r.clone()).or_default().insert(sid.clone());
+        }
+    }
+
+    fn del(&self, sid: &Sid, room: &Room) {
+        let mut s = self.state.write();
+        if let Some(rooms) = s.sids.get_mut(sid) {
+            rooms.remove(room);
+        }
+        if let Some(members) = s.rooms.get_mut(room) {
+            members.remove(sid);
+            if members.is_empty() {
+                s.rooms.remove(room);
+            }
+        }
+    }
+
+    fn del_all(&self, sid: &Sid) {
+        let mut s = self.state.write();
+        let Some(rooms) = s.sids.remove(sid) else {
+            return;
+        };
+        for r in rooms {
+            if let Some(members) = s.rooms.get_mut(&r) {
+                members.remove(sid);
+                if members.is_empty() {
+                    s.rooms.remove(&r);
+                }
+            }
+        }
+    }
+
+    fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
+        self.state
+            .read()
+            .sids
+            .get(sid)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn sockets(&self, opts: &BroadcastOptions) -> Vec<Sid> {
+        self.matching(opts)
+    }
+
+    fn all_rooms(&self, _local: bool) -> BoxFuture<Result<HashSet<Room>, AdapterError>> {
+        let rooms = self.state.read().rooms.keys().cloned().collect();
+        Box::pin(async move { Ok(rooms) })
+    }
+
+    fn broadcast(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let result = self.ns().map(|ns| {
+            let encoded = ns.encode(&packet);
+            for sid in self.matching(&opts) {
+                ns.deliver(&sid, &encoded, &opts.flags);
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        mut packet: Packet,
+        opts: BroadcastOptions,
+        sink: AckSink,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let result = self.ns().map(|ns| {
+            let ack_id = ns.next_ack_id();
+            if let Packet::Event { id, .. } = &mut packet {
+                *id = Some(ack_id);
+            }
+            let encoded = ns.encode(&packet);
+            let mut count = 0;
+            for sid in self.matching(&opts) {
+                if ns.deliver_with_ack(&sid, &encoded, ack_id, &sink) {
+                    count += 1;
+                }
+            }
+            let _ = sink.send(AckEvent::ClientCount(count));
+            let _ = sink.send(AckEvent::CountsComplete);
+        });
+        Box::pin(async move { result })
+    }
+
+    fn fetch_sockets(
+        &self,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<Result<Vec<SocketInfo>, AdapterError>> {
+        let result = self.ns().map(|ns| {
+            self.matching(&opts)
+                .iter()
+                .filter_map(|sid| ns.socket_info(sid))
+                .collect()
+        });
+        Box::pin(async move { result })
+    }
+
+    fn add_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        for sid in self.matching(&opts) {
+            self.add_all(&sid, &rooms);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn del_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        for sid in self.matching(&opts) {
+            for r in &rooms {
+                self.del(&sid, r);
+            }
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn disconnect_sockets(
+        &self,
+        opts: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let result = self.ns().map(|ns| {
+            for sid in self.matching(&opts) {
+                ns.disconnect(&sid, close);
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn server_side_emit(
+        &self,
+        _event: String,
+        _args: Vec<Value>,
+        sink: Option<AckSink>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        // One node: nobody else to tell. With acks, the caller gets zero responses at once.
+        if let Some(sink) = sink {
+            let _ = sink.send(AckEvent::ClientCount(0));
+            let _ = sink.send(AckEvent::CountsComplete);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn server_count(&self) -> BoxFuture<usize> {
+        Box::pin(async { 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn adapter() -> MemoryAdapter {
+        let weak: Weak<dyn LocalNamespace> = Weak::<NullNs>::new();
+        MemoryAdapter::new(weak)
+    }
+
+    struct NullNs;
+    impl LocalNamespace for NullNs {
+        fn name(&self) -> &str {
+            "/"
+        }
+        fn encode(&self, p: &Packet) -> ferrio_proto::socket::Encoded {
+            ferrio_proto::socket::encode(p)
+        }
+        fn deliver(
+            &self,
+            _: &str,
+            _: &ferrio_proto::socket::Encoded,
+            _: &super::super::BroadcastFlags,
+        ) -> bool {
+            true
+        }
+        fn deliver_with_ack(
+            &self,
+            _: &str,
+            _: &ferrio_proto::socket::Encoded,
+            _: u64,
+            _: &AckSink,
+        ) -> bool {
+            true
+        }
+        fn next_ack_id(&self) -> u64 {
+            0
+        }
+        fn socket_info(&self, _: &str) -> Option<SocketInfo> {
+            None
+        }
+        fn disconnect(&self, _: &str, _: bool) {}
+        fn on_server_side_emit(&self, _: String, _: Vec<Value>, _: Option<AckSink>) {}
+    }
+
+    fn room(s: &str) -> Room {
+        Arc::from(s)
+    }
+
+    fn opts(rooms: &[&str], except: &[&str]) -> BroadcastOptions {
+        BroadcastOptions {
+            rooms: rooms.iter().map(|r| room(r)).collect(),
+            except: except.iter().map(|r| room(r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rooms_and_targets() {
+        let a = adapter();
+        let (s1, s2, s3) = (room("s1"), room("s2"), room("s3"));
+        a.add_all(&s1, &[s1.clone(), room("r1"), room("r2")]);
+        a.add_all(&s2, &[s2.clone(), room("r1")]);
+        a.add_all(&s3, std::slice::from_ref(&s3));
+        let mut all = a.sockets(&opts(&[], &[]));
+        all.sort();
+        assert_eq!(all, vec![s1.clone(), s2.clone(), s3.clone()]);
+        let mut r1 = a.sockets(&opts(&["r1", "r2"], &[]));
+        r1.sort();
+        assert_eq!(
+            r1,
+            vec![s1.clone(), s2.clone()],
+            "a socket in two target rooms counts once"
+        );
+        assert_eq!(a.sockets(&opts(&["r1"], &["s1"])), vec![s2.clone()]);
+        assert_eq!(a.sockets(&opts(&[], &["r1"])), vec![s3.clone()]);
+        a.del(&s1, &room("r2"));
+        assert!(a.sockets(&opts(&["r2"], &[])).is_empty());
+        a.del_all(&s1);
+        assert_eq!(a.socket_rooms(&s1), Vec::<Room>::new());
+        assert_eq!(a.sockets(&opts(&["r1"], &[])), vec![s2]);
+    }
+
+    #[test]
+    fn del_all_frees_a_million_rooms() {
+        let a = adapter();
+        let sid = room("s");
+        let rooms: Vec<Room> = (0..1_000_000).map(|i| room(&i.to_string())).collect();
+        a.add_all(&sid, &rooms);
+        assert_eq!(a.room_count(), 1_000_000);
+        a.del_all(&sid);
+        assert_eq!(a.room_count(), 0);
+        assert!(a.state.read().sids.is_empty());
+    }
+}

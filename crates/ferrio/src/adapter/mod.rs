@@ -1,0 +1,206 @@
+//! The adapter: the only door from a namespace to rooms, broadcasts and other nodes.
+//!
+//! A namespace owns one adapter. The in-memory adapter ([`MemoryAdapter`]) serves one process; a
+//! distributed adapter (Redis) implements the same trait and forwards what concerns other nodes. The
+//! adapter reaches the sockets of this node only through [`LocalNamespace`], so it needs nothing of the
+//! HTTP stack.
+
+mod memory;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrio_proto::socket::{Encoded, Packet};
+use ferrio_proto::value::Value;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use memory::MemoryAdapter;
+
+use crate::engine::BoxFuture;
+
+/// A socket id (public, per namespace).
+pub type Sid = Arc<str>;
+/// A room name.
+pub type Room = Arc<str>;
+
+/// Flags of a broadcast.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastFlags {
+    /// Only this node.
+    pub local: bool,
+    /// May be dropped when a recipient cannot take it now.
+    pub volatile: bool,
+    /// Compression wish (`compress(false)` turns it off).
+    pub compress: Option<bool>,
+    /// Ack timeout, for broadcasts that expect acks.
+    pub timeout: Option<Duration>,
+}
+
+/// Who a broadcast or a bulk operation targets: sockets in any of `rooms` (every socket when empty),
+/// minus the sockets in any of `except`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastOptions {
+    /// Target rooms.
+    pub rooms: HashSet<Room>,
+    /// Excluded rooms.
+    pub except: HashSet<Room>,
+    /// Flags.
+    pub flags: BroadcastFlags,
+}
+
+/// What an adapter reports while acks of a broadcast come in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckEvent {
+    /// This many more clients received the packet (one report per node).
+    ClientCount(usize),
+    /// One client answered.
+    Response(Vec<Value>),
+    /// Every node has reported its client count.
+    CountsComplete,
+}
+
+/// Where acks of a broadcast go.
+pub type AckSink = mpsc::UnboundedSender<AckEvent>;
+
+/// The request of a client when it joined, as the official server describes it (and sends across nodes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// Request headers (lower-case names).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Date of creation, as a string.
+    pub time: String,
+    /// The peer's IP address.
+    pub address: String,
+    /// Whether the request came from another origin.
+    pub xdomain: bool,
+    /// Whether the connection is TLS.
+    pub secure: bool,
+    /// Date of creation, in milliseconds since the epoch.
+    pub issued: u64,
+    /// Request URL (path and query).
+    pub url: String,
+    /// Query parameters.
+    pub query: std::collections::BTreeMap<String, String>,
+    /// The `auth` payload of the CONNECT packet.
+    pub auth: Value,
+}
+
+/// A socket as an adapter sees it: enough to describe it to any node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketInfo {
+    /// Socket id.
+    pub id: String,
+    /// Handshake.
+    pub handshake: Handshake,
+    /// Rooms it is in.
+    pub rooms: Vec<String>,
+    /// Its `data`.
+    pub data: Value,
+}
+
+/// Errors of an adapter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdapterError {
+    /// The namespace is gone.
+    #[error("namespace closed")]
+    Closed,
+    /// Other nodes could not be reached.
+    #[error("adapter transport: {0}")]
+    Transport(String),
+}
+
+/// The sockets of this node in one namespace, as the adapter may use them.
+pub trait LocalNamespace: Send + Sync + 'static {
+    /// Namespace name.
+    fn name(&self) -> &str;
+    /// Encodes a packet once for every recipient.
+    fn encode(&self, packet: &Packet) -> Encoded;
+    /// Writes pre-encoded frames to a socket; returns whether it was written.
+    fn deliver(&self, sid: &str, encoded: &Encoded, flags: &BroadcastFlags) -> bool;
+    /// Writes pre-encoded frames carrying ack id `ack_id` and routes the socket's answer to `sink`.
+    fn deliver_with_ack(&self, sid: &str, encoded: &Encoded, ack_id: u64, sink: &AckSink) -> bool;
+    /// A fresh ack id for a broadcast with acks.
+    fn next_ack_id(&self) -> u64;
+    /// Describes a local socket.
+    fn socket_info(&self, sid: &str) -> Option<SocketInfo>;
+    /// Disconnects a local socket (and its whole connection when `close`).
+    fn disconnect(&self, sid: &str, close: bool);
+    /// Runs the server-side event handlers of this node (`serverSideEmit` from another node).
+    fn on_server_side_emit(&self, event: String, args: Vec<Value>, sink: Option<AckSink>);
+}
+
+/// The adapter of a namespace.
+pub trait Adapter: Send + Sync + 'static {
+    /// Adds a socket to rooms.
+    fn add_all(&self, sid: &Sid, rooms: &[Room]);
+    /// Removes a socket from a room.
+    fn del(&self, sid: &Sid, room: &Room);
+    /// Removes a socket from every room; frees its entry.
+    fn del_all(&self, sid: &Sid);
+    /// The rooms of a local socket.
+    fn socket_rooms(&self, sid: &Sid) -> Vec<Room>;
+    /// Local sockets matching `opts`.
+    fn sockets(&self, opts: &BroadcastOptions) -> Vec<Sid>;
+    /// Every room with at least one socket (all nodes unless `local`).
+    fn all_rooms(&self, local: bool) -> BoxFuture<Result<HashSet<Room>, AdapterError>>;
+    /// Sends a packet to every matching socket.
+    fn broadcast(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Sends a packet expecting an ack from every matching socket; acks and counts go to `sink`, which
+    /// gets `CountsComplete` once every node reported.
+    fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        sink: AckSink,
+    ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Describes matching sockets.
+    fn fetch_sockets(
+        &self,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<Result<Vec<SocketInfo>, AdapterError>>;
+    /// Makes matching sockets join rooms.
+    fn add_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Makes matching sockets leave rooms.
+    fn del_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Disconnects matching sockets.
+    fn disconnect_sockets(
+        &self,
+        opts: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Sends an event to the other nodes' server-side handlers; their acks go to `sink`.
+    fn server_side_emit(
+        &self,
+        event: String,
+        args: Vec<Value>,
+        sink: Option<AckSink>,
+    ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Number of nodes (1 for the in-memory adapter).
+    fn server_count(&self) -> BoxFuture<usize>;
+    /// Stops the adapter (namespace closing).
+    fn close(&self) {}
+}
+
+/// Builds the adapter of each namespace.
+pub type AdapterFactory =
+    Arc<dyn Fn(std::sync::Weak<dyn LocalNamespace>) -> Arc<dyn Adapter> + Send + Sync>;
+
+/// The in-memory adapter factory (the default).
+pub fn memory_adapter() -> AdapterFactory {
+    Arc::new(|ns| Arc::new(MemoryAdapter::new(ns)) as Arc<dyn Adapter>)
+}

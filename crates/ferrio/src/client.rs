@@ -1,0 +1,313 @@
+//! A client: one Engine.IO connection, multiplexing the sockets of several namespaces.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use ferrio_proto::engine::{CloseReason, Data, Frame};
+use ferrio_proto::socket::{Encoded, Packet, PacketDecoder};
+use ferrio_proto::value::{Map, Value};
+use parking_lot::Mutex;
+
+use crate::adapter::Handshake;
+use crate::engine::Socket as Conn;
+use crate::server::IoInner;
+use crate::socket::{DisconnectReason, Job, Socket};
+
+pub(crate) struct Client {
+    pub(crate) conn: Arc<Conn>,
+    io: Arc<IoInner>,
+    decoder: Mutex<Box<dyn PacketDecoder>>,
+    sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    joined: AtomicBool,
+    /// The socket whose event queue was full when the last message arrived.
+    overflowing: Mutex<Option<Arc<Socket>>>,
+}
+
+impl Client {
+    pub(crate) fn new(conn: Arc<Conn>, io: Arc<IoInner>) -> Arc<Client> {
+        let decoder = io.parser.decoder();
+        Arc::new(Client {
+            conn,
+            io,
+            decoder: Mutex::new(decoder),
+            sockets: Mutex::new(HashMap::new()),
+            joined: AtomicBool::new(false),
+            overflowing: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn encode(&self, packet: &Packet) -> Encoded {
+        self.io.parser.encode(packet)
+    }
+
+    /// Writes pre-encoded frames; returns false when the connection refused them.
+    pub(crate) fn write(&self, encoded: &Encoded, volatile: bool) -> bool {
+        if volatile {
+            // All or nothing: attachments must follow their head, so only the head may be dropped.
+            if !self.conn.send_frame_volatile(encoded.head.clone()) {
+                return false;
+            }
+        } else if self.conn.send_frame(encoded.head.clone()).is_err() {
+            return false;
+        }
+        encoded
+            .attachments
+            .iter()
+            .all(|a| self.conn.send_frame(Frame::Binary(a.clone())).is_ok())
+    }
+
+    pub(crate) fn has(&self, nsp: &str, socket: &Arc<Socket>) -> bool {
+        self.sockets
+            .lock()
+            .get(nsp)
+            .is_some_and(|s| Arc::ptr_eq(s, socket))
+    }
+
+    pub(crate) fn remove(&self, nsp: &str, socket: &Arc<Socket>) {
+        let mut sockets = self.sockets.lock();
+        if sockets.get(nsp).is_some_and(|s| Arc::ptr_eq(s, socket)) {
+            sockets.remove(nsp);
+        }
+    }
+
+    pub(crate) fn on_connected(&self) {
+        self.joined.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn has_joined(&self) -> bool {
+        self.joined.load(Ordering::Acquire) || !self.sockets.lock().is_empty()
+    }
+
+    /// Disconnects every socket of the connection, then closes it.
+    pub(crate) fn close_all(&self, reason: DisconnectReason) {
+        let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
+        for s in sockets {
+            let _ = s.write(
+                &Packet::Disconnect {
+                    nsp: s.nsp().to_owned(),
+                },
+                false,
+            );
+            s.on_close(reason);
+        }
+        self.conn.close();
+    }
+
+    /// Closes the connection for a protocol violation ("forced server close").
+    fn reject(&self) {
+        let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
+        for s in sockets {
+            s.on_close(DisconnectReason::ForcedServerClose);
+        }
+        self.conn.close();
+    }
+
+    /// The connection closed: every socket disconnects with the connection's reason.
+    pub(crate) fn on_close(&self, reason: CloseReason) {
+        let reason = match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::TransportError => DisconnectReason::TransportError,
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::ParseError => DisconnectReason::ParseError,
+            _ => DisconnectReason::ForcedClose,
+        };
+        self.decoder.lock().reset();
+        let sockets: Vec<_> = self.sockets.lock().drain().map(|(_, s)| s).collect();
+        for s in sockets {
+            s.on_close(reason);
+        }
+    }
+
+    /// Handles one Engine.IO message.
+    pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
+        let decoded = self.decoder.lock().decode(data);
+        let packet = match decoded {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(conn = self.conn.id(), error = %e, "invalid packet");
+                self.conn.close_with(CloseReason::ParseError);
+                return;
+            }
+        };
+        match packet {
+            Packet::Connect { nsp, data } => {
+                if self.sockets.lock().contains_key(&nsp) {
+                    // A second CONNECT to a namespace already joined: never a duplicate socket.
+                    self.reject();
+                } else {
+                    self.connect(nsp, data);
+                }
+            }
+            Packet::ConnectError { .. } => self.reject(),
+            other => {
+                let socket = self.sockets.lock().get(other.nsp()).cloned();
+                let Some(socket) = socket else {
+                    // A packet for a namespace the client has not joined.
+                    self.reject();
+                    return;
+                };
+                match other {
+                    Packet::Event {
+                        event, args, id, ..
+                    } => {
+                        let ev = socket.new_event(event, args, id);
+                        if !socket.enqueue(Job::Event(ev)) {
+                            *self.overflowing.lock() = Some(socket);
+                        }
+                    }
+                    Packet::Ack { id, args, .. } => socket.on_ack(id, args),
+                    Packet::Disconnect { .. } => {
+                        socket.on_close(DisconnectReason::ClientNamespaceDisconnect)
+                    }
+                    Packet::Connect { .. } | Packet::ConnectError { .. } => {}
+                }
+            }
+        }
+    }
+
+    /// Waits until a full event queue took its last event (backpressure on the connection's reader).
+    pub(crate) fn pending_overflow(&self) -> Option<Arc<Socket>> {
+        self.overflowing.lock().take()
+    }
+
+    fn connect(self: &Arc<Self>, nsp: String, auth: Option<Value>) {
+        let Some(ns) = self.io.namespace_for(&nsp, auth.as_ref()) else {
+            let mut data = Map::new();
+            data.insert("message".into(), Value::String("Invalid namespace".into()));
+            let packet = Packet::ConnectError {
+                nsp,
+                data: Value::Object(data),
+            };
+            self.write(&self.encode(&packet), false);
+            return;
+        };
+        let handshake = self.handshake(auth.unwrap_or_else(|| Value::Object(Map::new())));
+        let id: Arc<str> = new_id().into();
+        let (socket, jobs) = Socket::new(
+            id,
+            ns.clone(),
+            self.clone(),
+            handshake,
+            self.io.config.max_pending_events,
+        );
+        self.sockets.lock().insert(nsp, socket.clone());
+        tokio::spawn(ns.run_socket(socket, jobs));
+    }
+
+    fn handshake(&self, auth: Value) -> Handshake {
+        let info = self.conn.handshake();
+        let headers = info
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let query = info
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let issued = info
+            .issued
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let origin = info
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let host = info
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok());
+        Handshake {
+            headers,
+            time: httpdate(info.issued),
+            address: info
+                .remote_addr
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            xdomain: origin.is_some_and(|o| host.is_none_or(|h| !o.ends_with(h))),
+            secure: info.uri.scheme_str() == Some("https"),
+            issued,
+            url: info.uri.to_string(),
+            query,
+            auth,
+        }
+    }
+}
+
+/// 128 random bits, base64url: socket ids must not be guessable.
+fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An RFC 7231 date, as JavaScript's `Date.toString()` is not worth imitating.
+fn httpdate(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(mo - 1) as usize],
+        y,
+        h,
+        m,
+        s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(httpdate(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            httpdate(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+        assert_eq!(
+            httpdate(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn ids_are_distinct() {
+        let a = new_id();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, new_id());
+    }
+}
