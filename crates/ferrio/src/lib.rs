@@ -5,7 +5,7 @@
 //! heartbeats, CORS, cookies and compression). Both mount in axum or hyper as a tower service.
 #![warn(missing_docs)]
 
-pub mod adapter;
+pub use ferrio_core::adapter;
 mod client;
 pub mod engine;
 mod namespace;

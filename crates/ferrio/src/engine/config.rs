@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use http::request::Parts;
 use super::cors::Cors;
 
 /// A boxed future, as returned by the async hooks.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub use ferrio_core::BoxFuture;
 
 /// Decides whether a handshake or an upgrade may proceed (`allowRequest`).
 pub type AllowRequest = Arc<dyn Fn(&Parts) -> BoxFuture<Result<(), Rejection>> + Send + Sync>;

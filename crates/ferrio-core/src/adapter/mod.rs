@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 pub use memory::MemoryAdapter;
 
-use crate::engine::BoxFuture;
+use crate::BoxFuture;
 
 /// A socket id (public, per namespace).
 pub type Sid = Arc<str>;

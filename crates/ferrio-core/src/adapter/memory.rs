@@ -11,7 +11,7 @@ use super::{
     AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, Room, Sid,
     SocketInfo,
 };
-use crate::engine::BoxFuture;
+use crate::BoxFuture;
 
 #[derive(Default)]
 struct Rooms {
