@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::engine::{BoxFuture, Engine, EngineConfig, EngineHandler, Socket as Conn};
 use crate::namespace::{ConnectError, Namespace, NamespaceInner};
 use crate::operators::{BroadcastOperator, RemoteSocket};
+use crate::serve_client::ClientFiles;
 use crate::service::{EngineLayer, EngineService, NotFound};
 use crate::socket::{AckArgs, AckError, DisconnectReason, EmitError, Socket};
 
@@ -33,6 +34,11 @@ pub struct IoConfig {
     pub adapter: AdapterFactory,
     /// Packet parser (JSON, at most 10 attachments per packet).
     pub parser: Arc<dyn Parser>,
+    /// Serve the official browser bundle under the path (on).
+    pub serve_client: bool,
+    /// Where the bundle is: the `dist/` folder of the npm package `socket.io-client`
+    /// (`node_modules/socket.io-client/dist`, as Node would resolve it from the working directory).
+    pub client_dist: std::path::PathBuf,
 }
 
 impl Default for IoConfig {
@@ -47,6 +53,8 @@ impl Default for IoConfig {
             max_pending_events: 256,
             adapter: memory_adapter(),
             parser: Arc::new(JsonParser::default()),
+            serve_client: true,
+            client_dist: "node_modules/socket.io-client/dist".into(),
         }
     }
 }
@@ -364,12 +372,26 @@ impl Io {
 
     /// A tower layer answering under the path, for axum or hyper.
     pub fn layer(&self) -> EngineLayer {
-        EngineLayer::new(self.engine.clone())
+        let layer = EngineLayer::new(self.engine.clone());
+        match self.client_files() {
+            Some(files) => layer.with_client_files(files),
+            None => layer,
+        }
     }
 
     /// A tower service answering under the path (404 elsewhere).
     pub fn service(&self) -> EngineService<NotFound> {
-        EngineService::new(self.engine.clone(), NotFound)
+        let service = EngineService::new(self.engine.clone(), NotFound);
+        match self.client_files() {
+            Some(files) => service.with_client_files(files),
+            None => service,
+        }
+    }
+
+    fn client_files(&self) -> Option<ClientFiles> {
+        let c = &self.inner.config;
+        c.serve_client
+            .then(|| ClientFiles::new(c.client_dist.clone(), &c.engine.path))
     }
 
     /// Serves on `listener` until the process ends.

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, RemoteAddr};
+use crate::serve_client::ClientFiles;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -22,18 +23,29 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct EngineService<S> {
     engine: Engine,
     inner: S,
+    client_files: Option<ClientFiles>,
 }
 
 /// Wraps a service in an [`EngineService`].
 #[derive(Debug, Clone)]
 pub struct EngineLayer {
     engine: Engine,
+    client_files: Option<ClientFiles>,
 }
 
 impl EngineLayer {
     /// A layer that mounts `engine` in front of the services it wraps.
     pub fn new(engine: Engine) -> Self {
-        EngineLayer { engine }
+        EngineLayer {
+            engine,
+            client_files: None,
+        }
+    }
+
+    /// Also serves the client bundle (`serve_client`).
+    pub fn with_client_files(mut self, files: ClientFiles) -> Self {
+        self.client_files = Some(files);
+        self
     }
 }
 
@@ -44,6 +56,7 @@ impl<S> tower_layer::Layer<S> for EngineLayer {
         EngineService {
             engine: self.engine.clone(),
             inner,
+            client_files: self.client_files.clone(),
         }
     }
 }
@@ -51,7 +64,17 @@ impl<S> tower_layer::Layer<S> for EngineLayer {
 impl<S> EngineService<S> {
     /// `engine` in front of `inner`.
     pub fn new(engine: Engine, inner: S) -> Self {
-        EngineService { engine, inner }
+        EngineService {
+            engine,
+            inner,
+            client_files: None,
+        }
+    }
+
+    /// Also serves the client bundle (`serve_client`).
+    pub fn with_client_files(mut self, files: ClientFiles) -> Self {
+        self.client_files = Some(files);
+        self
     }
 }
 
@@ -94,6 +117,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(files) = &self.client_files
+            && req.method() == http::Method::GET
+            && let Some(name) = files.matches(req.uri().path())
+        {
+            let res = files.respond(name, req.headers());
+            return Box::pin(async move { Ok(res.map(|b| Either::Left(Full::new(b)))) });
+        }
         if self.engine.matches(req.uri().path()) {
             let engine = self.engine.clone();
             Box::pin(async move { Ok(engine.handle(req).await.map(Either::Left)) })
