@@ -17,7 +17,13 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `min`, doubling up to `max`, randomized by `jitter` (0 to 1).
     pub fn new(min: Duration, max: Duration, jitter: f64) -> Self {
-        Backoff { min, max, factor: 2, jitter: jitter.clamp(0.0, 1.0), attempts: 0 }
+        Backoff {
+            min,
+            max,
+            factor: 2,
+            jitter: jitter.clamp(0.0, 1.0),
+            attempts: 0,
+        }
     }
 
     /// Attempts made since the last reset.
@@ -32,14 +38,19 @@ impl Backoff {
 
     /// The delay before the next attempt, counting it. `random` is uniform in `[0, 1)`.
     pub fn next_delay(&mut self, random: f64) -> Duration {
-        let base = self.min.as_millis() as f64 * f64::from(self.factor).powi(self.attempts.min(64) as i32);
+        let base =
+            self.min.as_millis() as f64 * f64::from(self.factor).powi(self.attempts.min(64) as i32);
         self.attempts = self.attempts.saturating_add(1);
         let mut ms = base;
         if self.jitter > 0.0 {
             let deviation = (random * self.jitter * base).floor();
             // Whether the deviation adds or subtracts is taken from the same random draw, as the
             // official client does (`Math.floor(rand * 10) & 1`).
-            ms = if ((random * 10.0).floor() as u64) & 1 == 0 { base - deviation } else { base + deviation };
+            ms = if ((random * 10.0).floor() as u64) & 1 == 0 {
+                base - deviation
+            } else {
+                base + deviation
+            };
         }
         let max = self.max.as_millis() as f64;
         Duration::from_millis(ms.clamp(0.0, max) as u64)
@@ -56,7 +67,17 @@ mod tests {
     fn doubles_up_to_the_max_without_jitter() {
         let mut b = Backoff::new(1000 * MS, 5000 * MS, 0.0);
         let delays: Vec<_> = (0..6).map(|_| b.next_delay(0.3)).collect();
-        assert_eq!(delays, [1000 * MS, 2000 * MS, 4000 * MS, 5000 * MS, 5000 * MS, 5000 * MS]);
+        assert_eq!(
+            delays,
+            [
+                1000 * MS,
+                2000 * MS,
+                4000 * MS,
+                5000 * MS,
+                5000 * MS,
+                5000 * MS
+            ]
+        );
         assert_eq!(b.attempts(), 6);
         b.reset();
         assert_eq!(b.next_delay(0.3), 1000 * MS);

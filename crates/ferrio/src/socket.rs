@@ -258,7 +258,8 @@ impl Socket {
             connected: AtomicBool::new(false),
             handlers: RwLock::new(Handlers::default()),
             acks: Mutex::new(HashMap::new()),
-            data: Mutex::new(Value::Null),
+            // `{}` as in JavaScript, so that other nodes reading `data.x` find an object.
+            data: Mutex::new(Value::Object(Default::default())),
             extensions: Mutex::new(HashMap::new()),
             queue: tx,
             overflow: Mutex::new(None),
@@ -657,6 +658,10 @@ impl Socket {
                 h.events.get(&event.name).cloned(),
             )
         };
+        // Catch-all listeners see every event, including those a middleware then refuses.
+        for f in &any {
+            f(self, &event.name, &event.args);
+        }
         for f in &middlewares {
             if let Err(err) = f(self, &event) {
                 let errors = self.handlers.read().errors.clone();
@@ -665,9 +670,6 @@ impl Socket {
                 }
                 return;
             }
-        }
-        for f in &any {
-            f(self, &event.name, &event.args);
         }
         if let Some(h) = handler {
             h(self.clone(), event).await;

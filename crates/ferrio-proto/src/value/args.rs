@@ -392,6 +392,14 @@ impl<'de> SeqAccess<'de> for ArgsSeq {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_null_value_is_one_argument() {
+        assert_eq!(to_args(&Value::Null).unwrap(), vec![Value::Null]);
+        assert_eq!(to_args(&()).unwrap(), Vec::<Value>::new());
+        assert_eq!(to_args(&Some(Value::Null)).unwrap(), vec![Value::Null]);
+    }
+
     use super::*;
     use bytes::Bytes;
     use serde::{Deserialize, Serialize};

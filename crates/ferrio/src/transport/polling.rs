@@ -86,11 +86,13 @@ pub(crate) async fn poll(
                 delivered_close = f.packet_type() == PacketType::Close;
                 payload.push(&f);
                 while !delivered_close && let Some(f) = outbox.try_recv() {
-                    if !payload.fits(&f) {
+                    // The close marker goes out alone, in the next poll: a client reads the close of a
+                    // payload before the packets next to it, and would report "transport close" instead
+                    // of the disconnect packet the server sent just before.
+                    if !payload.fits(&f) || f.packet_type() == PacketType::Close {
                         outbox.put_back(f);
                         break;
                     }
-                    delivered_close = f.packet_type() == PacketType::Close;
                     payload.push(&f);
                 }
             }

@@ -1,0 +1,296 @@
+//! `ferrio serve` configuration: defaults, then a TOML file (its top level, then the chosen profile),
+//! then `FERRIO_*` environment variables, then flags — each later source overriding the earlier.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Every server option, all optional so that sources can be layered.
+#[derive(Debug, Clone, Default, Deserialize, Args, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    #[arg(long, env = "FERRIO_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on (0: any free port).
+    #[arg(long, env = "FERRIO_PORT")]
+    pub port: Option<u16>,
+    /// Socket.IO path.
+    #[arg(long, env = "FERRIO_PATH")]
+    pub path: Option<String>,
+    /// Milliseconds between pings.
+    #[arg(long, env = "FERRIO_PING_INTERVAL")]
+    pub ping_interval: Option<u64>,
+    /// Milliseconds to wait for a pong.
+    #[arg(long, env = "FERRIO_PING_TIMEOUT")]
+    pub ping_timeout: Option<u64>,
+    /// Milliseconds to complete an upgrade.
+    #[arg(long, env = "FERRIO_UPGRADE_TIMEOUT")]
+    pub upgrade_timeout: Option<u64>,
+    /// Milliseconds to join a namespace after connecting.
+    #[arg(long, env = "FERRIO_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<u64>,
+    /// Largest message or POST body, in bytes.
+    #[arg(long, env = "FERRIO_MAX_HTTP_BUFFER_SIZE")]
+    pub max_http_buffer_size: Option<usize>,
+    /// Allowed transports, comma-separated (polling,websocket).
+    #[arg(long, env = "FERRIO_TRANSPORTS", value_delimiter = ',')]
+    pub transports: Option<Vec<String>>,
+    /// Allow polling clients to upgrade to websocket.
+    #[arg(long, env = "FERRIO_ALLOW_UPGRADES")]
+    pub allow_upgrades: Option<bool>,
+    /// Allowed CORS origins, comma-separated; `*` for any (without credentials).
+    #[arg(long, env = "FERRIO_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Option<Vec<String>>,
+    /// Send `Access-Control-Allow-Credentials` (explicit origins only).
+    #[arg(long, env = "FERRIO_CORS_CREDENTIALS")]
+    pub cors_credentials: Option<bool>,
+    /// Name of the sid cookie (none: no cookie).
+    #[arg(long, env = "FERRIO_COOKIE")]
+    pub cookie: Option<String>,
+    /// Compress polling responses.
+    #[arg(long, env = "FERRIO_HTTP_COMPRESSION")]
+    pub http_compression: Option<bool>,
+    /// Serve the browser bundle under the path.
+    #[arg(long, env = "FERRIO_SERVE_CLIENT")]
+    pub serve_client: Option<bool>,
+    /// Folder of the socket.io-client bundle (`node_modules/socket.io-client/dist`).
+    #[arg(long, env = "FERRIO_CLIENT_DIST")]
+    pub client_dist: Option<PathBuf>,
+    /// Remove dynamic child namespaces when empty.
+    #[arg(long, env = "FERRIO_CLEANUP_EMPTY_CHILD_NAMESPACES")]
+    pub cleanup_empty_child_namespaces: Option<bool>,
+    /// Queued packets per client before it is a slow consumer.
+    #[arg(long, env = "FERRIO_MAX_BUFFERED_PACKETS")]
+    pub max_buffered_packets: Option<usize>,
+    /// Log filter (`info`, `ferrio=debug`, …).
+    #[arg(long, env = "FERRIO_LOG")]
+    pub log: Option<String>,
+}
+
+/// A configuration file: options at the top level, overridden by `[profile.<name>]` tables. Parsed in two
+/// steps because serde cannot refuse unknown keys of a flattened struct, and a misspelt option must not
+/// pass silently.
+#[derive(Debug, Default)]
+struct FileConfig {
+    base: ServeOptions,
+    profile: std::collections::BTreeMap<String, ServeOptions>,
+}
+
+impl FileConfig {
+    fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        let profile = match table.remove("profile") {
+            Some(p) => p.try_into()?,
+            None => Default::default(),
+        };
+        Ok(FileConfig {
+            base: toml::Value::Table(table).try_into()?,
+            profile,
+        })
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML for these options.
+    #[error("invalid configuration {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    /// The profile is not in the file.
+    #[error("no profile {0:?} in {1}")]
+    NoProfile(String, PathBuf),
+}
+
+macro_rules! layer {
+    ($dst:ident, $src:ident, $($f:ident),*) => {
+        $( if $src.$f.is_some() { $dst.$f = $src.$f.clone(); } )*
+    };
+}
+
+impl ServeOptions {
+    /// `other` wins where it has a value.
+    pub fn overlay(&mut self, other: &ServeOptions) {
+        layer!(
+            self,
+            other,
+            host,
+            port,
+            path,
+            ping_interval,
+            ping_timeout,
+            upgrade_timeout,
+            connect_timeout,
+            max_http_buffer_size,
+            transports,
+            allow_upgrades,
+            cors_origin,
+            cors_credentials,
+            cookie,
+            http_compression,
+            serve_client,
+            client_dist,
+            cleanup_empty_child_namespaces,
+            max_buffered_packets,
+            log
+        );
+    }
+
+    /// Layers: file top level, then the file's profile, then `self` (environment and flags).
+    pub fn resolve(
+        &self,
+        file: Option<&PathBuf>,
+        profile: Option<&str>,
+    ) -> Result<ServeOptions, ConfigError> {
+        let mut out = ServeOptions::default();
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+            let parsed =
+                FileConfig::parse(&text).map_err(|e| ConfigError::Parse(path.clone(), e))?;
+            out.overlay(&parsed.base);
+            if let Some(name) = profile {
+                let p = parsed
+                    .profile
+                    .get(name)
+                    .ok_or_else(|| ConfigError::NoProfile(name.into(), path.clone()))?;
+                out.overlay(p);
+            }
+        }
+        out.overlay(self);
+        Ok(out)
+    }
+
+    /// The server options these values describe (official defaults for the rest).
+    pub fn io_config(&self) -> ferrio::IoConfig {
+        use ferrio::engine::{Cookie, Cors, HttpCompression};
+        use ferrio_proto::engine::TransportKind;
+        let mut c = ferrio::IoConfig::default();
+        let e = &mut c.engine;
+        if let Some(p) = &self.path {
+            e.path = p.clone();
+        }
+        let ms = Duration::from_millis;
+        if let Some(v) = self.ping_interval {
+            e.ping_interval = ms(v);
+        }
+        if let Some(v) = self.ping_timeout {
+            e.ping_timeout = ms(v);
+        }
+        if let Some(v) = self.upgrade_timeout {
+            e.upgrade_timeout = ms(v);
+        }
+        if let Some(v) = self.max_http_buffer_size {
+            e.max_http_buffer_size = v;
+        }
+        if let Some(t) = &self.transports {
+            e.transports = t
+                .iter()
+                .filter_map(|s| TransportKind::parse(s.trim()))
+                .collect();
+        }
+        if let Some(v) = self.allow_upgrades {
+            e.allow_upgrades = v;
+        }
+        if let Some(origins) = &self.cors_origin {
+            let mut cors = if origins.iter().any(|o| o == "*") {
+                Cors::any()
+            } else {
+                Cors::origins(origins.clone())
+            };
+            cors.credentials = self.cors_credentials.unwrap_or(false);
+            e.cors = Some(cors);
+        }
+        if let Some(name) = &self.cookie {
+            e.cookie = Some(Cookie {
+                name: name.clone(),
+                ..Cookie::default()
+            });
+        }
+        if let Some(false) = self.http_compression {
+            e.http_compression = None;
+        } else if self.http_compression == Some(true) {
+            e.http_compression = Some(HttpCompression::default());
+        }
+        if let Some(v) = self.max_buffered_packets {
+            e.max_buffered_packets = v;
+        }
+        if let Some(v) = self.connect_timeout {
+            c.connect_timeout = ms(v);
+        }
+        if let Some(v) = self.serve_client {
+            c.serve_client = v;
+        }
+        if let Some(d) = &self.client_dist {
+            c.client_dist = d.clone();
+        }
+        if let Some(v) = self.cleanup_empty_child_namespaces {
+            c.cleanup_empty_child_namespaces = v;
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_file_profile_then_flags() {
+        let dir = std::env::temp_dir().join(format!("ferrio-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ferrio.toml");
+        std::fs::write(
+            &file,
+            r#"
+port = 4000
+ping_interval = 1000
+cors_origin = ["https://a.example"]
+
+[profile.production]
+ping_interval = 20000
+log = "warn"
+"#,
+        )
+        .unwrap();
+        let flags = ServeOptions {
+            port: Some(5000),
+            ..Default::default()
+        };
+        let r = flags.resolve(Some(&file), Some("production")).unwrap();
+        assert_eq!(r.port, Some(5000), "flags win");
+        assert_eq!(r.ping_interval, Some(20000), "profile beats the top level");
+        assert_eq!(r.log.as_deref(), Some("warn"));
+        assert_eq!(r.cors_origin, Some(vec!["https://a.example".to_string()]));
+        let r = ServeOptions::default().resolve(Some(&file), None).unwrap();
+        assert_eq!(r.ping_interval, Some(1000));
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), Some("nope")),
+            Err(ConfigError::NoProfile(..))
+        ));
+        std::fs::write(&file, "pingInterval = 3").unwrap();
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Parse(..))
+        ));
+
+        let c = r.io_config();
+        assert_eq!(c.engine.ping_interval, Duration::from_millis(1000));
+        assert!(c.engine.cors.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn defaults_are_official() {
+        let c = ServeOptions::default().io_config();
+        assert_eq!(c.engine.path, "/socket.io/");
+        assert_eq!(c.engine.ping_interval, Duration::from_millis(25_000));
+        assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
+        assert!(c.serve_client);
+    }
+}

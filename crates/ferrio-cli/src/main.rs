@@ -1,0 +1,69 @@
+//! The `ferrio` binary: `serve` a Socket.IO server, `connect` to one, `bench` one.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ferrio",
+    version,
+    about = "Serve, inspect and load-test Socket.IO servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Socket.IO server with the demo chat application.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short, env = "FERRIO_CONFIG")]
+        config: Option<PathBuf>,
+        /// Profile of the configuration file to apply (`[profile.NAME]`).
+        #[arg(long, env = "FERRIO_PROFILE")]
+        profile: Option<String>,
+        #[command(flatten)]
+        options: config::ServeOptions,
+    },
+}
+
+fn init_logs(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            profile,
+            options,
+        } => {
+            let opts = match options.resolve(config.as_ref(), profile.as_deref()) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("ferrio: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            init_logs(opts.log.as_deref());
+            if let Err(e) = serve::run(opts).await {
+                eprintln!("ferrio: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

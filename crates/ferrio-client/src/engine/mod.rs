@@ -1,0 +1,338 @@
+//! The Engine.IO v4 client: a session over HTTP long-polling and/or WebSocket, with the upgrade from the
+//! first to the second, heartbeats and close.
+//!
+//! [`connect`] performs the handshake and spawns one task that drives the session. The task is fed
+//! through an [`EngineSender`] (frames already encoded with [`Frame`]) and reports what happens through
+//! the [`EngineEvent`] receiver of the returned [`EngineConnection`]. Packets are decoded with the codecs
+//! of `ferrio_proto::engine`, the same ones the server uses.
+
+mod driver;
+mod endpoint;
+mod polling;
+mod tls;
+mod websocket;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+
+pub use ferrio_proto::engine::{Data, Frame, OpenPacket, TransportKind};
+pub use tls::{ClientCertificate, TlsOptions};
+
+use endpoint::Endpoint;
+
+/// Frames an [`EngineSender`] may queue before [`EngineSender::send`] fails with
+/// [`EngineError::QueueFull`].
+pub const SEND_QUEUE_CAPACITY: usize = 1024;
+
+/// Events buffered for the [`EngineConnection::events`] receiver. When it is full the connection stops
+/// reading from the network until the application catches up.
+pub const EVENT_QUEUE_CAPACITY: usize = 1024;
+
+/// The smallest limit applied to what the server sends (one websocket message or one polling body),
+/// whatever `maxPayload` the server announced.
+pub const MIN_INCOMING_LIMIT: usize = 1024 * 1024;
+
+/// Options of [`connect`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The path of the Engine.IO endpoint (`/engine.io/`; the Socket.IO manager uses `/socket.io/`).
+    pub path: String,
+    /// Extra query parameters, appended to every request.
+    pub query: Vec<(String, String)>,
+    /// The transports to use; the first one opens the session.
+    pub transports: Vec<TransportKind>,
+    /// Whether to upgrade from polling to websocket when the server offers it.
+    pub upgrade: bool,
+    /// Start with websocket when a previous websocket connection to the same host worked (in this process).
+    pub remember_upgrade: bool,
+    /// Headers added to every HTTP request and to the websocket handshake.
+    pub extra_headers: http::HeaderMap,
+    /// Add a random cache-busting parameter to polling requests.
+    pub timestamp_requests: bool,
+    /// The name of that parameter.
+    pub timestamp_param: String,
+    /// Ask the server for base64-encoded binary (`b64=1`); binary is base64 over polling in v4 anyway.
+    pub force_base64: bool,
+    /// TLS settings for `https://` and `wss://`.
+    pub tls: TlsOptions,
+    /// Time allowed for the whole handshake (connection, TLS, open packet); `None` waits forever.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            path: "/engine.io/".to_string(),
+            query: Vec::new(),
+            transports: vec![TransportKind::Polling, TransportKind::WebSocket],
+            upgrade: true,
+            remember_upgrade: false,
+            extra_headers: http::HeaderMap::new(),
+            timestamp_requests: true,
+            timestamp_param: "t".to_string(),
+            force_base64: false,
+            tls: TlsOptions::default(),
+            connect_timeout: Some(Duration::from_secs(20)),
+        }
+    }
+}
+
+/// An open Engine.IO session.
+#[derive(Debug)]
+pub struct EngineConnection {
+    /// The server's handshake document.
+    pub handshake: OpenPacket,
+    /// Queues frames and closes the session; cloneable.
+    pub sender: EngineSender,
+    /// What happens on the session. [`EngineEvent::Close`] is the last event.
+    pub events: mpsc::Receiver<EngineEvent>,
+}
+
+/// Something that happened on a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// The server sent a message.
+    Message(Data),
+    /// The server sent a heartbeat (already answered).
+    Ping,
+    /// The session moved to this transport.
+    Upgrade(TransportKind),
+    /// The session is closed; nothing follows.
+    Close(ClientCloseReason),
+}
+
+/// Why a session closed, as the official client reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCloseReason {
+    /// [`EngineSender::close`] was called ("forced close").
+    ForcedClose,
+    /// The server closed the session ("transport close").
+    TransportClose,
+    /// The network failed ("transport error"), with a description.
+    TransportError(String),
+    /// No ping from the server within `pingInterval + pingTimeout` ("ping timeout").
+    PingTimeout,
+    /// The server sent something that could not be decoded ("parse error").
+    ParseError,
+}
+
+impl ClientCloseReason {
+    /// The official reason string.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClientCloseReason::ForcedClose => "forced close",
+            ClientCloseReason::TransportClose => "transport close",
+            ClientCloseReason::TransportError(_) => "transport error",
+            ClientCloseReason::PingTimeout => "ping timeout",
+            ClientCloseReason::ParseError => "parse error",
+        }
+    }
+}
+
+impl std::fmt::Display for ClientCloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why [`connect`] or [`EngineSender::send`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The URL is not `http(s)://` or `ws(s)://` with a host, or the options make an invalid request.
+    #[error("invalid url: {0}")]
+    InvalidUrl(String),
+    /// A network error.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS failed (certificate verification, handshake) or the TLS options are invalid.
+    #[error("tls error: {0}")]
+    Tls(String),
+    /// The server answered with an error status (`body` is the JSON `{"code","message"}` of Engine.IO).
+    #[error("http status {status}: {body}")]
+    Http {
+        /// The status.
+        status: http::StatusCode,
+        /// The response body, lossily decoded as UTF-8.
+        body: String,
+    },
+    /// An HTTP protocol error.
+    #[error("http error: {0}")]
+    Hyper(String),
+    /// A websocket protocol error.
+    #[error("websocket error: {0}")]
+    WebSocket(String),
+    /// The server's answer to the handshake is not an Engine.IO v4 open packet.
+    #[error("invalid handshake: {0}")]
+    Handshake(String),
+    /// `transports` is empty.
+    #[error("no transport to connect with")]
+    NoTransport,
+    /// The handshake took longer than `connect_timeout`.
+    #[error("handshake timed out")]
+    Timeout,
+    /// The session is closed.
+    #[error("connection closed")]
+    Closed,
+    /// [`SEND_QUEUE_CAPACITY`] frames are already waiting.
+    #[error("send queue full")]
+    QueueFull,
+}
+
+/// State shared by the senders and the task.
+#[derive(Debug)]
+struct Shared {
+    id: String,
+    transport: AtomicU8,
+    closed: AtomicBool,
+    close_requested: Notify,
+}
+
+impl Shared {
+    fn set_transport(&self, kind: TransportKind) {
+        self.transport
+            .store(transport_code(kind), Ordering::Release);
+    }
+}
+
+fn transport_code(kind: TransportKind) -> u8 {
+    match kind {
+        TransportKind::Polling => 0,
+        TransportKind::WebSocket => 1,
+    }
+}
+
+/// Queues frames on a session and closes it. Cloning shares the session.
+#[derive(Debug, Clone)]
+pub struct EngineSender {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Frame>,
+}
+
+impl EngineSender {
+    /// Queues a frame (a message packet built with [`Frame::message`] or [`Frame::binary`], or any other
+    /// encoded packet). Never waits.
+    pub fn send(&self, frame: Frame) -> Result<(), EngineError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EngineError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => EngineError::Closed,
+        })
+    }
+
+    /// Closes the session: what is already queued is flushed, then the close packet is sent, and the
+    /// events end with [`ClientCloseReason::ForcedClose`]. Calling it again does nothing.
+    pub fn close(&self) {
+        if !self.shared.closed.swap(true, Ordering::AcqRel) {
+            self.shared.close_requested.notify_one();
+        }
+    }
+
+    /// Whether the session is closed (by either side) or closing.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
+    }
+
+    /// The transport the session currently uses.
+    pub fn transport(&self) -> TransportKind {
+        match self.shared.transport.load(Ordering::Acquire) {
+            0 => TransportKind::Polling,
+            _ => TransportKind::WebSocket,
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+}
+
+/// Hosts (`host:port`) a websocket connection worked with, for `remember_upgrade`.
+static PRIOR_WEBSOCKET: LazyLock<Mutex<HashSet<String>>> =
+    LazyLock::new(|| Mutex::new(HashSet::new()));
+
+fn remember_websocket(host: &str, worked: bool) {
+    let mut set = PRIOR_WEBSOCKET.lock();
+    if worked {
+        set.insert(host.to_string());
+    } else {
+        set.remove(host);
+    }
+}
+
+fn websocket_worked_before(host: &str) -> bool {
+    PRIOR_WEBSOCKET.lock().contains(host)
+}
+
+/// Opens an Engine.IO session with the server at `url` (`http://`, `https://`, `ws://` or `wss://`; its
+/// path is ignored, `opts.path` is used; its query parameters are kept, before `opts.query`).
+pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection, EngineError> {
+    let endpoint = Arc::new(Endpoint::new(url, opts)?);
+    let first = *opts.transports.first().ok_or(EngineError::NoTransport)?;
+    let first = if opts.remember_upgrade
+        && opts.transports.contains(&TransportKind::WebSocket)
+        && websocket_worked_before(endpoint.host_key())
+    {
+        TransportKind::WebSocket
+    } else {
+        first
+    };
+    let handshake = async {
+        match first {
+            TransportKind::Polling => polling::handshake(&endpoint).await,
+            TransportKind::WebSocket => websocket::handshake(&endpoint).await,
+        }
+    };
+    let opened = match opts.connect_timeout {
+        Some(t) => tokio::time::timeout(t, handshake)
+            .await
+            .map_err(|_| EngineError::Timeout)?,
+        None => handshake.await,
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            if first == TransportKind::WebSocket {
+                remember_websocket(endpoint.host_key(), false);
+            }
+            return Err(e);
+        }
+    };
+    if first == TransportKind::WebSocket {
+        remember_websocket(endpoint.host_key(), true);
+    }
+    let handshake = opened.open.clone();
+    let shared = Arc::new(Shared {
+        id: handshake.sid.clone(),
+        transport: AtomicU8::new(transport_code(first)),
+        closed: AtomicBool::new(false),
+        close_requested: Notify::new(),
+    });
+    let (tx, rx) = mpsc::channel(SEND_QUEUE_CAPACITY);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let upgrade_to_websocket = opts.upgrade
+        && first == TransportKind::Polling
+        && opts.transports.contains(&TransportKind::WebSocket)
+        && handshake.upgrades.iter().any(|u| u == "websocket");
+    driver::spawn(driver::Start {
+        endpoint,
+        shared: shared.clone(),
+        opened,
+        rx,
+        events: events_tx,
+        upgrade_to_websocket,
+    });
+    Ok(EngineConnection {
+        handshake,
+        sender: EngineSender { shared, tx },
+        events,
+    })
+}

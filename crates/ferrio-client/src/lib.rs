@@ -1,0 +1,17 @@
+//! ferrio-client: a Socket.IO client for Rust, wire-compatible with the official JavaScript implementation.
+//!
+//! [`connect`] mirrors JavaScript's `io(url, opts)`: it returns a [`Socket`] for the namespace in the URL,
+//! sharing one [`Manager`] (one Engine.IO connection, reconnecting with backoff) per server.
+#![warn(missing_docs)]
+
+pub mod engine;
+mod manager;
+mod options;
+mod socket;
+
+pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
+pub use manager::{Manager, ManagerEvent, connect};
+pub use options::{Auth, BoxFuture, ClientOptions};
+pub use socket::{
+    AckArgs, AckError, AckSender, DisconnectReason, EmitError, Emitter, Event, Socket,
+};

@@ -1,0 +1,347 @@
+//! The Engine.IO client against misbehaving mini-servers, and over TLS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrio::engine::{Engine, EngineCloseReason, EngineConfig, EngineData, EngineHandler, Socket};
+use ferrio_client::engine::{
+    ClientCloseReason, Data, EngineError, EngineEvent, EngineOptions, Frame, TlsOptions,
+    TransportKind, connect,
+};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn next_event(events: &mut mpsc::Receiver<EngineEvent>) -> EngineEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("no event in time")
+        .expect("event stream ended without Close")
+}
+
+/// Reads one request head; `None` at end of stream.
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// A server that answers the first request of each connection that has no `sid` with `status` and
+/// `body`, and never answers anything else. Returns its URL.
+async fn mini_server(status: &'static str, body: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut stream).await {
+                    if head.contains("sid=") {
+                        // Hold the request (and the connection) without answering.
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn polling_only() -> EngineOptions {
+    EngineOptions {
+        transports: vec![TransportKind::Polling],
+        ..EngineOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn ping_timeout_when_the_server_stops_pinging() {
+    let url = mini_server(
+        "200 OK",
+        r#"0{"sid":"s1","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000000}"#,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut conn = connect(&url, &polling_only()).await.unwrap();
+    assert_eq!(conn.handshake.sid, "s1");
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Close(ClientCloseReason::PingTimeout)
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(conn.events.recv().await.is_none());
+    assert!(matches!(
+        conn.sender.send(Frame::message("x")),
+        Err(EngineError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn packets_after_the_open_packet_are_delivered() {
+    let url = mini_server(
+        "200 OK",
+        "0{\"sid\":\"s2\",\"upgrades\":[],\"pingInterval\":20000,\"pingTimeout\":20000,\"maxPayload\":1000000}\x1e4hi\x1ebAAE=",
+    )
+    .await;
+    let mut conn = connect(&url, &polling_only()).await.unwrap();
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Message(Data::Text("hi".into()))
+    );
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Message(Data::Binary(vec![0u8, 1].into()))
+    );
+}
+
+#[tokio::test]
+async fn bad_packet_after_the_handshake_is_a_parse_error() {
+    let url = mini_server(
+        "200 OK",
+        "0{\"sid\":\"s3\",\"upgrades\":[],\"pingInterval\":20000,\"pingTimeout\":20000,\"maxPayload\":1000000}\x1e4ok\x1e9bad",
+    )
+    .await;
+    let mut conn = connect(&url, &polling_only()).await.unwrap();
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Message(Data::Text("ok".into()))
+    );
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Close(ClientCloseReason::ParseError)
+    );
+}
+
+#[tokio::test]
+async fn handshake_400_is_http_error() {
+    let url = mini_server("400 Bad Request", r#"{"code":3,"message":"Bad request"}"#).await;
+    let err = connect(&url, &polling_only()).await.unwrap_err();
+    match err {
+        EngineError::Http { status, body } => {
+            assert_eq!(status, 400);
+            assert_eq!(body, r#"{"code":3,"message":"Bad request"}"#);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_open_packet_is_handshake_error() {
+    let url = mini_server("200 OK", "4not an open packet").await;
+    let err = connect(&url, &polling_only()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Handshake(_)), "{err:?}");
+    let url = mini_server("200 OK", "0{\"sid\":1}").await;
+    let err = connect(&url, &polling_only()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Handshake(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn handshake_timeout() {
+    // Accepts connections, never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    for transports in [vec![TransportKind::Polling], vec![TransportKind::WebSocket]] {
+        let opts = EngineOptions {
+            transports,
+            connect_timeout: Some(Duration::from_millis(200)),
+            ..EngineOptions::default()
+        };
+        let err = connect(&format!("http://{addr}"), &opts).await.unwrap_err();
+        assert!(matches!(err, EngineError::Timeout), "{err:?}");
+    }
+}
+
+struct Echo;
+
+impl EngineHandler for Echo {
+    fn on_open(&self, _socket: &Arc<Socket>) {}
+    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+        let _ = socket.send(data);
+    }
+    fn on_close(&self, _socket: &Arc<Socket>, _reason: EngineCloseReason) {}
+}
+
+/// A CA and a certificate for `localhost` and 127.0.0.1 signed by it: (CA PEM, cert DER, key DER).
+fn certificates() -> (String, Vec<u8>, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ferrio test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.der().to_vec(), key.serialize_der())
+}
+
+/// The ferrio engine served over TLS on 127.0.0.1; returns the port.
+async fn tls_server(cert: Vec<u8>, key: Vec<u8>) -> u16 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let engine = Engine::new(EngineConfig::default(), Echo);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    let engine = engine.clone();
+                    async move { Ok::<_, std::convert::Infallible>(engine.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn tls_with_trusted_ca() {
+    let (ca_pem, cert, key) = certificates();
+    let port = tls_server(cert, key).await;
+    let tls = TlsOptions {
+        root_certificates: vec![ca_pem.into_bytes()],
+        ..TlsOptions::default()
+    };
+    for (host, transports) in [
+        ("localhost", vec![TransportKind::Polling]),
+        ("127.0.0.1", vec![TransportKind::WebSocket]),
+        (
+            "localhost",
+            vec![TransportKind::Polling, TransportKind::WebSocket],
+        ),
+    ] {
+        let upgrade = transports.len() == 2;
+        let opts = EngineOptions {
+            transports,
+            tls: tls.clone(),
+            ..EngineOptions::default()
+        };
+        let mut conn = connect(&format!("https://{host}:{port}"), &opts)
+            .await
+            .unwrap();
+        if upgrade {
+            assert_eq!(
+                next_event(&mut conn.events).await,
+                EngineEvent::Upgrade(TransportKind::WebSocket)
+            );
+        }
+        conn.sender.send(Frame::message("secret")).unwrap();
+        assert_eq!(
+            next_event(&mut conn.events).await,
+            EngineEvent::Message(Data::Text("secret".into()))
+        );
+        conn.sender.close();
+        assert_eq!(
+            next_event(&mut conn.events).await,
+            EngineEvent::Close(ClientCloseReason::ForcedClose)
+        );
+    }
+}
+
+#[tokio::test]
+async fn tls_without_trusting_the_ca_fails() {
+    let (_ca_pem, cert, key) = certificates();
+    let port = tls_server(cert, key).await;
+    for transports in [vec![TransportKind::Polling], vec![TransportKind::WebSocket]] {
+        let opts = EngineOptions {
+            transports: transports.clone(),
+            ..EngineOptions::default()
+        };
+        let err = connect(&format!("https://localhost:{port}"), &opts)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Tls(_)),
+            "{transports:?}: {err:?}"
+        );
+        // `wss://` is the same server.
+        let err = connect(&format!("wss://localhost:{port}"), &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Tls(_)), "{err:?}");
+    }
+    // Explicitly accepting invalid certificates works.
+    let opts = EngineOptions {
+        tls: TlsOptions {
+            danger_accept_invalid_certs: true,
+            ..TlsOptions::default()
+        },
+        transports: vec![TransportKind::Polling],
+        ..EngineOptions::default()
+    };
+    let mut conn = connect(&format!("https://localhost:{port}"), &opts)
+        .await
+        .unwrap();
+    conn.sender.send(Frame::message("ok")).unwrap();
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Message(Data::Text("ok".into()))
+    );
+}
+
+#[tokio::test]
+async fn invalid_root_certificate_is_tls_error() {
+    let opts = EngineOptions {
+        tls: TlsOptions {
+            root_certificates: vec![
+                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
+            ],
+            ..TlsOptions::default()
+        },
+        ..EngineOptions::default()
+    };
+    let err = connect("https://localhost:1", &opts).await.unwrap_err();
+    assert!(matches!(err, EngineError::Tls(_)), "{err:?}");
+}
