@@ -1,6 +1,8 @@
 //! The `ferrio` binary: `serve` a Socket.IO server, `connect` to one, `bench` one.
 
+mod bench;
 mod config;
+mod connect;
 mod serve;
 
 use std::path::PathBuf;
@@ -31,6 +33,10 @@ enum Command {
         #[command(flatten)]
         options: config::ServeOptions,
     },
+    /// Connect to a Socket.IO server: print every event as a JSON line, emit from the prompt or once.
+    Connect(connect::ConnectOptions),
+    /// Load-test a Socket.IO server and print a summary.
+    Bench(bench::BenchOptions),
 }
 
 fn init_logs(filter: Option<&str>) {
@@ -60,6 +66,20 @@ async fn main() -> std::process::ExitCode {
             };
             init_logs(opts.log.as_deref());
             if let Err(e) = serve::run(opts).await {
+                eprintln!("ferrio: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        Command::Connect(opts) => {
+            init_logs(Some("warn"));
+            if let Err(e) = connect::run(opts).await {
+                eprintln!("ferrio: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        Command::Bench(opts) => {
+            init_logs(Some("warn"));
+            if let Err(e) = bench::run(opts).await {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }

@@ -183,6 +183,7 @@ struct Listener {
 #[derive(Default)]
 struct Handlers {
     events: HashMap<String, Vec<Listener>>,
+    fallback: Option<EventHandler>,
     any: Vec<AnyHandler>,
     any_outgoing: Vec<AnyHandler>,
     connect: Vec<ConnectHandler>,
@@ -378,6 +379,16 @@ impl Socket {
             .entry(event)
             .or_default()
             .push(Listener { handler, once });
+    }
+
+    /// Handles every event that has no listener of its own (with its ack sender): what a generic tool
+    /// such as `ferrio connect` needs.
+    pub fn on_unhandled<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.handlers.write().fallback = Some(Arc::new(move |s, e| Box::pin(handler(s, e))));
     }
 
     /// Removes every listener of `event`.
@@ -925,12 +936,12 @@ async fn dispatch_loop(socket: std::sync::Weak<SocketInner>, mut rx: mpsc::Recei
                     let mut h = socket.inner.handlers.write();
                     let any = h.any.clone();
                     let listeners: Vec<EventHandler> = match h.events.get_mut(&event.name) {
-                        Some(list) => {
+                        Some(list) if !list.is_empty() => {
                             let all = list.iter().map(|l| l.handler.clone()).collect();
                             list.retain(|l| !l.once);
                             all
                         }
-                        None => vec![],
+                        _ => h.fallback.iter().cloned().collect(),
                     };
                     (any, listeners)
                 };

@@ -273,10 +273,7 @@ async fn connect_error_carries_message_and_data_and_auth_is_refreshed() {
     let counter = calls.clone();
     opts.auth = Auth::function(move || {
         let n = counter.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let token = if n == 0 { "good" } else { "good" };
-            ferrio_client::to_value(&serde_json::json!({ "token": token, "n": n })).unwrap()
-        }
+        async move { ferrio_client::to_value(&serde_json::json!({ "token": "good", "n": n })).unwrap() }
     });
     let ok = ferrio_client::connect(&url, opts);
     let r = tokio::time::timeout(Duration::from_secs(5), async {

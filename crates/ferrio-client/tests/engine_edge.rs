@@ -38,6 +38,13 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
 /// A server that answers the first request of each connection that has no `sid` with `status` and
 /// `body`, and never answers anything else. Returns its URL.
 async fn mini_server(status: &'static str, body: &'static str) -> String {
+    scripted_server(move |head| (!head.contains("sid=")).then_some((status, body))).await
+}
+
+/// A server that answers each request as `script` says from its head (`None`: hold it, unanswered).
+async fn scripted_server(
+    script: impl Fn(&str) -> Option<(&'static str, &'static str)> + Send + Sync + Clone + 'static,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -45,12 +52,23 @@ async fn mini_server(status: &'static str, body: &'static str) -> String {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
+            let script = script.clone();
             tokio::spawn(async move {
                 while let Some(head) = read_head(&mut stream).await {
-                    if head.contains("sid=") {
+                    let Some((status, body)) = script(&head) else {
                         // Hold the request (and the connection) without answering.
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         return;
+                    };
+                    if let Some(len) = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    }) {
+                        let mut body = vec![0u8; len];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
                     }
                     let response = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
@@ -64,6 +82,95 @@ async fn mini_server(status: &'static str, body: &'static str) -> String {
         }
     });
     format!("http://{addr}")
+}
+
+/// A websocket server that sends `messages` on each connection, then keeps it open and silent.
+async fn websocket_server(messages: &'static [&'static str]) -> String {
+    use futures_util::SinkExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                for m in messages {
+                    let msg = tokio_tungstenite::tungstenite::Message::text(*m);
+                    if ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+fn websocket_only() -> EngineOptions {
+    EngineOptions {
+        transports: vec![TransportKind::WebSocket],
+        ..EngineOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn websocket_ping_timeout_and_parse_error() {
+    let url = websocket_server(&[
+        r#"0{"sid":"w1","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000000}"#,
+        "2",
+    ])
+    .await;
+    let mut conn = connect(&url, &websocket_only()).await.unwrap();
+    assert_eq!(conn.handshake.sid, "w1");
+    assert_eq!(next_event(&mut conn.events).await, EngineEvent::Ping);
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Close(ClientCloseReason::PingTimeout)
+    );
+
+    let url = websocket_server(&[
+        r#"0{"sid":"w2","upgrades":[],"pingInterval":20000,"pingTimeout":20000,"maxPayload":1000000}"#,
+        "4fine",
+        "x",
+    ])
+    .await;
+    let mut conn = connect(&url, &websocket_only()).await.unwrap();
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Message(Data::Text("fine".into()))
+    );
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Close(ClientCloseReason::ParseError)
+    );
+}
+
+#[tokio::test]
+async fn failed_probe_stays_on_polling() {
+    // Offers the upgrade but refuses websockets; holds polls, accepts posts.
+    let url = scripted_server(|head| {
+        if head.contains("transport=websocket") {
+            Some(("400 Bad Request", r#"{"code":3,"message":"Bad request"}"#))
+        } else if !head.contains("sid=") {
+            Some((
+                "200 OK",
+                r#"0{"sid":"p1","upgrades":["websocket"],"pingInterval":20000,"pingTimeout":20000,"maxPayload":1000000}"#,
+            ))
+        } else if head.starts_with("POST") {
+            Some(("200 OK", "ok"))
+        } else {
+            None
+        }
+    })
+    .await;
+    let mut conn = connect(&url, &EngineOptions::default()).await.unwrap();
+    conn.sender.send(Frame::message("over polling")).unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(500), conn.events.recv()).await;
+    assert!(quiet.is_err(), "unexpected event {quiet:?}");
+    assert_eq!(conn.sender.transport(), TransportKind::Polling);
+    assert!(!conn.sender.is_closed());
 }
 
 fn polling_only() -> EngineOptions {

@@ -169,6 +169,15 @@ async fn open(server: &Server, mode: Mode) -> EngineConnection {
                 EngineEvent::Upgrade(TransportKind::WebSocket)
             );
             assert_eq!(conn.sender.transport(), TransportKind::WebSocket);
+            // The server switches when it reads the upgrade packet.
+            let socket = server.engine.socket(conn.sender.id()).unwrap();
+            tokio::time::timeout(WAIT, async {
+                while socket.transport() != TransportKind::WebSocket {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the server never switched to websocket");
         }
     }
     conn

@@ -36,7 +36,7 @@ type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// The transport the handshake ran on, ready for the task.
 pub(crate) enum Transport {
     Polling(HttpConn),
-    WebSocket(Ws),
+    WebSocket(Box<Ws>),
 }
 
 /// The result of a handshake.
@@ -204,7 +204,7 @@ pub(crate) fn spawn(start: Start) {
             get: Slot::Idle(conn),
             post: Slot::Idle(HttpConn::default()),
         },
-        Transport::WebSocket(ws) => Active::websocket(ws),
+        Transport::WebSocket(ws) => Active::websocket(*ws),
     };
     let probe: Option<BoxFut<_>> = if upgrade_to_websocket {
         let endpoint = endpoint.clone();
@@ -319,14 +319,12 @@ impl Driver {
 
     /// Starts what can start: the next poll, the next write, or the switch to the probed websocket.
     async fn schedule(&mut self) {
-        if self.upgrade_ready.is_some() {
-            if let Active::Polling { get, post } = &self.active {
-                if !get.is_busy() && !post.is_busy() {
-                    if let Some(ws) = self.upgrade_ready.take() {
-                        self.finish_upgrade(ws).await;
-                    }
-                }
-            }
+        let paused_and_idle = matches!(
+            &self.active,
+            Active::Polling { get, post } if !get.is_busy() && !post.is_busy()
+        );
+        if paused_and_idle && let Some(ws) = self.upgrade_ready.take() {
+            self.finish_upgrade(ws).await;
         }
         let paused = self.upgrade_ready.is_some();
         let endpoint = &self.endpoint;

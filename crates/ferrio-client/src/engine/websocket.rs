@@ -87,7 +87,7 @@ pub(crate) async fn handshake(endpoint: &Endpoint) -> Result<Opened, EngineError
                 };
                 return Ok(Opened {
                     open,
-                    transport: Transport::WebSocket(ws),
+                    transport: Transport::WebSocket(Box::new(ws)),
                     pending: Vec::new(),
                     pending_error: false,
                 });
