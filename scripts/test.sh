@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# The project's test command (README "Test"): builds once, runs the Rust tests in parallel, then the
-# interop tests that drive the official npm packages against ferrio. Works on a fresh machine: the npm
-# dependencies are installed from interop/package-lock.json when missing.
+# The project's test command (README "Test"): does its own set-up (npm packages of the interop tests,
+# redis-server when missing), builds once, runs the Rust tests in parallel, then the interop tests that
+# drive the official npm packages against ferrio, then a short smoke of each benchmark scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== set-up"
+if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
+  (cd interop && npm ci --no-audit --no-fund)
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  # Tests start their own redis-server on a free port; only the binary is needed.
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is required (apt-get install redis-server)" >&2
+    exit 1
+  fi
+fi
 
 echo "== build (workspace, tests, examples)"
 cargo build --workspace --all-targets --locked
@@ -18,3 +32,8 @@ cargo test --workspace --doc --locked
 
 echo "== interop tests (official npm packages)"
 bash interop/run.sh
+
+if [ -f bench/smoke.sh ]; then
+  echo "== benchmark smoke"
+  bash bench/smoke.sh
+fi
