@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): does its own set-up (npm packages of the interop tests,
-# redis-server when missing), builds once, runs the Rust tests in parallel, then the interop tests that
+# redis-server and chromium when missing), builds once, runs the Rust tests in parallel, then the interop tests that
 # drive the official npm packages against ferrio, then a short smoke of each benchmark scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,12 +9,16 @@ echo "== set-up"
 if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
   (cd interop && npm ci --no-audit --no-fund)
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
-  # Tests start their own redis-server on a free port; only the binary is needed.
+# Debian packages the tests need: redis-server (tests start their own on a free port) and chromium
+# (the demo page test). Installed when missing.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "redis-server is required (apt-get install redis-server)" >&2
+    echo "missing Debian packages: ${missing[*]} (apt-get install them)" >&2
     exit 1
   fi
 fi
