@@ -15,3 +15,9 @@ pub use options::{Auth, BoxFuture, ClientOptions};
 pub use socket::{
     AckArgs, AckError, AckSender, DisconnectReason, EmitError, Emitter, Event, Socket,
 };
+
+/// The README's code runs as doctests here, where both the server and the client are at hand (the server
+/// is a dev-dependency), so the documentation cannot drift from the API.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

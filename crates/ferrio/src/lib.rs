@@ -23,8 +23,3 @@ pub use serve_client::ClientFiles;
 pub use server::{Io, IoConfig};
 pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve};
 pub use socket::{AckArgs, AckError, AckSender, DisconnectReason, EmitError, Event, Socket};
-
-/// The README's code runs as a doctest, so the documentation cannot drift from the API.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
