@@ -18,7 +18,9 @@ struct Chat {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let room = args.next().unwrap_or_else(|| "lobby".into());
 
     let socket = ferrio_client::connect(&url, ClientOptions::default());
@@ -27,8 +29,14 @@ async fn main() {
         let room = joined_room.clone();
         async move {
             // Joining again after every reconnection: the server forgets rooms with the connection.
-            match socket.timeout(Duration::from_secs(5)).emit_with_ack("join", &room).await {
-                Ok(ack) if ack.clone().parse::<bool>().unwrap_or(false) => println!("joined {room} as {:?}", socket.id()),
+            match socket
+                .timeout(Duration::from_secs(5))
+                .emit_with_ack("join", &room)
+                .await
+            {
+                Ok(ack) if ack.clone().parse::<bool>().unwrap_or(false) => {
+                    println!("joined {room} as {:?}", socket.id())
+                }
                 other => eprintln!("join failed: {other:?}"),
             }
         }
