@@ -225,14 +225,16 @@ impl LocalNamespace for NamespaceInner {
     }
 
     fn deliver(&self, sid: &str, encoded: &Encoded, flags: &BroadcastFlags) -> bool {
-        match self.sockets.get(sid) {
+        // `socket()` clones the socket out of the map: no map guard may be held while writing, since a
+        // full queue closes the connection, which removes the socket from this very map.
+        match self.socket(sid) {
             Some(s) => s.client.write(encoded, flags.volatile),
             None => false,
         }
     }
 
     fn deliver_with_ack(&self, sid: &str, encoded: &Encoded, ack_id: u64, sink: &AckSink) -> bool {
-        match self.sockets.get(sid) {
+        match self.socket(sid) {
             Some(s) => {
                 s.register_broadcast_ack(ack_id, sink.clone());
                 s.client.write(encoded, false)

@@ -257,7 +257,6 @@ async fn slow_and_healthy() -> (TestServer, Log<DisconnectReason>, Client, Ws) {
 
 /// A broadcast (non-volatile) to a client that stops reading disconnects it; the others keep receiving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: a broadcast that overflows a slow client's queue deadlocks: NamespaceInner::deliver holds a DashMap guard on `sockets` while the close path removes from it"]
 async fn c33_broadcast_flood_cuts_only_the_slow_client() {
     let (server, reasons, mut healthy, ws) = slow_and_healthy().await;
     let (sent, mut received) = broadcast_flood(&server, &mut healthy, &reasons, false).await;
@@ -398,7 +397,6 @@ async fn events_in_order_with_a_tiny_queue() {
 /// The same with 200 ms + 200 ms heartbeats: draining the backlog takes longer than ping_timeout, but the
 /// client answered every ping at once; its pong just sits behind its events while the reader waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: event backpressure starves heartbeats: a client that answers every ping is cut with \"ping timeout\" while its event backlog drains"]
 async fn event_backlog_does_not_cause_a_ping_timeout() {
     let (seen, reasons) = events_in_order(config()).await;
     assert!(

@@ -168,6 +168,9 @@ pub struct Session {
     upgrade_deadline: Option<Instant>,
     /// The probe ping was answered: polls must not wait any more, so the client can pause polling.
     probed: bool,
+    /// The shell stopped reading from the client (its handlers are behind): a pong may be waiting unread,
+    /// so the ping timeout must not count this time against the client.
+    reader_paused: bool,
 }
 
 impl Session {
@@ -182,6 +185,7 @@ impl Session {
             },
             upgrade_deadline: None,
             probed: false,
+            reader_paused: false,
         }
     }
 
@@ -222,15 +226,16 @@ impl Session {
     /// When the shell must next call `handle_timeout`, or `None` once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let beat = match self.heartbeat {
-            Heartbeat::Waiting { ping_at } => ping_at,
-            Heartbeat::AwaitingPong { deadline } => deadline,
+            Heartbeat::Waiting { ping_at } => Some(ping_at),
+            Heartbeat::AwaitingPong { .. } if self.reader_paused => None,
+            Heartbeat::AwaitingPong { deadline } => Some(deadline),
         };
         let ready = match self.ready {
             Ready::Open => None,
             Ready::Closing { deadline } => Some(deadline),
             Ready::Closed(_) => return None,
         };
-        [Some(beat), ready, self.upgrade_deadline]
+        [beat, ready, self.upgrade_deadline]
             .into_iter()
             .flatten()
             .min()
@@ -260,7 +265,7 @@ impl Session {
                 };
                 Some(Timeout::SendPing)
             }
-            Heartbeat::AwaitingPong { deadline } if now >= deadline => {
+            Heartbeat::AwaitingPong { deadline } if now >= deadline && !self.reader_paused => {
                 self.ready = Ready::Closed(CloseReason::PingTimeout);
                 self.upgrade_deadline = None;
                 Some(Timeout::PingTimedOut)
@@ -300,6 +305,21 @@ impl Session {
         self.ready = Ready::Closed(reason);
         self.upgrade_deadline = None;
         Received::Close(reason)
+    }
+
+    /// The shell stops reading from the client for a while (backpressure from busy handlers): no ping
+    /// timeout fires until `resume_reader`.
+    pub fn pause_reader(&mut self) {
+        self.reader_paused = true;
+    }
+
+    /// The shell reads again: a pong still expected gets a fresh `ping_timeout` from `now`, since it may
+    /// have been sitting unread behind the backlog.
+    pub fn resume_reader(&mut self, now: Instant) {
+        self.reader_paused = false;
+        if let Heartbeat::AwaitingPong { deadline } = &mut self.heartbeat {
+            *deadline = (*deadline).max(now + self.config.ping_timeout);
+        }
     }
 
     /// Starts a graceful server close: no new packets; the queued ones may still be fetched until
@@ -515,6 +535,32 @@ mod tests {
         assert!(!s.is_upgrading());
         let mut s = Session::new(t0, config(), TransportKind::WebSocket);
         assert_eq!(s.begin_upgrade(t0), Err(UpgradeError::AlreadyUpgraded));
+    }
+
+    #[test]
+    fn paused_reader_suspends_the_ping_timeout() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::WebSocket);
+        assert_eq!(advance(&mut s, t0 + 300 * MS), vec![Timeout::SendPing]);
+        s.pause_reader();
+        assert_eq!(s.poll_timeout(), None, "no heartbeat deadline while paused");
+        assert!(advance(&mut s, t0 + 5_000 * MS).is_empty());
+        assert!(s.is_open());
+        s.resume_reader(t0 + 5_000 * MS);
+        assert_eq!(s.poll_timeout(), Some(t0 + 5_200 * MS));
+        assert_eq!(
+            s.on_packet(t0 + 5_010 * MS, Packet::Pong(None)),
+            Received::Nothing
+        );
+        assert!(s.is_open());
+        // Without a pong after resuming, the timeout applies again.
+        assert_eq!(advance(&mut s, t0 + 5_310 * MS), vec![Timeout::SendPing]);
+        s.pause_reader();
+        s.resume_reader(t0 + 5_320 * MS);
+        assert_eq!(
+            advance(&mut s, t0 + 5_520 * MS),
+            vec![Timeout::PingTimedOut]
+        );
     }
 
     #[test]

@@ -178,7 +178,20 @@ impl Socket {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::debug!(sid = %self.id, "slow consumer, closing");
-                self.close_with(CloseReason::TransportError);
+                // The session is closed at once (later sends fail), but its close handlers run on a task
+                // of their own: the sender may be deep in a broadcast, holding locks they would take.
+                if matches!(
+                    self.state.lock().close(CloseReason::TransportError),
+                    Received::Close(_)
+                ) {
+                    let me = self.engine.sessions.get(&self.id).map(|s| s.clone());
+                    match (me, tokio::runtime::Handle::try_current()) {
+                        (Some(me), Ok(rt)) => {
+                            rt.spawn(async move { me.finish(CloseReason::TransportError) });
+                        }
+                        _ => self.finish(CloseReason::TransportError),
+                    }
+                }
                 Err(SendError::SlowConsumer)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
@@ -228,7 +241,11 @@ impl Socket {
             Received::Message(data) => {
                 self.engine.handler.on_message(self, data);
                 if let Some(wait) = self.engine.handler.backpressure(self) {
+                    // Not reading is the server's doing: the client's pong may be waiting behind.
+                    self.state.lock().pause_reader();
                     wait.await;
+                    self.state.lock().resume_reader(Instant::now());
+                    self.wake.notify_one();
                 }
             }
             Received::Nothing => {}
