@@ -895,7 +895,6 @@ async fn server_sees_client_namespace_disconnect(mode: Mode) {
 // Written out: the polling variants fail (client bug, see the ignore reasons).
 mod server_sees_client_namespace_disconnect {
     #[tokio::test]
-    #[ignore = "BUG: over polling the client sends DISCONNECT and the close packet in one POST; socket.io handles the close first and reports \"transport close\""]
     async fn polling() {
         super::server_sees_client_namespace_disconnect(super::Mode::Polling).await
     }
@@ -904,7 +903,6 @@ mod server_sees_client_namespace_disconnect {
         super::server_sees_client_namespace_disconnect(super::Mode::WebSocket).await
     }
     #[tokio::test]
-    #[ignore = "BUG: (timing-dependent) before the upgrade completes, the client sends DISCONNECT and the close packet in one POST; socket.io reports \"transport close\""]
     async fn upgrade() {
         super::server_sees_client_namespace_disconnect(super::Mode::Upgrade).await
     }

@@ -488,6 +488,12 @@ impl Driver {
                     while frames.peek().is_some() {
                         let mut enc = PayloadEncoder::new(self.max_payload);
                         while let Some(f) = frames.peek() {
+                            // The close packet goes in a POST of its own, after the rest: a server
+                            // handles a payload's close before the packets next to it, and would lose,
+                            // say, the DISCONNECT just sent.
+                            if f.packet_type() == PacketType::Close && !enc.is_empty() {
+                                break;
+                            }
                             if !enc.push(f) {
                                 break;
                             }
