@@ -81,7 +81,67 @@ pub(crate) struct IoInner {
     nsps: DashMap<String, Arc<NamespaceInner>>,
     parents: RwLock<Vec<(NamespaceMatcher, Arc<NamespaceInner>)>>,
     clients: DashMap<Arc<str>, Arc<Client>>,
+    connect_timeouts: Arc<ConnectTimeouts>,
     me: Weak<IoInner>,
+}
+
+/// Clients that must join a namespace within `connect_timeout`. Every deadline is "now + the same
+/// duration", so a FIFO queue is in deadline order and one task serves every client: no timer or task per
+/// connection.
+struct ConnectTimeouts {
+    timeout: Duration,
+    queue: parking_lot::Mutex<std::collections::VecDeque<(tokio::time::Instant, Weak<Client>)>>,
+    wake: tokio::sync::Notify,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl ConnectTimeouts {
+    fn new(timeout: Duration) -> Self {
+        ConnectTimeouts {
+            timeout,
+            queue: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn push(self: &Arc<ConnectTimeouts>, client: &Arc<Client>) {
+        if !self.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tokio::spawn(sweep_connect_timeouts(Arc::downgrade(self)));
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let was_empty = {
+            let mut q = self.queue.lock();
+            q.push_back((deadline, Arc::downgrade(client)));
+            q.len() == 1
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The task behind [`ConnectTimeouts`]; it ends within a minute of the server being dropped.
+async fn sweep_connect_timeouts(timeouts: Weak<ConnectTimeouts>) {
+    loop {
+        let Some(t) = timeouts.upgrade() else { return };
+        let front = t.queue.lock().front().map(|(d, _)| *d);
+        match front {
+            Some(deadline) if deadline <= tokio::time::Instant::now() => {
+                let expired = t.queue.lock().pop_front();
+                if let Some((_, client)) = expired
+                    && let Some(client) = client.upgrade()
+                    && !client.has_joined()
+                {
+                    client.conn.close();
+                }
+            }
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(60), t.wake.notified()).await;
+            }
+        }
+    }
 }
 
 impl IoInner {
@@ -138,16 +198,7 @@ impl EngineHandler for Handler {
     fn on_open(&self, conn: &Arc<Conn>) {
         let client = Client::new(conn.clone(), self.0.clone());
         self.0.clients.insert(Arc::from(conn.id()), client.clone());
-        let timeout = self.0.config.connect_timeout;
-        let weak = Arc::downgrade(&client);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(client) = weak.upgrade()
-                && !client.has_joined()
-            {
-                client.conn.close();
-            }
-        });
+        self.0.connect_timeouts.push(&client);
     }
 
     fn on_message(&self, conn: &Arc<Conn>, data: Data) {
@@ -196,15 +247,18 @@ impl Io {
     pub fn new(config: IoConfig) -> Io {
         let parser = config.parser.clone();
         let engine_config = config.engine.clone();
+        let connect_timeout = config.connect_timeout;
         let inner = Arc::new_cyclic(|me| IoInner {
             config,
             parser,
             nsps: DashMap::new(),
             parents: RwLock::new(Vec::new()),
             clients: DashMap::new(),
+            connect_timeouts: Arc::new(ConnectTimeouts::new(connect_timeout)),
             me: me.clone(),
         });
         let engine = Engine::new(engine_config, Handler(inner.clone()));
+
         let io = Io { inner, engine };
         io.of("/");
         io

@@ -77,7 +77,7 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
     // An 8 KiB read buffer instead of the 128 KiB default: the default is zero-filled before every read and
     // costs ~135 KiB per idle connection (measured in bench/ws-choice).
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(2 * 1024)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
