@@ -681,6 +681,15 @@ impl Inner {
 }
 
 impl Adapter for RedisAdapter {
+    fn init(&self) {
+        // The namespace exists now: subscribe at once instead of waiting for the background retry.
+        let _ = self.inner.ensure_init();
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn add_all(&self, sid: &Sid, rooms: &[Room]) {
         self.inner.local.add_all(sid, rooms)
     }

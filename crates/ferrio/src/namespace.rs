@@ -80,7 +80,7 @@ impl NamespaceInner {
         factory: &AdapterFactory,
         parent: Option<Arc<NamespaceInner>>,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|weak: &Weak<NamespaceInner>| {
+        let ns = Arc::new_cyclic(|weak: &Weak<NamespaceInner>| {
             let local: Weak<dyn LocalNamespace> = weak.clone();
             NamespaceInner {
                 name,
@@ -94,7 +94,9 @@ impl NamespaceInner {
                 parent,
                 children: Mutex::new(HashMap::new()),
             }
-        })
+        });
+        ns.adapter.init();
+        ns
     }
 
     pub(crate) fn adapter(&self) -> &Arc<dyn Adapter> {

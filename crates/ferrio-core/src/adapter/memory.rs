@@ -247,6 +247,10 @@ impl Adapter for MemoryAdapter {
     fn server_count(&self) -> BoxFuture<usize> {
         Box::pin(async { 1 })
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

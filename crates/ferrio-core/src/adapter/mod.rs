@@ -192,8 +192,13 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> BoxFuture<Result<(), AdapterError>>;
     /// Number of nodes (1 for the in-memory adapter).
     fn server_count(&self) -> BoxFuture<usize>;
+    /// Called once the namespace exists (the factory runs while it is being built, so the namespace
+    /// cannot be reached from the factory itself): subscribe to other nodes here.
+    fn init(&self) {}
     /// Stops the adapter (namespace closing).
     fn close(&self) {}
+    /// The adapter as `Any`, to reach what a specific adapter offers (metrics, …).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// Builds the adapter of each namespace.
