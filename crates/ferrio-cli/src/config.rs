@@ -68,6 +68,79 @@ pub struct ServeOptions {
     /// Log filter (`info`, `ferrio=debug`, …).
     #[arg(long, env = "FERRIO_LOG")]
     pub log: Option<String>,
+    /// Adapter for running several nodes as one server: `redis://HOST:PORT[/DB]` (the classic
+    /// `@socket.io/redis-adapter`, pub/sub) or `redis-sharded://HOST:PORT[,HOST:PORT…]` (the sharded
+    /// adapter on a Redis Cluster, sharded pub/sub, Redis 7; seed nodes); `local` or none: one node.
+    #[arg(long, env = "FERRIO_ADAPTER")]
+    pub adapter: Option<String>,
+    /// Key prefix of the adapter's Redis channels (`socket.io`), as the Node adapter's `key` option.
+    #[arg(long, env = "FERRIO_ADAPTER_KEY")]
+    pub adapter_key: Option<String>,
+}
+
+/// The adapter `--adapter` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterSpec {
+    /// One node, in memory (the default).
+    Local,
+    /// The classic Redis adapter (`@socket.io/redis-adapter`, `PUBLISH`/`PSUBSCRIBE`).
+    Redis {
+        /// `redis://…` URL handed to the Redis client.
+        url: String,
+        /// Channel prefix.
+        key: String,
+    },
+    /// The sharded Redis adapter on a Redis Cluster (`createShardedAdapter`, `SPUBLISH`/`SSUBSCRIBE`).
+    RedisSharded {
+        /// `redis://…` URLs of the seed nodes (the `redis-sharded` scheme rewritten).
+        urls: Vec<String>,
+        /// Channel prefix.
+        key: String,
+    },
+}
+
+impl AdapterSpec {
+    /// Parses the `adapter` option (`None`, `""` and `local` mean the local adapter).
+    pub fn parse(adapter: Option<&str>, key: Option<&str>) -> Result<AdapterSpec, ConfigError> {
+        let key = key.unwrap_or("socket.io").to_owned();
+        let Some(raw) = adapter
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != "local")
+        else {
+            return Ok(AdapterSpec::Local);
+        };
+        let bad = |why: &str| ConfigError::Adapter(raw.to_owned(), why.to_owned());
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| bad("expected redis://HOST:PORT or redis-sharded://HOST:PORT"))?;
+        if rest.split('/').next().unwrap_or_default().is_empty() {
+            return Err(bad("no host"));
+        }
+        if key.is_empty() {
+            return Err(bad("the adapter key must not be empty"));
+        }
+        match scheme {
+            "redis" => Ok(AdapterSpec::Redis {
+                url: raw.to_owned(),
+                key,
+            }),
+            "redis-sharded" => {
+                let urls = rest
+                    .split(',')
+                    .map(|node| {
+                        let node = node.trim();
+                        if node.split('/').next().unwrap_or_default().is_empty() {
+                            Err(bad("no host"))
+                        } else {
+                            Ok(format!("redis://{node}"))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(AdapterSpec::RedisSharded { urls, key })
+            }
+            _ => Err(bad("unknown scheme (redis://, redis-sharded://)")),
+        }
+    }
 }
 
 /// A configuration file: options at the top level, overridden by `[profile.<name>]` tables. Parsed in two
@@ -105,6 +178,9 @@ pub enum ConfigError {
     /// The profile is not in the file.
     #[error("no profile {0:?} in {1}")]
     NoProfile(String, PathBuf),
+    /// The `adapter` option is not a known adapter URL.
+    #[error("invalid adapter {0:?}: {1}")]
+    Adapter(String, String),
 }
 
 macro_rules! layer {
@@ -137,7 +213,9 @@ impl ServeOptions {
             client_dist,
             cleanup_empty_child_namespaces,
             max_buffered_packets,
-            log
+            log,
+            adapter,
+            adapter_key
         );
     }
 
@@ -163,7 +241,14 @@ impl ServeOptions {
             }
         }
         out.overlay(self);
+        out.adapter_spec()?;
         Ok(out)
+    }
+
+    /// The adapter these values ask for (`io_config` leaves `IoConfig::adapter` local: connecting to
+    /// Redis is `serve::run`'s job, as it must wait for it).
+    pub fn adapter_spec(&self) -> Result<AdapterSpec, ConfigError> {
+        AdapterSpec::parse(self.adapter.as_deref(), self.adapter_key.as_deref())
     }
 
     /// The server options these values describe (official defaults for the rest).
@@ -282,6 +367,85 @@ log = "warn"
         let c = r.io_config();
         assert_eq!(c.engine.ping_interval, Duration::from_millis(1000));
         assert!(c.engine.cors.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn adapter_urls() {
+        assert_eq!(AdapterSpec::parse(None, None).unwrap(), AdapterSpec::Local);
+        assert_eq!(
+            AdapterSpec::parse(Some("local"), None).unwrap(),
+            AdapterSpec::Local
+        );
+        assert_eq!(
+            AdapterSpec::parse(Some("redis://127.0.0.1:6379"), None).unwrap(),
+            AdapterSpec::Redis {
+                url: "redis://127.0.0.1:6379".into(),
+                key: "socket.io".into()
+            }
+        );
+        assert_eq!(
+            AdapterSpec::parse(Some("redis-sharded://h:7000/0"), Some("app")).unwrap(),
+            AdapterSpec::RedisSharded {
+                urls: vec!["redis://h:7000/0".into()],
+                key: "app".into()
+            }
+        );
+        assert_eq!(
+            AdapterSpec::parse(Some("redis-sharded://a:7000,b:7001"), None).unwrap(),
+            AdapterSpec::RedisSharded {
+                urls: vec!["redis://a:7000".into(), "redis://b:7001".into()],
+                key: "socket.io".into()
+            }
+        );
+        for bad in [
+            "redis",
+            "http://h:1",
+            "redis://",
+            "redis:///0",
+            "redis-sharded://a:1,",
+        ] {
+            assert!(
+                matches!(
+                    AdapterSpec::parse(Some(bad), None),
+                    Err(ConfigError::Adapter(..))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(AdapterSpec::parse(Some("redis://h:1"), Some("")).is_err());
+
+        // From a file, overridden by flags; a bad URL fails resolve.
+        let dir = std::env::temp_dir().join(format!("ferrio-cfg-adapter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ferrio.toml");
+        std::fs::write(
+            &file,
+            "adapter = \"redis://10.0.0.1:6379\"\nadapter_key = \"app\"\n",
+        )
+        .unwrap();
+        let r = ServeOptions::default().resolve(Some(&file), None).unwrap();
+        assert_eq!(
+            r.adapter_spec().unwrap(),
+            AdapterSpec::Redis {
+                url: "redis://10.0.0.1:6379".into(),
+                key: "app".into()
+            }
+        );
+        let flags = ServeOptions {
+            adapter: Some("local".into()),
+            ..Default::default()
+        };
+        let r = flags.resolve(Some(&file), None).unwrap();
+        assert_eq!(r.adapter_spec().unwrap(), AdapterSpec::Local);
+        let flags = ServeOptions {
+            adapter: Some("memcached://x".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            flags.resolve(Some(&file), None),
+            Err(ConfigError::Adapter(..))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

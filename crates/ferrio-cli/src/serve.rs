@@ -10,7 +10,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use tower_layer::Layer;
 
-use crate::config::ServeOptions;
+use crate::config::{AdapterSpec, ServeOptions};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
 
@@ -92,9 +92,89 @@ async fn page(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes
     Ok(res)
 }
 
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The adapter could not be set up (Redis unreachable, adapter not built in).
+    #[error("{0}")]
+    Adapter(String),
+}
+
+/// How long `ferrio serve` waits for Redis at start before giving up.
+const REDIS_WAIT: &str = "5 s";
+
+/// A running cluster adapter, closed at shutdown.
+enum AdapterHandle {
+    Local,
+    Redis(ferrio_redis::RedisAdapterHandle),
+    Sharded(ferrio_redis::ShardedRedisAdapterHandle),
+}
+
+impl AdapterHandle {
+    fn close(&self) {
+        match self {
+            AdapterHandle::Local => {}
+            AdapterHandle::Redis(h) => h.close(),
+            AdapterHandle::Sharded(h) => h.close(),
+        }
+    }
+}
+
+/// Connects the adapter `spec` asks for, waiting for Redis, and sets `config.adapter`.
+async fn connect_adapter(
+    spec: &AdapterSpec,
+    config: &mut ferrio::IoConfig,
+) -> Result<AdapterHandle, ServeError> {
+    match spec {
+        AdapterSpec::Local => Ok(AdapterHandle::Local),
+        AdapterSpec::Redis { url, key } => {
+            tracing::info!(%url, %key, "connecting to the redis adapter");
+            let redis_config = ferrio_redis::RedisAdapterConfig {
+                key: key.clone(),
+                ..Default::default()
+            };
+            let handle = ferrio_redis::RedisAdapterHandle::connect(url, redis_config)
+                .await
+                .map_err(|e| {
+                    ServeError::Adapter(format!(
+                        "redis adapter: {e} (no answer within {REDIS_WAIT}; is redis-server running there?)"
+                    ))
+                })?;
+            config.adapter = handle.factory();
+            tracing::info!(%url, %key, "redis adapter connected");
+            Ok(AdapterHandle::Redis(handle))
+        }
+        AdapterSpec::RedisSharded { urls, key } => {
+            tracing::info!(?urls, %key, "connecting to the sharded redis adapter (Redis Cluster)");
+            let sharded_config = ferrio_redis::ShardedConfig {
+                channel_prefix: key.clone(),
+                ..Default::default()
+            };
+            let handle = ferrio_redis::ShardedRedisAdapterHandle::connect(urls.clone(), sharded_config)
+                .await
+                .map_err(|e| {
+                    ServeError::Adapter(format!(
+                        "redis-sharded adapter: {e} (no Redis Cluster answered within {REDIS_WAIT} at {})",
+                        urls.join(", ")
+                    ))
+                })?;
+            config.adapter = handle.factory();
+            tracing::info!(?urls, %key, "sharded redis adapter connected");
+            Ok(AdapterHandle::Sharded(handle))
+        }
+    }
+}
+
 /// Runs the server until Ctrl-C or SIGTERM, then closes every connection.
-pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
-    let config = opts.io_config();
+pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    let spec = opts
+        .adapter_spec()
+        .map_err(|e| ServeError::Adapter(e.to_string()))?;
+    let mut config = opts.io_config();
+    let adapter = connect_adapter(&spec, &mut config).await?;
     let dist = config.client_dist.clone();
     if config.serve_client && !dist.join("socket.io.js").exists() {
         tracing::warn!(dir = %dist.display(), "socket.io-client bundle not found: /socket.io/socket.io.js will answer 404");
@@ -108,7 +188,7 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     tracing::info!(%addr, "serving");
     let service = io.layer().layer(tower::service_fn(page));
-    tokio::select! {
+    let result = tokio::select! {
         r = ferrio::serve(listener, service) => r,
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
@@ -117,7 +197,9 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             Ok(())
         }
-    }
+    };
+    adapter.close();
+    Ok(result?)
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,8 @@
 //!
 //! `cargo run -p ferrio-redis --example redis_node -- --port 0 --redis redis://127.0.0.1:PORT [--name NAME]`
 //! prints `listening on http://127.0.0.1:PORT` once bound and connected to Redis; nothing else goes to
-//! stdout.
+//! stdout. With `--sharded`, the sharded adapter (`createShardedAdapter`, default options) on the Redis
+//! Cluster whose nodes `--redis` lists (comma-separated URLs; one is enough).
 //!
 //! Every socket of `/` gets `data = {node: NAME}`. Events (each acks once done):
 //! - `join` (a room) joins it, acks `true`;
@@ -22,11 +23,13 @@ use std::time::Duration;
 use ferrio::adapter::AckEvent;
 use ferrio::engine::{Cors, EngineConfig};
 use ferrio::{Event, Io, IoConfig, Socket, Value};
-use ferrio_redis::{RedisAdapterConfig, RedisAdapterHandle};
+use ferrio_redis::{
+    RedisAdapterConfig, RedisAdapterHandle, ShardedConfig, ShardedRedisAdapterHandle,
+};
 use serde_json::json;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: redis_node [--port N] --redis URL [--name NAME]");
+    eprintln!("{msg}\nusage: redis_node [--port N] --redis URL[,URL…] [--name NAME] [--sharded]");
     std::process::exit(2);
 }
 
@@ -39,8 +42,13 @@ fn ack(ev: &mut Event, v: &serde_json::Value) {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let (mut port, mut url, mut name) = (0u16, None, "ferrio".to_owned());
+    let mut sharded = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--sharded" {
+            sharded = true;
+            continue;
+        }
         let value = it
             .next()
             .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -52,16 +60,25 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let url = url.unwrap_or_else(|| usage("--redis is required"));
-    let redis = RedisAdapterHandle::connect(&url, RedisAdapterConfig::default())
-        .await
-        .unwrap_or_else(|e| usage(&e.to_string()));
+    let adapter = if sharded {
+        let urls: Vec<&str> = url.split(',').collect();
+        ShardedRedisAdapterHandle::connect(urls, ShardedConfig::default())
+            .await
+            .unwrap_or_else(|e| usage(&e.to_string()))
+            .factory()
+    } else {
+        RedisAdapterHandle::connect(&url, RedisAdapterConfig::default())
+            .await
+            .unwrap_or_else(|e| usage(&e.to_string()))
+            .factory()
+    };
     let io = Io::new(IoConfig {
         engine: EngineConfig {
             path: "/socket.io/".into(),
             cors: Some(Cors::any()),
             ..Default::default()
         },
-        adapter: redis.factory(),
+        adapter,
         ..Default::default()
     });
     let name: Arc<str> = Arc::from(name);

@@ -15,6 +15,8 @@
 //! # let _ = io; Ok(()) }
 //! ```
 //!
+//! For a Redis Cluster (sharded Pub/Sub, `createShardedAdapter`), see [`ShardedRedisAdapterHandle`].
+//!
 //! Two connections per server, shared by all namespaces: one publishes (pipelined, in order), one holds
 //! the subscriptions. Both reconnect by themselves with backoff, and the subscriptions are made again.
 //! Local delivery never waits for Redis; while it is unreachable, what should go to other nodes is
@@ -25,6 +27,8 @@ mod adapter;
 mod conn;
 mod emitter;
 pub mod msgpack;
+mod sharded;
+mod sharded_conn;
 mod wire;
 
 use std::sync::Arc;
@@ -35,6 +39,9 @@ use ferrio_core::adapter::{Adapter, AdapterFactory};
 pub use adapter::RedisAdapter;
 pub use conn::Metrics;
 pub use emitter::Emitter;
+pub use sharded::{
+    NodeUrls, ShardedConfig, ShardedRedisAdapter, ShardedRedisAdapterHandle, SubscriptionMode,
+};
 
 /// How payloads that may hold binary are encoded (broadcasts, broadcast acks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -320,3 +320,31 @@ pub(crate) fn socket_info_from(v: &Value) -> Option<SocketInfo> {
         data: v.get("data").cloned().unwrap_or(Value::Null),
     })
 }
+
+/// Whether a value holds a blob anywhere (what `hasBinary` of the official adapter checks).
+pub(crate) fn has_binary(v: &Value) -> bool {
+    match v {
+        Value::Binary(_) => true,
+        Value::Array(a) => a.iter().any(has_binary),
+        Value::Object(m) => m.values().any(has_binary),
+        _ => false,
+    }
+}
+
+/// `{id, handshake, rooms, data}` as a [`Value`]: `auth` and `data` kept as they are (blobs included).
+pub(crate) fn socket_info_to_value(info: &SocketInfo) -> Value {
+    let mut v = json_to_value(&socket_info_to_json(info)).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("data".into(), info.data.clone());
+        if let Some(Value::Object(h)) = m.get_mut("handshake") {
+            h.insert("auth".into(), info.handshake.auth.clone());
+        }
+    }
+    v
+}
+
+/// 16 hex digits (what `randomBytes(8).toString("hex")` gives): ClusterAdapter server and request ids.
+pub(crate) fn hex_id() -> String {
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}

@@ -33,6 +33,10 @@ pub struct BenchOptions {
     pub scenario: String,
     /// Server URL (`http://host:port`).
     pub url: String,
+    /// More URLs of the same (clustered) server, comma-separated: the clients are spread round-robin
+    /// over URL and these (client i on URL number i mod n); the fan-out publisher always uses URL.
+    #[arg(long, value_delimiter = ',')]
+    pub urls: Vec<String>,
     /// Number of clients (fanout: receivers, plus one publisher).
     #[arg(long, short = 'c', default_value_t = 100)]
     pub clients: usize,
@@ -65,9 +69,10 @@ pub struct BenchOptions {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Sample this server process (CPU time, RSS) from /proc during the measurement.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Sample this server process (CPU time, RSS) from /proc during the measurement; comma-separated
+    /// for several processes (a cluster): CPU and RSS are summed, and CPU is also reported per process.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Worker threads of the generator (1: everything on one thread).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -99,7 +104,8 @@ enum Scenario {
 /// Everything a client task needs to know, shared.
 struct Plan {
     scenario: Scenario,
-    target: Target,
+    /// One per server URL (`URL`, then `--urls`).
+    targets: Vec<Target>,
     /// Receiving/chatting clients (fanout adds a publisher after them).
     clients: usize,
     retries: u32,
@@ -118,6 +124,15 @@ const CLOSE: u32 = u32::MAX;
 impl Plan {
     fn publisher(&self, idx: usize) -> bool {
         self.scenario == Scenario::Fanout && idx == self.clients
+    }
+
+    /// The server client `idx` connects to: round-robin, the publisher on the first.
+    fn target(&self, idx: usize) -> &Target {
+        if self.publisher(idx) {
+            &self.targets[0]
+        } else {
+            &self.targets[idx % self.targets.len()]
+        }
     }
 
     fn room_of(&self, idx: usize) -> Option<String> {
@@ -183,11 +198,14 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         return Err("rates must be positive".into());
     }
     let websocket = scenario != Scenario::Polling && opts.transport == TransportOpt::Websocket;
-    let target = Target::parse(&opts.url, &opts.path, websocket)?;
+    let targets = std::iter::once(&opts.url)
+        .chain(&opts.urls)
+        .map(|u| Target::parse(u, &opts.path, websocket))
+        .collect::<Result<Vec<_>, _>>()?;
     let rooms = opts.clients.div_ceil(opts.room_size);
     let plan = Arc::new(Plan {
         scenario,
-        target,
+        targets,
         clients: opts.clients,
         retries: opts.retries,
         room_size: opts.room_size,
@@ -238,7 +256,7 @@ async fn client(plan: Arc<Plan>, stats: Arc<Stats>, idx: usize, mut phase: watch
         if *phase.borrow() == CLOSE {
             break;
         }
-        match Link::connect(&plan.target).await {
+        match Link::connect(plan.target(idx)).await {
             Ok(l) => {
                 link = Some(l);
                 break;
@@ -530,9 +548,14 @@ struct Connections {
 
 #[derive(Debug, Serialize)]
 struct Server {
+    /// The first `--server-pid`.
     pid: u32,
+    /// Every `--server-pid` (the figures below are sums over them).
+    pids: Vec<u32>,
     /// CPU time over the measurement (steps), µs.
     cpu_us: u64,
+    /// CPU time over the measurement of each process, in `pids` order, µs.
+    cpu_us_by_pid: Vec<u64>,
     /// Server CPU µs per measured delivery (echo: per ack).
     cpu_us_per_message: Option<f64>,
     /// VmRSS before the first connection, kB.
@@ -607,12 +630,22 @@ impl Progress {
 async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     let stats = Arc::new(Stats::new());
     now_us();
-    let server_base = match opts.server_pid {
-        Some(pid) => {
-            Some(ProcSample::read(Some(pid)).ok_or_else(|| format!("cannot read /proc/{pid}"))?)
+    let pids = opts.server_pid.clone();
+    // All the server processes, or None (no --server-pid, or one is gone).
+    let sample = || -> Option<Vec<ProcSample>> {
+        if pids.is_empty() {
+            return None;
         }
-        None => None,
+        pids.iter().map(|&p| ProcSample::read(Some(p))).collect()
     };
+    let sum = |v: &[ProcSample]| ProcSample {
+        cpu_us: v.iter().map(|s| s.cpu_us).sum(),
+        rss_kb: v.iter().map(|s| s.rss_kb).sum(),
+    };
+    for &pid in &opts.server_pid {
+        ProcSample::read(Some(pid)).ok_or_else(|| format!("cannot read /proc/{pid}"))?;
+    }
+    let server_base = sample().map(|v| sum(&v));
     let (phase_tx, phase_rx) = watch::channel(0u32);
     let total = plan.clients + usize::from(plan.scenario == Scenario::Fanout);
     let mut progress = Progress {
@@ -674,7 +707,8 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     let gen_cpu0 = ProcSample::read(None).unwrap_or_default().cpu_us;
     let measure_start = std::time::Instant::now();
     let counters0 = stats.counters();
-    let mut server_prev = opts.server_pid.and_then(|p| ProcSample::read(Some(p)));
+    let server_first = sample();
+    let mut server_prev = server_first.as_deref().map(sum);
     let server_cpu0 = server_prev.map(|s| s.cpu_us);
     let mut total_hist = stats::histogram();
     let mut steps = Vec::new();
@@ -699,7 +733,7 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
         let d = stats.counters() - c0;
         let h = stats.take_step();
         let _ = total_hist.add(&h);
-        let now_server = opts.server_pid.and_then(|p| ProcSample::read(Some(p)));
+        let now_server = sample().map(|v| sum(&v));
         let server_cpu_us = match (server_prev, now_server) {
             (Some(a), Some(b)) => Some(b.cpu_us.saturating_sub(a.cpu_us)),
             _ => None,
@@ -717,7 +751,8 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     }
     let measured = measure_start.elapsed().as_secs_f64();
     let gen_cpu = ProcSample::read(None).unwrap_or_default().cpu_us - gen_cpu0;
-    let server_end = opts.server_pid.and_then(|p| ProcSample::read(Some(p)));
+    let server_last = sample();
+    let server_end = server_last.as_deref().map(sum);
     let in_steps = stats.counters() - counters0;
     let up_at_end = stats.up.load(Relaxed);
 
@@ -745,12 +780,27 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     }
 
     let ok = stats.connected.load(Relaxed);
-    let server = match (opts.server_pid, server_base, server_end, server_cpu0) {
-        (Some(pid), Some(base), Some(end), Some(cpu0)) => {
+    let server = match (
+        opts.server_pid.first(),
+        server_base,
+        server_end,
+        server_cpu0,
+    ) {
+        (Some(&pid), Some(base), Some(end), Some(cpu0)) => {
             let cpu_us = end.cpu_us.saturating_sub(cpu0);
+            let cpu_us_by_pid = match (&server_first, &server_last) {
+                (Some(a), Some(b)) => a
+                    .iter()
+                    .zip(b)
+                    .map(|(a, b)| b.cpu_us.saturating_sub(a.cpu_us))
+                    .collect(),
+                _ => Vec::new(),
+            };
             Some(Server {
                 pid,
+                pids: opts.server_pid.clone(),
                 cpu_us,
+                cpu_us_by_pid,
                 cpu_us_per_message: (in_steps.deliveries > 0)
                     .then(|| cpu_us as f64 / in_steps.deliveries as f64),
                 rss_base_kb: base.rss_kb,
@@ -763,8 +813,12 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     };
     let summary = Summary {
         scenario: plan.scenario,
-        url: opts.url.clone(),
-        transport: if plan.target.websocket {
+        url: std::iter::once(&opts.url)
+            .chain(&opts.urls)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        transport: if plan.targets[0].websocket {
             "websocket"
         } else {
             "polling"
@@ -926,6 +980,15 @@ fn print_table(s: &Summary) {
                 .map(|b| format!("{b:.0} B"))
                 .unwrap_or("-".into()),
         );
+        if sv.pids.len() > 1 {
+            let each: Vec<String> = sv
+                .pids
+                .iter()
+                .zip(&sv.cpu_us_by_pid)
+                .map(|(p, c)| format!("pid {p} {:.2}s", *c as f64 / 1e6))
+                .collect();
+            println!("  server cpu    {}", each.join("  "));
+        }
     }
     println!(
         "  generator     {:.0}% of one core",
