@@ -6,6 +6,22 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Emitter } from "@socket.io/redis-emitter";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import pathMod from "node:path";
+
+const EMIT_BIN =
+  process.env.FERRIO_REDIS_EMIT_BIN ??
+  pathMod.join(pathMod.dirname(fileURLToPath(import.meta.url)), "..", "target", "debug", "examples", "redis_emit");
+
+/** Runs the Rust emitter example once against the test's Redis. */
+function runEmitter(redisUrl, args) {
+  return new Promise((resolve, reject) => {
+    execFile(EMIT_BIN, ["--redis", redisUrl, ...args], { timeout: 10000 }, (err, _out, stderr) =>
+      err ? reject(new Error(`redis_emit failed: ${err.message} ${stderr}`)) : resolve(),
+    );
+  });
+}
 import { createClient } from "redis";
 import {
   STEP,
@@ -140,6 +156,22 @@ describe("ferrio + socket.io on one Redis", { timeout: 60_000 }, () => {
     const inRoom = [next(cF1, "em-r"), next(cN, "em-r")];
     const out = arrives(cF2, "em-r");
     emitter.to("r").emit("em-r");
+    await Promise.all(inRoom);
+    assert.equal(await out, false);
+  });
+
+  test("ferrio's Rust emitter reaches clients of both kinds of node", async () => {
+    const all = [next(cF1, "rust-em"), next(cF2, "rust-em"), next(cN, "rust-em")];
+    await runEmitter(redis.url, ["--event", "rust-em", "--args", '[1,"two",{"three":3}]']);
+    for (const p of all) {
+      const [a, b, c] = await p;
+      assert.equal(a, 1);
+      assert.equal(b, "two");
+      assert.deepEqual(c, { three: 3 });
+    }
+    const inRoom = [next(cF1, "rust-em-r"), next(cN, "rust-em-r")];
+    const out = arrives(cF2, "rust-em-r");
+    await runEmitter(redis.url, ["--event", "rust-em-r", "--room", "r"]);
     await Promise.all(inRoom);
     assert.equal(await out, false);
   });
