@@ -8,6 +8,7 @@
 pub use ferrio_core::adapter;
 mod client;
 pub mod engine;
+mod fxhash;
 mod namespace;
 mod operators;
 mod serve_client;

@@ -16,6 +16,7 @@ use crate::adapter::{
     SocketInfo,
 };
 use crate::engine::BoxFuture;
+use crate::fxhash::FxBuild;
 use crate::operators::{BroadcastOperator, RemoteSocket};
 use crate::server::IoInner;
 use crate::socket::{AckArgs, AckError, DisconnectReason, EmitError, Job, Socket};
@@ -62,7 +63,8 @@ pub(crate) struct NamespaceInner {
     pub(crate) name: String,
     io: Weak<IoInner>,
     adapter: Arc<dyn Adapter>,
-    sockets: DashMap<Sid, Arc<Socket>>,
+    /// Looked up once per recipient of every broadcast: keyed by server-chosen random ids, so a fast hasher.
+    sockets: DashMap<Sid, Arc<Socket>, FxBuild>,
     connection_handlers: RwLock<Vec<ConnectionHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
     server_side_handlers: RwLock<HashMap<String, ServerSideHandler>>,
@@ -86,7 +88,7 @@ impl NamespaceInner {
                 name,
                 io,
                 adapter: factory(local),
-                sockets: DashMap::new(),
+                sockets: DashMap::with_hasher(FxBuild::default()),
                 connection_handlers: RwLock::new(Vec::new()),
                 middlewares: RwLock::new(Vec::new()),
                 server_side_handlers: RwLock::new(HashMap::new()),

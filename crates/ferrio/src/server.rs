@@ -194,16 +194,31 @@ impl IoInner {
 
 struct Handler(Arc<IoInner>);
 
+impl Handler {
+    /// The client of a connection, kept in the connection itself by `on_open` (a `Weak`: the client
+    /// holds the connection, and `clients` owns the client until the connection closes).
+    /// A closed connection has no client any more, as when this was a lookup in `clients`.
+    fn client(conn: &Conn) -> Option<Arc<Client>> {
+        if conn.closed.is_cancelled() {
+            return None;
+        }
+        conn.handler_state
+            .get()?
+            .downcast_ref::<Weak<Client>>()?
+            .upgrade()
+    }
+}
+
 impl EngineHandler for Handler {
     fn on_open(&self, conn: &Arc<Conn>) {
         let client = Client::new(conn.clone(), self.0.clone());
+        let _ = conn.handler_state.set(Box::new(Arc::downgrade(&client)));
         self.0.clients.insert(Arc::from(conn.id()), client.clone());
         self.0.connect_timeouts.push(&client);
     }
 
     fn on_message(&self, conn: &Arc<Conn>, data: Data) {
-        let client = self.0.clients.get(conn.id()).map(|c| c.clone());
-        if let Some(client) = client {
+        if let Some(client) = Handler::client(conn) {
             client.on_data(data);
         }
     }
@@ -215,7 +230,7 @@ impl EngineHandler for Handler {
     }
 
     fn backpressure(&self, conn: &Arc<Conn>) -> Option<BoxFuture<()>> {
-        let socket = self.0.clients.get(conn.id())?.pending_overflow()?;
+        let socket = Handler::client(conn)?.pending_overflow()?;
         Some(Box::pin(async move { socket.flush_overflow().await }))
     }
 }

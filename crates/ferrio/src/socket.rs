@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::adapter::{AckEvent, AckSink, BroadcastOptions, Handshake, Room, Sid};
 use crate::client::Client;
 use crate::engine::BoxFuture;
+use crate::fxhash::FxBuild;
 use crate::namespace::NamespaceInner;
 use crate::operators::BroadcastOperator;
 
@@ -207,7 +208,9 @@ pub(crate) enum Job {
 
 #[derive(Default)]
 struct Handlers {
-    events: HashMap<String, EventHandler>,
+    /// Looked up for every incoming event. Only the application adds names, so a client cannot fill it
+    /// with colliding keys: the fast hasher is safe here.
+    events: HashMap<String, EventHandler, FxBuild>,
     any: Vec<AnyHandler>,
     any_outgoing: Vec<AnyHandler>,
     middlewares: Vec<EventMiddleware>,

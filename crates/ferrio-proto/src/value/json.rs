@@ -172,7 +172,7 @@ static ESCAPE: [u8; 256] = {
 };
 
 /// Writes `s` as a quoted JSON string literal.
-fn write_escaped(out: &mut String, s: &str) {
+pub(crate) fn write_escaped(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');

@@ -22,6 +22,7 @@ use serde_json::Number;
 
 pub use args::{from_args, to_args};
 pub use de::from_value;
+pub(crate) use json::write_escaped;
 pub use ser::to_value;
 
 /// The map type of [`Value::Object`]: keeps insertion order like a JS object.

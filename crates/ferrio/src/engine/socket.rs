@@ -1,8 +1,9 @@
 //! One Engine.IO session in the server shell: its state machine, its outgoing queue and its timer task.
 
+use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -87,6 +88,14 @@ pub struct Socket {
     upgrade_cancel: Mutex<Option<CancellationToken>>,
     pub(crate) posting: AtomicBool,
     handshake: HandshakeInfo,
+    /// What the handler keeps for this session (the Socket.IO `Client`), set once in `on_open`, so that
+    /// each message reaches it without a lookup in a shared map by session id.
+    pub(crate) handler_state: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// False once the session stopped being open (closing or closed): what `send_frame` checks, so that
+    /// queueing a frame (once per recipient of every broadcast) does not lock the state machine. Cleared
+    /// wherever the state leaves `Open`: `close` (start closing), a full queue, and `finish`, which every
+    /// other way to close goes through.
+    open: AtomicBool,
 }
 
 impl std::fmt::Debug for Socket {
@@ -120,6 +129,8 @@ impl Socket {
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
             handshake,
+            handler_state: OnceLock::new(),
+            open: AtomicBool::new(true),
         })
     }
 
@@ -161,7 +172,7 @@ impl Socket {
     /// Queues an encoded frame. Share one frame between many sessions to encode a broadcast once.
     /// A full queue means the client does not keep up: the session closes with "transport error".
     pub fn send_frame(&self, frame: Frame) -> Result<(), SendError> {
-        if !self.is_open() {
+        if !self.open.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
         self.push(frame)
@@ -170,7 +181,7 @@ impl Socket {
     /// Queues a frame unless the queue is full, in which case the frame is dropped (volatile packets).
     /// Returns whether it was queued.
     pub fn send_frame_volatile(&self, frame: Frame) -> bool {
-        self.is_open() && self.tx.try_send(frame).is_ok()
+        self.open.load(Ordering::Acquire) && self.tx.try_send(frame).is_ok()
     }
 
     fn push(&self, frame: Frame) -> Result<(), SendError> {
@@ -184,6 +195,7 @@ impl Socket {
                     self.state.lock().close(CloseReason::TransportError),
                     Received::Close(_)
                 ) {
+                    self.open.store(false, Ordering::Release);
                     let me = self.engine.sessions.get(&self.id).map(|s| s.clone());
                     match (me, tokio::runtime::Handle::try_current()) {
                         (Some(me), Ok(rt)) => {
@@ -202,6 +214,7 @@ impl Socket {
     /// polling), then the transport closes with reason "forced close".
     pub fn close(&self) {
         if self.state.lock().start_closing(Instant::now()) {
+            self.open.store(false, Ordering::Release);
             if self.tx.try_send(Frame::close()).is_err() {
                 // No room for the close marker: nothing more can be delivered in order, so end now.
                 self.close_with(CloseReason::ForcedClose);
@@ -219,6 +232,7 @@ impl Socket {
     }
 
     fn finish(&self, reason: CloseReason) {
+        self.open.store(false, Ordering::Release);
         tracing::debug!(sid = %self.id, %reason, "session closed");
         self.closed.cancel();
         if let Some(c) = self.upgrade_cancel.lock().take() {
@@ -236,7 +250,18 @@ impl Socket {
 
     /// Handles a packet from the session's transport; delivers messages to the handler in arrival order.
     pub(crate) async fn on_packet(self: &Arc<Self>, packet: Packet) {
-        let received = self.state.lock().on_packet(Instant::now(), packet);
+        let is_pong = matches!(packet, Packet::Pong(_));
+        let received = {
+            let mut state = self.state.lock();
+            let before = state.poll_timeout();
+            let received = state.on_packet(Instant::now(), packet);
+            // A pong can move the next deadline earlier (the next ping, when ping_interval is shorter than
+            // ping_timeout): the timer task sleeps until the old one unless told.
+            if is_pong && state.poll_timeout() < before {
+                self.wake.notify_one();
+            }
+            received
+        };
         match received {
             Received::Message(data) => {
                 self.engine.handler.on_message(self, data);
