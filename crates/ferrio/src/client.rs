@@ -246,9 +246,11 @@ impl Client {
     }
 }
 
-/// 128 random bits, base64url: socket ids must not be guessable.
+/// 120 random bits, base64url: socket ids must not be guessable.
 fn new_id() -> String {
-    let bytes: [u8; 16] = rand::random();
+    // 120 bits, 20 characters: the length of the official server's ids, which other nodes rely on (the
+    // sharded Redis adapter takes a 20-character room for a socket's own room).
+    let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -307,7 +309,7 @@ mod tests {
     #[test]
     fn ids_are_distinct() {
         let a = new_id();
-        assert_eq!(a.len(), 22);
+        assert_eq!(a.len(), 20);
         assert_ne!(a, new_id());
     }
 }
