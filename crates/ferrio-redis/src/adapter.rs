@@ -120,21 +120,6 @@ impl RedisAdapter {
             me: me.clone(),
             closed: AtomicBool::new(false),
         });
-        // The namespace is still being built when its factory runs (its name cannot be read yet): the
-        // subscriptions are made as soon as it exists, and at the latest on first use.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let weak = Arc::downgrade(&inner);
-            tokio::spawn(async move {
-                for _ in 0..2000 {
-                    let Some(inner) = weak.upgrade() else { return };
-                    if inner.ensure_init().is_some() || inner.closed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    drop(inner);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            });
-        }
         RedisAdapter { inner }
     }
 
@@ -682,7 +667,8 @@ impl Inner {
 
 impl Adapter for RedisAdapter {
     fn init(&self) {
-        // The namespace exists now: subscribe at once instead of waiting for the background retry.
+        // The namespace exists now (the factory ran while it was being built): subscribe at once; uses
+        // before this point subscribe lazily through `ensure_init`.
         let _ = self.inner.ensure_init();
     }
 

@@ -327,21 +327,6 @@ impl ShardedRedisAdapter {
             me: me.clone(),
             closed: AtomicBool::new(false),
         });
-        // The namespace is still being built while its factory runs: subscribe once it exists (`init`),
-        // or here as soon as its name can be read, at the latest on first use.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let weak = Arc::downgrade(&inner);
-            tokio::spawn(async move {
-                for _ in 0..2000 {
-                    let Some(inner) = weak.upgrade() else { return };
-                    if inner.ensure_init().is_some() || inner.closed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    drop(inner);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            });
-        }
         ShardedRedisAdapter { inner }
     }
 
