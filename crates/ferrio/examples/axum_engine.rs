@@ -11,15 +11,17 @@ use ferrio::engine::{Engine, EngineCloseReason, EngineConfig, EngineData, Engine
 struct Shout;
 
 impl EngineHandler for Shout {
+    type State = ();
+
     fn on_open(&self, _socket: &Arc<Socket>) {}
 
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _: &(), data: EngineData) {
         if let EngineData::Text(text) = data {
             let _ = socket.send_text(&text.to_uppercase());
         }
     }
 
-    fn on_close(&self, _socket: &Arc<Socket>, _reason: EngineCloseReason) {}
+    fn on_close(&self, _socket: &Arc<Socket>, _: &(), _reason: EngineCloseReason) {}
 }
 
 #[tokio::main]

@@ -24,13 +24,15 @@ use ferrio::engine::{
 struct Echo;
 
 impl EngineHandler for Echo {
+    type State = ();
+
     fn on_open(&self, _socket: &Arc<Socket>) {}
 
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _: &(), data: EngineData) {
         let _ = socket.send(data);
     }
 
-    fn on_close(&self, _socket: &Arc<Socket>, _reason: EngineCloseReason) {}
+    fn on_close(&self, _socket: &Arc<Socket>, _: &(), _reason: EngineCloseReason) {}
 }
 
 #[tokio::main]
@@ -55,39 +57,35 @@ async fn main() -> std::io::Result<()> {
 }
 
 fn timings(path: &str) -> EngineConfig {
-    EngineConfig {
-        path: path.into(),
-        ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(200),
-        max_http_buffer_size: 1_000_000,
-        cors: Some(Cors::any()),
-        ..Default::default()
-    }
+    EngineConfig::builder()
+        .path(path)
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .max_http_buffer_size(1_000_000)
+        .cors(Cors::any())
+        .build()
 }
 
 async fn serve_socket(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let io = Io::new(IoConfig {
-        engine: timings("/socket.io/"),
-        connect_timeout: Duration::from_millis(1000),
-        ..Default::default()
-    });
+    let io = Io::new(
+        IoConfig::builder()
+            .engine(timings("/socket.io/"))
+            .connect_timeout(Duration::from_millis(1000))
+            .build(),
+    );
     for name in ["/", "/custom"] {
-        io.of(name)
-            .on_connection(|socket: Arc<SioSocket>| async move {
-                let _ = socket.emit("auth", &socket.handshake().auth);
-                socket.on(
-                    "message",
-                    |socket: Arc<SioSocket>, mut ev: Event| async move {
-                        let _ = socket.emit_args("message-back", ev.take_args());
-                    },
-                );
-                socket.on("message-with-ack", |_socket, mut ev: Event| async move {
-                    let args = ev.take_args();
-                    if let Some(ack) = ev.take_ack() {
-                        let _ = ack.send_args(args);
-                    }
-                });
+        io.of(name).on_connection(|socket: SioSocket| async move {
+            let _ = socket.emit("auth", &socket.handshake().auth);
+            socket.on("message", |socket: SioSocket, mut ev: Event| async move {
+                let _ = socket.emit_args("message-back", ev.take_args());
             });
+            socket.on("message-with-ack", |_socket, mut ev: Event| async move {
+                let args = ev.take_args();
+                if let Some(ack) = ev.take_ack() {
+                    let _ = ack.send_args(args);
+                }
+            });
+        });
     }
     println!("listening on http://{}", listener.local_addr()?);
     io.serve(listener).await

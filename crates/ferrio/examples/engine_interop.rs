@@ -24,11 +24,13 @@ use ferrio::engine::{
 struct Interop;
 
 impl EngineHandler for Interop {
+    type State = ();
+
     fn on_open(&self, socket: &Arc<Socket>) {
         let _ = socket.send_text("hello");
     }
 
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _: &(), data: EngineData) {
         match &data {
             EngineData::Text(t) if &**t == "close-me" => socket.close(),
             EngineData::Text(t) if &**t == "binary-please" => {
@@ -40,7 +42,7 @@ impl EngineHandler for Interop {
         }
     }
 
-    fn on_close(&self, _socket: &Arc<Socket>, _reason: EngineCloseReason) {}
+    fn on_close(&self, _socket: &Arc<Socket>, _: &(), _reason: EngineCloseReason) {}
 }
 
 struct Args {
@@ -100,13 +102,12 @@ async fn main() -> std::io::Result<()> {
         c.credentials = true;
         c
     };
-    let config = EngineConfig {
-        path: "/engine.io/".into(),
-        ping_interval: Duration::from_millis(args.ping_interval),
-        ping_timeout: Duration::from_millis(args.ping_timeout),
-        cors: Some(cors),
-        ..Default::default()
-    };
+    let config = EngineConfig::builder()
+        .path("/engine.io/")
+        .ping_interval(Duration::from_millis(args.ping_interval))
+        .ping_timeout(Duration::from_millis(args.ping_timeout))
+        .cors(cors)
+        .build();
     let engine = Engine::new(config, Interop);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     {

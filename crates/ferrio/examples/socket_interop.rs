@@ -56,7 +56,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrio::engine::{Cors, EngineConfig};
+use ferrio::engine::Cors;
 use ferrio::{BroadcastOperator, ConnectError, Event, Io, IoConfig, Socket, Value, to_value};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -165,7 +165,7 @@ fn sorted_json(mut v: Vec<Value>) -> Vec<Value> {
 }
 
 /// Installs every listener of the test protocol on a socket.
-fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
+fn install(socket: &Socket, io: &Io, state: &Arc<State>) {
     let logs = Arc::new(Logs::default());
     {
         let logs = logs.clone();
@@ -187,7 +187,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     });
     {
         let state = state.clone();
-        socket.on_disconnect(move |s: Arc<Socket>, reason| {
+        socket.on_disconnect(move |s: Socket, reason| {
             let state = state.clone();
             async move {
                 state
@@ -204,42 +204,39 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
             let _ = ack.send_args(args);
         }
     });
-    socket.on("emit-back", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("emit-back", |s: Socket, mut ev: Event| async move {
         let _ = s.emit_args("echo-back", ev.take_args());
     });
-    socket.on(
-        "binary-please",
-        |s: Arc<Socket>, mut ev: Event| async move {
-            // Blobs made on the Rust side: [0, 1, 2, 255], 0..=255 and an empty one, nested.
-            let all: Vec<u8> = (0..=255).collect();
-            let mut deep = ferrio::value::Map::new();
-            deep.insert("deep".into(), Value::from(Vec::<u8>::new()));
-            let mut obj = ferrio::value::Map::new();
-            obj.insert("single".into(), Value::from(vec![0u8, 1, 2, 255]));
-            obj.insert(
-                "list".into(),
-                Value::Array(vec![
-                    Value::from(all),
-                    Value::Object(deep),
-                    Value::from("text"),
-                ]),
-            );
-            obj.insert("n".into(), Value::from(1.5));
-            let obj = Value::Object(obj);
-            let blob = Value::from(vec![42u8; 3]);
-            let _ = s.emit("binary", &(&blob, &obj));
-            let _ = ev.ack(&(&obj, &blob));
-        },
-    );
-    socket.on("whoami", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("binary-please", |s: Socket, mut ev: Event| async move {
+        // Blobs made on the Rust side: [0, 1, 2, 255], 0..=255 and an empty one, nested.
+        let all: Vec<u8> = (0..=255).collect();
+        let mut deep = ferrio::value::Map::new();
+        deep.insert("deep".into(), Value::from(Vec::<u8>::new()));
+        let mut obj = ferrio::value::Map::new();
+        obj.insert("single".into(), Value::from(vec![0u8, 1, 2, 255]));
+        obj.insert(
+            "list".into(),
+            Value::Array(vec![
+                Value::from(all),
+                Value::Object(deep),
+                Value::from("text"),
+            ]),
+        );
+        obj.insert("n".into(), Value::from(1.5));
+        let obj = Value::Object(obj);
+        let blob = Value::from(vec![42u8; 3]);
+        let _ = s.emit("binary", &(&blob, &obj));
+        let _ = ev.ack(&(&obj, &blob));
+    });
+    socket.on("whoami", |s: Socket, mut ev: Event| async move {
         let _ = ev.ack(&json!({
             "id": s.id(),
             "nsp": s.nsp(),
             "connId": s.conn_id(),
-            "transport": s.transport(),
+            "transport": s.transport().as_str(),
         }));
     });
-    socket.on("handshake", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("handshake", |s: Socket, mut ev: Event| async move {
         let hs = s.handshake();
         let mut map = ferrio::value::Map::new();
         map.insert("auth".into(), hs.auth.clone());
@@ -248,24 +245,24 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     });
 
     // ---- rooms ----
-    socket.on("join", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("join", |s: Socket, mut ev: Event| async move {
         s.join(rooms_of(ev.args().first()));
         ack_true(&mut ev);
     });
-    socket.on("leave", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("leave", |s: Socket, mut ev: Event| async move {
         for r in rooms_of(ev.args().first()) {
             s.leave(r);
         }
         ack_true(&mut ev);
     });
-    socket.on("rooms", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("rooms", |s: Socket, mut ev: Event| async move {
         let mut rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();
         rooms.sort();
         let _ = ev.ack(&rooms);
     });
 
     // ---- broadcasts ----
-    socket.on("to-room", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("to-room", |s: Socket, mut ev: Event| async move {
         let spec = spec(&ev);
         let mut rooms = rooms_of(spec.get("rooms")).into_iter();
         let Some(first) = rooms.next() else { return };
@@ -277,7 +274,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
         );
         ack_true(&mut ev);
     });
-    socket.on("except", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("except", |s: Socket, mut ev: Event| async move {
         let spec = spec(&ev);
         let op = rooms_of(spec.get("rooms"))
             .into_iter()
@@ -289,7 +286,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
         );
         ack_true(&mut ev);
     });
-    socket.on("broadcast", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("broadcast", |s: Socket, mut ev: Event| async move {
         let spec = spec(&ev);
         let _ = emit_op(
             &s.broadcast(),
@@ -300,7 +297,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     });
     {
         let io = io.clone();
-        socket.on("io-emit", move |s: Arc<Socket>, mut ev: Event| {
+        socket.on("io-emit", move |s: Socket, mut ev: Event| {
             let io = io.clone();
             async move {
                 let spec = spec(&ev);
@@ -327,7 +324,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     }
     {
         let io = io.clone();
-        socket.on("volatile", move |s: Arc<Socket>, mut ev: Event| {
+        socket.on("volatile", move |s: Socket, mut ev: Event| {
             let io = io.clone();
             async move {
                 let spec = spec(&ev);
@@ -345,17 +342,17 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     }
 
     // ---- acks ----
-    socket.on("server-ack", |s: Arc<Socket>, ev: Event| async move {
+    socket.on("server-ack", |s: Socket, ev: Event| async move {
         let spec = spec(&ev);
         let timeout = millis(&spec, "timeout", 1000);
         let args = args_of(&spec);
         // On a task: the socket's later events are not held back while the client thinks.
         tokio::spawn(async move {
             let result = match args.as_slice() {
-                [] => s.emit_with_ack("ask", &(), Some(timeout)).await,
-                [a] => s.emit_with_ack("ask", a, Some(timeout)).await,
-                [a, b] => s.emit_with_ack("ask", &(a, b), Some(timeout)).await,
-                [a, b, c, ..] => s.emit_with_ack("ask", &(a, b, c), Some(timeout)).await,
+                [] => s.timeout(timeout).emit_with_ack("ask", &()).await,
+                [a] => s.timeout(timeout).emit_with_ack("ask", a).await,
+                [a, b] => s.timeout(timeout).emit_with_ack("ask", &(a, b)).await,
+                [a, b, c, ..] => s.timeout(timeout).emit_with_ack("ask", &(a, b, c)).await,
             };
             let mut out = ferrio::value::Map::new();
             match result {
@@ -373,7 +370,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     });
     {
         let io = io.clone();
-        socket.on("broadcast-ack", move |s: Arc<Socket>, ev: Event| {
+        socket.on("broadcast-ack", move |s: Socket, ev: Event| {
             let io = io.clone();
             async move {
                 let spec = spec(&ev);
@@ -390,15 +387,16 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
                         [a, b] => op.emit_with_ack("ask", &(a, b)).await,
                         [a, b, c, ..] => op.emit_with_ack("ask", &(a, b, c)).await,
                     };
-                    let (error, responses) = match result {
-                        Ok(r) => (None, r),
-                        Err((e, r)) => (Some(e), r),
+                    let (timed_out, error, responses) = match result {
+                        Ok(r) => (false, None, r),
+                        Err(e) => (
+                            e.is_timeout(),
+                            Some(e.error().to_string()),
+                            e.into_responses(),
+                        ),
                     };
                     let mut out = ferrio::value::Map::new();
-                    out.insert(
-                        "timedOut".into(),
-                        Value::Bool(matches!(error, Some(ferrio::AckError::Timeout))),
-                    );
+                    out.insert("timedOut".into(), Value::Bool(timed_out));
                     out.insert(
                         "error".into(),
                         error.map_or(Value::Null, |e| Value::String(e.to_string())),
@@ -421,7 +419,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     // ---- server-side utilities ----
     {
         let io = io.clone();
-        socket.on("fetch", move |s: Arc<Socket>, mut ev: Event| {
+        socket.on("fetch", move |s: Socket, mut ev: Event| {
             let io = io.clone();
             async move {
                 let spec = spec(&ev);
@@ -451,7 +449,7 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     }
     for (event, join) in [("sockets-join", true), ("sockets-leave", false)] {
         let io = io.clone();
-        socket.on(event, move |s: Arc<Socket>, mut ev: Event| {
+        socket.on(event, move |s: Socket, mut ev: Event| {
             let io = io.clone();
             async move {
                 let spec = spec(&ev);
@@ -470,46 +468,40 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
     }
     {
         let io = io.clone();
-        socket.on(
-            "disconnect-sockets",
-            move |s: Arc<Socket>, mut ev: Event| {
-                let io = io.clone();
-                async move {
-                    let spec = spec(&ev);
-                    let ns = io.of(s.nsp());
-                    let close = spec.get("close").and_then(Value::as_bool).unwrap_or(false);
-                    match rooms_of(spec.get("room")).first() {
-                        Some(r) => ns.to(r.as_str()).disconnect_sockets(close).await,
-                        None => ns.disconnect_sockets(close).await,
-                    }
-                    ack_true(&mut ev);
+        socket.on("disconnect-sockets", move |s: Socket, mut ev: Event| {
+            let io = io.clone();
+            async move {
+                let spec = spec(&ev);
+                let ns = io.of(s.nsp());
+                let close = spec.get("close").and_then(Value::as_bool).unwrap_or(false);
+                match rooms_of(spec.get("room")).first() {
+                    Some(r) => ns.to(r.as_str()).disconnect_sockets(close).await,
+                    None => ns.disconnect_sockets(close).await,
                 }
-            },
-        );
+                ack_true(&mut ev);
+            }
+        });
     }
-    socket.on("set-data", |s: Arc<Socket>, mut ev: Event| async move {
-        let _ = s.set_data(&spec(&ev));
+    socket.on("set-data", |s: Socket, mut ev: Event| async move {
+        s.set_data(spec(&ev));
         ack_true(&mut ev);
     });
-    socket.on("get-data", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("get-data", |s: Socket, mut ev: Event| async move {
         // `send_args`: `ack(&Value::Null)` would send no argument at all (see `null-through-send`).
         if let Some(ack) = ev.take_ack() {
-            let _ = ack.send_args(vec![s.data_value()]);
+            let _ = ack.send_args(vec![s.data_value().unwrap_or_default()]);
         }
     });
-    socket.on(
-        "null-through-send",
-        |s: Arc<Socket>, mut ev: Event| async move {
-            // `AckSender::send` / `Socket::emit` document "a tuple is several arguments, `()` none, anything
-            // else one": a `Value::Null` should be one `null` argument, as `ack(null)` is in JavaScript.
-            let _ = s.emit("null-event", &Value::Null);
-            let _ = ev.ack(&Value::Null);
-        },
-    );
-    socket.on("disconnect-me", |s: Arc<Socket>, _ev: Event| async move {
+    socket.on("null-through-send", |s: Socket, mut ev: Event| async move {
+        // `AckSender::send` / `Socket::emit` document "a tuple is several arguments, `()` none, anything
+        // else one": a `Value::Null` should be one `null` argument, as `ack(null)` is in JavaScript.
+        let _ = s.emit("null-event", &Value::Null);
+        let _ = ev.ack(&Value::Null);
+    });
+    socket.on("disconnect-me", |s: Socket, _ev: Event| async move {
         s.disconnect(false);
     });
-    socket.on("close-me", |s: Arc<Socket>, _ev: Event| async move {
+    socket.on("close-me", |s: Socket, _ev: Event| async move {
         s.disconnect(true);
     });
     {
@@ -542,37 +534,36 @@ fn install(socket: &Arc<Socket>, io: &Io, state: &Arc<State>) {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = parse_args();
-    let io = Io::new(IoConfig {
-        engine: EngineConfig {
-            path: "/socket.io/".into(),
-            ping_interval: Duration::from_millis(args.ping_interval),
-            ping_timeout: Duration::from_millis(args.ping_timeout),
-            cors: Some(Cors::any()),
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    let io = Io::new(
+        IoConfig::builder()
+            .ping_interval(Duration::from_millis(args.ping_interval))
+            .ping_timeout(Duration::from_millis(args.ping_timeout))
+            .cors(Cors::any())
+            .build(),
+    );
     let state = Arc::new(State::default());
 
     for name in ["/", "/custom", "/private"] {
         let (io2, state) = (io.clone(), state.clone());
-        io.of(name).on_connection(move |socket: Arc<Socket>| {
+        io.of(name).on_connection(move |socket: Socket| {
             install(&socket, &io2, &state);
             async {}
         });
     }
     io.of("/private")
-        .use_middleware(|socket: Arc<Socket>| async move {
+        .use_middleware(|socket: Socket| async move {
             if str_field(&socket.handshake().auth, "token") == Some("secret") {
                 Ok(())
             } else {
-                Err(ConnectError::new("not authorized").with_data(&json!({"code": 42})))
+                Err(ConnectError::new("not authorized")
+                    .with_data(&json!({"code": 42}))
+                    .expect("JSON data serializes"))
             }
         });
     {
         let (io2, state) = (io.clone(), state.clone());
         io.of_regex(regex::Regex::new(r"^/dyn-\d+$").expect("valid regex"))
-            .on_connection(move |socket: Arc<Socket>| {
+            .on_connection(move |socket: Socket| {
                 install(&socket, &io2, &state);
                 let _ = socket.emit("hello", socket.nsp());
                 async {}

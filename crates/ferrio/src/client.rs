@@ -1,37 +1,46 @@
 //! A client: one Engine.IO connection, multiplexing the sockets of several namespaces.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use ferrio_proto::engine::{CloseReason, Data, Frame};
-use ferrio_proto::socket::{Encoded, Packet, PacketDecoder};
+use ferrio_proto::engine::{CloseReason, Data};
+use ferrio_proto::socket::{Packet, PacketDecoder};
 use ferrio_proto::value::{Map, Value};
 use parking_lot::Mutex;
 
-use crate::adapter::Handshake;
-use crate::engine::Socket as Conn;
-use crate::server::IoInner;
-use crate::socket::{DisconnectReason, Job, Socket};
+use crate::adapter::{Handshake, Sid};
+use crate::conn::Conn;
+use crate::namespace::NamespaceInner;
+use crate::socket::{ClientLink, DisconnectReason, Job, Socket};
+
+/// What a client asks of the server (implemented by the server, which sits above).
+pub(crate) trait Namespaces: Send + Sync + 'static {
+    /// The namespace a client asks for: an existing one, or a new child of a dynamic namespace.
+    fn namespace_for(&self, name: &str, auth: Option<&Value>) -> Option<Arc<NamespaceInner>>;
+}
 
 pub(crate) struct Client {
-    pub(crate) conn: Arc<Conn>,
-    io: Arc<IoInner>,
+    conn: Conn,
+    namespaces: Arc<dyn Namespaces>,
     decoder: Mutex<Box<dyn PacketDecoder>>,
-    sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    sockets: Mutex<HashMap<String, Socket>>,
     joined: AtomicBool,
     /// The socket whose event queue was full when the last message arrived.
-    overflowing: Mutex<Option<Arc<Socket>>>,
+    overflowing: Mutex<Option<Socket>>,
 }
 
 impl Client {
-    pub(crate) fn new(conn: Arc<Conn>, io: Arc<IoInner>) -> Arc<Client> {
-        let decoder = io.parser.decoder();
+    pub(crate) fn new(
+        conn: Conn,
+        namespaces: Arc<dyn Namespaces>,
+        decoder: Box<dyn PacketDecoder>,
+    ) -> Arc<Client> {
         Arc::new(Client {
             conn,
-            io,
+            namespaces,
             decoder: Mutex::new(decoder),
             sockets: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
@@ -39,60 +48,12 @@ impl Client {
         })
     }
 
-    pub(crate) fn encode(&self, packet: &Packet) -> Encoded {
-        self.io.parser.encode(packet)
-    }
-
-    /// Writes pre-encoded frames; returns false when the connection refused them.
-    pub(crate) fn write(&self, encoded: &Encoded, volatile: bool) -> bool {
-        if volatile {
-            // All or nothing: attachments must follow their head, so only the head may be dropped.
-            if !self.conn.send_frame_volatile(encoded.head.clone()) {
-                return false;
-            }
-        } else if self.conn.send_frame(encoded.head.clone()).is_err() {
-            return false;
-        }
-        encoded
-            .attachments
-            .iter()
-            .all(|a| self.conn.send_frame(Frame::Binary(a.clone())).is_ok())
-    }
-
-    pub(crate) fn has(&self, nsp: &str, socket: &Arc<Socket>) -> bool {
-        self.sockets
-            .lock()
-            .get(nsp)
-            .is_some_and(|s| Arc::ptr_eq(s, socket))
-    }
-
-    pub(crate) fn remove(&self, nsp: &str, socket: &Arc<Socket>) {
-        let mut sockets = self.sockets.lock();
-        if sockets.get(nsp).is_some_and(|s| Arc::ptr_eq(s, socket)) {
-            sockets.remove(nsp);
-        }
-    }
-
-    pub(crate) fn on_connected(&self) {
-        self.joined.store(true, Ordering::Release);
-    }
-
     pub(crate) fn has_joined(&self) -> bool {
         self.joined.load(Ordering::Acquire) || !self.sockets.lock().is_empty()
     }
 
-    /// Disconnects every socket of the connection, then closes it.
-    pub(crate) fn close_all(&self, reason: DisconnectReason) {
-        let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
-        for s in sockets {
-            let _ = s.write(
-                &Packet::Disconnect {
-                    nsp: s.nsp().to_owned(),
-                },
-                false,
-            );
-            s.on_close(reason);
-        }
+    /// Closes the connection (no namespace joined in time).
+    pub(crate) fn close(&self) {
         self.conn.close();
     }
 
@@ -107,13 +68,7 @@ impl Client {
 
     /// The connection closed: every socket disconnects with the connection's reason.
     pub(crate) fn on_close(&self, reason: CloseReason) {
-        let reason = match reason {
-            CloseReason::TransportClose => DisconnectReason::TransportClose,
-            CloseReason::TransportError => DisconnectReason::TransportError,
-            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
-            CloseReason::ParseError => DisconnectReason::ParseError,
-            _ => DisconnectReason::ForcedClose,
-        };
+        let reason = DisconnectReason::from(reason);
         self.decoder.lock().reset();
         let sockets: Vec<_> = self.sockets.lock().drain().map(|(_, s)| s).collect();
         for s in sockets {
@@ -129,7 +84,7 @@ impl Client {
             Ok(None) => return,
             Err(e) => {
                 tracing::debug!(conn = self.conn.id(), error = %e, "invalid packet");
-                self.conn.close_with(CloseReason::ParseError);
+                self.conn.session().close_with(CloseReason::ParseError);
                 return;
             }
         };
@@ -169,37 +124,32 @@ impl Client {
         }
     }
 
-    /// Waits until a full event queue took its last event (backpressure on the connection's reader).
-    pub(crate) fn pending_overflow(&self) -> Option<Arc<Socket>> {
+    /// The socket whose full event queue holds back the connection's reader, if any.
+    pub(crate) fn pending_overflow(&self) -> Option<Socket> {
         self.overflowing.lock().take()
     }
 
     fn connect(self: &Arc<Self>, nsp: String, auth: Option<Value>) {
-        let Some(ns) = self.io.namespace_for(&nsp, auth.as_ref()) else {
+        let Some(ns) = self.namespaces.namespace_for(&nsp, auth.as_ref()) else {
             let mut data = Map::new();
             data.insert("message".into(), Value::String("Invalid namespace".into()));
             let packet = Packet::ConnectError {
                 nsp,
                 data: Value::Object(data),
             };
-            self.write(&self.encode(&packet), false);
+            self.conn.send(&packet);
             return;
         };
         let handshake = self.handshake(auth.unwrap_or_else(|| Value::Object(Map::new())));
-        let id: Arc<str> = new_id().into();
-        let (socket, jobs) = Socket::new(
-            id,
-            ns.clone(),
-            self.clone(),
-            handshake,
-            self.io.config.max_pending_events,
-        );
-        self.sockets.lock().insert(nsp, socket.clone());
-        tokio::spawn(ns.run_socket(socket, jobs));
+        let me: Weak<dyn ClientLink> = Arc::downgrade(self) as Weak<Client>;
+        let (socket, run) = ns.add_socket(new_id().into(), me, self.conn.clone(), handshake);
+        // Registered before it runs: the socket's task checks that it is still the client's socket.
+        self.sockets.lock().insert(nsp, socket);
+        tokio::spawn(run);
     }
 
     fn handshake(&self, auth: Value) -> Handshake {
-        let info = self.conn.handshake();
+        let info = self.conn.session().handshake();
         let headers = info
             .headers
             .iter()
@@ -243,6 +193,37 @@ impl Client {
             query,
             auth,
         }
+    }
+}
+
+impl ClientLink for Client {
+    fn remove(&self, nsp: &str, sid: &Sid) {
+        let mut sockets = self.sockets.lock();
+        if sockets.get(nsp).is_some_and(|s| s.sid() == sid) {
+            sockets.remove(nsp);
+        }
+    }
+
+    fn has(&self, nsp: &str, sid: &Sid) -> bool {
+        self.sockets.lock().get(nsp).is_some_and(|s| s.sid() == sid)
+    }
+
+    fn joined(&self) {
+        self.joined.store(true, Ordering::Release);
+    }
+
+    fn close_all(&self, reason: DisconnectReason) {
+        let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
+        for s in sockets {
+            let _ = s.write(
+                &Packet::Disconnect {
+                    nsp: s.nsp().to_owned(),
+                },
+                false,
+            );
+            s.on_close(reason);
+        }
+        self.conn.close();
     }
 }
 

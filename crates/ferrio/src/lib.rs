@@ -3,10 +3,16 @@
 //! [`Io`] is the Socket.IO server (namespaces, rooms, acks, broadcasts, middlewares) on top of
 //! [`engine::Engine`], the Engine.IO layer (sessions over long-polling and WebSocket with upgrades,
 //! heartbeats, CORS, cookies and compression). Both mount in axum or hyper as a tower service.
+//!
+//! The Socket.IO core depends one way: `server` → `client` → `namespace` → `socket` → `operators`,
+//! over `conn` (a session and its parser) and `ack`. Calls going up (a socket leaving its namespace, a
+//! namespace removed from the server) go through small traits the upper module implements.
 #![warn(missing_docs)]
 
 pub use ferrio_core::adapter;
+mod ack;
 mod client;
+mod conn;
 pub mod engine;
 mod fxhash;
 mod namespace;
@@ -17,10 +23,12 @@ mod service;
 mod socket;
 mod transport;
 
+pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};
+pub use engine::TransportKind;
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use namespace::{ConnectError, Namespace};
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
-pub use server::{Io, IoConfig};
-pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve};
-pub use socket::{AckArgs, AckError, AckSender, DisconnectReason, EmitError, Event, Socket};
+pub use server::{Io, IoConfig, IoConfigBuilder};
+pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve, serve_until};
+pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};

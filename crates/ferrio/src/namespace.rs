@@ -1,25 +1,30 @@
 //! Namespaces: a name, its sockets, its middlewares and connection handlers, and its adapter.
+//!
+//! A namespace sits under the server and over its sockets: what it needs from the server goes through
+//! [`Registry`]; its sockets reach it through `NamespaceLink`, and operators through `Scope`.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use ferrio_proto::socket::{Encoded, Packet};
-use ferrio_proto::value::Value;
+use ferrio_proto::socket::{Encoded, Packet, Parser};
+use ferrio_proto::value::{Value, ValueError};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::mpsc;
 
+use crate::ack::{AckArgs, BroadcastAckError, EmitError};
 use crate::adapter::{
-    AckSink, Adapter, AdapterFactory, BroadcastFlags, BroadcastOptions, LocalNamespace, Room, Sid,
-    SocketInfo,
+    AckSink, Adapter, AdapterFactory, BroadcastFlags, BroadcastOptions, Handshake, LocalNamespace,
+    Room, Sid, SocketInfo,
 };
+use crate::conn::Conn;
 use crate::engine::BoxFuture;
 use crate::fxhash::FxBuild;
-use crate::operators::{BroadcastOperator, RemoteSocket};
-use crate::server::IoInner;
-use crate::socket::{AckArgs, AckError, DisconnectReason, EmitError, Job, Socket};
+use crate::operators::{BroadcastOperator, RemoteSocket, Scope};
+use crate::socket::{ClientLink, DisconnectReason, NamespaceLink, Socket, SocketParts, SocketTask};
 
 /// Why a middleware refused a connection: the client gets CONNECT_ERROR with this message and data.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +44,10 @@ impl ConnectError {
         }
     }
 
-    /// Adds `data` (anything serializable).
-    pub fn with_data<T: serde::Serialize + ?Sized>(mut self, data: &T) -> Self {
-        self.data = ferrio_proto::value::to_value(data).ok();
-        self
+    /// Adds `data` (`err.data` on the client); fails when `data` does not serialize.
+    pub fn with_data<T: serde::Serialize + ?Sized>(mut self, data: &T) -> Result<Self, ValueError> {
+        self.data = Some(ferrio_proto::value::to_value(data)?);
+        Ok(self)
     }
 
     pub(crate) fn to_value(&self) -> Value {
@@ -55,45 +60,66 @@ impl ConnectError {
     }
 }
 
-type ConnectionHandler = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<()> + Send + Sync>;
-type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
+/// What a namespace asks of the server that holds it (implemented by the server, which sits above).
+pub(crate) trait Registry: Send + Sync + 'static {
+    /// A child of a dynamic namespace was removed: stop resolving `name` to it.
+    fn forget_namespace(&self, name: &str);
+}
+
+/// The server options a namespace uses, shared by every namespace of a server.
+pub(crate) struct NamespaceConfig {
+    pub(crate) parser: Arc<dyn Parser>,
+    pub(crate) adapter: AdapterFactory,
+    pub(crate) cleanup_empty_child_namespaces: bool,
+    pub(crate) max_pending_events: usize,
+    pub(crate) ack_timeout: Option<Duration>,
+}
+
+type ConnectionHandler = Arc<dyn Fn(Socket) -> BoxFuture<()> + Send + Sync>;
+type Middleware = Arc<dyn Fn(Socket) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
 type ServerSideHandler = Arc<dyn Fn(Vec<Value>, Option<AckSink>) + Send + Sync>;
 
 pub(crate) struct NamespaceInner {
-    pub(crate) name: String,
-    io: Weak<IoInner>,
+    name: String,
+    registry: Weak<dyn Registry>,
+    config: Arc<NamespaceConfig>,
     adapter: Arc<dyn Adapter>,
     /// Looked up once per recipient of every broadcast: keyed by server-chosen random ids, so a fast hasher.
-    sockets: DashMap<Sid, Arc<Socket>, FxBuild>,
+    sockets: DashMap<Sid, Socket, FxBuild>,
     connection_handlers: RwLock<Vec<ConnectionHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
     server_side_handlers: RwLock<HashMap<String, ServerSideHandler>>,
     ack_ids: AtomicU64,
     /// For a child of a dynamic namespace: the parent, whose middlewares and handlers apply too.
-    pub(crate) parent: Option<Arc<NamespaceInner>>,
+    parent: Option<Arc<NamespaceInner>>,
+    /// Whether this is a dynamic (parent) namespace: a broadcast on it reaches its children.
+    is_parent: bool,
     /// For a dynamic (parent) namespace: its children by name.
-    pub(crate) children: Mutex<HashMap<String, Arc<NamespaceInner>>>,
+    children: Mutex<HashMap<String, Arc<NamespaceInner>>>,
 }
 
 impl NamespaceInner {
     pub(crate) fn new(
         name: String,
-        io: Weak<IoInner>,
-        factory: &AdapterFactory,
+        registry: Weak<dyn Registry>,
+        config: Arc<NamespaceConfig>,
         parent: Option<Arc<NamespaceInner>>,
+        is_parent: bool,
     ) -> Arc<Self> {
         let ns = Arc::new_cyclic(|weak: &Weak<NamespaceInner>| {
             let local: Weak<dyn LocalNamespace> = weak.clone();
             NamespaceInner {
                 name,
-                io,
-                adapter: factory(local),
+                registry,
+                adapter: (config.adapter)(local),
+                config,
                 sockets: DashMap::with_hasher(FxBuild::default()),
                 connection_handlers: RwLock::new(Vec::new()),
                 middlewares: RwLock::new(Vec::new()),
                 server_side_handlers: RwLock::new(HashMap::new()),
                 ack_ids: AtomicU64::new(0),
                 parent,
+                is_parent,
                 children: Mutex::new(HashMap::new()),
             }
         });
@@ -101,38 +127,29 @@ impl NamespaceInner {
         ns
     }
 
+    /// The child `name` of this dynamic namespace, made on first use.
+    pub(crate) fn child(self: &Arc<Self>, name: &str) -> Arc<NamespaceInner> {
+        self.children
+            .lock()
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                NamespaceInner::new(
+                    name.to_owned(),
+                    self.registry.clone(),
+                    self.config.clone(),
+                    Some(self.clone()),
+                    false,
+                )
+            })
+            .clone()
+    }
+
     pub(crate) fn adapter(&self) -> &Arc<dyn Adapter> {
         &self.adapter
     }
 
-    pub(crate) fn next_ack_id(&self) -> u64 {
-        self.ack_ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn remove(&self, sid: &Sid) {
-        self.sockets.remove(sid);
-    }
-
-    pub(crate) fn socket(&self, sid: &str) -> Option<Arc<Socket>> {
+    fn socket(&self, sid: &str) -> Option<Socket> {
         self.sockets.get(sid).map(|s| s.clone())
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.sockets.len()
-    }
-
-    /// The namespaces a broadcast on this one reaches: itself, or all its children for a parent.
-    pub(crate) fn broadcast_targets(self: &Arc<Self>) -> Vec<Arc<NamespaceInner>> {
-        let children = self.children.lock();
-        if children.is_empty() && !self.is_parent() {
-            vec![self.clone()]
-        } else {
-            children.values().cloned().collect()
-        }
-    }
-
-    fn is_parent(&self) -> bool {
-        self.io.upgrade().is_some_and(|io| io.is_parent(self))
     }
 
     fn chain(&self) -> impl Iterator<Item = &NamespaceInner> {
@@ -142,13 +159,31 @@ impl NamespaceInner {
             .chain(std::iter::once(self))
     }
 
-    /// Runs a socket from its middlewares to its disconnection; the socket's events are handled here,
-    /// one after the other.
-    pub(crate) async fn run_socket(
-        self: Arc<Self>,
-        socket: Arc<Socket>,
-        mut jobs: mpsc::Receiver<Job>,
-    ) {
+    /// A new socket of a client in this namespace; the returned future runs it (middlewares, then events
+    /// until it disconnects). The client registers the socket before running it.
+    pub(crate) fn add_socket(
+        self: &Arc<Self>,
+        id: Sid,
+        client: Weak<dyn ClientLink>,
+        conn: Conn,
+        handshake: Handshake,
+    ) -> (Socket, BoxFuture<()>) {
+        let (socket, task) = Socket::new(SocketParts {
+            id,
+            nsp: self.clone(),
+            scope: self.clone(),
+            client,
+            conn,
+            handshake,
+            queue_capacity: self.config.max_pending_events,
+            ack_timeout: self.config.ack_timeout,
+        });
+        let run = Box::pin(self.clone().run_socket(socket.clone(), task));
+        (socket, run)
+    }
+
+    /// Runs a socket from its middlewares to its disconnection.
+    async fn run_socket(self: Arc<Self>, socket: Socket, task: SocketTask) {
         let middlewares: Vec<Middleware> = self
             .chain()
             .flat_map(|n| n.middlewares.read().clone())
@@ -162,12 +197,12 @@ impl NamespaceInner {
                     },
                     false,
                 );
-                socket.client.remove(&self.name, &socket);
+                socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
                 self.after_socket_left();
                 return;
             }
         }
-        if !socket.client.has(&self.name, &socket) {
+        if !socket.is_current() {
             // The client left while the middlewares ran.
             self.after_socket_left();
             return;
@@ -185,34 +220,76 @@ impl NamespaceInner {
             },
             false,
         );
-        socket.client.on_connected();
+        socket.mark_joined();
 
         let handlers: Vec<ConnectionHandler> = self
             .chain()
             .flat_map(|n| n.connection_handlers.read().clone())
             .collect();
-        for h in handlers {
-            h(socket.clone()).await;
-        }
-        while let Some(job) = jobs.recv().await {
-            match job {
-                Job::Event(e) => socket.dispatch(e).await,
-                Job::Disconnect(reason) => {
-                    socket.run_disconnect(reason).await;
-                    return;
-                }
+        let s = socket.clone();
+        let on_connect = Box::pin(async move {
+            for h in handlers {
+                h(s.clone()).await;
             }
-        }
+        });
+        task.run(socket, on_connect).await;
+        self.after_socket_left();
     }
 
     /// Removes an empty child of a dynamic namespace when `cleanup_empty_child_namespaces` is on.
-    pub(crate) fn after_socket_left(&self) {
-        if let (Some(parent), Some(io)) = (&self.parent, self.io.upgrade())
-            && io.config.cleanup_empty_child_namespaces
+    fn after_socket_left(&self) {
+        if let Some(parent) = &self.parent
+            && self.config.cleanup_empty_child_namespaces
             && self.sockets.is_empty()
         {
-            io.remove_child(parent, &self.name);
+            if let Some(child) = parent.children.lock().remove(&self.name) {
+                child.adapter().close();
+            }
+            if let Some(registry) = self.registry.upgrade() {
+                registry.forget_namespace(&self.name);
+            }
         }
+    }
+}
+
+impl Scope for NamespaceInner {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    fn targets(self: Arc<Self>) -> Vec<Arc<dyn Scope>> {
+        let children = self.children.lock();
+        if children.is_empty() && !self.is_parent {
+            drop(children);
+            vec![self]
+        } else {
+            children
+                .values()
+                .map(|c| c.clone() as Arc<dyn Scope>)
+                .collect()
+        }
+    }
+
+    fn ack_timeout(&self) -> Option<Duration> {
+        self.config.ack_timeout
+    }
+}
+
+impl NamespaceLink for NamespaceInner {
+    fn next_ack_id(&self) -> u64 {
+        self.ack_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn forget(&self, sid: &Sid) {
+        self.sockets.remove(sid);
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }
 
@@ -222,17 +299,14 @@ impl LocalNamespace for NamespaceInner {
     }
 
     fn encode(&self, packet: &Packet) -> Encoded {
-        match self.io.upgrade() {
-            Some(io) => io.parser.encode(packet),
-            None => ferrio_proto::socket::encode(packet),
-        }
+        self.config.parser.encode(packet)
     }
 
     fn deliver(&self, sid: &str, encoded: &Encoded, flags: &BroadcastFlags) -> bool {
         // `socket()` clones the socket out of the map: no map guard may be held while writing, since a
         // full queue closes the connection, which removes the socket from this very map.
         match self.socket(sid) {
-            Some(s) => s.client.write(encoded, flags.volatile),
+            Some(s) => s.write_encoded(encoded, flags.volatile),
             None => false,
         }
     }
@@ -241,23 +315,28 @@ impl LocalNamespace for NamespaceInner {
         match self.socket(sid) {
             Some(s) => {
                 s.register_broadcast_ack(ack_id, sink.clone());
-                s.client.write(encoded, false)
+                s.write_encoded(encoded, false)
             }
             None => false,
         }
     }
 
     fn next_ack_id(&self) -> u64 {
-        NamespaceInner::next_ack_id(self)
+        NamespaceLink::next_ack_id(self)
     }
 
     fn socket_info(&self, sid: &str) -> Option<SocketInfo> {
         let s = self.socket(sid)?;
+        let data = s.data_value().unwrap_or_else(|e| {
+            // Other nodes get `{}` rather than no answer at all; the cause is the application's type.
+            tracing::warn!(sid, error = %e, "socket data does not serialize");
+            Value::Object(Default::default())
+        });
         Some(SocketInfo {
             id: s.id().to_owned(),
             handshake: s.handshake().clone(),
             rooms: s.rooms().iter().map(|r| r.to_string()).collect(),
-            data: s.data_value(),
+            data,
         })
     }
 
@@ -275,6 +354,18 @@ impl LocalNamespace for NamespaceInner {
     }
 }
 
+impl Socket {
+    /// The namespace of this socket (`socket.nsp`), as a handle.
+    pub fn namespace(&self) -> Namespace {
+        match self.namespace_link().clone().into_any().downcast() {
+            Ok(inner) => Namespace { inner },
+            // Namespaces are the only `NamespaceLink`: the socket layer names them through the trait so
+            // that it does not import this module.
+            Err(_) => unreachable!("a socket's namespace is a NamespaceInner"),
+        }
+    }
+}
+
 /// A namespace (`io.of("/chat")`). Cloning shares it.
 #[derive(Clone)]
 pub struct Namespace {
@@ -285,8 +376,14 @@ impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Namespace")
             .field("name", &self.inner.name)
-            .field("sockets", &self.inner.len())
+            .field("sockets", &self.inner.sockets.len())
             .finish()
+    }
+}
+
+impl PartialEq for Namespace {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -297,10 +394,26 @@ impl Namespace {
     }
 
     /// Runs for every socket that joins, after the middlewares accepted it and its CONNECT was sent.
-    /// The socket's events wait until the handler returns, so listeners added here see every event.
+    ///
+    /// As in socket.io, the socket's events are dispatched while the handler awaits: listeners it adds
+    /// before its first `.await` see every event, while one added after an `.await` misses the events
+    /// that came meanwhile. Add listeners first, then await:
+    ///
+    /// ```no_run
+    /// # let io = ferrio::Io::default();
+    /// io.on_connection(|socket: ferrio::Socket| async move {
+    ///     socket.on("join", |socket: ferrio::Socket, ev: ferrio::Event| async move {
+    ///         if let Ok(room) = ev.parse::<String>() {
+    ///             socket.join([room]);
+    ///         }
+    ///     });
+    ///     // Events reach "join" while this waits for the client's answer.
+    ///     let _ = socket.emit_with_ack("hello", &()).await;
+    /// });
+    /// ```
     pub fn on_connection<F, Fut>(&self, handler: F)
     where
-        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.inner
@@ -312,7 +425,7 @@ impl Namespace {
     /// Adds a middleware (`namespace.use`): an `Err` refuses the connection with CONNECT_ERROR.
     pub fn use_middleware<F, Fut>(&self, middleware: F)
     where
-        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
         self.inner
@@ -333,7 +446,7 @@ impl Namespace {
     }
 
     /// The sockets connected on this node.
-    pub fn sockets(&self) -> Vec<Arc<Socket>> {
+    pub fn sockets(&self) -> Vec<Socket> {
         self.inner
             .sockets
             .iter()
@@ -342,7 +455,7 @@ impl Namespace {
     }
 
     /// A connected socket of this node by id.
-    pub fn socket(&self, id: &str) -> Option<Arc<Socket>> {
+    pub fn socket(&self, id: &str) -> Option<Socket> {
         self.inner.socket(id)
     }
 
@@ -385,8 +498,8 @@ impl Namespace {
         self.operator().compress(compress)
     }
 
-    /// Ack timeout for `emit_with_ack`.
-    pub fn timeout(&self, timeout: std::time::Duration) -> BroadcastOperator {
+    /// Ack timeout for `emit_with_ack` and `server_side_emit_with_ack`.
+    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
         self.operator().timeout(timeout)
     }
 
@@ -399,12 +512,12 @@ impl Namespace {
         self.operator().emit(event, data)
     }
 
-    /// Emits to every socket and collects their acks.
+    /// Emits to every socket and collects their acks (see [`BroadcastOperator::emit_with_ack`]).
     pub async fn emit_with_ack<T: serde::Serialize + ?Sized>(
         &self,
         event: &str,
         data: &T,
-    ) -> Result<Vec<AckArgs>, (AckError, Vec<AckArgs>)> {
+    ) -> Result<Vec<AckArgs>, BroadcastAckError> {
         self.operator().emit_with_ack(event, data).await
     }
 
@@ -442,26 +555,14 @@ impl Namespace {
             .map_err(|_| EmitError::Disconnected)
     }
 
-    /// Emits to the other nodes and collects their acks until `timeout` (zero responses on one node).
+    /// Emits to the other nodes and collects their acks (none on one node); `timeout(d)` sets how long
+    /// to wait (see [`BroadcastOperator::server_side_emit_with_ack`]).
     pub async fn server_side_emit_with_ack<T: serde::Serialize + ?Sized>(
         &self,
         event: &str,
         data: &T,
-        timeout: std::time::Duration,
-    ) -> Result<Vec<AckArgs>, (AckError, Vec<AckArgs>)> {
-        let args =
-            ferrio_proto::value::to_args(data).map_err(|e| (AckError::Emit(e.into()), vec![]))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        if self
-            .inner
-            .adapter()
-            .server_side_emit(event.to_owned(), args, Some(tx))
-            .await
-            .is_err()
-        {
-            return Err((AckError::Disconnected, vec![]));
-        }
-        crate::operators::collect_acks(rx, Some(timeout)).await
+    ) -> Result<Vec<AckArgs>, BroadcastAckError> {
+        self.operator().server_side_emit_with_ack(event, data).await
     }
 
     /// Every room with a socket in it.

@@ -10,22 +10,34 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::adapter::{AckEvent, BroadcastOptions, Handshake, Room, SocketInfo};
+use crate::ack::{AckArgs, AckError, BroadcastAckError, EmitError, collect_acks};
+use crate::adapter::{Adapter, AdapterError, BroadcastOptions, Handshake, Room, Sid, SocketInfo};
 use crate::engine::BoxFuture;
-use crate::namespace::NamespaceInner;
-use crate::socket::{AckArgs, AckError, EmitError};
+
+/// What an operator acts on: a namespace, seen from below (the namespace implements it), so that
+/// operators need nothing of the namespace, socket or server modules.
+pub(crate) trait Scope: Send + Sync + 'static {
+    /// The namespace name.
+    fn name(&self) -> &str;
+    /// Its adapter.
+    fn adapter(&self) -> &Arc<dyn Adapter>;
+    /// The namespaces a broadcast on this one reaches: itself, or every child of a dynamic namespace.
+    fn targets(self: Arc<Self>) -> Vec<Arc<dyn Scope>>;
+    /// How long `emit_with_ack` waits when no `timeout` was given (none: until the recipients are gone).
+    fn ack_timeout(&self) -> Option<Duration>;
+}
 
 /// Who to reach, built with chained calls, then what to do with them.
 #[derive(Clone)]
 pub struct BroadcastOperator {
-    ns: Arc<NamespaceInner>,
+    scope: Arc<dyn Scope>,
     opts: BroadcastOptions,
 }
 
 impl std::fmt::Debug for BroadcastOperator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BroadcastOperator")
-            .field("nsp", &self.ns.name)
+            .field("nsp", &self.scope.name())
             .field("opts", &self.opts)
             .finish()
     }
@@ -44,8 +56,12 @@ fn run_now_or_spawn<E: Send + 'static>(mut fut: BoxFuture<Result<(), E>>) -> Res
 }
 
 impl BroadcastOperator {
-    pub(crate) fn new(ns: Arc<NamespaceInner>, opts: BroadcastOptions) -> Self {
-        BroadcastOperator { ns, opts }
+    pub(crate) fn new(scope: Arc<dyn Scope>, opts: BroadcastOptions) -> Self {
+        BroadcastOperator { scope, opts }
+    }
+
+    fn targets(&self) -> Vec<Arc<dyn Scope>> {
+        self.scope.clone().targets()
     }
 
     /// Adds a target room.
@@ -83,7 +99,7 @@ impl BroadcastOperator {
         self
     }
 
-    /// Ack timeout for `emit_with_ack`.
+    /// Ack timeout for `emit_with_ack` and `server_side_emit_with_ack`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.opts.flags.timeout = Some(timeout);
         self
@@ -91,7 +107,7 @@ impl BroadcastOperator {
 
     fn event_packet(
         &self,
-        ns: &NamespaceInner,
+        ns: &dyn Scope,
         event: &str,
         args: Vec<Value>,
     ) -> Result<Packet, EmitError> {
@@ -99,7 +115,7 @@ impl BroadcastOperator {
             return Err(EmitError::Reserved(event.to_owned()));
         }
         Ok(Packet::Event {
-            nsp: ns.name.clone(),
+            nsp: ns.name().to_owned(),
             event: event.to_owned(),
             args,
             id: None,
@@ -109,60 +125,103 @@ impl BroadcastOperator {
     /// Emits to every target; the packet is encoded once.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
         let args = to_args(data)?;
-        for ns in self.ns.broadcast_targets() {
-            let packet = self.event_packet(&ns, event, args.clone())?;
+        for ns in self.targets() {
+            let packet = self.event_packet(&*ns, event, args.clone())?;
             run_now_or_spawn(ns.adapter().broadcast(packet, self.opts.clone()))
                 .map_err(|_| EmitError::Disconnected)?;
         }
         Ok(())
     }
 
-    /// Emits to every target and collects one ack per recipient, until all answered or the timeout.
-    /// On timeout, the error comes with the acks that did arrive.
+    /// The ack timeout: the one given with `timeout`, else the server's default.
+    fn ack_timeout(&self) -> Option<Duration> {
+        self.opts.flags.timeout.or_else(|| self.scope.ack_timeout())
+    }
+
+    /// Emits to every target and collects one ack per recipient, until all answered, the timeout
+    /// (`timeout`, else the server's `ack_timeout`) or the recipients are gone. The error carries the acks
+    /// that did arrive.
     pub async fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
         data: &T,
-    ) -> Result<Vec<AckArgs>, (AckError, Vec<AckArgs>)> {
-        let args = to_args(data).map_err(|e| (AckError::Emit(e.into()), vec![]))?;
+    ) -> Result<Vec<AckArgs>, BroadcastAckError> {
+        let args = to_args(data).map_err(EmitError::from)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let targets = self.ns.broadcast_targets();
+        let targets = self.targets();
         let n = targets.len();
         for ns in targets {
-            let packet = self
-                .event_packet(&ns, event, args.clone())
-                .map_err(|e| (AckError::Emit(e), vec![]))?;
+            let packet = self.event_packet(&*ns, event, args.clone())?;
             if ns
                 .adapter()
                 .broadcast_with_ack(packet, self.opts.clone(), tx.clone())
                 .await
                 .is_err()
             {
-                return Err((AckError::Disconnected, vec![]));
+                return Err(BroadcastAckError::new(AckError::Disconnected, vec![]));
             }
         }
         drop(tx);
-        collect_acks_from(rx, self.opts.flags.timeout, n).await
+        collect_acks(rx, self.ack_timeout(), n).await
+    }
+
+    /// Emits to the other nodes' server-side handlers and collects their acks (none on one node), until
+    /// every node answered or the timeout.
+    pub async fn server_side_emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<Vec<AckArgs>, BroadcastAckError> {
+        let args = to_args(data).map_err(EmitError::from)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self
+            .scope
+            .adapter()
+            .server_side_emit(event.to_owned(), args, Some(tx))
+            .await
+            .is_err()
+        {
+            return Err(BroadcastAckError::new(AckError::Disconnected, vec![]));
+        }
+        collect_acks(rx, self.ack_timeout(), 1).await
     }
 
     /// Describes the targeted sockets.
     pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
         let mut out = Vec::new();
-        for ns in self.ns.broadcast_targets() {
+        for ns in self.targets() {
             if let Ok(infos) = ns.adapter().fetch_sockets(self.opts.clone()).await {
                 out.extend(infos.into_iter().map(|info| RemoteSocket {
                     info,
-                    ns: ns.clone(),
+                    scope: ns.clone(),
                 }));
             }
         }
         out
     }
 
+    /// The ids of the targeted sockets, on every node (`allSockets`), without describing each one.
+    pub async fn socket_ids(&self) -> Result<Vec<Sid>, AdapterError> {
+        let mut out = Vec::new();
+        for ns in self.targets() {
+            out.extend(ns.adapter().socket_ids(self.opts.clone()).await?);
+        }
+        Ok(out)
+    }
+
+    /// How many sockets are targeted, on every node: `io.to("room").count()` is the size of a room.
+    pub async fn count(&self) -> Result<usize, AdapterError> {
+        let mut n = 0;
+        for ns in self.targets() {
+            n += ns.adapter().sockets_count(self.opts.clone()).await?;
+        }
+        Ok(n)
+    }
+
     /// Makes the targeted sockets join rooms.
     pub async fn sockets_join<I: IntoIterator<Item = R>, R: Into<Room>>(&self, rooms: I) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        for ns in self.ns.broadcast_targets() {
+        for ns in self.targets() {
             let _ = ns
                 .adapter()
                 .add_sockets(self.opts.clone(), rooms.clone())
@@ -173,7 +232,7 @@ impl BroadcastOperator {
     /// Makes the targeted sockets leave rooms.
     pub async fn sockets_leave<I: IntoIterator<Item = R>, R: Into<Room>>(&self, rooms: I) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        for ns in self.ns.broadcast_targets() {
+        for ns in self.targets() {
             let _ = ns
                 .adapter()
                 .del_sockets(self.opts.clone(), rooms.clone())
@@ -183,7 +242,7 @@ impl BroadcastOperator {
 
     /// Disconnects the targeted sockets (and their connections when `close`).
     pub async fn disconnect_sockets(&self, close: bool) {
-        for ns in self.ns.broadcast_targets() {
+        for ns in self.targets() {
             let _ = ns
                 .adapter()
                 .disconnect_sockets(self.opts.clone(), close)
@@ -192,55 +251,11 @@ impl BroadcastOperator {
     }
 }
 
-/// Collects acks until every node reported and every counted client answered, or the timeout.
-pub(crate) async fn collect_acks(
-    rx: mpsc::UnboundedReceiver<AckEvent>,
-    timeout: Option<Duration>,
-) -> Result<Vec<AckArgs>, (AckError, Vec<AckArgs>)> {
-    collect_acks_from(rx, timeout, 1).await
-}
-
-async fn collect_acks_from(
-    mut rx: mpsc::UnboundedReceiver<AckEvent>,
-    timeout: Option<Duration>,
-    adapters: usize,
-) -> Result<Vec<AckArgs>, (AckError, Vec<AckArgs>)> {
-    let mut expected = 0usize;
-    let mut complete = 0usize;
-    let mut responses = Vec::new();
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    loop {
-        if complete >= adapters && responses.len() >= expected {
-            return Ok(responses);
-        }
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                Ok(n) => n,
-                Err(_) => return Err((AckError::Timeout, responses)),
-            },
-            None => rx.recv().await,
-        };
-        match next {
-            Some(AckEvent::ClientCount(n)) => expected += n,
-            Some(AckEvent::Response(args)) => responses.push(AckArgs(args)),
-            Some(AckEvent::CountsComplete) => complete += 1,
-            // Every sender is gone: no more acks can come.
-            None => {
-                return if responses.len() >= expected && complete >= adapters {
-                    Ok(responses)
-                } else {
-                    Err((AckError::Disconnected, responses))
-                };
-            }
-        }
-    }
-}
-
 /// A socket returned by `fetch_sockets`, on this node or another.
 #[derive(Clone)]
 pub struct RemoteSocket {
     info: SocketInfo,
-    ns: Arc<NamespaceInner>,
+    scope: Arc<dyn Scope>,
 }
 
 impl std::fmt::Debug for RemoteSocket {
@@ -274,7 +289,7 @@ impl RemoteSocket {
     }
 
     fn me(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.ns.clone(), BroadcastOptions::default())
+        BroadcastOperator::new(self.scope.clone(), BroadcastOptions::default())
             .to(self.info.id.as_str())
     }
 

@@ -1,26 +1,37 @@
 //! The Socket.IO server (`io`): namespaces over one Engine.IO server.
+//!
+//! The top of the server core: it holds the namespaces and gives each Engine.IO session a `Client`.
+//! Namespaces and clients reach back to it only through the `Registry` and `Namespaces` traits.
 
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use ferrio_proto::engine::{CloseReason, Data};
+use ferrio_proto::engine::{CloseReason, Data, TransportKind};
 use ferrio_proto::socket::{JsonParser, Parser};
 use ferrio_proto::value::Value;
 use parking_lot::RwLock;
 
+use crate::ack::{AckArgs, BroadcastAckError, EmitError};
 use crate::adapter::{AdapterFactory, Room, memory_adapter};
-use crate::client::Client;
-use crate::engine::{BoxFuture, Engine, EngineConfig, EngineHandler, Socket as Conn};
-use crate::namespace::{ConnectError, Namespace, NamespaceInner};
+use crate::client::{Client, Namespaces};
+use crate::conn::Conn;
+use crate::engine::{
+    BoxFuture, Cookie, Cors, Engine, EngineConfig, EngineHandler, HttpCompression,
+    Socket as Session, setters,
+};
+use crate::namespace::{ConnectError, Namespace, NamespaceConfig, NamespaceInner, Registry};
 use crate::operators::{BroadcastOperator, RemoteSocket};
 use crate::serve_client::ClientFiles;
 use crate::service::{EngineLayer, EngineService, NotFound};
-use crate::socket::{AckArgs, AckError, DisconnectReason, EmitError, Socket};
+use crate::socket::{DisconnectReason, Socket};
 
-/// Socket.IO server options; `engine` holds the Engine.IO ones (path `/socket.io/` here).
+/// Socket.IO server options; `engine` holds the Engine.IO ones (path `/socket.io/` here). Built with
+/// [`IoConfig::builder`] (or changed field by field on a default), so that a new option is not a
+/// breaking change.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct IoConfig {
     /// Engine.IO options.
     pub engine: EngineConfig,
@@ -30,6 +41,9 @@ pub struct IoConfig {
     pub cleanup_empty_child_namespaces: bool,
     /// Events queued per socket while its handlers run; past it, the connection's reader waits (256).
     pub max_pending_events: usize,
+    /// How long `emit_with_ack` waits when no `timeout(d)` was given (none, as socket.io: until the
+    /// recipients answer or disconnect).
+    pub ack_timeout: Option<Duration>,
     /// Adapter of each namespace (in-memory).
     pub adapter: AdapterFactory,
     /// Packet parser (JSON, at most 10 attachments per packet).
@@ -51,6 +65,7 @@ impl Default for IoConfig {
             connect_timeout: Duration::from_millis(45_000),
             cleanup_empty_child_namespaces: false,
             max_pending_events: 256,
+            ack_timeout: None,
             adapter: memory_adapter(),
             parser: Arc::new(JsonParser::default()),
             serve_client: true,
@@ -69,18 +84,121 @@ impl std::fmt::Debug for IoConfig {
                 &self.cleanup_empty_child_namespaces,
             )
             .field("max_pending_events", &self.max_pending_events)
+            .field("ack_timeout", &self.ack_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl IoConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> IoConfigBuilder {
+        IoConfigBuilder {
+            config: IoConfig::default(),
+        }
+    }
+}
+
+/// Builds an [`IoConfig`]: every method is an option, named as the official one in snake_case. The
+/// Engine.IO options are here too, applied to the engine under `/socket.io/`.
+#[derive(Debug, Clone)]
+pub struct IoConfigBuilder {
+    config: IoConfig,
+}
+
+/// Setters of Engine.IO options, forwarded to `config.engine`.
+macro_rules! engine_setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.engine.$name = value.into();
+                self
+            }
+        )*
+    };
+}
+
+impl IoConfigBuilder {
+    setters! {
+        /// Time a client has to join a namespace after connecting.
+        connect_timeout: Duration,
+        /// Remove a child of a dynamic namespace when its last socket leaves.
+        cleanup_empty_child_namespaces: bool,
+        /// Events queued per socket while its handlers run.
+        max_pending_events: usize,
+        /// How long `emit_with_ack` waits when no `timeout(d)` was given.
+        ack_timeout: Option<Duration>,
+        /// Adapter of each namespace.
+        adapter: AdapterFactory,
+        /// Packet parser.
+        parser: Arc<dyn Parser>,
+        /// Serve the official browser bundle under the path.
+        serve_client: bool,
+        /// Where the browser bundle is.
+        client_dist: impl Into<std::path::PathBuf>,
+    }
+
+    engine_setters! {
+        /// Path the server answers on.
+        path: impl Into<String>,
+        /// Also answer on the path without its trailing slash.
+        add_trailing_slash: bool,
+        /// Allowed transports, in order of preference.
+        transports: Vec<TransportKind>,
+        /// Whether polling sessions may upgrade to websocket.
+        allow_upgrades: bool,
+        /// Time between the server's pings.
+        ping_interval: Duration,
+        /// Time the client has to answer a ping.
+        ping_timeout: Duration,
+        /// Time the client has to complete an upgrade.
+        upgrade_timeout: Duration,
+        /// Largest POST body or websocket message, in bytes.
+        max_http_buffer_size: usize,
+        /// Cross-origin policy.
+        cors: impl Into<Option<Cors>>,
+        /// The sid cookie.
+        cookie: impl Into<Option<Cookie>>,
+        /// Compression of polling responses (`None`: off).
+        http_compression: Option<HttpCompression>,
+        /// Frames queued for one session before it counts as a slow consumer.
+        max_buffered_packets: usize,
+        /// Time a graceful close waits for a poll to fetch the last packets.
+        close_timeout: Duration,
+    }
+
+    /// Every Engine.IO option at once (its `path` included: set it to `/socket.io/` to keep the default).
+    pub fn engine(mut self, engine: impl Into<EngineConfig>) -> Self {
+        self.config.engine = engine.into();
+        self
+    }
+
+    /// The options.
+    pub fn build(self) -> IoConfig {
+        self.config
+    }
+}
+
+impl From<IoConfig> for IoConfigBuilder {
+    /// A builder starting from these options.
+    fn from(config: IoConfig) -> Self {
+        IoConfigBuilder { config }
+    }
+}
+
+impl From<IoConfigBuilder> for IoConfig {
+    fn from(b: IoConfigBuilder) -> Self {
+        b.build()
     }
 }
 
 type NamespaceMatcher = Arc<dyn Fn(&str, Option<&Value>) -> bool + Send + Sync>;
 
 pub(crate) struct IoInner {
-    pub(crate) config: IoConfig,
-    pub(crate) parser: Arc<dyn Parser>,
+    config: IoConfig,
+    ns_config: Arc<NamespaceConfig>,
     nsps: DashMap<String, Arc<NamespaceInner>>,
     parents: RwLock<Vec<(NamespaceMatcher, Arc<NamespaceInner>)>>,
-    clients: DashMap<Arc<str>, Arc<Client>>,
     connect_timeouts: Arc<ConnectTimeouts>,
     me: Weak<IoInner>,
 }
@@ -133,7 +251,7 @@ async fn sweep_connect_timeouts(timeouts: Weak<ConnectTimeouts>) {
                     && let Some(client) = client.upgrade()
                     && !client.has_joined()
                 {
-                    client.conn.close();
+                    client.close();
                 }
             }
             Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -145,92 +263,67 @@ async fn sweep_connect_timeouts(timeouts: Weak<ConnectTimeouts>) {
 }
 
 impl IoInner {
-    pub(crate) fn is_parent(&self, ns: &NamespaceInner) -> bool {
-        self.parents
-            .read()
-            .iter()
-            .any(|(_, p)| std::ptr::eq(p.as_ref(), ns))
+    fn registry(&self) -> Weak<dyn Registry> {
+        self.me.clone()
     }
 
-    /// The namespace a client asks for: an existing one, or a new child of a dynamic namespace.
-    pub(crate) fn namespace_for(
-        &self,
-        name: &str,
-        auth: Option<&Value>,
-    ) -> Option<Arc<NamespaceInner>> {
+    fn new_namespace(&self, name: String, is_parent: bool) -> Arc<NamespaceInner> {
+        NamespaceInner::new(
+            name,
+            self.registry(),
+            self.ns_config.clone(),
+            None,
+            is_parent,
+        )
+    }
+}
+
+impl Namespaces for IoInner {
+    fn namespace_for(&self, name: &str, auth: Option<&Value>) -> Option<Arc<NamespaceInner>> {
         if let Some(ns) = self.nsps.get(name) {
             return Some(ns.clone());
         }
         let parents = self.parents.read().clone();
         for (matches, parent) in parents {
             if matches(name, auth) {
-                let mut children = parent.children.lock();
-                let child = children
-                    .entry(name.to_owned())
-                    .or_insert_with(|| {
-                        NamespaceInner::new(
-                            name.to_owned(),
-                            self.me.clone(),
-                            &self.config.adapter,
-                            Some(parent.clone()),
-                        )
-                    })
-                    .clone();
-                drop(children);
+                let child = parent.child(name);
                 self.nsps.insert(name.to_owned(), child.clone());
                 return Some(child);
             }
         }
         None
     }
+}
 
-    pub(crate) fn remove_child(&self, parent: &Arc<NamespaceInner>, name: &str) {
-        if let Some(child) = parent.children.lock().remove(name) {
-            child.adapter().close();
-        }
+impl Registry for IoInner {
+    fn forget_namespace(&self, name: &str) {
         self.nsps.remove(name);
     }
 }
 
+/// The Engine.IO handler of the Socket.IO server: each session's state is its `Client`.
 struct Handler(Arc<IoInner>);
 
-impl Handler {
-    /// The client of a connection, kept in the connection itself by `on_open` (a `Weak`: the client
-    /// holds the connection, and `clients` owns the client until the connection closes).
-    /// A closed connection has no client any more, as when this was a lookup in `clients`.
-    fn client(conn: &Conn) -> Option<Arc<Client>> {
-        if conn.closed.is_cancelled() {
-            return None;
-        }
-        conn.handler_state
-            .get()?
-            .downcast_ref::<Weak<Client>>()?
-            .upgrade()
-    }
-}
-
 impl EngineHandler for Handler {
-    fn on_open(&self, conn: &Arc<Conn>) {
-        let client = Client::new(conn.clone(), self.0.clone());
-        let _ = conn.handler_state.set(Box::new(Arc::downgrade(&client)));
-        self.0.clients.insert(Arc::from(conn.id()), client.clone());
+    type State = Arc<Client>;
+
+    fn on_open(&self, session: &Arc<Session>) -> Arc<Client> {
+        let conn = Conn::new(session.clone(), self.0.config.parser.clone());
+        let client = Client::new(conn, self.0.clone(), self.0.config.parser.decoder());
         self.0.connect_timeouts.push(&client);
+        client
     }
 
-    fn on_message(&self, conn: &Arc<Conn>, data: Data) {
-        if let Some(client) = Handler::client(conn) {
-            client.on_data(data);
-        }
+    fn on_message(&self, _: &Arc<Session>, client: &Arc<Client>, data: Data) {
+        client.on_data(data);
     }
 
-    fn on_close(&self, conn: &Arc<Conn>, reason: CloseReason) {
-        if let Some((_, client)) = self.0.clients.remove(conn.id()) {
-            client.on_close(reason);
-        }
+    fn on_close(&self, _: &Arc<Session>, client: &Arc<Client>, reason: CloseReason) {
+        client.on_close(reason);
     }
 
-    fn backpressure(&self, conn: &Arc<Conn>) -> Option<BoxFuture<()>> {
-        let socket = Handler::client(conn)?.pending_overflow()?;
+    fn backpressure(&self, _: &Arc<Session>, client: &Arc<Client>) -> Option<BoxFuture<()>> {
+        let socket = client.pending_overflow()?;
         Some(Box::pin(async move { socket.flush_overflow().await }))
     }
 }
@@ -246,7 +339,7 @@ impl std::fmt::Debug for Io {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Io")
             .field("config", &self.inner.config)
-            .field("clients", &self.inner.clients.len())
+            .field("clients", &self.engine.clients_count())
             .finish()
     }
 }
@@ -260,15 +353,20 @@ impl Default for Io {
 impl Io {
     /// A server with these options; the main namespace `/` exists from the start.
     pub fn new(config: IoConfig) -> Io {
-        let parser = config.parser.clone();
         let engine_config = config.engine.clone();
         let connect_timeout = config.connect_timeout;
+        let ns_config = Arc::new(NamespaceConfig {
+            parser: config.parser.clone(),
+            adapter: config.adapter.clone(),
+            cleanup_empty_child_namespaces: config.cleanup_empty_child_namespaces,
+            max_pending_events: config.max_pending_events,
+            ack_timeout: config.ack_timeout,
+        });
         let inner = Arc::new_cyclic(|me| IoInner {
             config,
-            parser,
+            ns_config,
             nsps: DashMap::new(),
             parents: RwLock::new(Vec::new()),
-            clients: DashMap::new(),
             connect_timeouts: Arc::new(ConnectTimeouts::new(connect_timeout)),
             me: me.clone(),
         });
@@ -295,14 +393,7 @@ impl Io {
             .inner
             .nsps
             .entry(name.clone())
-            .or_insert_with(|| {
-                NamespaceInner::new(
-                    name,
-                    self.inner.me.clone(),
-                    &self.inner.config.adapter,
-                    None,
-                )
-            })
+            .or_insert_with(|| self.inner.new_namespace(name, false))
             .clone();
         Namespace { inner }
     }
@@ -313,12 +404,9 @@ impl Io {
         &self,
         accept: impl Fn(&str, Option<&Value>) -> bool + Send + Sync + 'static,
     ) -> Namespace {
-        let parent = NamespaceInner::new(
-            format!("/_{}", self.inner.parents.read().len()),
-            self.inner.me.clone(),
-            &self.inner.config.adapter,
-            None,
-        );
+        let parent = self
+            .inner
+            .new_namespace(format!("/_{}", self.inner.parents.read().len()), true);
         self.inner
             .parents
             .write()
@@ -335,10 +423,10 @@ impl Io {
         self.of("/")
     }
 
-    /// Connection handler of the main namespace.
+    /// Connection handler of the main namespace (see [`Namespace::on_connection`]).
     pub fn on_connection<F, Fut>(&self, handler: F)
     where
-        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.main().on_connection(handler)
@@ -347,7 +435,7 @@ impl Io {
     /// Middleware of the main namespace (`io.use`).
     pub fn use_middleware<F, Fut>(&self, middleware: F)
     where
-        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
         self.main().use_middleware(middleware)
@@ -378,7 +466,7 @@ impl Io {
         self.main().volatile()
     }
 
-    /// Ack timeout.
+    /// Ack timeout for `emit_with_ack` and `server_side_emit_with_ack`.
     pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
         self.main().timeout(timeout)
     }
@@ -397,7 +485,7 @@ impl Io {
         &self,
         event: &str,
         data: &T,
-    ) -> Result<Vec<AckArgs>, (AckError, Vec<AckArgs>)> {
+    ) -> Result<Vec<AckArgs>, BroadcastAckError> {
         self.main().emit_with_ack(event, data).await
     }
 
@@ -422,7 +510,7 @@ impl Io {
 
     /// Number of connected clients (Engine.IO connections).
     pub fn clients_count(&self) -> usize {
-        self.inner.clients.len()
+        self.engine.clients_count()
     }
 
     /// Number of namespaces (dynamic children included).
@@ -466,5 +554,17 @@ impl Io {
     /// Serves on `listener` until the process ends.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         crate::service::serve(listener, self.service()).await
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting connections and closes the
+    /// server ([`close`](Self::close): every socket disconnects with "server shutting down").
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let served = crate::service::serve_until(listener, self.service(), shutdown).await;
+        self.close().await;
+        served
     }
 }

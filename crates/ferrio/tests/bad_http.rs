@@ -3,12 +3,13 @@
 
 mod common;
 
+use ferrio::engine::EngineConfigBuilder;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
-use ferrio::engine::{Cookie, Cors, EngineConfig};
+use ferrio::engine::{Cookie, Cors};
 
 /// Case 1: a `transport` that is missing, unknown, or an Object.prototype key → 400 code 0.
 #[tokio::test]
@@ -286,10 +287,11 @@ async fn huge_websocket_protocol_header_is_answered_quickly() {
 /// preflight, and on the websocket upgrade; the allowed origin is served.
 #[tokio::test]
 async fn cors_refuses_other_origins() {
-    let s = Server::start(EngineConfig {
-        cors: Some(Cors::origins(["http://ok.example"])),
-        ..quiet_config()
-    })
+    let s = Server::start(
+        EngineConfigBuilder::from(quiet_config())
+            .cors(Cors::origins(["http://ok.example"]))
+            .build(),
+    )
     .await;
     let hs = format!("{PATH}?EIO=4&transport=polling");
     let evil = [("Origin", "http://evil.example")];
@@ -369,10 +371,11 @@ async fn origin_with_invalid_bytes_is_rejected() {
         Some(Cors::any()),
         Some(Cors::origins(["http://ok.example"])),
     ] {
-        let s = Server::start(EngineConfig {
-            cors: cors.clone(),
-            ..quiet_config()
-        })
+        let s = Server::start(
+            EngineConfigBuilder::from(quiet_config())
+                .cors(cors.clone())
+                .build(),
+        )
         .await;
         let bad_origins: [&[u8]; 4] = [
             b"http://ok.example\x01",
@@ -418,10 +421,11 @@ async fn origin_with_invalid_bytes_is_rejected() {
 async fn cors_credentials_never_with_wildcard() {
     let mut listed = Cors::origins(["http://ok.example"]);
     listed.credentials = true;
-    let s = Server::start(EngineConfig {
-        cors: Some(listed),
-        ..quiet_config()
-    })
+    let s = Server::start(
+        EngineConfigBuilder::from(quiet_config())
+            .cors(listed)
+            .build(),
+    )
     .await;
     let hs = format!("{PATH}?EIO=4&transport=polling");
     let ok = [("Origin", "http://ok.example")];
@@ -451,11 +455,7 @@ async fn cors_credentials_never_with_wildcard() {
     for credentials in [false, true] {
         let mut any = Cors::any();
         any.credentials = credentials;
-        let s = Server::start(EngineConfig {
-            cors: Some(any),
-            ..quiet_config()
-        })
-        .await;
+        let s = Server::start(EngineConfigBuilder::from(quiet_config()).cors(any).build()).await;
         for origin in ["http://evil.example", "http://ok.example"] {
             let res = request(s.addr, "GET", &hs, &[("Origin", origin)], b"").await;
             assert_eq!(res.status, 200);
@@ -500,10 +500,11 @@ async fn no_cookie_by_default() {
 /// Case 6: the configured cookie carries the sid with its attributes; a malformed `Cookie` is harmless.
 #[tokio::test]
 async fn cookie_when_configured_and_malformed_cookie_is_harmless() {
-    let s = Server::start(EngineConfig {
-        cookie: Some(Cookie::default()),
-        ..quiet_config()
-    })
+    let s = Server::start(
+        EngineConfigBuilder::from(quiet_config())
+            .cookie(Cookie::default())
+            .build(),
+    )
     .await;
     let res = request(
         s.addr,

@@ -2,16 +2,16 @@
 
 mod common;
 
+use ferrio::engine::EngineConfigBuilder;
 use std::time::{Duration, Instant};
 
 use common::*;
 use ferrio::engine::{EngineConfig, EngineData};
 
 fn small_buffer() -> EngineConfig {
-    EngineConfig {
-        max_http_buffer_size: 1000,
-        ..quiet_config()
-    }
+    EngineConfigBuilder::from(quiet_config())
+        .max_http_buffer_size(1000)
+        .build()
 }
 
 /// Case 8 (control): a body of exactly `max_http_buffer_size` bytes is accepted.
@@ -244,10 +244,11 @@ async fn concurrent_posts_close_the_session() {
 /// Case 11: a body that stalls is cut off by `body_read_timeout`, and the session closes.
 #[tokio::test]
 async fn stalled_body_times_out() {
-    let s = Server::start(EngineConfig {
-        body_read_timeout: Duration::from_millis(300),
-        ..quiet_config()
-    })
+    let s = Server::start(
+        EngineConfigBuilder::from(quiet_config())
+            .body_read_timeout(Duration::from_millis(300))
+            .build(),
+    )
     .await;
     let sid = handshake(s.addr).await;
     let mut c = Conn::connect(s.addr).await;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use ferrio::engine::EngineConfigBuilder;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,10 +15,9 @@ const CLOSE_INVALID: u16 = 1007;
 const CLOSE_SIZE: u16 = 1009;
 
 fn small_buffer() -> EngineConfig {
-    EngineConfig {
-        max_http_buffer_size: 1000,
-        ..quiet_config()
-    }
+    EngineConfigBuilder::from(quiet_config())
+        .max_http_buffer_size(1000)
+        .build()
 }
 
 /// Opens a session, sends `bad`, and asserts the close code, the handler's close and the freed state.

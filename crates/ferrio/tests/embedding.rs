@@ -13,11 +13,13 @@ use tokio_tungstenite::tungstenite::Message;
 struct Echo;
 
 impl EngineHandler for Echo {
+    type State = ();
+
     fn on_open(&self, _: &Arc<Socket>) {}
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _: &(), data: EngineData) {
         let _ = socket.send(data);
     }
-    fn on_close(&self, _: &Arc<Socket>, _: EngineCloseReason) {}
+    fn on_close(&self, _: &Arc<Socket>, _: &(), _: EngineCloseReason) {}
 }
 
 async fn start() -> std::net::SocketAddr {

@@ -3,10 +3,11 @@
 
 mod common;
 
+use ferrio::engine::EngineConfigBuilder;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferrio::engine::{EngineConfig, EngineData};
+use ferrio::engine::EngineData;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -269,10 +270,11 @@ async fn polling_after_upgrade_is_rejected() {
 /// (long polls wait again, messages flow).
 #[tokio::test]
 async fn probe_without_upgrade_is_dropped_and_polling_goes_on() {
-    let s = Server::start(EngineConfig {
-        upgrade_timeout: Duration::from_millis(300),
-        ..quiet_config()
-    })
+    let s = Server::start(
+        EngineConfigBuilder::from(quiet_config())
+            .upgrade_timeout(Duration::from_millis(300))
+            .build(),
+    )
     .await;
     let sid = handshake(s.addr).await;
     let t = Instant::now();

@@ -3,7 +3,6 @@
 
 mod sio_common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrio::{AckError, Socket, Value};
@@ -24,7 +23,7 @@ fn ack_id_of(frame: &str, event: &str) -> u64 {
         .unwrap_or_else(|_| panic!("no ack id in {frame:?}"))
 }
 
-async fn socket_of(server: &TestServer, sid: &str) -> Arc<Socket> {
+async fn socket_of(server: &TestServer, sid: &str) -> Socket {
     let main = server.io.of("/");
     wait_until(Duration::from_secs(2), "socket registered", || {
         main.socket(sid).is_some()
@@ -44,7 +43,8 @@ async fn c32_ack_times_out_then_a_second_call_works() {
     let first = tokio::spawn(async move {
         let t = Instant::now();
         let r = s
-            .emit_with_ack("q", &1, Some(Duration::from_millis(200)))
+            .timeout(Duration::from_millis(200))
+            .emit_with_ack("q", &1)
             .await;
         (r, t.elapsed())
     });
@@ -61,8 +61,11 @@ async fn c32_ack_times_out_then_a_second_call_works() {
     // A late answer to the expired ack is ignored, and does not answer the next call.
     c.send(&format!(r#"43{first_id}["late"]"#)).await;
     let s = socket.clone();
-    let second =
-        tokio::spawn(async move { s.emit_with_ack("q", &2, Some(Duration::from_secs(2))).await });
+    let second = tokio::spawn(async move {
+        s.timeout(Duration::from_secs(2))
+            .emit_with_ack("q", &2)
+            .await
+    });
     let frame = c.recv_text().await;
     let second_id = ack_id_of(&frame, "q");
     assert_ne!(first_id, second_id);
@@ -85,7 +88,8 @@ async fn c32_many_expired_acks_then_normal_service() {
     for i in 0..200 {
         let s = socket.clone();
         tasks.push(tokio::spawn(async move {
-            s.emit_with_ack("q", &i, Some(Duration::from_millis(100)))
+            s.timeout(Duration::from_millis(100))
+                .emit_with_ack("q", &i)
                 .await
         }));
     }
@@ -108,7 +112,8 @@ async fn c32_binary_ack_from_the_client() {
     let socket = socket_of(&server, &sid).await;
     let s = socket.clone();
     let call = tokio::spawn(async move {
-        s.emit_with_ack("q", &(), Some(Duration::from_secs(2)))
+        s.timeout(Duration::from_secs(2))
+            .emit_with_ack("q", &())
             .await
     });
     let id = ack_id_of(&c.recv_text().await, "q");
@@ -126,7 +131,7 @@ async fn c32_pending_ack_fails_when_the_client_goes_away() {
     let sid = c.join("/").await;
     let socket = socket_of(&server, &sid).await;
     let s = socket.clone();
-    let pending = tokio::spawn(async move { s.emit_with_ack("q", &1, None).await });
+    let pending = tokio::spawn(async move { s.emit_with_ack("q", &1).await });
     c.recv_text().await;
     c.close().await;
     let r = tokio::time::timeout(Duration::from_secs(2), pending)
@@ -135,12 +140,9 @@ async fn c32_pending_ack_fails_when_the_client_goes_away() {
         .unwrap();
     assert!(matches!(r, Err(AckError::Disconnected)), "{r:?}");
     // Emitting to a gone socket fails at once.
-    let r = tokio::time::timeout(
-        Duration::from_millis(500),
-        socket.emit_with_ack("q", &2, None),
-    )
-    .await
-    .expect("an ack to a disconnected socket must not wait");
+    let r = tokio::time::timeout(Duration::from_millis(500), socket.emit_with_ack("q", &2))
+        .await
+        .expect("an ack to a disconnected socket must not wait");
     assert!(r.is_err(), "{r:?}");
 }
 
@@ -151,7 +153,7 @@ async fn c32_pending_ack_fails_on_namespace_disconnect() {
     let sid = c.join("/").await;
     let socket = socket_of(&server, &sid).await;
     let s = socket.clone();
-    let pending = tokio::spawn(async move { s.emit_with_ack("q", &1, None).await });
+    let pending = tokio::spawn(async move { s.emit_with_ack("q", &1).await });
     let id = ack_id_of(&c.recv_text().await, "q");
     c.send("41").await;
     let r = tokio::time::timeout(Duration::from_secs(2), pending)
@@ -180,9 +182,15 @@ async fn c32_broadcast_ack_timeout_keeps_the_answers() {
     let id = ack_id_of(&talker.recv_text().await, "q");
     talker.send(&format!(r#"43{id}["yes"]"#)).await;
     let r = call.await.unwrap();
-    let Err((AckError::Timeout, got)) = r else {
+    let Err(e) = r else {
         panic!("timeout with partial answers expected, got {r:?}")
     };
+    assert!(e.is_timeout(), "{e}");
+    assert!(matches!(e.error(), AckError::Timeout));
+    // A real error: it prints, and its source is the cause.
+    assert_eq!(e.to_string(), "operation has timed out (1 acks arrived)");
+    assert!(std::error::Error::source(&e).is_some());
+    let got = e.into_responses();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, vec![Value::String("yes".into())]);
 

@@ -4,10 +4,8 @@
 
 mod sio_common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrio::engine::EngineConfig;
 use ferrio::{DisconnectReason, Event, IoConfig, Socket};
 use sio_common::*;
 
@@ -29,10 +27,10 @@ async fn c33_slow_consumer_is_disconnected() {
     let ends = Log::<FloodEnd>::new();
     let reasons = Log::<DisconnectReason>::new();
     let (e, r) = (ends.clone(), reasons.clone());
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let (e, r) = (e.clone(), r.clone());
         async move {
-            socket.on("flood", move |s: Arc<Socket>, _ev: Event| {
+            socket.on("flood", move |s: Socket, _ev: Event| {
                 let e = e.clone();
                 async move {
                     let payload = "x".repeat(1024);
@@ -100,26 +98,23 @@ async fn c33_slow_consumer_is_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c33_volatile_emits_are_dropped_without_disconnecting() {
     // Heartbeats far apart: a ping queued while the queue is full would close the session on purpose.
-    let server = TestServer::start(IoConfig {
-        engine: EngineConfig {
-            path: "/socket.io/".into(),
-            ping_interval: Duration::from_secs(5),
-            ping_timeout: Duration::from_secs(5),
-            max_buffered_packets: 64,
-            ..EngineConfig::default()
-        },
-        ..IoConfig::default()
-    })
+    let server = TestServer::start(
+        IoConfig::builder()
+            .ping_interval(Duration::from_secs(5))
+            .ping_timeout(Duration::from_secs(5))
+            .max_buffered_packets(64)
+            .build(),
+    )
     .await;
     install_echo(&server.io);
     let results = Log::<(usize, usize, bool)>::new();
     let reasons = Log::<DisconnectReason>::new();
     let (res, r) = (results.clone(), reasons.clone());
     let total = 20_000;
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let (res, r) = (res.clone(), r.clone());
         async move {
-            socket.on("vflood", move |s: Arc<Socket>, _ev: Event| {
+            socket.on("vflood", move |s: Socket, _ev: Event| {
                 let res = res.clone();
                 async move {
                     let payload = "v".repeat(1024);
@@ -238,7 +233,7 @@ async fn slow_and_healthy() -> (TestServer, Log<DisconnectReason>, Client, Ws) {
     install_echo(&server.io);
     let reasons = Log::<DisconnectReason>::new();
     let r = reasons.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let r = r.clone();
         async move {
             socket.join(["all"]);
@@ -329,16 +324,11 @@ fn jitter(i: u64) -> Duration {
 
 /// Heartbeats far enough apart that a backlog of events is drained well within them.
 fn patient_config(max_pending_events: usize) -> IoConfig {
-    IoConfig {
-        engine: EngineConfig {
-            path: "/socket.io/".into(),
-            ping_interval: Duration::from_secs(5),
-            ping_timeout: Duration::from_secs(5),
-            ..EngineConfig::default()
-        },
-        max_pending_events,
-        ..IoConfig::default()
-    }
+    IoConfig::builder()
+        .ping_interval(Duration::from_secs(5))
+        .ping_timeout(Duration::from_secs(5))
+        .max_pending_events(max_pending_events)
+        .build()
 }
 
 /// Sends 1000 `seq` events at once; the handler sleeps a little for each. Returns the order in which
@@ -348,7 +338,7 @@ async fn events_in_order(config: IoConfig) -> (Vec<u64>, Vec<DisconnectReason>) 
     let seen = Log::<u64>::new();
     let reasons = Log::<DisconnectReason>::new();
     let (s, r) = (seen.clone(), reasons.clone());
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let (s, r) = (s.clone(), r.clone());
         async move {
             socket.on("seq", move |_s, ev: Event| {
@@ -412,7 +402,7 @@ async fn slow_and_fast_server() -> (TestServer, Log<&'static str>) {
     let log = Log::<&'static str>::new();
     for nsp in ["/", "/b"] {
         let l = log.clone();
-        server.io.of(nsp).on_connection(move |socket: Arc<Socket>| {
+        server.io.of(nsp).on_connection(move |socket: Socket| {
             let l = l.clone();
             async move {
                 let l2 = l.clone();
@@ -485,7 +475,7 @@ async fn sockets_of_two_namespaces_on_one_connection_run_concurrently() {
 async fn a_long_handler_does_not_block_heartbeats() {
     let server = TestServer::start(config()).await;
     install_echo(&server.io);
-    server.io.on_connection(|socket: Arc<Socket>| async move {
+    server.io.on_connection(|socket: Socket| async move {
         socket.on("long", |_s, mut ev: Event| async move {
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let _ = ev.ack(&"done");

@@ -23,23 +23,23 @@ async fn recording_server() -> (TestServer, Seen) {
     let seen = Seen::new();
     for nsp in ["/", "/b"] {
         let s = seen.clone();
-        server.io.of(nsp).on_connection(move |socket: Arc<Socket>| {
+        server.io.of(nsp).on_connection(move |socket: Socket| {
             let s = s.clone();
             async move {
                 socket.join(["r1"]);
                 let s1 = s.clone();
-                socket.on_disconnecting(move |sock: Arc<Socket>, reason| {
+                socket.on_disconnecting(move |sock: Socket, reason| {
                     let s = s1.clone();
                     async move { s.push(("disconnecting", reason, sorted(sock.rooms()))) }
                 });
-                socket.on_disconnect(move |sock: Arc<Socket>, reason| {
+                socket.on_disconnect(move |sock: Socket, reason| {
                     let s = s.clone();
                     async move { s.push(("disconnect", reason, sorted(sock.rooms()))) }
                 });
-                socket.on("kick", |sock: Arc<Socket>, _ev: Event| async move {
+                socket.on("kick", |sock: Socket, _ev: Event| async move {
                     sock.disconnect(false);
                 });
-                socket.on("kick-all", |sock: Arc<Socket>, _ev: Event| async move {
+                socket.on("kick-all", |sock: Socket, _ev: Event| async move {
                     sock.disconnect(true);
                 });
             }
@@ -258,12 +258,12 @@ async fn disconnecting_sees_current_rooms() {
     let server = TestServer::start(config()).await;
     let seen = Seen::new();
     let s = seen.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let s = s.clone();
         async move {
             socket.join(["a", "b", "c"]);
             socket.leave("b");
-            socket.on_disconnecting(move |sock: Arc<Socket>, reason| {
+            socket.on_disconnecting(move |sock: Socket, reason| {
                 let s = s.clone();
                 async move { s.push(("disconnecting", reason, sorted(sock.rooms()))) }
             });

@@ -4,10 +4,10 @@
 
 mod sio_common;
 
-use std::sync::Arc;
+use ferrio::IoConfigBuilder;
 use std::time::Duration;
 
-use ferrio::{ConnectError, Event, IoConfig, Socket, Value};
+use ferrio::{ConnectError, Event, Socket, Value};
 use serde_json::json;
 use sio_common::*;
 
@@ -63,10 +63,11 @@ async fn c30_unknown_namespace_before_any_join() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c30_dynamic_children_are_cleaned_up() {
-    let server = TestServer::start(IoConfig {
-        cleanup_empty_child_namespaces: true,
-        ..config()
-    })
+    let server = TestServer::start(
+        IoConfigBuilder::from(config())
+            .cleanup_empty_child_namespaces(true)
+            .build(),
+    )
     .await;
     let connections = Counter::new();
     let dynamic = server
@@ -77,7 +78,7 @@ async fn c30_dynamic_children_are_cleaned_up() {
         let cn = cn.clone();
         async move { cn.incr() }
     });
-    dynamic.use_middleware(|s: Arc<Socket>| async move {
+    dynamic.use_middleware(|s: Socket| async move {
         if s.nsp() == "/dyn-999" {
             Err(ConnectError::new("refused"))
         } else {
@@ -235,17 +236,17 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
     let joined = Counter::new();
     let left = Log::<Vec<ferrio::adapter::Room>>::new();
     let (j, l) = (joined.clone(), left.clone());
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let (j, l) = (j.clone(), l.clone());
         async move {
-            socket.on("join", move |s: Arc<Socket>, _ev| {
+            socket.on("join", move |s: Socket, _ev| {
                 let j = j.clone();
                 async move {
                     s.join((0..ROOMS).map(|i| format!("room-{i}")));
                     j.incr();
                 }
             });
-            socket.on_disconnect(move |s: Arc<Socket>, _reason| {
+            socket.on_disconnect(move |s: Socket, _reason| {
                 let l = l.clone();
                 async move { l.push(s.rooms()) }
             });
@@ -283,7 +284,7 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c31_rooms_are_freed_on_transport_close() {
     let server = TestServer::start(config()).await;
-    server.io.on_connection(|socket: Arc<Socket>| async move {
+    server.io.on_connection(|socket: Socket| async move {
         socket.join(["a", "b", "c"]);
     });
     let c1 = server.joined().await;
@@ -310,15 +311,17 @@ async fn middleware_refusal_sends_connect_error_with_data() {
     let server = TestServer::start(config()).await;
     let connections = Counter::new();
     let handled = Counter::new();
-    server.io.use_middleware(|s: Arc<Socket>| async move {
+    server.io.use_middleware(|s: Socket| async move {
         if s.handshake().auth.get("token").and_then(Value::as_str) == Some("ok") {
             Ok(())
         } else {
-            Err(ConnectError::new("nope").with_data(&json!({"a": 1})))
+            Err(ConnectError::new("nope")
+                .with_data(&json!({"a": 1}))
+                .unwrap())
         }
     });
     let (cn, h) = (connections.clone(), handled.clone());
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         cn.incr();
         let h = h.clone();
         async move {
@@ -383,7 +386,7 @@ async fn middleware_refusal_on_custom_namespace() {
 async fn events_during_slow_middleware() {
     let server = TestServer::start(config()).await;
     let handled = Counter::new();
-    server.io.use_middleware(|s: Arc<Socket>| async move {
+    server.io.use_middleware(|s: Socket| async move {
         tokio::time::sleep(Duration::from_millis(150)).await;
         if s.handshake().auth.get("ok").is_some() {
             Ok(())
@@ -392,7 +395,7 @@ async fn events_during_slow_middleware() {
         }
     });
     let h = handled.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let h = h.clone();
         async move {
             socket.on("x", move |_s, _ev| {

@@ -3,7 +3,7 @@
 
 mod sio_common;
 
-use std::sync::Arc;
+use ferrio::IoConfigBuilder;
 use std::time::Duration;
 
 use ferrio::{DisconnectReason, Event, IoConfig, Socket, Value};
@@ -18,7 +18,7 @@ async fn counting_server(config: IoConfig) -> (TestServer, Counter) {
     let handled = Counter::new();
     install_echo(&server.io);
     let h = handled.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let h = h.clone();
         async move {
             let any = h.clone();
@@ -72,10 +72,11 @@ async fn assert_rejected(server: &TestServer, handled: &Counter, frames: &[&[u8]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c22_no_connect_within_connect_timeout_closes() {
-    let server = TestServer::start(IoConfig {
-        connect_timeout: Duration::from_millis(300),
-        ..config()
-    })
+    let server = TestServer::start(
+        IoConfigBuilder::from(config())
+            .connect_timeout(Duration::from_millis(300))
+            .build(),
+    )
     .await;
     install_echo(&server.io);
     let mut idle = server.client().await;
@@ -143,7 +144,7 @@ async fn c24_error_event_is_delivered_safely() {
     install_echo(&server.io);
     let errors = Log::<Vec<Value>>::new();
     let e = errors.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let e = e.clone();
         async move {
             socket.on("error", move |_s, ev: Event| {
@@ -298,10 +299,10 @@ async fn c27_good_binary_events_keep_bytes_in_place() {
     let server = TestServer::start(config()).await;
     let got = Log::<Vec<Value>>::new();
     let g = got.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let g = g.clone();
         async move {
-            socket.on("bin", move |s: Arc<Socket>, mut ev: Event| {
+            socket.on("bin", move |s: Socket, mut ev: Event| {
                 let g = g.clone();
                 async move {
                     g.push(ev.args().to_vec());
@@ -363,7 +364,7 @@ async fn c28_close_in_the_middle_of_attachments_frees_state() {
     let (server, handled) = counting_server(config()).await;
     let reasons = Log::<DisconnectReason>::new();
     let r = reasons.clone();
-    server.io.on_connection(move |socket: Arc<Socket>| {
+    server.io.on_connection(move |socket: Socket| {
         let r = r.clone();
         async move {
             socket.on_disconnect(move |_s, reason| {

@@ -263,6 +263,32 @@ impl Adapter for MemoryAdapter {
         Box::pin(async { Ok(()) })
     }
 
+    fn socket_ids(&self, opts: BroadcastOptions) -> BoxFuture<Result<Vec<Sid>, AdapterError>> {
+        let ids = self.matching(&opts);
+        Box::pin(async move { Ok(ids) })
+    }
+
+    fn sockets_count(&self, opts: BroadcastOptions) -> BoxFuture<Result<usize, AdapterError>> {
+        let n = {
+            let s = self.state.read();
+            match (opts.rooms.len(), opts.except.is_empty()) {
+                // The common question, "how many in this room", is the size of one set.
+                (1, true) => opts
+                    .rooms
+                    .iter()
+                    .next()
+                    .and_then(|r| s.rooms.get(r))
+                    .map_or(0, |m| m.len()),
+                (0, true) => s.sids.len(),
+                _ => {
+                    drop(s);
+                    self.matching(&opts).len()
+                }
+            }
+        };
+        Box::pin(async move { Ok(n) })
+    }
+
     fn server_count(&self) -> BoxFuture<usize> {
         Box::pin(async { 1 })
     }

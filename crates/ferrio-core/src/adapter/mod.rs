@@ -190,6 +190,24 @@ pub trait Adapter: Send + Sync + 'static {
         args: Vec<Value>,
         sink: Option<AckSink>,
     ) -> BoxFuture<Result<(), AdapterError>>;
+    /// The ids of matching sockets on every node (all nodes unless `opts.flags.local`). The default asks
+    /// `fetch_sockets`, which is right across a cluster; an adapter that can list ids alone overrides it.
+    fn socket_ids(&self, opts: BroadcastOptions) -> BoxFuture<Result<Vec<Sid>, AdapterError>> {
+        let infos = self.fetch_sockets(opts);
+        Box::pin(async move {
+            Ok(infos
+                .await?
+                .into_iter()
+                .map(|info| Sid::from(info.id))
+                .collect())
+        })
+    }
+    /// How many sockets match on every node (all nodes unless `opts.flags.local`): the size of a room.
+    /// The default counts `socket_ids`; an adapter that can count cheaper overrides it.
+    fn sockets_count(&self, opts: BroadcastOptions) -> BoxFuture<Result<usize, AdapterError>> {
+        let ids = self.socket_ids(opts);
+        Box::pin(async move { Ok(ids.await?.len()) })
+    }
     /// Number of nodes (1 for the in-memory adapter).
     fn server_count(&self) -> BoxFuture<usize>;
     /// Called once the namespace exists (the factory runs while it is being built, so the namespace

@@ -124,8 +124,10 @@ impl Default for HttpCompression {
     }
 }
 
-/// Every Engine.IO server option.
+/// Every Engine.IO server option. Built with [`EngineConfig::builder`] (or changed field by field on a
+/// default), so that a new option is not a breaking change.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Path the server answers on (`/engine.io/`; Socket.IO uses `/socket.io/`).
     pub path: String,
@@ -143,8 +145,6 @@ pub struct EngineConfig {
     pub upgrade_timeout: Duration,
     /// Largest POST body or websocket message, in bytes (1e6); also the largest poll response.
     pub max_http_buffer_size: usize,
-    /// Whether Engine.IO v3 clients are accepted (off; v3 is not implemented yet, so it stays off).
-    pub allow_eio3: bool,
     /// Cross-origin policy (none: no CORS headers, every origin served).
     pub cors: Option<Cors>,
     /// The sid cookie (none).
@@ -179,7 +179,6 @@ impl Default for EngineConfig {
             ping_timeout: Duration::from_millis(20_000),
             upgrade_timeout: Duration::from_millis(10_000),
             max_http_buffer_size: 1_000_000,
-            allow_eio3: false,
             cors: None,
             cookie: None,
             http_compression: Some(HttpCompression::default()),
@@ -213,15 +212,123 @@ impl fmt::Debug for EngineConfig {
     }
 }
 
-impl EngineConfig {
-    /// Sets `allow_request` from an async closure.
+/// Builds an [`EngineConfig`]: every method is an option, named as the official one in snake_case.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfigBuilder {
+    config: EngineConfig,
+}
+
+/// Setters of plain options, one per field.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.$name = value.into();
+                self
+            }
+        )*
+    };
+}
+pub(crate) use setters;
+
+impl EngineConfigBuilder {
+    setters! {
+        /// Path the server answers on.
+        path: impl Into<String>,
+        /// Also answer on the path without its trailing slash.
+        add_trailing_slash: bool,
+        /// Allowed transports, in order of preference.
+        transports: Vec<TransportKind>,
+        /// Whether polling sessions may upgrade to websocket.
+        allow_upgrades: bool,
+        /// Time between the server's pings.
+        ping_interval: Duration,
+        /// Time the client has to answer a ping.
+        ping_timeout: Duration,
+        /// Time the client has to complete an upgrade.
+        upgrade_timeout: Duration,
+        /// Largest POST body or websocket message, in bytes; also the largest poll response.
+        max_http_buffer_size: usize,
+        /// Cross-origin policy.
+        cors: impl Into<Option<Cors>>,
+        /// The sid cookie.
+        cookie: impl Into<Option<Cookie>>,
+        /// Compression of polling responses (`None`: off).
+        http_compression: Option<HttpCompression>,
+        /// Frames queued for one session before it counts as a slow consumer.
+        max_buffered_packets: usize,
+        /// Time a graceful close waits for a poll to fetch the last packets.
+        close_timeout: Duration,
+        /// Time allowed between two chunks of a request body.
+        body_read_timeout: Duration,
+    }
+
+    /// Accepts or rejects a handshake or an upgrade (`allowRequest`), from an async closure.
     pub fn allow_request<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(&Parts) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Rejection>> + Send + 'static,
     {
-        self.allow_request = Some(Arc::new(move |p| Box::pin(f(p))));
+        self.config.allow_request = Some(Arc::new(move |p| Box::pin(f(p))));
         self
+    }
+
+    /// Changes the headers of the handshake response (`initial_headers`).
+    pub fn initial_headers(
+        mut self,
+        f: impl Fn(&mut HeaderMap, &Parts) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.initial_headers = Some(Arc::new(f));
+        self
+    }
+
+    /// Changes the headers of every response (`headers`).
+    pub fn headers(mut self, f: impl Fn(&mut HeaderMap, &Parts) + Send + Sync + 'static) -> Self {
+        self.config.headers = Some(Arc::new(f));
+        self
+    }
+
+    /// Generates session ids (`generateId`).
+    pub fn generate_id(mut self, f: impl Fn(&Parts) -> String + Send + Sync + 'static) -> Self {
+        self.config.generate_id = Some(Arc::new(f));
+        self
+    }
+
+    /// The options.
+    pub fn build(self) -> EngineConfig {
+        self.config
+    }
+}
+
+impl From<EngineConfig> for EngineConfigBuilder {
+    /// A builder starting from these options.
+    fn from(config: EngineConfig) -> Self {
+        EngineConfigBuilder { config }
+    }
+}
+
+impl From<EngineConfigBuilder> for EngineConfig {
+    fn from(b: EngineConfigBuilder) -> Self {
+        b.build()
+    }
+}
+
+impl EngineConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> EngineConfigBuilder {
+        EngineConfigBuilder::default()
+    }
+
+    /// Sets `allow_request` from an async closure.
+    pub fn allow_request<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        EngineConfigBuilder { config: self }
+            .allow_request(f)
+            .build()
     }
 
     pub(crate) fn session_config(&self) -> SessionConfig {
@@ -266,7 +373,7 @@ mod tests {
         assert_eq!(c.ping_timeout, Duration::from_millis(20_000));
         assert_eq!(c.upgrade_timeout, Duration::from_millis(10_000));
         assert_eq!(c.max_http_buffer_size, 1_000_000);
-        assert!(c.allow_upgrades && c.add_trailing_slash && !c.allow_eio3);
+        assert!(c.allow_upgrades && c.add_trailing_slash);
         assert_eq!(
             c.http_compression,
             Some(HttpCompression { threshold: 1024 })

@@ -14,18 +14,21 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use bytes::Bytes;
 use dashmap::DashMap;
-use ferrio_proto::engine::{CloseReason, Data, OpenPacket, TransportKind};
+use ferrio_proto::engine::{CloseReason, Data, OpenPacket};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+pub(crate) use config::setters;
 pub use config::{
-    AllowRequest, BoxFuture, Cookie, EngineConfig, GenerateId, HeadersHook, HttpCompression,
-    Rejection, SameSite,
+    AllowRequest, BoxFuture, Cookie, EngineConfig, EngineConfigBuilder, GenerateId, HeadersHook,
+    HttpCompression, Rejection, SameSite,
 };
 pub use cors::{Cors, CorsOrigin};
 pub use error::RequestError;
-pub use ferrio_proto::engine::{CloseReason as EngineCloseReason, Data as EngineData, Frame};
+pub use ferrio_proto::engine::{
+    CloseReason as EngineCloseReason, Data as EngineData, Frame, TransportKind,
+};
 pub(crate) use socket::Outbox;
 pub use socket::{HandshakeInfo, SendError, Socket};
 
@@ -38,23 +41,68 @@ pub struct RemoteAddr(pub std::net::SocketAddr);
 /// Receives what the sessions of an [`Engine`] carry. Calls for one session come in order, from the
 /// task that read the packet, so a handler sees the messages of a session in arrival order.
 pub trait EngineHandler: Send + Sync + 'static {
-    /// A session opened.
-    fn on_open(&self, socket: &Arc<Socket>);
+    /// What the handler keeps for each session: made by `on_open`, handed to every later call for that
+    /// session, dropped once the session closed (`()` when nothing is kept).
+    type State: Send + Sync + 'static;
+    /// A session opened; no message of it arrives before this returns.
+    fn on_open(&self, socket: &Arc<Socket>) -> Self::State;
     /// A message arrived.
-    fn on_message(&self, socket: &Arc<Socket>, data: Data);
+    fn on_message(&self, socket: &Arc<Socket>, state: &Self::State, data: Data);
     /// The session closed; called once.
-    fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason);
+    fn on_close(&self, socket: &Arc<Socket>, state: &Self::State, reason: CloseReason);
     /// Called after each message: a future returned here is awaited before the session's next message
     /// is read, which lets a busy handler slow a fast client down instead of queueing without bound.
-    fn backpressure(&self, _socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+    fn backpressure(&self, _socket: &Arc<Socket>, _state: &Self::State) -> Option<BoxFuture<()>> {
         None
+    }
+}
+
+/// The handler with its state type erased, so that neither the engine nor its sessions (nor the
+/// transports that drive them) need a type parameter.
+trait OpenSession: Send + Sync {
+    fn open(&self, socket: &Arc<Socket>) -> Arc<dyn SessionHandler>;
+}
+
+/// One session's handler and state together: what the session calls for each message and at close.
+pub(crate) trait SessionHandler: Send + Sync {
+    fn on_message(&self, socket: &Arc<Socket>, data: Data);
+    fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason);
+    fn backpressure(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>>;
+}
+
+struct Typed<H>(Arc<H>);
+
+struct Bound<H: EngineHandler> {
+    handler: Arc<H>,
+    state: H::State,
+}
+
+impl<H: EngineHandler> OpenSession for Typed<H> {
+    fn open(&self, socket: &Arc<Socket>) -> Arc<dyn SessionHandler> {
+        let state = self.0.on_open(socket);
+        Arc::new(Bound {
+            handler: self.0.clone(),
+            state,
+        })
+    }
+}
+
+impl<H: EngineHandler> SessionHandler for Bound<H> {
+    fn on_message(&self, socket: &Arc<Socket>, data: Data) {
+        self.handler.on_message(socket, &self.state, data)
+    }
+    fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason) {
+        self.handler.on_close(socket, &self.state, reason)
+    }
+    fn backpressure(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        self.handler.backpressure(socket, &self.state)
     }
 }
 
 pub(crate) struct EngineInner {
     pub(crate) config: EngineConfig,
     pub(crate) sessions: DashMap<Arc<str>, Arc<Socket>>,
-    pub(crate) handler: Box<dyn EngineHandler>,
+    handler: Box<dyn OpenSession>,
 }
 
 /// An Engine.IO server. Cloning shares it.
@@ -116,7 +164,7 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 config,
                 sessions: DashMap::new(),
-                handler: Box::new(handler),
+                handler: Box::new(Typed(Arc::new(handler))),
             }),
         }
     }
@@ -323,12 +371,14 @@ impl Engine {
         }
         self.apply_headers_hooks(res.headers_mut(), parts, true);
 
+        // The handler sees the session before anything can reach it: its id is not known to any request
+        // yet and its websocket is not read yet, so no message or close comes before `on_open` returns.
+        socket.set_handler(self.inner.handler.open(&socket));
         self.inner.sessions.insert(id, socket.clone());
         tokio::spawn(socket.clone().run_timers());
         if accept.is_some() {
             websocket::spawn_session(socket.clone(), parts);
         }
-        self.inner.handler.on_open(&socket);
         Ok(res)
     }
 

@@ -1,9 +1,8 @@
 //! One Engine.IO session in the server shell: its state machine, its outgoing queue and its timer task.
 
-use std::any::Any;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -15,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::EngineInner;
+use super::{EngineInner, SessionHandler};
 
 /// What the client's handshake request looked like.
 #[derive(Debug, Clone)]
@@ -88,9 +87,10 @@ pub struct Socket {
     upgrade_cancel: Mutex<Option<CancellationToken>>,
     pub(crate) posting: AtomicBool,
     handshake: HandshakeInfo,
-    /// What the handler keeps for this session (the Socket.IO `Client`), set once in `on_open`, so that
-    /// each message reaches it without a lookup in a shared map by session id.
-    pub(crate) handler_state: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The handler with this session's state (for Socket.IO, the `Client`), so that each message reaches
+    /// it without a lookup in a shared map. Taken out when the session closes: the state usually holds
+    /// this session, and the cycle must not outlive it.
+    handler: Mutex<Option<Arc<dyn SessionHandler>>>,
     /// False once the session stopped being open (closing or closed): what `send_frame` checks, so that
     /// queueing a frame (once per recipient of every broadcast) does not lock the state machine. Cleared
     /// wherever the state leaves `Open`: `close` (start closing), a full queue, and `finish`, which every
@@ -129,9 +129,13 @@ impl Socket {
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
             handshake,
-            handler_state: OnceLock::new(),
+            handler: Mutex::new(None),
             open: AtomicBool::new(true),
         })
+    }
+
+    pub(crate) fn set_handler(&self, handler: Arc<dyn SessionHandler>) {
+        *self.handler.lock() = Some(handler);
     }
 
     /// The session id.
@@ -239,7 +243,10 @@ impl Socket {
             c.cancel();
         }
         if let Some((_, socket)) = self.engine.sessions.remove(&self.id) {
-            self.engine.handler.on_close(&socket, reason);
+            let handler = self.handler.lock().take();
+            if let Some(h) = handler {
+                h.on_close(&socket, reason);
+            }
         }
     }
 
@@ -264,8 +271,12 @@ impl Socket {
         };
         match received {
             Received::Message(data) => {
-                self.engine.handler.on_message(self, data);
-                if let Some(wait) = self.engine.handler.backpressure(self) {
+                // Cloned out: the handler may close this session, which takes it out of the slot.
+                let Some(handler) = self.handler.lock().clone() else {
+                    return;
+                };
+                handler.on_message(self, data);
+                if let Some(wait) = handler.backpressure(self) {
                     // Not reading is the server's doing: the client's pong may be waiting behind.
                     self.state.lock().pause_reader();
                     wait.await;

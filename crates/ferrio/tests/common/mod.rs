@@ -37,13 +37,15 @@ pub struct Recorder {
 }
 
 impl EngineHandler for Recorder {
+    type State = ();
+
     fn on_open(&self, socket: &Arc<Socket>) {
         self.events
             .lock()
             .push(Event::Open(socket.id().to_string()));
     }
 
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _: &(), data: EngineData) {
         self.events
             .lock()
             .push(Event::Message(socket.id().to_string(), data.clone()));
@@ -52,7 +54,7 @@ impl EngineHandler for Recorder {
         }
     }
 
-    fn on_close(&self, socket: &Arc<Socket>, reason: EngineCloseReason) {
+    fn on_close(&self, socket: &Arc<Socket>, _: &(), reason: EngineCloseReason) {
         self.events
             .lock()
             .push(Event::Close(socket.id().to_string(), reason.to_string()));
@@ -61,20 +63,18 @@ impl EngineHandler for Recorder {
 
 /// Default options, but heartbeats far enough apart that they never interfere with a test.
 pub fn quiet_config() -> EngineConfig {
-    EngineConfig {
-        ping_interval: Duration::from_secs(20),
-        ping_timeout: Duration::from_secs(20),
-        ..EngineConfig::default()
-    }
+    EngineConfig::builder()
+        .ping_interval(Duration::from_secs(20))
+        .ping_timeout(Duration::from_secs(20))
+        .build()
 }
 
 /// Heartbeats of 100 ms + 100 ms, for the timing tests.
 pub fn fast_config() -> EngineConfig {
-    EngineConfig {
-        ping_interval: Duration::from_millis(100),
-        ping_timeout: Duration::from_millis(100),
-        ..EngineConfig::default()
-    }
+    EngineConfig::builder()
+        .ping_interval(Duration::from_millis(100))
+        .ping_timeout(Duration::from_millis(100))
+        .build()
 }
 
 /// An engine served on 127.0.0.1 with a recording, echoing handler.

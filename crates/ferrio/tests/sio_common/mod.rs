@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrio::engine::EngineConfig;
 use ferrio::{Io, IoConfig};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -32,15 +31,10 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Options of a test server: 200 ms + 200 ms heartbeats, the rest as by default.
 pub fn config() -> IoConfig {
-    IoConfig {
-        engine: EngineConfig {
-            path: "/socket.io/".into(),
-            ping_interval: PING_INTERVAL,
-            ping_timeout: PING_TIMEOUT,
-            ..EngineConfig::default()
-        },
-        ..IoConfig::default()
-    }
+    IoConfig::builder()
+        .ping_interval(PING_INTERVAL)
+        .ping_timeout(PING_TIMEOUT)
+        .build()
 }
 
 /// A `ferrio::Io` served on 127.0.0.1; dropping it stops the accept loop.

@@ -1,0 +1,63 @@
+//! The connection under a client's sockets: an Engine.IO session and the parser that encodes for it.
+
+use std::sync::Arc;
+
+use ferrio_proto::engine::{Frame, TransportKind};
+use ferrio_proto::socket::{Encoded, Packet, Parser};
+
+use crate::engine::Socket as Session;
+
+/// Writes a client's packets; shared by the client and every socket it has (cloning shares it).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    session: Arc<Session>,
+    parser: Arc<dyn Parser>,
+}
+
+impl Conn {
+    pub(crate) fn new(session: Arc<Session>, parser: Arc<dyn Parser>) -> Self {
+        Conn { session, parser }
+    }
+
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        self.session.id()
+    }
+
+    pub(crate) fn transport(&self) -> TransportKind {
+        self.session.transport()
+    }
+
+    pub(crate) fn encode(&self, packet: &Packet) -> Encoded {
+        self.parser.encode(packet)
+    }
+
+    /// Writes pre-encoded frames; returns false when the connection refused them.
+    pub(crate) fn write(&self, encoded: &Encoded, volatile: bool) -> bool {
+        if volatile {
+            // All or nothing: attachments must follow their head, so only the head may be dropped.
+            if !self.session.send_frame_volatile(encoded.head.clone()) {
+                return false;
+            }
+        } else if self.session.send_frame(encoded.head.clone()).is_err() {
+            return false;
+        }
+        encoded
+            .attachments
+            .iter()
+            .all(|a| self.session.send_frame(Frame::Binary(a.clone())).is_ok())
+    }
+
+    /// Encodes and writes one packet.
+    pub(crate) fn send(&self, packet: &Packet) -> bool {
+        self.write(&self.encode(packet), false)
+    }
+
+    /// Closes the connection gracefully (what is queued is still delivered).
+    pub(crate) fn close(&self) {
+        self.session.close();
+    }
+}

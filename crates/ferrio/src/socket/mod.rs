@@ -1,0 +1,765 @@
+//! A Socket.IO socket: one client in one namespace.
+//!
+//! Each socket handles its events in arrival order on its own task: an async handler that awaits holds
+//! back the socket's later events (not other sockets', and not the connection's heartbeats).
+//!
+//! This module sits under the namespace and the client: what it needs from them goes through
+//! [`NamespaceLink`] and [`ClientLink`], which they implement, so that it imports neither.
+
+mod event;
+mod listeners;
+mod queue;
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ferrio_proto::engine::TransportKind;
+use ferrio_proto::socket::Packet;
+use ferrio_proto::value::{Value, ValueError, to_args, to_value};
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+pub use event::{AckSender, DisconnectReason, Event};
+pub use listeners::ListenerId;
+pub(crate) use listeners::Listeners;
+use listeners::Matched;
+use queue::Queue;
+pub(crate) use queue::{Job, Jobs};
+
+use crate::ack::{AckArgs, AckError, EmitError};
+use crate::adapter::{AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, Room, Sid};
+use crate::conn::Conn;
+use crate::operators::{BroadcastOperator, Scope};
+
+/// What a socket asks of its namespace (implemented by the namespace, which sits above).
+pub(crate) trait NamespaceLink: Send + Sync + 'static {
+    /// A fresh ack id, unique in the namespace (broadcast acks use the same sequence).
+    fn next_ack_id(&self) -> u64;
+    /// The socket disconnected: stop routing to it.
+    fn forget(&self, sid: &Sid);
+    /// The namespace itself, for `Socket::namespace`, which the namespace module implements.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// What a socket asks of its client, the connection's multiplexer (implemented by the client).
+pub(crate) trait ClientLink: Send + Sync + 'static {
+    /// The socket `sid` left namespace `nsp`.
+    fn remove(&self, nsp: &str, sid: &Sid);
+    /// Whether `sid` is still the client's socket in `nsp` (it may have left while its middlewares ran).
+    fn has(&self, nsp: &str, sid: &Sid) -> bool;
+    /// A socket of the client joined its namespace (the connect timeout no longer applies).
+    fn joined(&self);
+    /// Disconnects every socket of the connection, then closes it.
+    fn close_all(&self, reason: DisconnectReason);
+}
+
+/// `data` of a socket, stored as the user's type and serialized only when another node asks.
+trait SocketData: Send + Sync + 'static {
+    fn to_value(&self) -> Result<Value, ValueError>;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: Serialize + Send + Sync + 'static> SocketData for T {
+    fn to_value(&self) -> Result<Value, ValueError> {
+        to_value(self)
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+enum AckSlot {
+    Single(oneshot::Sender<Vec<Value>>),
+    Broadcast(AckSink),
+}
+
+pub(crate) struct SocketInner {
+    id: Sid,
+    nsp: Arc<dyn NamespaceLink>,
+    scope: Arc<dyn Scope>,
+    client: Weak<dyn ClientLink>,
+    conn: Conn,
+    handshake: Handshake,
+    connected: AtomicBool,
+    /// Owned by the socket's task (see `listeners`).
+    listeners: Weak<Listeners>,
+    acks: Mutex<HashMap<u64, AckSlot>>,
+    data: Mutex<Option<Arc<dyn SocketData>>>,
+    extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    queue: Queue,
+    ack_timeout: Option<Duration>,
+}
+
+/// A client connected to a namespace (`socket` in JavaScript). Cloning shares it, as `Io` and
+/// `Namespace`: handlers get their own copy.
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<SocketInner>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.inner.id)
+            .field("nsp", &self.nsp())
+            .finish()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Socket {}
+
+/// What a new socket is made of; the namespace fills it in.
+pub(crate) struct SocketParts {
+    pub(crate) id: Sid,
+    pub(crate) nsp: Arc<dyn NamespaceLink>,
+    pub(crate) scope: Arc<dyn Scope>,
+    pub(crate) client: Weak<dyn ClientLink>,
+    pub(crate) conn: Conn,
+    pub(crate) handshake: Handshake,
+    pub(crate) queue_capacity: usize,
+    pub(crate) ack_timeout: Option<Duration>,
+}
+
+/// What the socket's task owns: its job queue and its listeners.
+pub(crate) struct SocketTask {
+    jobs: Jobs,
+    listeners: Arc<Listeners>,
+}
+
+impl Socket {
+    pub(crate) fn new(parts: SocketParts) -> (Socket, SocketTask) {
+        let (queue, jobs) = Queue::new(parts.queue_capacity);
+        let listeners = Arc::new(Listeners::default());
+        let socket = Socket {
+            inner: Arc::new(SocketInner {
+                id: parts.id,
+                nsp: parts.nsp,
+                scope: parts.scope,
+                client: parts.client,
+                conn: parts.conn,
+                handshake: parts.handshake,
+                connected: AtomicBool::new(false),
+                listeners: Arc::downgrade(&listeners),
+                acks: Mutex::new(HashMap::new()),
+                data: Mutex::new(None),
+                extensions: Mutex::new(HashMap::new()),
+                queue,
+                ack_timeout: parts.ack_timeout,
+            }),
+        };
+        (socket, SocketTask { jobs, listeners })
+    }
+
+    /// The socket id (also the name of its own room).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub(crate) fn sid(&self) -> &Sid {
+        &self.inner.id
+    }
+
+    /// The namespace name.
+    pub fn nsp(&self) -> &str {
+        self.inner.scope.name()
+    }
+
+    pub(crate) fn namespace_link(&self) -> &Arc<dyn NamespaceLink> {
+        &self.inner.nsp
+    }
+
+    fn adapter(&self) -> &Arc<dyn Adapter> {
+        self.inner.scope.adapter()
+    }
+
+    /// The handshake: headers, query, auth, address, time.
+    pub fn handshake(&self) -> &Handshake {
+        &self.inner.handshake
+    }
+
+    /// Whether the socket is connected.
+    pub fn connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_connected(&self) {
+        self.inner.connected.store(true, Ordering::Release);
+    }
+
+    /// The id of the underlying Engine.IO connection (shared by the namespaces of one client).
+    pub fn conn_id(&self) -> &str {
+        self.inner.conn.id()
+    }
+
+    /// The transport in use (`polling` until an upgrade to `websocket`).
+    pub fn transport(&self) -> TransportKind {
+        self.inner.conn.transport()
+    }
+
+    // ---- user data ----
+
+    /// Stores `data` as it is: [`data`](Self::data) reads it back without copying or parsing. Other nodes
+    /// see it (`fetch_sockets`) serialized, which is why it must be `Serialize`.
+    pub fn set_data<T: Serialize + Send + Sync + 'static>(&self, data: T) {
+        *self.inner.data.lock() = Some(Arc::new(data));
+    }
+
+    /// The `data` stored with `set_data`, if it is a `T`.
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let data = self.inner.data.lock().clone()?;
+        data.into_any().downcast().ok()
+    }
+
+    /// `data` as other nodes see it: serialized (`{}` when unset, as in JavaScript).
+    pub fn data_value(&self) -> Result<Value, ValueError> {
+        match self.inner.data.lock().clone() {
+            Some(d) => d.to_value(),
+            None => Ok(Value::Object(Default::default())),
+        }
+    }
+
+    /// Stores a local, typed value (not shared with other nodes), one per type.
+    pub fn insert_extension<T: Any + Send + Sync>(&self, value: T) {
+        self.inner
+            .extensions
+            .lock()
+            .insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// A local, typed value stored with `insert_extension`.
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.inner
+            .extensions
+            .lock()
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast().ok())
+    }
+
+    // ---- listeners ----
+
+    /// Runs `f` on the listeners; does nothing once the socket's task has ended (disconnected).
+    fn with_listeners<R>(&self, f: impl FnOnce(&Listeners) -> R) -> Option<R> {
+        self.inner.listeners.upgrade().map(|l| f(&l))
+    }
+
+    /// Adds a listener of `event` (after those already there, as `EventEmitter.on`); it gets the socket
+    /// and the event (arguments, ack). Every listener of an event runs, in order, each awaited.
+    pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F) -> ListenerId
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.add_listener(event.into(), handler, false)
+    }
+
+    /// Adds a listener that runs for the next `event` only.
+    pub fn once<F, Fut>(&self, event: impl Into<String>, handler: F) -> ListenerId
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.add_listener(event.into(), handler, true)
+    }
+
+    fn add_listener<F, Fut>(&self, event: String, handler: F, once: bool) -> ListenerId
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let h: listeners::EventHandler = Arc::new(move |s, e| Box::pin(handler(s, e)));
+        // A disconnected socket takes no listener; its id is then one no listener has.
+        self.with_listeners(|l| l.add(event, h, once))
+            .unwrap_or(ListenerId::NONE)
+    }
+
+    /// Removes every listener of `event` (`removeAllListeners(event)`).
+    pub fn off(&self, event: &str) {
+        self.with_listeners(|l| l.off(event));
+    }
+
+    /// Removes one listener added with `on` or `once`; returns whether it was there.
+    pub fn off_listener(&self, id: ListenerId) -> bool {
+        self.with_listeners(|l| l.off_listener(id)).unwrap_or(false)
+    }
+
+    /// Sees every incoming event before its listeners (`onAny`).
+    pub fn on_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
+        self.with_listeners(|l| l.write().any.push(Arc::new(f)));
+    }
+
+    /// Like `on_any`, but runs before the listeners already added (`prependAny`).
+    pub fn prepend_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
+        self.with_listeners(|l| l.write().any.insert(0, Arc::new(f)));
+    }
+
+    /// Removes every catch-all listener (`offAny()`).
+    pub fn off_any(&self) {
+        self.with_listeners(|l| l.write().any.clear());
+    }
+
+    /// Sees every outgoing event (`onAnyOutgoing`).
+    pub fn on_any_outgoing(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
+        self.with_listeners(|l| l.write().any_outgoing.push(Arc::new(f)));
+    }
+
+    /// Removes every outgoing catch-all listener.
+    pub fn off_any_outgoing(&self) {
+        self.with_listeners(|l| l.write().any_outgoing.clear());
+    }
+
+    /// Runs before each incoming event (`socket.use`); an `Err` drops the event and goes to `on_error`.
+    pub fn use_middleware(
+        &self,
+        f: impl Fn(&Socket, &Event) -> Result<(), Value> + Send + Sync + 'static,
+    ) {
+        self.with_listeners(|l| l.write().middlewares.push(Arc::new(f)));
+    }
+
+    /// Receives the errors of `socket.use` middlewares (the `error` event).
+    pub fn on_error(&self, f: impl Fn(&Socket, &Value) + Send + Sync + 'static) {
+        self.with_listeners(|l| l.write().errors.push(Arc::new(f)));
+    }
+
+    /// Runs when the socket is about to leave its rooms (`disconnecting`): `rooms()` still lists them.
+    pub fn on_disconnecting<F, Fut>(&self, f: F)
+    where
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.with_listeners(|l| {
+            l.write()
+                .disconnecting
+                .push(Arc::new(move |s, r| Box::pin(f(s, r))))
+        });
+    }
+
+    /// Runs once the socket has disconnected (`disconnect`).
+    pub fn on_disconnect<F, Fut>(&self, f: F)
+    where
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.with_listeners(|l| {
+            l.write()
+                .disconnect
+                .push(Arc::new(move |s, r| Box::pin(f(s, r))))
+        });
+    }
+
+    // ---- emitting ----
+
+    /// Emits `event`: a tuple is several arguments, `()` none, anything else one.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.emit_args(event, to_args(data)?)
+    }
+
+    /// Emits `event` with raw arguments.
+    pub fn emit_args(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
+        self.emit_inner(event, args, None, false)
+    }
+
+    /// Emits `event`, dropping it if the client cannot take it now.
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EmitError> {
+        self.emit_inner(event, to_args(data)?, None, true)
+    }
+
+    /// Emits `event` and waits for the client's ack: until the server's `ack_timeout` if one is set,
+    /// else until the socket disconnects (as socket.io). `socket.timeout(d).emit_with_ack(..)` sets a
+    /// timeout for one emit.
+    pub async fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<AckArgs, AckError> {
+        self.emitter().emit_with_ack(event, data).await
+    }
+
+    fn emitter(&self) -> SocketEmitter {
+        SocketEmitter {
+            socket: self.clone(),
+            timeout: self.inner.ack_timeout,
+            volatile: false,
+        }
+    }
+
+    /// Emits to this socket with an ack timeout (`socket.timeout(ms).emit(..)`): the returned emitter
+    /// targets this socket only. To broadcast with a timeout, use `socket.broadcast().timeout(d)`.
+    pub fn timeout(&self, timeout: Duration) -> SocketEmitter {
+        self.emitter().timeout(timeout)
+    }
+
+    /// Emits to this socket, dropping the packet if the client cannot take it now (`socket.volatile`).
+    pub fn volatile(&self) -> SocketEmitter {
+        self.emitter().volatile()
+    }
+
+    fn emit_inner(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        id: Option<u64>,
+        volatile: bool,
+    ) -> Result<(), EmitError> {
+        if ferrio_proto::socket::RESERVED_EVENTS.contains(&event) {
+            return Err(EmitError::Reserved(event.to_owned()));
+        }
+        let outgoing = self
+            .with_listeners(|l| l.read().any_outgoing.clone())
+            .unwrap_or_default();
+        for f in &outgoing {
+            f(self, event, &args);
+        }
+        let packet = Packet::Event {
+            nsp: self.nsp().to_owned(),
+            event: event.to_owned(),
+            args,
+            id,
+        };
+        self.write(&packet, volatile)
+    }
+
+    /// Encodes and writes one packet to this socket's connection.
+    pub(crate) fn write(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        if !self.connected()
+            && !matches!(packet, Packet::ConnectError { .. } | Packet::Connect { .. })
+        {
+            return Err(EmitError::Disconnected);
+        }
+        let conn = &self.inner.conn;
+        if conn.write(&conn.encode(packet), volatile) {
+            Ok(())
+        } else {
+            Err(EmitError::Disconnected)
+        }
+    }
+
+    /// Writes frames encoded once for many recipients (a broadcast).
+    pub(crate) fn write_encoded(
+        &self,
+        encoded: &ferrio_proto::socket::Encoded,
+        volatile: bool,
+    ) -> bool {
+        self.inner.conn.write(encoded, volatile)
+    }
+
+    /// Registers a broadcast ack (same id for every recipient, encoded once).
+    pub(crate) fn register_broadcast_ack(&self, id: u64, sink: AckSink) {
+        self.inner.acks.lock().insert(id, AckSlot::Broadcast(sink));
+    }
+
+    pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
+        // An unknown id (late, duplicated or made up) is ignored.
+        let slot = self.inner.acks.lock().remove(&id);
+        match slot {
+            Some(AckSlot::Single(tx)) => {
+                let _ = tx.send(args);
+            }
+            Some(AckSlot::Broadcast(sink)) => {
+                let _ = sink.send(AckEvent::Response(args));
+            }
+            None => {}
+        }
+    }
+
+    // ---- rooms and broadcasting ----
+
+    /// Joins rooms.
+    pub fn join<I, R>(&self, rooms: I)
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<Room>,
+    {
+        let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
+        self.adapter().add_all(&self.inner.id, &rooms);
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: impl Into<Room>) {
+        self.adapter().del(&self.inner.id, &room.into());
+    }
+
+    /// The rooms the socket is in (its own id included).
+    pub fn rooms(&self) -> Vec<Room> {
+        self.adapter().socket_rooms(&self.inner.id)
+    }
+
+    fn operator(&self) -> BroadcastOperator {
+        let mut opts = BroadcastOptions::default();
+        opts.except.insert(self.inner.id.clone());
+        BroadcastOperator::new(self.inner.scope.clone(), opts)
+    }
+
+    /// Targets a room, without this socket.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.operator().to(room)
+    }
+
+    /// Same as `to`.
+    pub fn within(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.to(room)
+    }
+
+    /// Everyone but the rooms given, and but this socket.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.operator().except(room)
+    }
+
+    /// Everyone in the namespace but this socket (`socket.broadcast`); `socket.broadcast().timeout(d)`
+    /// is a broadcast with acks.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        self.operator()
+    }
+
+    // ---- disconnecting ----
+
+    /// Disconnects from the namespace; with `close`, closes the whole connection.
+    pub fn disconnect(&self, close: bool) {
+        if !self.connected() {
+            return;
+        }
+        if close {
+            if let Some(client) = self.inner.client.upgrade() {
+                client.close_all(DisconnectReason::ServerNamespaceDisconnect);
+                return;
+            }
+        }
+        let _ = self.write(
+            &Packet::Disconnect {
+                nsp: self.nsp().to_owned(),
+            },
+            false,
+        );
+        self.on_close(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Marks the socket disconnected, frees what it holds and schedules its disconnect handlers.
+    pub(crate) fn on_close(&self, reason: DisconnectReason) {
+        if let Some(client) = self.inner.client.upgrade() {
+            client.remove(self.nsp(), &self.inner.id);
+        }
+        if !self.inner.connected.swap(false, Ordering::AcqRel) {
+            // A socket still in its middlewares just goes away.
+            let _ = self.inner.queue.disconnect(reason);
+            return;
+        }
+        self.inner.nsp.forget(&self.inner.id);
+        // Pending acks will never be answered.
+        self.inner.acks.lock().clear();
+        if let Some(queue) = self.inner.queue.disconnect(reason) {
+            // The queue is full or gone: the disconnect still has to run, right after the queued events.
+            let socket = self.clone();
+            tokio::spawn(async move {
+                if queue.send(Job::Disconnect(reason)).await.is_err() {
+                    socket.adapter().del_all(socket.sid());
+                }
+            });
+        }
+    }
+
+    /// Queues an incoming event; returns false when the queue is full (the job waits in overflow).
+    pub(crate) fn enqueue(&self, job: Job) -> bool {
+        self.inner.queue.push(job)
+    }
+
+    /// Waits until the overflowing job is queued.
+    pub(crate) async fn flush_overflow(&self) {
+        self.inner.queue.flush_overflow().await
+    }
+
+    pub(crate) fn new_event(&self, name: String, args: Vec<Value>, id: Option<u64>) -> Event {
+        Event::new(self, name, args, id)
+    }
+
+    /// Whether this socket is still its client's socket in its namespace.
+    pub(crate) fn is_current(&self) -> bool {
+        self.inner
+            .client
+            .upgrade()
+            .is_some_and(|c| c.has(self.nsp(), &self.inner.id))
+    }
+
+    /// Tells the client that one of its sockets joined.
+    pub(crate) fn mark_joined(&self) {
+        if let Some(c) = self.inner.client.upgrade() {
+            c.joined();
+        }
+    }
+}
+
+impl SocketTask {
+    /// Runs the connected socket: its events one after the other, until its disconnect sequence ran.
+    ///
+    /// `on_connect` (the connection handlers) runs alongside: it is polled first, so listeners it adds
+    /// before its first `await` see the first event, and events keep flowing while it awaits, as in
+    /// socket.io. Events still run one at a time, in order.
+    pub(crate) async fn run(mut self, socket: Socket, on_connect: crate::engine::BoxFuture<()>) {
+        let mut on_connect = on_connect.fuse();
+        let mut connecting = true;
+        loop {
+            let job = tokio::select! {
+                biased;
+                () = &mut on_connect, if connecting => {
+                    connecting = false;
+                    continue;
+                }
+                job = self.jobs.recv() => job,
+            };
+            match job {
+                Some(Job::Event(e)) => {
+                    let dispatch = dispatch(&socket, &self.listeners, e);
+                    alongside(dispatch, &mut on_connect, &mut connecting).await;
+                }
+                Some(Job::Disconnect(reason)) => {
+                    let disconnect = run_disconnect(&socket, &self.listeners, reason);
+                    alongside(disconnect, &mut on_connect, &mut connecting).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+        // A connection handler still awaiting (an ack that now fails, a sleep) finishes its course.
+        if connecting {
+            on_connect.await;
+        }
+    }
+}
+
+/// Runs `main` to completion while also driving `side` (until it ends).
+async fn alongside<F: Future<Output = ()>>(
+    main: F,
+    side: &mut futures_util::future::Fuse<crate::engine::BoxFuture<()>>,
+    side_running: &mut bool,
+) {
+    let mut main = std::pin::pin!(main);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut *side, if *side_running => *side_running = false,
+            () = &mut main => return,
+        }
+    }
+}
+
+/// Runs one incoming event: catch-alls, middlewares, then its listeners.
+async fn dispatch(socket: &Socket, listeners: &Listeners, event: Event) {
+    let (any, middlewares) = {
+        let r = listeners.read();
+        (r.any.clone(), r.middlewares.clone())
+    };
+    // Catch-all listeners see every event, including those a middleware then refuses.
+    for f in &any {
+        f(socket, event.name(), event.args());
+    }
+    for f in &middlewares {
+        if let Err(err) = f(socket, &event) {
+            let errors = listeners.read().errors.clone();
+            for e in &errors {
+                e(socket, &err);
+            }
+            return;
+        }
+    }
+    match listeners.take(event.name()) {
+        Matched::None => {}
+        Matched::One(h) => h(socket.clone(), event).await,
+        Matched::Many(hs) => {
+            let last = hs.len() - 1;
+            let mut event = Some(event);
+            for (i, h) in hs.iter().enumerate() {
+                let ev = if i == last {
+                    event.take().unwrap_or_else(|| unreachable!())
+                } else {
+                    event.clone().unwrap_or_else(|| unreachable!())
+                };
+                h(socket.clone(), ev).await;
+            }
+        }
+    }
+}
+
+/// Runs the disconnect sequence: `disconnecting` (rooms still known), leave rooms, `disconnect`.
+async fn run_disconnect(socket: &Socket, listeners: &Listeners, reason: DisconnectReason) {
+    let disconnecting = listeners.read().disconnecting.clone();
+    for h in &disconnecting {
+        h(socket.clone(), reason).await;
+    }
+    socket.adapter().del_all(socket.sid());
+    let disconnect = listeners.read().disconnect.clone();
+    for h in &disconnect {
+        h(socket.clone(), reason).await;
+    }
+}
+
+/// Emits to one socket with options (`socket.timeout(d)`, `socket.volatile()`).
+#[derive(Debug, Clone)]
+pub struct SocketEmitter {
+    socket: Socket,
+    timeout: Option<Duration>,
+    volatile: bool,
+}
+
+impl SocketEmitter {
+    /// How long `emit_with_ack` waits for the ack.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The packet may be dropped if the client cannot take it now.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Emits `event` to the socket.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.socket
+            .emit_inner(event, to_args(data)?, None, self.volatile)
+    }
+
+    /// Emits `event` to the socket and waits for its ack, until the timeout or the disconnection.
+    pub async fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<AckArgs, AckError> {
+        let socket = &self.socket;
+        let args = to_args(data).map_err(EmitError::from)?;
+        let id = socket.inner.nsp.next_ack_id();
+        let (tx, rx) = oneshot::channel();
+        socket.inner.acks.lock().insert(id, AckSlot::Single(tx));
+        if let Err(e) = socket.emit_inner(event, args, Some(id), self.volatile) {
+            socket.inner.acks.lock().remove(&id);
+            return Err(e.into());
+        }
+        let result = match self.timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r.map_err(|_| AckError::Disconnected),
+                Err(_) => Err(AckError::Timeout),
+            },
+            None => rx.await.map_err(|_| AckError::Disconnected),
+        };
+        if result.is_err() {
+            // An expired ack must not stay registered: a silent peer would grow the map forever.
+            socket.inner.acks.lock().remove(&id);
+        }
+        result.map(AckArgs)
+    }
+}
