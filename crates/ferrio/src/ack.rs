@@ -1,58 +1,12 @@
-//! What emitting and waiting for acks returns, and the fan-in of a broadcast's acks.
+//! What emitting and waiting for acks returns, and the fan-in of a broadcast's acks. The types both
+//! sides share (`AckArgs`, `EmitError`, `AckError`) come from `ferrio_proto`.
 
 use std::time::Duration;
 
-use ferrio_proto::value::{Value, ValueError, from_args};
-use serde::de::DeserializeOwned;
+pub use ferrio_proto::socket::{AckArgs, AckError, EmitError};
 use tokio::sync::mpsc;
 
 use crate::adapter::AckEvent;
-
-/// Why an emit failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmitError {
-    /// The arguments could not be serialized.
-    #[error("cannot serialize arguments: {0}")]
-    Serialize(#[from] ValueError),
-    /// The socket is disconnected.
-    #[error("socket disconnected")]
-    Disconnected,
-    /// The event name is reserved.
-    #[error("\"{0}\" is a reserved event name")]
-    Reserved(String),
-}
-
-/// Why an ack did not come.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AckError {
-    /// The emit itself failed.
-    #[error(transparent)]
-    Emit(#[from] EmitError),
-    /// No answer within the timeout.
-    #[error("operation has timed out")]
-    Timeout,
-    /// The socket disconnected before answering.
-    #[error("socket disconnected")]
-    Disconnected,
-}
-
-/// The arguments of an ack.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AckArgs(pub Vec<Value>);
-
-impl AckArgs {
-    /// Deserializes the arguments: a tuple reads them in order, any other type reads the first.
-    pub fn parse<T: DeserializeOwned>(self) -> Result<T, ValueError> {
-        from_args(self.0)
-    }
-
-    /// The raw arguments.
-    pub fn into_inner(self) -> Vec<Value> {
-        self.0
-    }
-}
 
 /// A broadcast's acks did not all come: why, with the acks that did arrive.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use ferrio_proto::engine::{CloseReason, Data};
-use ferrio_proto::socket::{Packet, PacketDecoder};
-use ferrio_proto::value::{Map, Value};
+use ferrio_proto::socket::{ConnectRequest, Packet, PacketDecoder, invalid_namespace};
+use ferrio_proto::value::Value;
 use parking_lot::Mutex;
 
 use crate::adapter::{Handshake, Sid};
@@ -129,18 +129,13 @@ impl Client {
         self.overflowing.lock().take()
     }
 
-    fn connect(self: &Arc<Self>, nsp: String, auth: Option<Value>) {
-        let Some(ns) = self.namespaces.namespace_for(&nsp, auth.as_ref()) else {
-            let mut data = Map::new();
-            data.insert("message".into(), Value::String("Invalid namespace".into()));
-            let packet = Packet::ConnectError {
-                nsp,
-                data: Value::Object(data),
-            };
-            self.conn.send(&packet);
+    fn connect(self: &Arc<Self>, nsp: String, data: Option<Value>) {
+        let request = ConnectRequest::parse(data);
+        let Some(ns) = self.namespaces.namespace_for(&nsp, Some(&request.auth)) else {
+            self.conn.send(&invalid_namespace(&nsp));
             return;
         };
-        let handshake = self.handshake(auth.unwrap_or_else(|| Value::Object(Map::new())));
+        let handshake = self.handshake(request.auth);
         let me: Weak<dyn ClientLink> = Arc::downgrade(self) as Weak<Client>;
         let (socket, run) = ns.add_socket(new_id().into(), me, self.conn.clone(), handshake);
         // Registered before it runs: the socket's task checks that it is still the client's socket.

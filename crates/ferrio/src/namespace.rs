@@ -11,8 +11,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use ferrio_proto::socket::{Encoded, Packet, Parser};
-use ferrio_proto::value::{Value, ValueError};
+use ferrio_proto::socket::{Encoded, Packet, Parser, connect_ok};
+use ferrio_proto::value::Value;
 use parking_lot::{Mutex, RwLock};
 
 use crate::ack::{AckArgs, BroadcastAckError, EmitError};
@@ -26,39 +26,8 @@ use crate::fxhash::FxBuild;
 use crate::operators::{BroadcastOperator, RemoteSocket, Scope};
 use crate::socket::{ClientLink, DisconnectReason, NamespaceLink, Socket, SocketParts, SocketTask};
 
-/// Why a middleware refused a connection: the client gets CONNECT_ERROR with this message and data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConnectError {
-    /// `err.message` on the client.
-    pub message: String,
-    /// `err.data` on the client.
-    pub data: Option<Value>,
-}
-
-impl ConnectError {
-    /// An error with a message and no data.
-    pub fn new(message: impl Into<String>) -> Self {
-        ConnectError {
-            message: message.into(),
-            data: None,
-        }
-    }
-
-    /// Adds `data` (`err.data` on the client); fails when `data` does not serialize.
-    pub fn with_data<T: serde::Serialize + ?Sized>(mut self, data: &T) -> Result<Self, ValueError> {
-        self.data = Some(ferrio_proto::value::to_value(data)?);
-        Ok(self)
-    }
-
-    pub(crate) fn to_value(&self) -> Value {
-        let mut map = ferrio_proto::value::Map::new();
-        map.insert("message".into(), Value::String(self.message.clone()));
-        if let Some(d) = &self.data {
-            map.insert("data".into(), d.clone());
-        }
-        Value::Object(map)
-    }
-}
+/// Why a middleware refused a connection: the client gets CONNECT_ERROR with its message and data.
+pub use ferrio_proto::socket::ConnectError;
 
 /// What a namespace asks of the server that holds it (implemented by the server, which sits above).
 pub(crate) trait Registry: Send + Sync + 'static {
@@ -190,13 +159,7 @@ impl NamespaceInner {
             .collect();
         for mw in middlewares {
             if let Err(e) = mw(socket.clone()).await {
-                let _ = socket.write(
-                    &Packet::ConnectError {
-                        nsp: self.name.clone(),
-                        data: e.to_value(),
-                    },
-                    false,
-                );
+                let _ = socket.write(&e.packet(&self.name), false);
                 socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
                 self.after_socket_left();
                 return;
@@ -211,15 +174,7 @@ impl NamespaceInner {
         self.adapter
             .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
         socket.set_connected();
-        let mut data = ferrio_proto::value::Map::new();
-        data.insert("sid".into(), Value::String(socket.id().to_owned()));
-        let _ = socket.write(
-            &Packet::Connect {
-                nsp: self.name.clone(),
-                data: Some(Value::Object(data)),
-            },
-            false,
-        );
+        let _ = socket.write(&connect_ok(&self.name, socket.id(), None), false);
         socket.mark_joined();
 
         let handlers: Vec<ConnectionHandler> = self

@@ -111,7 +111,7 @@ impl BroadcastOperator {
         event: &str,
         args: Vec<Value>,
     ) -> Result<Packet, EmitError> {
-        if ferrio_proto::socket::RESERVED_EVENTS.contains(&event) {
+        if ferrio_proto::socket::is_reserved_event(event) {
             return Err(EmitError::Reserved(event.to_owned()));
         }
         Ok(Packet::Event {

@@ -384,11 +384,7 @@ impl Io {
 
     /// The namespace `name`, created if needed (`io.of("/chat")`).
     pub fn of(&self, name: &str) -> Namespace {
-        let name = if name.starts_with('/') {
-            name.to_owned()
-        } else {
-            format!("/{name}")
-        };
+        let name = ferrio_proto::socket::normalize_namespace(name).into_owned();
         let inner = self
             .inner
             .nsps

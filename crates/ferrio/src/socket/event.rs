@@ -1,4 +1,4 @@
-//! What a socket receives: events, the ack answering one, and why a socket disconnected.
+//! What a socket receives: events and the ack answering one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,66 +10,6 @@ use serde::de::DeserializeOwned;
 
 use super::Socket;
 use crate::ack::EmitError;
-
-/// Why a socket disconnected, with the official reason strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// The server called `socket.disconnect()`.
-    ServerNamespaceDisconnect,
-    /// The client called `socket.disconnect()`.
-    ClientNamespaceDisconnect,
-    /// The connection was closed (the user left the page, the network went down).
-    TransportClose,
-    /// The connection failed.
-    TransportError,
-    /// The client stopped answering pings.
-    PingTimeout,
-    /// The client sent a packet that could not be decoded.
-    ParseError,
-    /// The server is shutting down.
-    ServerShuttingDown,
-    /// The connection was closed by the server.
-    ForcedClose,
-    /// The server closed the connection (no namespace joined in time, or a protocol violation).
-    ForcedServerClose,
-}
-
-impl DisconnectReason {
-    /// The official reason string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
-            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
-            DisconnectReason::TransportClose => "transport close",
-            DisconnectReason::TransportError => "transport error",
-            DisconnectReason::PingTimeout => "ping timeout",
-            DisconnectReason::ParseError => "parse error",
-            DisconnectReason::ServerShuttingDown => "server shutting down",
-            DisconnectReason::ForcedClose => "forced close",
-            DisconnectReason::ForcedServerClose => "forced server close",
-        }
-    }
-}
-
-impl std::fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<ferrio_proto::engine::CloseReason> for DisconnectReason {
-    fn from(reason: ferrio_proto::engine::CloseReason) -> Self {
-        use ferrio_proto::engine::CloseReason;
-        match reason {
-            CloseReason::TransportClose => DisconnectReason::TransportClose,
-            CloseReason::TransportError => DisconnectReason::TransportError,
-            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
-            CloseReason::ParseError => DisconnectReason::ParseError,
-            _ => DisconnectReason::ForcedClose,
-        }
-    }
-}
 
 /// Answers the ack of one event. Dropping it without sending sends nothing, as in JavaScript. Every
 /// listener of the event holds a copy; only the first answer is sent, as in JavaScript.

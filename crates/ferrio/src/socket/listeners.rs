@@ -10,8 +10,9 @@ use std::sync::Arc;
 use ferrio_proto::value::Value;
 use parking_lot::RwLock;
 
+use super::DisconnectReason;
 use super::Socket;
-use super::event::{DisconnectReason, Event};
+use super::event::Event;
 use crate::engine::BoxFuture;
 use crate::fxhash::FxBuild;
 

@@ -18,14 +18,15 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ferrio_proto::engine::TransportKind;
-use ferrio_proto::socket::Packet;
+use ferrio_proto::socket::{AckTable, Packet};
 use ferrio_proto::value::{Value, ValueError, to_args, to_value};
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-pub use event::{AckSender, DisconnectReason, Event};
+pub use event::{AckSender, Event};
+pub use ferrio_proto::socket::DisconnectReason;
 pub use listeners::ListenerId;
 pub(crate) use listeners::Listeners;
 use listeners::Matched;
@@ -74,8 +75,9 @@ impl<T: Serialize + Send + Sync + 'static> SocketData for T {
     }
 }
 
+/// Who waits for an ack: one `emit_with_ack` of this socket, or a broadcast's fan-in.
 enum AckSlot {
-    Single(oneshot::Sender<Vec<Value>>),
+    Single(oneshot::Sender<Result<Vec<Value>, AckError>>),
     Broadcast(AckSink),
 }
 
@@ -89,7 +91,8 @@ pub(crate) struct SocketInner {
     connected: AtomicBool,
     /// Owned by the socket's task (see `listeners`).
     listeners: Weak<Listeners>,
-    acks: Mutex<HashMap<u64, AckSlot>>,
+    /// Ids come from the namespace's sequence, which broadcasts share: one socket's ids never collide.
+    acks: Mutex<AckTable<AckSlot>>,
     data: Mutex<Option<Arc<dyn SocketData>>>,
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     queue: Queue,
@@ -152,7 +155,7 @@ impl Socket {
                 handshake: parts.handshake,
                 connected: AtomicBool::new(false),
                 listeners: Arc::downgrade(&listeners),
-                acks: Mutex::new(HashMap::new()),
+                acks: Mutex::new(AckTable::new()),
                 data: Mutex::new(None),
                 extensions: Mutex::new(HashMap::new()),
                 queue,
@@ -417,7 +420,7 @@ impl Socket {
         id: Option<u64>,
         volatile: bool,
     ) -> Result<(), EmitError> {
-        if ferrio_proto::socket::RESERVED_EVENTS.contains(&event) {
+        if ferrio_proto::socket::is_reserved_event(event) {
             return Err(EmitError::Reserved(event.to_owned()));
         }
         let outgoing = self
@@ -461,15 +464,19 @@ impl Socket {
 
     /// Registers a broadcast ack (same id for every recipient, encoded once).
     pub(crate) fn register_broadcast_ack(&self, id: u64, sink: AckSink) {
-        self.inner.acks.lock().insert(id, AckSlot::Broadcast(sink));
+        // The broadcast's fan-in owns the timeout: the entry waits until an answer or the disconnect.
+        self.inner
+            .acks
+            .lock()
+            .insert(id, None, AckSlot::Broadcast(sink));
     }
 
     pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
         // An unknown id (late, duplicated or made up) is ignored.
-        let slot = self.inner.acks.lock().remove(&id);
+        let slot = self.inner.acks.lock().take(id);
         match slot {
             Some(AckSlot::Single(tx)) => {
-                let _ = tx.send(args);
+                let _ = tx.send(Ok(args));
             }
             Some(AckSlot::Broadcast(sink)) => {
                 let _ = sink.send(AckEvent::Response(args));
@@ -560,8 +567,9 @@ impl Socket {
             return;
         }
         self.inner.nsp.forget(&self.inner.id);
-        // Pending acks will never be answered.
-        self.inner.acks.lock().clear();
+        // Pending acks will never be answered: dropping their senders fails them with `Disconnected`.
+        let pending = self.inner.acks.lock().drain();
+        drop(pending);
         if let Some(queue) = self.inner.queue.disconnect(reason) {
             // The queue is full or gone: the disconnect still has to run, right after the queued events.
             let socket = self.clone();
@@ -570,6 +578,17 @@ impl Socket {
                     socket.adapter().del_all(socket.sid());
                 }
             });
+        }
+    }
+
+    /// Fails every ack past its deadline with `Timeout`.
+    fn expire_acks(&self) {
+        let now = tokio::time::Instant::now().into_std();
+        let expired = self.inner.acks.lock().handle_timeout(now);
+        for (_, slot) in expired {
+            if let AckSlot::Single(tx) = slot {
+                let _ = tx.send(Err(AckError::Timeout));
+            }
         }
     }
 
@@ -743,23 +762,32 @@ impl SocketEmitter {
         let socket = &self.socket;
         let args = to_args(data).map_err(EmitError::from)?;
         let id = socket.inner.nsp.next_ack_id();
-        let (tx, rx) = oneshot::channel();
-        socket.inner.acks.lock().insert(id, AckSlot::Single(tx));
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        let (tx, mut rx) = oneshot::channel();
+        socket
+            .inner
+            .acks
+            .lock()
+            .insert(id, deadline.map(|d| d.into_std()), AckSlot::Single(tx));
         if let Err(e) = socket.emit_inner(event, args, Some(id), self.volatile) {
-            socket.inner.acks.lock().remove(&id);
+            socket.inner.acks.lock().take(id);
             return Err(e.into());
         }
-        let result = match self.timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
-                Ok(r) => r.map_err(|_| AckError::Disconnected),
-                Err(_) => Err(AckError::Timeout),
+        let answer = match deadline {
+            None => rx.await,
+            Some(deadline) => tokio::select! {
+                answer = &mut rx => answer,
+                () = tokio::time::sleep_until(deadline) => {
+                    // Expires this ack and any other overdue one; a late answer then finds nothing.
+                    socket.expire_acks();
+                    rx.await
+                }
             },
-            None => rx.await.map_err(|_| AckError::Disconnected),
         };
-        if result.is_err() {
-            // An expired ack must not stay registered: a silent peer would grow the map forever.
-            socket.inner.acks.lock().remove(&id);
+        match answer {
+            Ok(r) => r.map(AckArgs),
+            // The sender was dropped: the socket disconnected.
+            Err(_) => Err(AckError::Disconnected),
         }
-        result.map(AckArgs)
     }
 }

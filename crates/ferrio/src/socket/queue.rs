@@ -3,7 +3,8 @@
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::event::{DisconnectReason, Event};
+use super::DisconnectReason;
+use super::event::Event;
 
 /// One thing for the socket's task to do.
 pub(crate) enum Job {
