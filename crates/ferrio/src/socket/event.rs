@@ -11,13 +11,14 @@ use serde::de::DeserializeOwned;
 use super::Socket;
 use crate::ack::EmitError;
 
-/// Answers the ack of one event. Dropping it without sending sends nothing, as in JavaScript. Every
-/// listener of the event holds a copy; only the first answer is sent, as in JavaScript.
-#[derive(Debug, Clone)]
+/// Answers the ack of one event. Dropping it without sending sends nothing, as in JavaScript. When an
+/// event has several listeners, each holds a copy and only the first answer is sent, as in JavaScript.
+#[derive(Debug)]
 pub struct AckSender {
     socket: Socket,
     id: u64,
-    sent: Arc<AtomicBool>,
+    /// Shared by the copies given to several listeners; none (no allocation) with one listener.
+    sent: Option<Arc<AtomicBool>>,
 }
 
 impl AckSender {
@@ -29,7 +30,9 @@ impl AckSender {
 
     /// Sends the ack with raw arguments.
     pub fn send_args(self, args: Vec<Value>) -> Result<(), EmitError> {
-        if self.sent.swap(true, Ordering::AcqRel) {
+        if let Some(sent) = &self.sent
+            && sent.swap(true, Ordering::AcqRel)
+        {
             return Ok(());
         }
         let packet = Packet::Ack {
@@ -41,8 +44,8 @@ impl AckSender {
     }
 }
 
-/// An incoming event. Cloning it (for a second listener) shares its ack: the first answer is sent.
-#[derive(Debug, Clone)]
+/// An incoming event.
+#[derive(Debug)]
 pub struct Event {
     name: String,
     args: Vec<Value>,
@@ -57,8 +60,28 @@ impl Event {
             ack: id.map(|id| AckSender {
                 socket: socket.clone(),
                 id,
-                sent: Arc::new(AtomicBool::new(false)),
+                sent: None,
             }),
+        }
+    }
+
+    /// A copy for another listener of the same event; both copies share one ack.
+    pub(crate) fn fork(&mut self) -> Event {
+        let ack = self.ack.as_mut().map(|a| {
+            let sent = a
+                .sent
+                .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
+                .clone();
+            AckSender {
+                socket: a.socket.clone(),
+                id: a.id,
+                sent: Some(sent),
+            }
+        });
+        Event {
+            name: self.name.clone(),
+            args: self.args.clone(),
+            ack,
         }
     }
 

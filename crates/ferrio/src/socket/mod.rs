@@ -699,16 +699,12 @@ async fn dispatch(socket: &Socket, listeners: &Listeners, event: Event) {
         Matched::None => {}
         Matched::One(h) => h(socket.clone(), event).await,
         Matched::Many(hs) => {
+            let mut event = event;
             let last = hs.len() - 1;
-            let mut event = Some(event);
-            for (i, h) in hs.iter().enumerate() {
-                let ev = if i == last {
-                    event.take().unwrap_or_else(|| unreachable!())
-                } else {
-                    event.clone().unwrap_or_else(|| unreachable!())
-                };
-                h(socket.clone(), ev).await;
+            for h in &hs[..last] {
+                h(socket.clone(), event.fork()).await;
             }
+            hs[last](socket.clone(), event).await;
         }
     }
 }
