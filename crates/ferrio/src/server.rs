@@ -564,3 +564,37 @@ impl Io {
         served
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_official() {
+        let c = IoConfig::default();
+        assert_eq!(c.engine.path, "/socket.io/");
+        assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
+        assert!(!c.cleanup_empty_child_namespaces && c.serve_client);
+        assert_eq!(c.ack_timeout, None);
+    }
+
+    #[test]
+    fn builder_sets_socket_io_and_engine_io_options() {
+        let c = IoConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .ack_timeout(Some(Duration::from_secs(2)))
+            .ping_interval(Duration::from_secs(3))
+            .cors(Cors::any())
+            .build();
+        assert_eq!(c.connect_timeout, Duration::from_secs(1));
+        assert_eq!(c.ack_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.engine.ping_interval, Duration::from_secs(3));
+        assert!(c.engine.cors.is_some());
+        // Engine options set one by one keep the Socket.IO path.
+        assert_eq!(c.engine.path, "/socket.io/");
+        let c = IoConfigBuilder::from(c).cors(None).path("/io/").build();
+        assert!(c.engine.cors.is_none());
+        assert_eq!(c.engine.path, "/io/");
+        assert_eq!(c.engine.ping_interval, Duration::from_secs(3));
+    }
+}
