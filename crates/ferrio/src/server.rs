@@ -504,6 +504,16 @@ impl Io {
         self.main().server_side_emit(event, data).await
     }
 
+    /// Server-side emit on the main namespace, collecting the other nodes' acks (see
+    /// [`BroadcastOperator::server_side_emit_with_ack`]).
+    pub async fn server_side_emit_with_ack<T: serde::Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<Vec<AckArgs>, BroadcastAckError> {
+        self.main().server_side_emit_with_ack(event, data).await
+    }
+
     /// Number of connected clients (Engine.IO connections).
     pub fn clients_count(&self) -> usize {
         self.engine.clients_count()

@@ -393,3 +393,23 @@ async fn serve_until_shuts_down() {
     .await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// One node: a server-side emit with acks has nobody to wait for, with or without a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_emit_with_ack_on_one_node() {
+    let io = ferrio::Io::new(config());
+    let acks = tokio::time::timeout(
+        Duration::from_secs(1),
+        io.server_side_emit_with_ack("sync", &1),
+    )
+    .await
+    .expect("no other node to wait for")
+    .unwrap();
+    assert!(acks.is_empty());
+    let acks = io
+        .timeout(Duration::from_secs(5))
+        .server_side_emit_with_ack("sync", &2)
+        .await
+        .unwrap();
+    assert!(acks.is_empty());
+}
