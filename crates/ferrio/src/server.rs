@@ -18,8 +18,8 @@ use crate::adapter::{AdapterFactory, Room, memory_adapter};
 use crate::client::{Client, Namespaces};
 use crate::conn::Conn;
 use crate::engine::{
-    BoxFuture, Cookie, Cors, Engine, EngineConfig, EngineHandler, HttpCompression,
-    Socket as Session, setters,
+    BoxFuture, Cookie, Cors, Engine, EngineConfig, EngineConfigBuilder, EngineHandler,
+    HttpCompression, Socket as Session, setters,
 };
 use crate::namespace::{ConnectError, Namespace, NamespaceConfig, NamespaceInner, Registry};
 use crate::operators::{BroadcastOperator, RemoteSocket};
@@ -165,6 +165,18 @@ impl IoConfigBuilder {
         max_buffered_packets: usize,
         /// Time a graceful close waits for a poll to fetch the last packets.
         close_timeout: Duration,
+        /// Time allowed between two chunks of a request body.
+        body_read_timeout: Duration,
+    }
+
+    /// Applies Engine.IO options that take a closure (`allow_request`, `initial_headers`, `headers`,
+    /// `generate_id`) through the engine's own builder.
+    pub fn engine_with(
+        mut self,
+        f: impl FnOnce(EngineConfigBuilder) -> EngineConfigBuilder,
+    ) -> Self {
+        self.config.engine = f(EngineConfigBuilder::from(self.config.engine)).build();
+        self
     }
 
     /// Every Engine.IO option at once (its `path` included: set it to `/socket.io/` to keep the default).
@@ -602,7 +614,12 @@ mod tests {
         assert!(c.engine.cors.is_some());
         // Engine options set one by one keep the Socket.IO path.
         assert_eq!(c.engine.path, "/socket.io/");
-        let c = IoConfigBuilder::from(c).cors(None).path("/io/").build();
+        let c = IoConfigBuilder::from(c)
+            .cors(None)
+            .path("/io/")
+            .engine_with(|e| e.generate_id(|_| "fixed".into()))
+            .build();
+        assert!(c.engine.generate_id.is_some());
         assert!(c.engine.cors.is_none());
         assert_eq!(c.engine.path, "/io/");
         assert_eq!(c.engine.ping_interval, Duration::from_secs(3));
