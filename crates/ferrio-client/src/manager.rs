@@ -440,12 +440,12 @@ pub fn connect(url: &str, opts: ClientOptions) -> Socket {
     };
     let manager = match existing {
         Some(inner)
-            if !inner
+            if inner
                 .state
                 .lock()
                 .sockets
                 .get(&nsp)
-                .is_some_and(|w| w.strong_count() > 0) =>
+                .is_none_or(|w| w.strong_count() == 0) =>
         {
             Manager { inner }
         }
