@@ -237,7 +237,6 @@ impl ManagerInner {
             conn: None,
             decoder: self.opts.parser.decoder(),
             last_error: String::new(),
-            close_reason: DisconnectReason::TransportClose,
         };
         loop {
             self.execute(&mut task).await;
@@ -312,10 +311,9 @@ impl ManagerInner {
         if let Some(conn) = task.conn.take() {
             conn.sender.close();
         }
-        task.close_reason = reason;
         let mut st = self.state.lock();
         st.sender = None;
-        st.machine.on_close(now());
+        st.machine.on_close(now(), reason);
     }
 
     /// Runs what the machine asks for, in order.
@@ -339,7 +337,6 @@ impl ManagerInner {
                     if let Some(conn) = task.conn.take() {
                         conn.sender.close();
                     }
-                    task.close_reason = DisconnectReason::IoClientDisconnect;
                     self.state.lock().sender = None;
                 }
                 Output::Event(ev) => self.report(task, ev).await,
@@ -368,8 +365,7 @@ impl ManagerInner {
                     s.on_manager_error(&task.last_error);
                 }
             }
-            Event::Close => {
-                let reason = task.close_reason;
+            Event::Close(reason) => {
                 task.decoder.reset();
                 self.emit(ManagerEvent::Close(close_string(&reason).to_owned()));
                 for s in self.sockets() {
@@ -398,8 +394,6 @@ struct Task {
     decoder: Box<dyn PacketDecoder>,
     /// The error of the last failed attempt, for the `error` and `reconnect_error` events.
     last_error: String,
-    /// Why the connection closed, for the `close` event and the sockets' `disconnect`.
-    close_reason: DisconnectReason,
 }
 
 /// The manager's own reason for a close the user asked for is the official "forced close".

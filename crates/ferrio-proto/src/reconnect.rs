@@ -6,13 +6,14 @@
 //! The shell calls [`Reconnect::open`] / [`Reconnect::close`] for the user, reports what its transport
 //! did ([`Reconnect::on_open`], [`Reconnect::on_error`], [`Reconnect::on_close`]), sleeps until
 //! [`Reconnect::poll_timeout`] and then calls [`Reconnect::handle_timeout`]. After each call it executes
-//! what [`Reconnect::poll_output`] returns, in order. Errors and close reasons stay with the shell, which
-//! knows them; the machine only decides what happens next.
+//! what [`Reconnect::poll_output`] returns, in order. The errors of failed attempts stay with the shell,
+//! which knows them; the machine only decides what happens next.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::socket::ClientDisconnectReason;
 
 /// Reconnection settings, with the official client's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,8 +91,8 @@ pub enum Event {
     Open,
     /// A connection attempt failed (`error`): the shell's error, or "timeout" after [`Output::Abort`].
     Error,
-    /// The open connection was lost or closed (`close`).
-    Close,
+    /// The open connection was lost or closed (`close`), with the reason the sockets see.
+    Close(ClientDisconnectReason),
     /// A reconnection attempt starts, with its number (`reconnect_attempt`).
     ReconnectAttempt(u32),
     /// Reconnected after this many attempts (`reconnect`).
@@ -209,7 +210,9 @@ impl Reconnect {
             State::Connecting { .. } => self.out.push_back(Output::Abort),
             State::Open => {
                 self.out.push_back(Output::Disconnect);
-                self.out.push_back(Output::Event(Event::Close));
+                self.out.push_back(Output::Event(Event::Close(
+                    ClientDisconnectReason::IoClientDisconnect,
+                )));
             }
         }
         self.backoff.reset();
@@ -237,14 +240,19 @@ impl Reconnect {
         }
     }
 
-    /// The open connection was lost (transport closed or failed, ping timeout, parse error).
-    pub fn on_close(&mut self, now: Instant) {
+    /// The open connection ended: lost (transport closed or failed, ping timeout, parse error), after
+    /// which the machine reconnects, or closed on purpose (`io client disconnect`, `io server
+    /// disconnect`), after which it does not.
+    pub fn on_close(&mut self, now: Instant, reason: ClientDisconnectReason) {
         if self.state != State::Open {
             return;
         }
-        self.out.push_back(Output::Event(Event::Close));
+        self.out.push_back(Output::Event(Event::Close(reason)));
         self.backoff.reset();
         self.state = State::Idle;
+        if !reason.will_reconnect() {
+            self.closed_by_user = true;
+        }
         if self.config.reconnection && !self.closed_by_user {
             self.schedule(now);
         }
@@ -347,6 +355,7 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const LOST: ClientDisconnectReason = ClientDisconnectReason::TransportClose;
 
     fn config() -> ReconnectConfig {
         ReconnectConfig::default()
@@ -405,8 +414,8 @@ mod tests {
         r.on_open(t0);
         drain(&mut r);
         let mut now = t0 + 1000 * MS;
-        r.on_close(now);
-        assert_eq!(drain(&mut r), [ev(Event::Close)]);
+        r.on_close(now, LOST);
+        assert_eq!(drain(&mut r), [ev(Event::Close(LOST))]);
         assert!(r.is_reconnecting());
         let mut attempts = vec![];
         for delay in [100, 200, 400, 500, 500] {
@@ -424,7 +433,7 @@ mod tests {
         r.open(t0);
         r.on_open(t0);
         let mut now = t0;
-        r.on_close(now);
+        r.on_close(now, LOST);
         drain(&mut r);
         fail_next_attempt(&mut r, &mut now, 100 * MS);
         drain(&mut r);
@@ -442,7 +451,7 @@ mod tests {
         assert!(!r.is_reconnecting());
         assert_eq!(r.attempts(), 0);
         // The next loss starts again from the first delay.
-        r.on_close(now);
+        r.on_close(now, LOST);
         drain(&mut r);
         assert_eq!(r.poll_timeout(), Some(now + 100 * MS));
     }
@@ -454,7 +463,7 @@ mod tests {
         r.open(t0);
         r.on_open(t0);
         let mut now = t0;
-        r.on_close(now);
+        r.on_close(now, LOST);
         drain(&mut r);
         fail_next_attempt(&mut r, &mut now, 100 * MS);
         assert_eq!(drain(&mut r), [ev(Event::Error), ev(Event::ReconnectError)]);
@@ -480,13 +489,13 @@ mod tests {
         let mut r = Reconnect::new(config().reconnection_attempts(Some(0)), 1);
         r.open(t0);
         r.on_open(t0);
-        r.on_close(t0);
+        r.on_close(t0, LOST);
         assert_eq!(
             drain(&mut r),
             [
                 Output::Connect,
                 ev(Event::Open),
-                ev(Event::Close),
+                ev(Event::Close(LOST)),
                 ev(Event::ReconnectFailed)
             ]
         );
@@ -537,10 +546,10 @@ mod tests {
         assert!(!r.is_active());
         r.open(t0);
         r.on_open(t0);
-        r.on_close(t0);
+        r.on_close(t0, LOST);
         assert_eq!(
             drain(&mut r),
-            [Output::Connect, ev(Event::Open), ev(Event::Close)]
+            [Output::Connect, ev(Event::Open), ev(Event::Close(LOST))]
         );
         assert_eq!(r.poll_timeout(), None);
     }
@@ -555,16 +564,22 @@ mod tests {
         r.on_open(t0);
         drain(&mut r);
         r.close();
-        assert_eq!(drain(&mut r), [Output::Disconnect, ev(Event::Close)]);
+        assert_eq!(
+            drain(&mut r),
+            [
+                Output::Disconnect,
+                ev(Event::Close(ClientDisconnectReason::IoClientDisconnect))
+            ]
+        );
         // The transport reports its end afterwards: ignored.
-        r.on_close(t0 + 10 * MS);
+        r.on_close(t0 + 10 * MS, LOST);
         assert!(drain(&mut r).is_empty());
         assert_eq!(r.poll_timeout(), None);
 
         // While waiting for the next attempt.
         r.open(t0);
         r.on_open(t0);
-        r.on_close(t0);
+        r.on_close(t0, LOST);
         drain(&mut r);
         assert!(r.poll_timeout().is_some());
         r.close();
@@ -584,13 +599,45 @@ mod tests {
     }
 
     #[test]
+    fn no_reconnection_after_a_disconnect_on_purpose() {
+        let t0 = Instant::now();
+        for reason in [
+            ClientDisconnectReason::IoServerDisconnect,
+            ClientDisconnectReason::IoClientDisconnect,
+        ] {
+            let mut r = Reconnect::new(config(), 1);
+            r.open(t0);
+            r.on_open(t0);
+            drain(&mut r);
+            r.on_close(t0, reason);
+            assert_eq!(drain(&mut r), [ev(Event::Close(reason))]);
+            assert_eq!(r.poll_timeout(), None, "{reason}");
+            assert!(!r.is_active());
+            // connect() again works.
+            r.open(t0);
+            assert_eq!(drain(&mut r), [Output::Connect]);
+        }
+        for reason in [
+            ClientDisconnectReason::PingTimeout,
+            ClientDisconnectReason::TransportError,
+            ClientDisconnectReason::ParseError,
+        ] {
+            let mut r = Reconnect::new(config(), 1);
+            r.open(t0);
+            r.on_open(t0);
+            r.on_close(t0, reason);
+            assert_eq!(r.poll_timeout(), Some(t0 + 100 * MS), "{reason}");
+        }
+    }
+
+    #[test]
     fn jitter_stays_within_the_randomization_factor() {
         let t0 = Instant::now();
         for seed in 0..200 {
             let mut r = Reconnect::new(config().randomization_factor(0.5), seed);
             r.open(t0);
             r.on_open(t0);
-            r.on_close(t0);
+            r.on_close(t0, LOST);
             let delay = r.poll_timeout().unwrap() - t0;
             assert!(delay >= 50 * MS && delay <= 150 * MS, "{delay:?}");
         }
@@ -599,7 +646,7 @@ mod tests {
                 let mut r = Reconnect::new(config().randomization_factor(0.5), seed);
                 r.open(t0);
                 r.on_open(t0);
-                r.on_close(t0);
+                r.on_close(t0, LOST);
                 r.poll_timeout().unwrap()
             })
             .collect();
