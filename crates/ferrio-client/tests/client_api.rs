@@ -362,3 +362,80 @@ async fn a_manager_has_one_socket_per_namespace() {
     assert_eq!(io.of("/").sockets().len(), 1);
     a.disconnect();
 }
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn reconnection_delays_double_up_to_the_max() {
+    let opts = ClientOptions::builder()
+        .transports([TransportKind::WebSocket])
+        .reconnection_delay(Duration::from_millis(100))
+        .reconnection_delay_max(Duration::from_millis(400))
+        .randomization_factor(0.0)
+        .reconnection_attempts(Some(4))
+        .build();
+    let manager = Manager::new(&format!("http://127.0.0.1:{}", closed_port()), opts);
+    let (tx, mut evs) = mpsc::unbounded_channel();
+    manager.on_event(move |e| {
+        let _ = tx.send((Instant::now(), e.clone()));
+    });
+    let _socket = manager.socket("/");
+    let mut failed_at = None;
+    let mut waits = vec![];
+    loop {
+        let (at, e) = recv(&mut evs).await;
+        match e {
+            ferrio_client::ManagerEvent::Error(_) => failed_at = Some(at),
+            ferrio_client::ManagerEvent::ReconnectAttempt(n) => {
+                waits.push((n, at - failed_at.expect("an attempt follows a failure")));
+            }
+            ferrio_client::ManagerEvent::ReconnectFailed => break,
+            _ => {}
+        }
+    }
+    let numbers: Vec<u32> = waits.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    for ((_, waited), expected) in waits.iter().zip([100, 200, 400, 400]) {
+        let expected = Duration::from_millis(expected);
+        assert!(
+            *waited >= expected && *waited < expected + Duration::from_millis(300),
+            "{waits:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_hangs_fails_after_timeout() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = vec![];
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let opts = ClientOptions::builder()
+        .transports([TransportKind::WebSocket])
+        .timeout(Some(Duration::from_millis(200)))
+        .reconnection(false)
+        .build();
+    let socket = ferrio_client::connect(&format!("http://127.0.0.1:{port}"), opts);
+    let (tx, mut errors) = mpsc::unbounded_channel();
+    socket.on_connect_error(move |_s, err| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((Instant::now(), err));
+        }
+    });
+    let t0 = Instant::now();
+    let (at, err) = recv(&mut errors).await;
+    assert_eq!(err.message, "timeout");
+    assert!(at - t0 >= Duration::from_millis(150), "{:?}", at - t0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(errors.try_recv().is_err(), "no reconnection");
+    held.abort();
+}
