@@ -114,7 +114,8 @@ impl Emitter {
     /// Emits with raw arguments.
     pub fn emit_args(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
         check_name(event)?;
-        self.socket.emit_packet(event, args, self.volatile)
+        let timeout = self.timeout.or(self.socket.inner.manager.opts.ack_timeout);
+        self.socket.emit_packet(event, args, self.volatile, timeout)
     }
 
     /// Emits and waits for the ack, until the timeout of this emit or the `ack_timeout` option (forever
@@ -390,15 +391,17 @@ impl Socket {
         self.inner.state.lock()
     }
 
-    fn emit_packet(&self, event: &str, args: Vec<Value>, volatile: bool) -> Result<(), EmitError> {
+    /// `timeout` is the ack timeout of each try when the emit goes through the retry queue.
+    fn emit_packet(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        volatile: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), EmitError> {
         if self.inner.manager.opts.retries > 0 && !volatile {
             // At-least-once: fire-and-forget emits go through the retry queue too.
-            self.enqueue(
-                event.to_owned(),
-                args,
-                self.inner.manager.opts.ack_timeout,
-                None,
-            );
+            self.enqueue(event.to_owned(), args, timeout, None);
             return Ok(());
         }
         let packet = Packet::Event {
