@@ -255,7 +255,12 @@ impl ManagerInner {
                 }
             };
             tokio::select! {
-                r = async { task.attempt.as_mut().expect("checked").await }, if task.attempt.is_some() => {
+                Some(r) = async {
+                    match task.attempt.as_mut() {
+                        Some(attempt) => Some(attempt.await),
+                        None => None,
+                    }
+                } => {
                     task.attempt = None;
                     match r {
                         Ok(conn) => {
@@ -269,7 +274,12 @@ impl ManagerInner {
                         }
                     }
                 }
-                ev = async { task.conn.as_mut().expect("checked").events.recv().await }, if task.conn.is_some() => {
+                Some(ev) = async {
+                    match task.conn.as_mut() {
+                        Some(conn) => Some(conn.events.recv().await),
+                        None => None,
+                    }
+                } => {
                     self.on_engine_event(&mut task, ev).await;
                 }
                 _ = sleep => self.state.lock().machine.handle_timeout(now()),
