@@ -15,7 +15,7 @@ pub use ferrio_proto::socket::{
 };
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use manager::{Manager, ManagerEvent, connect};
-pub use options::{Auth, BoxFuture, ClientOptions, ClientOptionsBuilder};
+pub use options::{Auth, BoxFuture, ClientOptions, ClientOptionsBuilder, SocketOptions};
 pub use socket::{AckSender, Emitter, Event, ListenerId, Socket};
 
 /// The README's code runs as doctests here, where both the server and the client are at hand (the server

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::engine::{
     self, ClientCloseReason, EngineConnection, EngineError, EngineEvent, EngineSender,
 };
-use crate::options::{BoxFuture, ClientOptions};
+use crate::options::{BoxFuture, ClientOptions, SocketOptions};
 use crate::socket::{Socket, SocketInner};
 use ferrio_proto::socket::ClientDisconnectReason as DisconnectReason;
 
@@ -98,16 +98,22 @@ impl Manager {
         }
     }
 
-    /// The socket of namespace `nsp` on this connection: the one already there, or a new one (connected
-    /// at once when `auto_connect`).
+    /// The socket of namespace `nsp` on this connection: the one already there, or a new one with the
+    /// manager's `auth`, `ack_timeout` and `retries` (connected at once when `auto_connect`).
     pub fn socket(&self, nsp: &str) -> Socket {
+        self.socket_with(nsp, SocketOptions::from(&self.inner.opts))
+    }
+
+    /// The socket of namespace `nsp` on this connection: the one already there (`opts` are then
+    /// ignored), or a new one with `opts` (connected at once when `auto_connect`).
+    pub fn socket_with(&self, nsp: &str, opts: SocketOptions) -> Socket {
         let nsp = normalize_namespace(nsp).into_owned();
         let socket = {
             let mut st = self.inner.state.lock();
             match st.sockets.get(&nsp).and_then(Weak::upgrade) {
                 Some(inner) => Socket { inner },
                 None => {
-                    let socket = Socket::new(nsp.clone(), self.inner.clone());
+                    let socket = Socket::new(nsp.clone(), self.inner.clone(), opts);
                     st.sockets.insert(nsp, Arc::downgrade(&socket.inner));
                     socket
                 }
@@ -461,7 +467,8 @@ pub fn connect(url: &str, opts: ClientOptions) -> Socket {
             m
         }
     };
-    manager.socket(&nsp)
+    // On a shared manager, this call's auth, ack timeout and retries still apply to its socket.
+    manager.socket_with(&nsp, SocketOptions::from(&opts))
 }
 
 /// `http://host:port/chat?x=1` → (`http://host:port`, `/chat`).

@@ -169,6 +169,50 @@ impl ClientOptions {
     }
 }
 
+/// Options of one socket (`manager.socket(nsp, opts)` in JavaScript): what may differ between the
+/// namespaces sharing one connection. [`Manager::socket`](crate::Manager::socket) takes them from the
+/// manager's [`ClientOptions`]; [`Manager::socket_with`](crate::Manager::socket_with) sets them.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SocketOptions {
+    /// The CONNECT payload.
+    pub auth: Auth,
+    /// Default ack timeout of `emit_with_ack` (none).
+    pub ack_timeout: Option<Duration>,
+    /// Times an emit is sent again when its ack does not come within `ack_timeout` (0).
+    pub retries: u32,
+}
+
+impl SocketOptions {
+    /// Sets `auth`.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets `ack_timeout`.
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets `retries`.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+}
+
+impl From<&ClientOptions> for SocketOptions {
+    fn from(o: &ClientOptions) -> Self {
+        SocketOptions {
+            auth: o.auth.clone(),
+            ack_timeout: o.ack_timeout,
+            retries: o.retries,
+        }
+    }
+}
+
 /// Builds [`ClientOptions`]: `ClientOptions::builder().transports([TransportKind::WebSocket]).build()`.
 #[derive(Debug, Clone)]
 pub struct ClientOptionsBuilder {

@@ -1,6 +1,7 @@
 //! The client's API as a socket.io user expects it, against the ferrio server in-process: listeners with
 //! EventEmitter semantics, ack timeouts from the options or per emit, acks failing on a lost connection,
-//! the packet parser option, one socket per namespace on a manager.
+//! the packet parser option, one socket per namespace on a manager with its own options, reconnection
+//! delays and the attempt timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use ferrio::{Io, IoConfig, Socket as ServerSocket};
 use ferrio_client::{
-    AckError, ClientOptions, JsonParser, Manager, Parser, Socket, Value, engine::TransportKind,
+    AckError, Auth, ClientOptions, JsonParser, Manager, Parser, Socket, SocketOptions, Value,
+    engine::TransportKind,
 };
 use ferrio_proto::socket::{Encoded, Packet, PacketDecoder};
 use tokio::sync::mpsc;
@@ -22,45 +24,53 @@ async fn server() -> (Io, String) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let served = io.clone();
     tokio::spawn(async move { served.serve(listener).await });
-    let engine = io.engine().clone();
-    io.on_connection(move |socket: Arc<ServerSocket>| {
-        let engine = engine.clone();
-        async move {
-            socket.on("echo", |_s, mut ev: ferrio::Event| async move {
-                let args = ev.take_args();
-                if let Some(a) = ev.take_ack() {
-                    let _ = a.send_args(args);
-                }
-            });
-            // Emits `tick` with the number it was given.
-            socket.on(
-                "tick-me",
-                |s: Arc<ServerSocket>, ev: ferrio::Event| async move {
-                    let n = ev.parse::<u32>().unwrap_or(0);
-                    let _ = s.emit("tick", &n);
-                },
-            );
-            socket.on("silent", |_s, _ev| async move {});
-            socket.on("ask", |s: Arc<ServerSocket>, _ev| async move {
-                let answer = s
-                    .emit_with_ack("question", &(), Some(Duration::from_secs(2)))
-                    .await;
-                let text = match answer {
-                    Ok(args) => args.0,
-                    Err(e) => vec![Value::from(e.to_string())],
-                };
-                let _ = s.emit_args("answer", text);
-            });
-            socket.on("kill-transport", move |s: Arc<ServerSocket>, _ev| {
-                let engine = engine.clone();
-                async move {
-                    if let Some(conn) = engine.socket(s.conn_id()) {
-                        conn.close();
+    for nsp in ["/", "/custom"] {
+        let engine = io.engine().clone();
+        io.of(nsp).on_connection(move |socket: Arc<ServerSocket>| {
+            let engine = engine.clone();
+            async move {
+                socket.on("echo", |_s, mut ev: ferrio::Event| async move {
+                    let args = ev.take_args();
+                    if let Some(a) = ev.take_ack() {
+                        let _ = a.send_args(args);
                     }
-                }
-            });
-        }
-    });
+                });
+                // Emits `tick` with the number it was given.
+                socket.on(
+                    "tick-me",
+                    |s: Arc<ServerSocket>, ev: ferrio::Event| async move {
+                        let n = ev.parse::<u32>().unwrap_or(0);
+                        let _ = s.emit("tick", &n);
+                    },
+                );
+                socket.on("silent", |_s, _ev| async move {});
+                socket.on(
+                    "my-auth",
+                    |s: Arc<ServerSocket>, mut ev: ferrio::Event| async move {
+                        let _ = ev.ack(&s.handshake().auth);
+                    },
+                );
+                socket.on("ask", |s: Arc<ServerSocket>, _ev| async move {
+                    let answer = s
+                        .emit_with_ack("question", &(), Some(Duration::from_secs(2)))
+                        .await;
+                    let text = match answer {
+                        Ok(args) => args.0,
+                        Err(e) => vec![Value::from(e.to_string())],
+                    };
+                    let _ = s.emit_args("answer", text);
+                });
+                socket.on("kill-transport", move |s: Arc<ServerSocket>, _ev| {
+                    let engine = engine.clone();
+                    async move {
+                        if let Some(conn) = engine.socket(s.conn_id()) {
+                            conn.close();
+                        }
+                    }
+                });
+            }
+        });
+    }
     (io, url)
 }
 
@@ -438,4 +448,38 @@ async fn an_attempt_that_hangs_fails_after_timeout() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(errors.try_recv().is_err(), "no reconnection");
     held.abort();
+}
+
+#[tokio::test]
+async fn sockets_sharing_a_connection_keep_their_own_auth() {
+    let (io, url) = server().await;
+    let auth = |who: &str| Auth::value(&serde_json::json!({ "who": who })).unwrap();
+    let manager = Manager::new(&url, options());
+    let a = manager.socket_with("/", SocketOptions::default().auth(auth("a")));
+    // `connect` on a multiplexed manager: this call's auth goes with its namespace.
+    let mut shared = options();
+    shared.force_new = false;
+    shared.auth = auth("b");
+    let b1 = ferrio_client::connect(&url, shared.clone());
+    shared.auth = auth("c");
+    let c = ferrio_client::connect(&format!("{url}/custom"), shared);
+    for s in [&a, &b1, &c] {
+        connected(s).await;
+    }
+    let who = |s: Socket| async move {
+        let v: serde_json::Value = s
+            .emit_with_ack("my-auth", &())
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
+        v["who"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(who(a.clone()).await, "a");
+    assert_eq!(who(b1.clone()).await, "b");
+    assert_eq!(who(c.clone()).await, "c");
+    assert_eq!(io.clients_count(), 2, "b and c share one connection");
+    for s in [a, b1, c] {
+        s.disconnect();
+    }
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::manager::ManagerInner;
+use crate::options::SocketOptions;
 pub use listeners::{AckSender, Event, ListenerId};
 use listeners::{Handlers, Incoming, dispatch_loop};
 
@@ -61,6 +62,7 @@ struct State {
 pub(crate) struct SocketInner {
     pub(crate) nsp: String,
     pub(crate) manager: Arc<ManagerInner>,
+    opts: SocketOptions,
     state: Mutex<State>,
     handlers: RwLock<Handlers>,
     incoming: mpsc::UnboundedSender<Incoming>,
@@ -114,7 +116,7 @@ impl Emitter {
     /// Emits with raw arguments.
     pub fn emit_args(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
         check_name(event)?;
-        let timeout = self.timeout.or(self.socket.inner.manager.opts.ack_timeout);
+        let timeout = self.timeout.or(self.socket.inner.opts.ack_timeout);
         self.socket.emit_packet(event, args, self.volatile, timeout)
     }
 
@@ -136,7 +138,7 @@ impl Emitter {
         args: Vec<Value>,
     ) -> Result<AckArgs, AckError> {
         check_name(event)?;
-        let timeout = self.timeout.or(self.socket.inner.manager.opts.ack_timeout);
+        let timeout = self.timeout.or(self.socket.inner.opts.ack_timeout);
         self.socket
             .emit_ack(event, args, self.volatile, timeout)
             .await
@@ -155,15 +157,16 @@ fn now() -> Instant {
 }
 
 impl Socket {
-    pub(crate) fn new(nsp: String, manager: Arc<ManagerInner>) -> Socket {
+    pub(crate) fn new(nsp: String, manager: Arc<ManagerInner>, opts: SocketOptions) -> Socket {
         let (tx, rx) = mpsc::unbounded_channel();
         let (rearm, rearm_rx) = mpsc::channel(1);
         let room = Arc::new(Semaphore::new(manager.opts.max_pending_events.max(1)));
-        let retries = manager.opts.retries;
+        let retries = opts.retries;
         let socket = Socket {
             inner: Arc::new(SocketInner {
                 nsp,
                 manager,
+                opts,
                 state: Mutex::new(State {
                     id: None,
                     connected: false,
@@ -399,7 +402,7 @@ impl Socket {
         volatile: bool,
         timeout: Option<Duration>,
     ) -> Result<(), EmitError> {
-        if self.inner.manager.opts.retries > 0 && !volatile {
+        if self.inner.opts.retries > 0 && !volatile {
             // At-least-once: fire-and-forget emits go through the retry queue too.
             self.enqueue(event.to_owned(), args, timeout, None);
             return Ok(());
@@ -426,7 +429,7 @@ impl Socket {
         timeout: Option<Duration>,
     ) -> AckResult {
         let (tx, rx) = oneshot::channel();
-        if self.inner.manager.opts.retries > 0 && !volatile {
+        if self.inner.opts.retries > 0 && !volatile {
             self.enqueue(event.to_owned(), args, timeout, Some(tx));
             return rx.await.unwrap_or(Err(AckError::Disconnected));
         }
@@ -639,7 +642,7 @@ impl Socket {
         if !self.is_active() {
             return;
         }
-        let auth = self.inner.manager.opts.auth.resolve().await;
+        let auth = self.inner.opts.auth.resolve().await;
         let packet = {
             let st = self.state();
             connect_request(
