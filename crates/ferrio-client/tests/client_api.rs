@@ -45,6 +45,12 @@ async fn server() -> (Io, String) {
                 );
                 socket.on("silent", |_s, _ev| async move {});
                 socket.on(
+                    "message",
+                    |s: Arc<ServerSocket>, mut ev: ferrio::Event| async move {
+                        let _ = s.emit_args("message-back", ev.take_args());
+                    },
+                );
+                socket.on(
                     "my-auth",
                     |s: Arc<ServerSocket>, mut ev: ferrio::Event| async move {
                         let _ = ev.ack(&s.handshake().auth);
@@ -482,4 +488,23 @@ async fn sockets_sharing_a_connection_keep_their_own_auth() {
     for s in [a, b1, c] {
         s.disconnect();
     }
+}
+
+#[tokio::test]
+async fn send_emits_a_message_event() {
+    let (_io, url) = server().await;
+    let socket = ferrio_client::connect(&url, options());
+    let (tx, mut back) = mpsc::unbounded_channel();
+    socket.on("message-back", move |_s, mut ev| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(ev.take_args());
+        }
+    });
+    socket.send(&("hi", 1)).unwrap();
+    assert_eq!(
+        recv(&mut back).await,
+        vec![Value::from("hi"), Value::from(1u64)]
+    );
+    socket.disconnect();
 }

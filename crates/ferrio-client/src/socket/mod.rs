@@ -226,6 +226,11 @@ impl Socket {
     // ---- listeners ----
 
     /// Adds a listener of `event` (after those already there, as `EventEmitter.on`).
+    ///
+    /// The events of one socket are handled in arrival order on the socket's task: a listener that
+    /// awaits (an `emit_with_ack`, a database call) holds back the socket's next event until it returns,
+    /// while acks keep arriving. Spawn a task from the listener for work that must not delay the next
+    /// event.
     pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F) -> ListenerId
     where
         F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
@@ -367,6 +372,11 @@ impl Socket {
     /// Emits with raw arguments.
     pub fn emit_args(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
         self.emitter().emit_args(event, args)
+    }
+
+    /// Emits a `message` event (`socket.send(..)`).
+    pub fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+        self.emit("message", data)
     }
 
     /// Emits and waits for the server's ack, until the `ack_timeout` option (forever when unset, or
