@@ -508,3 +508,26 @@ async fn send_emits_a_message_event() {
     );
     socket.disconnect();
 }
+
+#[tokio::test]
+async fn a_dropped_emit_with_ack_is_forgotten() {
+    let (_io, url) = server().await;
+    let mut opts = options();
+    opts.auto_connect = false;
+    let socket = Manager::new(&url, opts).socket("/");
+    let outgoing = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = outgoing.clone();
+    socket.on_any_outgoing(move |_s, name, _args| out.lock().unwrap().push(name.to_owned()));
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    counter(&socket, "tick", false, &tx, "tick");
+
+    // Given up by the caller while still in the offline buffer: it must not go out later.
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(10), socket.emit_with_ack("echo", &1)).await;
+    assert!(dropped.is_err());
+    socket.emit("tick-me", &7).unwrap();
+    socket.connect();
+    assert_eq!(recv(&mut seen).await, ("tick", 7));
+    assert_eq!(*outgoing.lock().unwrap(), ["tick-me"]);
+    socket.disconnect();
+}

@@ -145,6 +145,31 @@ impl Emitter {
     }
 }
 
+/// Drops the ack entry (and the buffered packet) of an `emit_with_ack` whose future was dropped before
+/// its answer came: nobody waits for it any more, and a long-lived socket must not collect them.
+struct Forget {
+    socket: std::sync::Weak<SocketInner>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Some(inner) = self.socket.upgrade() else {
+            return;
+        };
+        let mut st = inner.state.lock();
+        st.acks.take(self.id);
+        st.sent_acks.remove(&self.id);
+        let id = self.id;
+        st.send_buffer
+            .retain(|p| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
+    }
+}
+
 fn check_name(event: &str) -> Result<(), EmitError> {
     if is_reserved_event(event) {
         return Err(EmitError::Reserved(event.to_owned()));
@@ -443,7 +468,7 @@ impl Socket {
             self.enqueue(event.to_owned(), args, timeout, Some(tx));
             return rx.await.unwrap_or(Err(AckError::Disconnected));
         }
-        let sent = {
+        let (id, sent) = {
             let mut st = self.state();
             let deadline = timeout.map(|t| now() + t);
             let id = st.acks.register(deadline, AckSlot::Once(tx));
@@ -453,11 +478,18 @@ impl Socket {
                 args,
                 id: Some(id),
             };
-            self.send_or_buffer(&mut st, packet, volatile)
+            (id, self.send_or_buffer(&mut st, packet, volatile))
+        };
+        let mut guard = Forget {
+            socket: Arc::downgrade(&self.inner),
+            id,
+            armed: true,
         };
         self.rearm();
         self.notify_outgoing(sent.iter());
-        rx.await.unwrap_or(Err(AckError::Disconnected))
+        let result = rx.await.unwrap_or(Err(AckError::Disconnected));
+        guard.armed = false;
+        result
     }
 
     /// Writes the packet when connected (returning it, for the outgoing listeners), buffers it when not,
