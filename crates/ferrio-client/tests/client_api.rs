@@ -142,6 +142,13 @@ async fn on_appends_once_runs_once_off_removes() {
     socket.on_any(move |_s, name, _args| {
         let _ = any_tx.send(name.to_owned());
     });
+    // Catch-all listeners: `prepend_any` runs first; `off_listener` removes one of them too.
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
+    socket.on_any(move |_s, _n, _a| o1.lock().unwrap().push("appended"));
+    socket.prepend_any(move |_s, _n, _a| o2.lock().unwrap().push("prepended"));
+    let gone = socket.on_any(move |_s, _n, _a| o3.lock().unwrap().push("removed"));
+    assert!(socket.off_listener(gone));
     connected(&socket).await;
 
     socket.emit("tick-me", &1).unwrap();
@@ -152,6 +159,7 @@ async fn on_appends_once_runs_once_off_removes() {
     ];
     got.sort();
     assert_eq!(got, [("first", 1), ("once", 1), ("second", 1)]);
+    assert_eq!(*order.lock().unwrap(), ["prepended", "appended"]);
     assert_eq!(socket.listener_count("tick"), 2, "the once listener left");
 
     socket.emit("tick-me", &2).unwrap();

@@ -318,6 +318,17 @@ impl Socket {
         id
     }
 
+    /// Sees every incoming event, before the catch-all listeners already there.
+    pub fn prepend_any(
+        &self,
+        f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
+    ) -> ListenerId {
+        let mut h = self.inner.handlers.write();
+        let id = h.next_id();
+        h.any.insert(0, (id, Arc::new(f)));
+        id
+    }
+
     /// Removes the catch-all listeners.
     pub fn off_any(&self) {
         self.inner.handlers.write().any.clear();
@@ -331,6 +342,17 @@ impl Socket {
         let mut h = self.inner.handlers.write();
         let id = h.next_id();
         h.any_outgoing.push((id, Arc::new(f)));
+        id
+    }
+
+    /// Sees every outgoing event, before the outgoing catch-all listeners already there.
+    pub fn prepend_any_outgoing(
+        &self,
+        f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
+    ) -> ListenerId {
+        let mut h = self.inner.handlers.write();
+        let id = h.next_id();
+        h.any_outgoing.insert(0, (id, Arc::new(f)));
         id
     }
 
