@@ -1,18 +1,14 @@
 //! `ferrio serve`: a configurable Socket.IO server running the demo chat application.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ferrio::{Event, Io, Socket};
-use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
 use serde::Deserialize;
 use tower_layer::Layer;
 
+use crate::bundle::{self, ClientBundle, Source};
 use crate::config::{AdapterSpec, ServeOptions};
-
-const DEMO_PAGE: &str = include_str!("demo.html");
+use crate::page::{self, BundleGate};
 
 #[derive(Deserialize)]
 struct ChatIn {
@@ -75,23 +71,6 @@ pub fn demo_app(io: &Io) {
     });
 }
 
-async fn page(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut res = if req.uri().path() == "/" {
-        let mut r = Response::new(Full::new(Bytes::from_static(DEMO_PAGE.as_bytes())));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        r
-    } else {
-        Response::new(Full::new(Bytes::from_static(b"Not Found")))
-    };
-    if req.uri().path() != "/" {
-        *res.status_mut() = StatusCode::NOT_FOUND;
-    }
-    Ok(res)
-}
-
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -101,6 +80,9 @@ pub enum ServeError {
     /// The adapter could not be set up (Redis unreachable, adapter not built in).
     #[error("{0}")]
     Adapter(String),
+    /// The browser bundle's settings are inconsistent.
+    #[error("{0}")]
+    Bundle(String),
 }
 
 /// How long `ferrio serve` waits for Redis at start before giving up.
@@ -174,11 +156,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         .adapter_spec()
         .map_err(|e| ServeError::Adapter(e.to_string()))?;
     let mut config = opts.io_config();
-    let adapter = connect_adapter(&spec, &mut config).await?;
-    let dist = config.client_dist.clone();
-    if config.serve_client && !dist.join("socket.io.js").exists() {
-        tracing::warn!(dir = %dist.display(), "socket.io-client bundle not found: /socket.io/socket.io.js will answer 404");
+    let bundle = Arc::new(client_bundle(&opts)?);
+    if let Some(dir) = bundle.dir() {
+        config.client_dist = dir.to_owned();
     }
+    let adapter = connect_adapter(&spec, &mut config).await?;
     let io = Io::new(config);
     demo_app(&io);
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
@@ -187,7 +169,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "serving");
-    let service = io.layer().layer(tower::service_fn(page));
+    let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
+    let pages = {
+        let (bundle, path) = (bundle.clone(), path.clone());
+        tower::service_fn(move |req| page::page(req, bundle.clone(), path.clone()))
+    };
+    let service = BundleGate::new(io.layer().layer(pages), bundle, &path);
     let result = tokio::select! {
         r = ferrio::serve(listener, service) => r,
         _ = shutdown_signal() => {
@@ -200,6 +187,37 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     };
     adapter.close();
     Ok(result?)
+}
+
+/// Finds the browser bundle (see `bundle`) and says where it comes from.
+fn client_bundle(opts: &ServeOptions) -> Result<ClientBundle, ServeError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let b = bundle::resolve(
+        opts.client_dist.as_deref(),
+        opts.serve_client.unwrap_or(true),
+        &cwd,
+        |k| std::env::var(k).ok(),
+    )
+    .map_err(ServeError::Bundle)?;
+    match b.source() {
+        Source::Off => {}
+        Source::Given(d) | Source::NodeModules(d) | Source::Cached(d) => {
+            if d.join(bundle::MAIN_FILE).is_file() {
+                tracing::info!(dir = %d.display(), "socket.io-client bundle");
+            } else {
+                tracing::warn!(dir = %d.display(), "no socket.io-client bundle here: the demo page says what to do");
+            }
+        }
+        Source::Fetch { registry, .. } => tracing::info!(
+            %registry,
+            "socket.io-client {} not installed: fetched into the cache when the page is first asked for",
+            b.version()
+        ),
+        Source::NoCache => tracing::warn!(
+            "socket.io-client not installed and no cache directory: the demo page says what to do"
+        ),
+    }
+    Ok(b)
 }
 
 async fn shutdown_signal() {
