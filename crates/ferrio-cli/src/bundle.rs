@@ -193,6 +193,11 @@ impl ClientBundle {
             .await;
     }
 
+    /// Whether the bundle comes from the registry and the fetch has not been tried yet.
+    pub fn fetch_pending(&self) -> bool {
+        matches!(self.source, Source::Fetch { .. }) && !self.fetched.initialized()
+    }
+
     /// Whether the page can load the bundle now.
     pub fn status(&self) -> Status {
         match &self.source {

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
-use tower::ServiceExt as _;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 use crate::bundle::{self, ClientBundle, Source, Status};
 
@@ -152,23 +154,26 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Either<S::Future, BoxFuture<Result<S::Response, S::Error>>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Each call drives its own clone of `inner` to readiness (`oneshot`).
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let inner = self.inner.clone();
+        // Socket.IO traffic goes straight through: only the page and the bundle files wait, and only
+        // until the fetch is over.
+        if !self.bundle.fetch_pending() || !bundle::wanted_by(req.uri().path(), &self.prefix) {
+            return Either::Left(self.inner.call(req));
+        }
+        // The instance made ready by `poll_ready` answers; a clone takes its place for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let bundle = self.bundle.clone();
-        let prefix = self.prefix.clone();
-        Box::pin(async move {
-            if bundle::wanted_by(req.uri().path(), &prefix) {
-                bundle.ensure().await;
-            }
-            inner.oneshot(req).await
-        })
+        Either::Right(Box::pin(async move {
+            bundle.ensure().await;
+            inner.call(req).await
+        }))
     }
 }
 

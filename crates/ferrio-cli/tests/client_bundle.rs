@@ -150,10 +150,13 @@ fn fetches_once_into_the_cache_and_serves_it() {
         registry.requests().is_empty(),
         "nothing fetched before it is needed"
     );
-    // The bundle itself, before the page: the first request waits for the fetch.
-    let (status, body) = common::get(&url, "/socket.io/socket.io.min.js");
-    assert_eq!(status, 200);
-    assert_eq!(body, MIN_JS);
+    // The bundle itself, before the page, twice at once: both wait for the one fetch.
+    let both = std::thread::scope(|s| {
+        let a = s.spawn(|| common::get(&url, "/socket.io/socket.io.min.js"));
+        let b = s.spawn(|| common::get(&url, "/socket.io/socket.io.min.js"));
+        [a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(both, [(200, MIN_JS.to_vec()), (200, MIN_JS.to_vec())]);
     let (status, page) = common::get(&url, "/");
     assert_eq!(status, 200);
     let page = String::from_utf8(page).unwrap();
@@ -197,6 +200,34 @@ fn fetches_once_into_the_cache_and_serves_it() {
     );
     drop(server.stop(stderr));
     assert_eq!(registry.requests().len(), 2);
+}
+
+#[test]
+fn two_servers_fill_one_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let tgz = tarball();
+    let pin = integrity(&tgz);
+    let registry = Registry::start(tgz, pin.clone());
+    let env = user_env(
+        tmp.path().to_str().unwrap(),
+        cache.to_str().unwrap(),
+        &registry.url,
+        &pin,
+    );
+    let (a, url_a, err_a) = common::serve(&[], &env, tmp.path());
+    let (b, url_b, err_b) = common::serve(&[], &env, tmp.path());
+    let both = std::thread::scope(|s| {
+        let a = s.spawn(|| common::get(&url_a, "/socket.io/socket.io.min.js"));
+        let b = s.spawn(|| common::get(&url_b, "/socket.io/socket.io.min.js"));
+        [a.join().unwrap(), b.join().unwrap()]
+    });
+    drop((a.stop(err_a), b.stop(err_b)));
+    assert_eq!(both, [(200, MIN_JS.to_vec()), (200, MIN_JS.to_vec())]);
+    assert_eq!(
+        cache_entries(&cache),
+        vec![format!("socket.io-client-{VERSION}")]
+    );
 }
 
 #[test]
