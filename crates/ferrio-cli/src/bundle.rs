@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::OnceCell;
 
+use crate::config::ServeOptions;
 use crate::npm::{self, Pin};
 
 /// The file the demo page loads; a folder without it has no usable bundle.
@@ -54,7 +55,39 @@ pub enum Status {
     Missing(String),
 }
 
-/// Reads the environment through `env` (a function, so that tests need not touch the process's).
+/// The bundle of `ferrio serve` with `opts`, from this process's environment and working directory;
+/// logs where it comes from.
+pub fn for_serve(opts: &ServeOptions) -> Result<ClientBundle, String> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let b = resolve(
+        opts.client_dist.as_deref(),
+        opts.serve_client.unwrap_or(true),
+        &cwd,
+        |k| std::env::var(k).ok(),
+    )?;
+    match b.source() {
+        Source::Off => {}
+        Source::Given(d) | Source::NodeModules(d) | Source::Cached(d) => {
+            if d.join(MAIN_FILE).is_file() {
+                tracing::info!(dir = %d.display(), "socket.io-client bundle");
+            } else {
+                tracing::warn!(dir = %d.display(), "no socket.io-client bundle here: the demo page says what to do");
+            }
+        }
+        Source::Fetch { registry, .. } => tracing::info!(
+            %registry,
+            "socket.io-client {} not installed: fetched into the cache when the page is first asked for",
+            b.version()
+        ),
+        Source::NoCache => tracing::warn!(
+            "socket.io-client not installed and no cache directory: the demo page says what to do"
+        ),
+    }
+    Ok(b)
+}
+
+/// Where the bundle comes from, in the order of the module doc; reads the environment through `env` (a
+/// function, so that tests need not touch the process's) and the disk, never the network.
 pub fn resolve(
     given: Option<&Path>,
     serve_client: bool,

@@ -6,7 +6,7 @@ use ferrio::{Event, Io, Socket};
 use serde::Deserialize;
 use tower_layer::Layer;
 
-use crate::bundle::{self, ClientBundle, Source};
+use crate::bundle;
 use crate::config::{AdapterSpec, ServeOptions};
 use crate::page::{self, BundleGate};
 
@@ -156,7 +156,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         .adapter_spec()
         .map_err(|e| ServeError::Adapter(e.to_string()))?;
     let mut config = opts.io_config();
-    let bundle = Arc::new(client_bundle(&opts)?);
+    let bundle = Arc::new(bundle::for_serve(&opts).map_err(ServeError::Bundle)?);
     if let Some(dir) = bundle.dir() {
         config.client_dist = dir.to_owned();
     }
@@ -187,37 +187,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     };
     adapter.close();
     Ok(result?)
-}
-
-/// Finds the browser bundle (see `bundle`) and says where it comes from.
-fn client_bundle(opts: &ServeOptions) -> Result<ClientBundle, ServeError> {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let b = bundle::resolve(
-        opts.client_dist.as_deref(),
-        opts.serve_client.unwrap_or(true),
-        &cwd,
-        |k| std::env::var(k).ok(),
-    )
-    .map_err(ServeError::Bundle)?;
-    match b.source() {
-        Source::Off => {}
-        Source::Given(d) | Source::NodeModules(d) | Source::Cached(d) => {
-            if d.join(bundle::MAIN_FILE).is_file() {
-                tracing::info!(dir = %d.display(), "socket.io-client bundle");
-            } else {
-                tracing::warn!(dir = %d.display(), "no socket.io-client bundle here: the demo page says what to do");
-            }
-        }
-        Source::Fetch { registry, .. } => tracing::info!(
-            %registry,
-            "socket.io-client {} not installed: fetched into the cache when the page is first asked for",
-            b.version()
-        ),
-        Source::NoCache => tracing::warn!(
-            "socket.io-client not installed and no cache directory: the demo page says what to do"
-        ),
-    }
-    Ok(b)
 }
 
 async fn shutdown_signal() {
