@@ -309,6 +309,7 @@ fn install(package: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
+    remove_stale_temporaries(parent, &name);
     let tmp = parent.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
     let written = (|| {
         std::fs::create_dir_all(tmp.join("dist"))?;
@@ -328,6 +329,28 @@ fn install(package: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
         }
     }
     written
+}
+
+/// Removes the temporary folders of installs that died half-way (an hour old: no live install takes
+/// that long), so that they do not pile up in the cache.
+fn remove_stale_temporaries(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") && stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -467,6 +490,22 @@ mod tests {
             names,
             vec![std::ffi::OsString::from("socket.io-client-1.0.0")]
         );
+        // A temporary folder of a dead install goes with the next install; a fresh one (a live
+        // install of another process) stays.
+        let old = tmp.path().join("ferrio/.socket.io-client-1.0.0.1.2.tmp");
+        let live = tmp.path().join("ferrio/.socket.io-client-1.0.0.3.4.tmp");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::open(&old)
+            .unwrap()
+            .set_modified(hours_ago)
+            .unwrap();
+        std::fs::remove_dir_all(&package).unwrap();
+        install(&package, &files).unwrap();
+        assert!(!old.exists());
+        assert!(live.exists());
+        std::fs::remove_dir_all(&live).unwrap();
         // A second install (another process) keeps the first one's files.
         install(&package, &[(MAIN_FILE.to_owned(), b"other".to_vec())]).unwrap();
         assert_eq!(
