@@ -122,7 +122,7 @@ impl Session {
         let name = nsp.to_owned();
         socket.on_connect_error(move |_s, err| {
             let nsp = name.clone();
-            async move { print(json!({ "type": "connect_error", "nsp": nsp, "error": to_json(&err) })) }
+            async move { print(json!({ "type": "connect_error", "nsp": nsp, "error": to_json(&err.to_value()) })) }
         });
         let name = nsp.to_owned();
         socket.on_disconnect(move |_s, reason| {
@@ -303,11 +303,7 @@ async fn interactive(session: Arc<Session>, mut nsp: String, wait: f64) -> Resul
                 }
             }
             "ns" => {
-                nsp = if rest.starts_with('/') {
-                    rest.to_owned()
-                } else {
-                    format!("/{rest}")
-                };
+                nsp = ferrio_proto::socket::normalize_namespace(rest).into_owned();
                 open(&session, &nsp);
             }
             _ => eprintln!("{HELP}"),
