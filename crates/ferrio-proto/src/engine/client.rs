@@ -955,8 +955,10 @@ mod tests {
         s.on_write(t0, Ok(()));
         assert!(s.wants_frames());
         // Batches are bounded.
-        let mut cfg = ClientConfig::default();
-        cfg.max_write_batch = 2;
+        let cfg = ClientConfig {
+            max_write_batch: 2,
+            ..ClientConfig::default()
+        };
         let mut s = ClientSession::from_text(t0, cfg, open_json(&[], 100).into()).unwrap();
         for f in ["a", "b", "c"] {
             s.send(text(f));
@@ -1216,8 +1218,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(t0, &[]);
         assert_eq!(drain(&mut s), vec![Output::Poll]);
-        let mut cfg = ClientConfig::default();
-        cfg.upgrade = false;
+        let cfg = ClientConfig {
+            upgrade: false,
+            ..ClientConfig::default()
+        };
         let mut s = ClientSession::from_payload(t0, cfg, Bytes::from(open_json(&["websocket"], 9)))
             .unwrap();
         assert_eq!(drain(&mut s), vec![Output::Poll]);
