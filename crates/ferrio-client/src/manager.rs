@@ -11,7 +11,7 @@ use ferrio_proto::socket::{Decoder, Packet, encode};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::engine::{self, ClientCloseReason, EngineEvent, EngineSender};
+use crate::engine::{self, CloseReason, EngineEvent, EngineSender};
 use crate::options::ClientOptions;
 use crate::socket::{DisconnectReason, Socket, SocketInner};
 
@@ -310,7 +310,7 @@ impl ManagerInner {
                     }
                     Some(EngineEvent::Ping) => self.emit(ManagerEvent::Ping),
                     Some(EngineEvent::Upgrade(_)) => {}
-                    Some(EngineEvent::Close(r)) => break map_reason(&r),
+                    Some(EngineEvent::Close { reason, .. }) => break map_reason(reason),
                     None => break DisconnectReason::TransportClose,
                 }
             };
@@ -339,11 +339,11 @@ impl ManagerInner {
     }
 }
 
-fn map_reason(r: &ClientCloseReason) -> DisconnectReason {
+fn map_reason(r: CloseReason) -> DisconnectReason {
     match r {
-        ClientCloseReason::PingTimeout => DisconnectReason::PingTimeout,
-        ClientCloseReason::ParseError => DisconnectReason::ParseError,
-        ClientCloseReason::TransportError(_) => DisconnectReason::TransportError,
+        CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+        CloseReason::ParseError => DisconnectReason::ParseError,
+        CloseReason::TransportError => DisconnectReason::TransportError,
         _ => DisconnectReason::TransportClose,
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ferrio::engine::{Engine, EngineCloseReason, EngineConfig, EngineData, EngineHandler, Socket};
 use ferrio_client::engine::{
-    ClientCloseReason, Data, EngineError, EngineEvent, EngineOptions, Frame, TlsOptions,
-    TransportKind, connect,
+    CloseReason, Data, EngineError, EngineEvent, EngineOptions, Frame, TlsOptions, TransportKind,
+    connect,
 };
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,7 +127,10 @@ async fn websocket_ping_timeout_and_parse_error() {
     assert_eq!(next_event(&mut conn.events).await, EngineEvent::Ping);
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::PingTimeout)
+        EngineEvent::Close {
+            reason: CloseReason::PingTimeout,
+            detail: None
+        }
     );
 
     let url = websocket_server(&[
@@ -143,7 +146,10 @@ async fn websocket_ping_timeout_and_parse_error() {
     );
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::ParseError)
+        EngineEvent::Close {
+            reason: CloseReason::ParseError,
+            detail: None
+        }
     );
 }
 
@@ -192,7 +198,10 @@ async fn ping_timeout_when_the_server_stops_pinging() {
     assert_eq!(conn.handshake.sid, "s1");
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::PingTimeout)
+        EngineEvent::Close {
+            reason: CloseReason::PingTimeout,
+            detail: None
+        }
     );
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
@@ -236,7 +245,10 @@ async fn bad_packet_after_the_handshake_is_a_parse_error() {
     );
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::ParseError)
+        EngineEvent::Close {
+            reason: CloseReason::ParseError,
+            detail: None
+        }
     );
 }
 
@@ -392,7 +404,10 @@ async fn tls_with_trusted_ca() {
         conn.sender.close();
         assert_eq!(
             next_event(&mut conn.events).await,
-            EngineEvent::Close(ClientCloseReason::ForcedClose)
+            EngineEvent::Close {
+                reason: CloseReason::ForcedClose,
+                detail: None
+            }
         );
     }
 }
