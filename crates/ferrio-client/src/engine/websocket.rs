@@ -77,11 +77,14 @@ pub(crate) async fn handshake(
     config: ClientConfig,
 ) -> Result<Opened, EngineError> {
     let mut ws = open(endpoint, None, HANDSHAKE_READ_LIMIT).await?;
-    let now = tokio::time::Instant::now().into_std();
     let session = loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
-                break ClientSession::from_text(now, config, to_byte_string(t));
+                break ClientSession::from_text(
+                    tokio::time::Instant::now().into_std(),
+                    config,
+                    to_byte_string(t),
+                );
             }
             Some(Ok(Message::Binary(_))) => break Err(HandshakeError::Binary),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
