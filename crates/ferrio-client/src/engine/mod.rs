@@ -3,8 +3,10 @@
 //!
 //! [`connect`] performs the handshake and spawns one task that drives the session. The task is fed
 //! through an [`EngineSender`] (frames already encoded with [`Frame`]) and reports what happens through
-//! the [`EngineEvent`] receiver of the returned [`EngineConnection`]. Packets are decoded with the codecs
-//! of `ferrio_proto::engine`, the same ones the server uses.
+//! the [`EngineEvent`] receiver of the returned [`EngineConnection`]. The protocol rules (heartbeat
+//! watchdog, write buffer and `maxPayload`, upgrade order, close ordering) are those of
+//! `ferrio_proto::engine::ClientSession`; the task only executes what it asks, with the same packet
+//! codecs the server uses.
 
 mod driver;
 mod endpoint;
