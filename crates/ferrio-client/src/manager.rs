@@ -14,9 +14,7 @@ use ferrio_proto::socket::{Packet, PacketDecoder, normalize_namespace};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::engine::{
-    self, ClientCloseReason, EngineConnection, EngineError, EngineEvent, EngineSender,
-};
+use crate::engine::{self, EngineConnection, EngineError, EngineEvent, EngineSender};
 use crate::options::{BoxFuture, ClientOptions, SocketOptions};
 use crate::socket::{Socket, SocketInner};
 use ferrio_proto::socket::ClientDisconnectReason as DisconnectReason;
@@ -321,7 +319,8 @@ impl ManagerInner {
                 return;
             }
             Some(EngineEvent::Upgrade(_)) => return,
-            Some(EngineEvent::Close(r)) => map_reason(&r),
+            // The engine's close reason, as the sockets see it (one mapping, in proto).
+            Some(EngineEvent::Close { reason, .. }) => reason.into(),
             None => DisconnectReason::TransportClose,
         };
         if let Some(conn) = task.conn.take() {
@@ -417,16 +416,6 @@ fn close_string(reason: &DisconnectReason) -> &'static str {
     match reason {
         DisconnectReason::IoClientDisconnect => "forced close",
         r => r.as_str(),
-    }
-}
-
-fn map_reason(r: &ClientCloseReason) -> DisconnectReason {
-    match r {
-        ClientCloseReason::PingTimeout => DisconnectReason::PingTimeout,
-        ClientCloseReason::ParseError => DisconnectReason::ParseError,
-        ClientCloseReason::TransportError(_) => DisconnectReason::TransportError,
-        ClientCloseReason::ForcedClose => DisconnectReason::IoClientDisconnect,
-        ClientCloseReason::TransportClose => DisconnectReason::TransportClose,
     }
 }
 
