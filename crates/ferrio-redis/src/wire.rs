@@ -1,5 +1,5 @@
-//! The shapes of `@socket.io/redis-adapter` messages: request types, packets, broadcast options, socket
-//! descriptions, and JSON as `JSON.stringify` writes it.
+//! The pieces every message format of the Redis adapters shares: packets, broadcast options, socket
+//! descriptions, ids, and JSON as `JSON.stringify` writes it.
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
@@ -9,39 +9,7 @@ use ferrio_proto::socket::Packet;
 use ferrio_proto::value::{Map, Value};
 use rand::Rng;
 
-/// Request types of the classic Redis adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum RequestType {
-    Sockets = 0,
-    AllRooms = 1,
-    RemoteJoin = 2,
-    RemoteLeave = 3,
-    RemoteDisconnect = 4,
-    RemoteFetch = 5,
-    ServerSideEmit = 6,
-    Broadcast = 7,
-    BroadcastClientCount = 8,
-    BroadcastAck = 9,
-}
-
-impl RequestType {
-    pub(crate) fn from_u64(n: u64) -> Option<Self> {
-        Some(match n {
-            0 => Self::Sockets,
-            1 => Self::AllRooms,
-            2 => Self::RemoteJoin,
-            3 => Self::RemoteLeave,
-            4 => Self::RemoteDisconnect,
-            5 => Self::RemoteFetch,
-            6 => Self::ServerSideEmit,
-            7 => Self::Broadcast,
-            8 => Self::BroadcastClientCount,
-            9 => Self::BroadcastAck,
-            _ => return None,
-        })
-    }
-}
+use crate::link::{Counters, bump};
 
 /// 6 random alphanumerics (what `uid2(6)` gives): server ids and request ids.
 pub(crate) fn uid() -> String {
@@ -54,10 +22,6 @@ pub(crate) fn uid() -> String {
 
 pub(crate) fn object(pairs: Vec<(&str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-pub(crate) fn object_array(items: Vec<Value>) -> Value {
-    Value::Array(items)
 }
 
 /// A packet as socket.io's `Packet` object: `{type, data, nsp}` (plus `id` for an ack).
@@ -347,4 +311,34 @@ pub(crate) fn socket_info_to_value(info: &SocketInfo) -> Value {
 pub(crate) fn hex_id() -> String {
     let n: u64 = rand::rng().random();
     format!("{n:016x}")
+}
+
+/// The sockets of a fetch answer; those that cannot be read are left out and counted as malformed.
+pub(crate) fn socket_infos(v: Option<&Value>, counters: &Counters) -> Vec<SocketInfo> {
+    let Some(list) = v.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|s| {
+            let info = socket_info_from(s);
+            if info.is_none() {
+                bump(&counters.malformed);
+            }
+            info
+        })
+        .collect()
+}
+
+/// `[event, ...args]` of a server-side emit; the event name may be a number in JavaScript.
+pub(crate) fn event_and_args(
+    data: Option<&Vec<Value>>,
+) -> Result<(String, Vec<Value>), &'static str> {
+    let mut items = data.ok_or("SERVER_SIDE_EMIT without data")?.iter();
+    let event = match items.next() {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err("SERVER_SIDE_EMIT event name"),
+        None => return Err("SERVER_SIDE_EMIT without event"),
+    };
+    Ok((event, items.cloned().collect()))
 }

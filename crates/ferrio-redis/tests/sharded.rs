@@ -168,10 +168,7 @@ struct Node {
 
 impl Node {
     async fn start(cluster: &RedisCluster, mode: SubscriptionMode) -> Node {
-        let config = ShardedConfig {
-            subscription_mode: mode,
-            ..Default::default()
-        };
+        let config = ShardedConfig::builder().subscription_mode(mode).build();
         let redis = ShardedRedisAdapterHandle::connect(cluster.urls(), config)
             .await
             .unwrap();

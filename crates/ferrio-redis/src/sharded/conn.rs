@@ -19,8 +19,7 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::RedisAdapterError;
-use crate::conn::{Counters, Unavailable, bump};
-use crate::sharded::ShardedInner;
+use crate::link::{Counters, Subscriber, Unavailable, bump};
 
 const QUEUE: usize = 16_384;
 const BATCH: usize = 512;
@@ -37,7 +36,7 @@ struct Publish {
 pub(crate) struct ShardedDriver {
     conn: ClusterConnection,
     tx: mpsc::Sender<Publish>,
-    routes: Mutex<HashMap<String, Weak<ShardedInner>>>,
+    routes: Mutex<HashMap<String, Weak<dyn Subscriber>>>,
     pub(crate) counters: Counters,
     up: AtomicBool,
     stop: watch::Sender<bool>,
@@ -181,11 +180,11 @@ impl ShardedDriver {
         }
     }
 
-    /// Routes `channel` to `adapter` and subscribes to it.
-    pub(crate) fn subscribe(&self, adapter: &Arc<ShardedInner>, channel: String) {
+    /// Routes `channel` to `subscriber` and subscribes to it.
+    pub(crate) fn subscribe(&self, subscriber: &Weak<dyn Subscriber>, channel: String) {
         self.routes
             .lock()
-            .insert(channel.clone(), Arc::downgrade(adapter));
+            .insert(channel.clone(), subscriber.clone());
         let mut conn = self.conn.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.ssubscribe(&channel).await {
@@ -222,8 +221,8 @@ impl ShardedDriver {
             return;
         };
         let target = self.routes.lock().get(&channel).and_then(Weak::upgrade);
-        if let Some(adapter) = target {
-            adapter.on_raw(&channel, &payload);
+        if let Some(subscriber) = target {
+            subscriber.on_payload(&channel, false, &payload);
         }
     }
 }

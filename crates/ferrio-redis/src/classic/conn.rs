@@ -4,7 +4,7 @@
 //! unreachable, commands fail at once and broadcasts are dropped (and counted).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::adapter::Inner;
+use ferrio_proto::backoff::Backoff;
+
+use crate::link::{Counters, Subscriber, Unavailable, bump};
 
 /// How many publishes may wait for the publishing connection; past it, broadcasts are dropped.
 const QUEUE: usize = 16_384;
@@ -23,56 +25,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-/// Counters of one adapter (all namespaces of a server).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub malformed: AtomicU64,
-    pub published: AtomicU64,
-    pub dropped: AtomicU64,
-    pub publish_errors: AtomicU64,
-    pub received: AtomicU64,
-    pub reconnects: AtomicU64,
-}
-
-/// A snapshot of the adapter's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Metrics {
-    /// Messages on the adapter's channels that were ignored as malformed (not MessagePack or JSON, wrong
-    /// shape, unknown request type).
-    pub malformed: u64,
-    /// Messages published.
-    pub published: u64,
-    /// Messages not published because Redis was unreachable or the queue was full.
-    pub dropped: u64,
-    /// Publish pipelines that failed.
-    pub publish_errors: u64,
-    /// Messages received on the adapter's channels.
-    pub received: u64,
-    /// Successful reconnections of either connection (the first connection not counted).
-    pub reconnects: u64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> Metrics {
-        Metrics {
-            malformed: self.malformed.load(Ordering::Relaxed),
-            published: self.published.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            publish_errors: self.publish_errors.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-        }
-    }
-}
-
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Why a command did not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unavailable;
 
 pub(crate) enum Cmd {
     Publish {
@@ -105,8 +57,8 @@ impl Cmd {
 /// What the subscriber is subscribed to, and who gets what arrives there.
 #[derive(Default)]
 struct Subs {
-    channels: HashMap<String, Weak<Inner>>,
-    patterns: HashMap<String, Weak<Inner>>,
+    channels: HashMap<String, Weak<dyn Subscriber>>,
+    patterns: HashMap<String, Weak<dyn Subscriber>>,
     sink: Option<PubSubSink>,
 }
 
@@ -201,15 +153,20 @@ impl Driver {
         rx.await.unwrap_or(Err(Unavailable))
     }
 
-    /// Routes `channels` and `patterns` to `adapter` and subscribes to them.
-    pub(crate) fn register(&self, adapter: &Arc<Inner>, channels: &[String], patterns: &[String]) {
+    /// Routes `channels` and `patterns` to `subscriber` and subscribes to them.
+    pub(crate) fn register(
+        &self,
+        subscriber: &Weak<dyn Subscriber>,
+        channels: &[String],
+        patterns: &[String],
+    ) {
         let sink = {
             let mut s = self.subs.lock();
             for c in channels {
-                s.channels.insert(c.clone(), Arc::downgrade(adapter));
+                s.channels.insert(c.clone(), subscriber.clone());
             }
             for p in patterns {
-                s.patterns.insert(p.clone(), Arc::downgrade(adapter));
+                s.patterns.insert(p.clone(), subscriber.clone());
             }
             s.sink.clone()
         };
@@ -264,37 +221,36 @@ impl Driver {
                     .and_then(Weak::upgrade),
             }
         };
-        let Some(adapter) = target else { return };
+        let Some(subscriber) = target else { return };
         bump(&self.counters.received);
         let channel = msg.get_channel_name();
         if channel == "?" {
             bump(&self.counters.malformed);
             return;
         }
-        if pattern.is_some() {
-            adapter.on_broadcast(channel, msg.get_payload_bytes());
-        } else {
-            adapter.on_request_channel(channel, msg.get_payload_bytes());
-        }
+        subscriber.on_payload(channel, pattern.is_some(), msg.get_payload_bytes());
     }
 }
 
-fn next_backoff(b: Duration) -> Duration {
-    let doubled = (b * 2).min(BACKOFF_MAX);
-    // ±20 % jitter, so that many nodes do not reconnect in lockstep.
-    let jitter = rand::random_range(0.8..1.2);
-    doubled.mul_f64(jitter)
+/// Reconnection delays of either connection; ±20 % jitter, so that many nodes do not reconnect in
+/// lockstep.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX, 0.2)
 }
 
-/// Waits `backoff` while failing every command that arrives (nothing waits on a dead Redis). Returns
+fn next_delay(backoff: &mut Backoff) -> Duration {
+    backoff.next_delay(rand::random())
+}
+
+/// Waits `delay` while failing every command that arrives (nothing waits on a dead Redis). Returns
 /// false when the driver stops.
 async fn wait_failing(
-    backoff: Duration,
+    delay: Duration,
     rx: &mut mpsc::Receiver<Cmd>,
     driver: &Weak<Driver>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let sleep = tokio::time::sleep(backoff);
+    let sleep = tokio::time::sleep(delay);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
@@ -318,7 +274,7 @@ async fn publisher(
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(RESPONSE_TIMEOUT);
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = reconnect_backoff();
     let mut connected_once = false;
     let mut batch = Vec::with_capacity(BATCH);
     let mut ping = tokio::time::interval(Duration::from_millis(500));
@@ -334,7 +290,7 @@ async fn publisher(
             {
                 Ok(c) => {
                     conn = Some(c);
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     let Some(d) = driver.upgrade() else { return };
                     d.pub_up.store(true, Ordering::Relaxed);
                     if connected_once {
@@ -345,10 +301,9 @@ async fn publisher(
                 }
                 Err(e) => {
                     tracing::debug!("redis adapter: publisher cannot connect: {e}");
-                    if !wait_failing(backoff, &mut rx, &driver, &mut stop).await {
+                    if !wait_failing(next_delay(&mut backoff), &mut rx, &driver, &mut stop).await {
                         return;
                     }
-                    backoff = next_backoff(backoff);
                 }
             }
             continue;
@@ -433,7 +388,7 @@ fn parse_numsub(v: &redis::Value) -> Option<usize> {
 }
 
 async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = reconnect_backoff();
     let mut connected_once = false;
     loop {
         if *stop.borrow() {
@@ -444,17 +399,15 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::debug!("redis adapter: subscriber cannot connect: {e}");
-                if !sleep_or_stop(backoff, &mut stop).await {
+                if !sleep_or_stop(next_delay(&mut backoff), &mut stop).await {
                     return;
                 }
-                backoff = next_backoff(backoff);
                 continue;
             }
             Err(_) => {
-                if !sleep_or_stop(backoff, &mut stop).await {
+                if !sleep_or_stop(next_delay(&mut backoff), &mut stop).await {
                     return;
                 }
-                backoff = next_backoff(backoff);
                 continue;
             }
         };
@@ -478,13 +431,12 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
         if !ok {
             d.subs.lock().sink = None;
             drop(d);
-            if !sleep_or_stop(backoff, &mut stop).await {
+            if !sleep_or_stop(next_delay(&mut backoff), &mut stop).await {
                 return;
             }
-            backoff = next_backoff(backoff);
             continue;
         }
-        backoff = BACKOFF_MIN;
+        backoff.reset();
         d.sub_up.store(true, Ordering::Relaxed);
         if connected_once {
             bump(&d.counters.reconnects);
