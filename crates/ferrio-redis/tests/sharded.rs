@@ -1,165 +1,18 @@
-//! Two ferrio nodes on a private 3-node Redis Cluster, with the sharded adapter (SSUBSCRIBE / SPUBLISH).
+//! What is particular to the sharded adapter (SSUBSCRIBE / SPUBLISH), with ferrio nodes on a private
+//! 3-node Redis Cluster: subscription modes, room channels, the wire format. The `Adapter` contract
+//! itself is checked by the conformance suite (`conformance_sharded.rs`).
 
 mod common;
 
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, Incoming, TestServer, eventually, expect_silence, next_text, sio};
+use common::{
+    Client, Incoming, RedisCluster, TestServer, eventually, expect_silence, next_text, sio,
+};
 use ferrio::Value;
-use ferrio::adapter::AckEvent;
 use ferrio_redis::{ShardedConfig, ShardedRedisAdapterHandle, SubscriptionMode};
-use parking_lot::Mutex;
 
 const QUIET: Duration = Duration::from_millis(300);
-
-/// Three `redis-server --cluster-enabled yes` on free ports in a temporary directory, joined with
-/// `redis-cli --cluster create`; all killed (and the directory removed) on drop.
-struct RedisCluster {
-    ports: Vec<u16>,
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-/// A free port whose cluster bus port (+10000) is free too.
-fn free_cluster_port(taken: &[u16]) -> u16 {
-    loop {
-        let l = StdListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        if port == 6379 || port > 55_000 || taken.contains(&port) {
-            continue;
-        }
-        if StdListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn redis_cli(args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-impl RedisCluster {
-    fn start() -> RedisCluster {
-        assert!(
-            Command::new("redis-cli")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "redis-cli must be installed for the cluster tests"
-        );
-        let dir = std::env::temp_dir().join(format!(
-            "ferrio-redis-cluster-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cluster = RedisCluster {
-            ports: Vec::new(),
-            children: Vec::new(),
-            dir,
-        };
-        for _ in 0..3 {
-            let port = free_cluster_port(&cluster.ports);
-            let child = Command::new("redis-server")
-                .current_dir(&cluster.dir)
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--bind",
-                    "127.0.0.1",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed");
-            cluster.ports.push(port);
-            cluster.children.push(child);
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        for &p in &cluster.ports {
-            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis-server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
-        args.extend(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")));
-        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        redis_cli(&args).expect("redis-cli --cluster create");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        for &p in &cluster.ports {
-            loop {
-                let info =
-                    redis_cli(&["-p", &p.to_string(), "cluster", "info"]).unwrap_or_default();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "cluster not ok on {p}: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        cluster
-    }
-
-    fn urls(&self) -> Vec<String> {
-        self.ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect()
-    }
-
-    /// SPUBLISHes raw bytes (through the cluster).
-    async fn spublish(&self, channel: &str, payload: &[u8]) {
-        let client = redis::cluster::ClusterClient::new(self.urls()).unwrap();
-        let mut c = client.get_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("SPUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 struct Node {
     server: TestServer,
@@ -252,7 +105,8 @@ async fn two_nodes(mode: SubscriptionMode) -> (RedisCluster, Node, Node) {
     (cluster, a, b)
 }
 
-/// A broadcast to a room across nodes, binary included, and `except`.
+/// A broadcast to a room across nodes, binary included, and `except`, in the modes the conformance
+/// suite does not run (it runs `dynamic`).
 async fn room_broadcast(mode: SubscriptionMode) {
     let (cluster, a, b) = two_nodes(mode).await;
     let (mut c1, s1) = a.client().await;
@@ -302,11 +156,6 @@ async fn room_broadcast(mode: SubscriptionMode) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broadcast_to_a_room_dynamic() {
-    room_broadcast(SubscriptionMode::Dynamic).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broadcast_to_a_room_static() {
     room_broadcast(SubscriptionMode::Static).await;
 }
@@ -349,162 +198,6 @@ async fn dynamic_room_channels_follow_the_rooms() {
         false
     };
     assert!(gone.await, "unsubscribed once the room is empty");
-}
-
-/// Reads `42<id>["ask",…]` and answers it with `43<id>[answer]`.
-async fn answer_ask(c: &mut Client, answer: &str) {
-    let t = next_text(c).await;
-    let rest = t.strip_prefix("42").expect("event");
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    assert!(rest[digits.len()..].starts_with(r#"["ask""#), "{t}");
-    c.send(&format!(r#"43{digits}["{answer}"]"#)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broadcast_with_acks_across_nodes() {
-    let (_cluster, a, b) = two_nodes(SubscriptionMode::Dynamic).await;
-    let (mut c1, _) = a.client().await;
-    let (mut c2, _) = b.client().await;
-    let (mut c3, _) = b.client().await;
-    let io = a.io().clone();
-    let task = tokio::spawn(async move {
-        io.timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", &())
-            .await
-    });
-    answer_ask(&mut c1, "one").await;
-    answer_ask(&mut c2, "two").await;
-    answer_ask(&mut c3, "three").await;
-    let acks = task.await.unwrap().expect("all acks");
-    let mut got: Vec<String> = acks
-        .into_iter()
-        .map(|a| a.0[0].as_str().unwrap().to_owned())
-        .collect();
-    got.sort();
-    assert_eq!(got, ["one", "three", "two"]);
-
-    // One remote client stays silent: the timeout comes with what arrived.
-    let io = a.io().clone();
-    let task = tokio::spawn(async move {
-        io.timeout(Duration::from_millis(800))
-            .emit_with_ack("ask", &())
-            .await
-    });
-    answer_ask(&mut c1, "one").await;
-    answer_ask(&mut c2, "two").await;
-    let _ = next_text(&mut c3).await;
-    let (err, partial) = task.await.unwrap().expect_err("timeout");
-    assert!(matches!(err, ferrio::AckError::Timeout), "{err:?}");
-    assert_eq!(partial.len(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fetch_sockets_join_leave_disconnect_and_count() {
-    let (_cluster, a, b) = two_nodes(SubscriptionMode::Dynamic).await;
-    assert_eq!(b.io().of("/").adapter().server_count().await, 2);
-    let (_c1, s1) = a.client().await;
-    let (mut c2, s2) = b.client().await;
-    let remote = b.io().of("/").socket(&s2).unwrap();
-    remote.join(["far"]);
-    remote.set_data(&serde_json::json!({"node": "b"})).unwrap();
-
-    let mut seen = a.io().fetch_sockets().await;
-    seen.sort_by(|x, y| x.id().cmp(y.id()));
-    let ids: Vec<&str> = seen.iter().map(|s| s.id()).collect();
-    let mut want = vec![s1.as_str(), s2.as_str()];
-    want.sort();
-    assert_eq!(ids, want);
-    let far = seen.iter().find(|s| s.id() == s2).unwrap();
-    let mut rooms = far.rooms().to_vec();
-    rooms.sort();
-    let mut want_rooms = vec!["far".to_owned(), s2.clone()];
-    want_rooms.sort();
-    assert_eq!(rooms, want_rooms);
-    assert!(far.handshake().url.starts_with("/socket.io/"));
-    assert_eq!(a.io().to("far").fetch_sockets().await.len(), 1);
-
-    a.io().of("/").sockets_join(["everyone"]).await;
-    assert!(
-        eventually(Duration::from_secs(2), || remote
-            .rooms()
-            .iter()
-            .any(|r| &**r == "everyone"))
-        .await
-    );
-    assert!(
-        a.io()
-            .of("/")
-            .socket(&s1)
-            .unwrap()
-            .rooms()
-            .iter()
-            .any(|r| &**r == "everyone")
-    );
-    a.io().to("far").sockets_leave(["everyone"]).await;
-    assert!(
-        eventually(Duration::from_secs(2), || !remote
-            .rooms()
-            .iter()
-            .any(|r| &**r == "everyone"))
-        .await
-    );
-
-    a.io().to("far").disconnect_sockets(false).await;
-    assert_eq!(next_text(&mut c2).await, "41");
-    assert!(
-        eventually(Duration::from_secs(2), || b
-            .io()
-            .of("/")
-            .socket(&s2)
-            .is_none())
-        .await
-    );
-    assert!(a.io().of("/").socket(&s1).is_some());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn server_side_emit_with_and_without_acks() {
-    let (cluster, a, b) = two_nodes(SubscriptionMode::Dynamic).await;
-    let got: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
-    let g = got.clone();
-    b.io().of("/").on_server_side("hi", move |args, sink| {
-        g.lock().push(args.clone());
-        if let Some(sink) = sink {
-            let _ = sink.send(AckEvent::Response(vec![Value::from("pong")]));
-        }
-    });
-    let own: Arc<Mutex<usize>> = Arc::default();
-    let o = own.clone();
-    a.io()
-        .of("/")
-        .on_server_side("hi", move |_, _| *o.lock() += 1);
-
-    a.io().server_side_emit("hi", &(1, "two")).await.unwrap();
-    assert!(eventually(Duration::from_secs(2), || got.lock().len() == 1).await);
-    assert_eq!(got.lock()[0], vec![Value::from(1u64), Value::from("two")]);
-
-    let acks = a
-        .io()
-        .of("/")
-        .server_side_emit_with_ack("hi", &(), Duration::from_secs(2))
-        .await
-        .expect("one ack");
-    assert_eq!(acks.len(), 1);
-    assert_eq!(acks[0].0, vec![Value::from("pong")]);
-    assert_eq!(*own.lock(), 0);
-
-    // A third node that never answers: the request ends at its timeout with what arrived.
-    let c = Node::start(&cluster, SubscriptionMode::Dynamic).await;
-    c.io().of("/").on_server_side("hi", |_, _| {});
-    wait_count(&a, 3).await;
-    let (err, partial) = a
-        .io()
-        .of("/")
-        .server_side_emit_with_ack("hi", &(), Duration::from_millis(700))
-        .await
-        .expect_err("timeout");
-    assert!(matches!(err, ferrio::AckError::Timeout), "{err:?}");
-    assert_eq!(partial.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -276,6 +276,8 @@ pub async fn broadcast_local(harness: &dyn Harness) {
 struct Acks {
     counts: Vec<usize>,
     complete: bool,
+    /// How many counts had arrived when the counts were said complete.
+    counts_when_complete: usize,
     responses: Vec<Value>,
 }
 
@@ -299,6 +301,7 @@ async fn collect(
             Ok(Some(AckEvent::CountsComplete)) => {
                 assert!(!acks.complete, "counts complete twice");
                 acks.complete = true;
+                acks.counts_when_complete = acks.counts.len();
             }
             Ok(Some(AckEvent::Response(mut args))) => {
                 assert_eq!(args.len(), 1, "an ack's first argument");
@@ -365,6 +368,7 @@ pub async fn broadcast_with_ack(harness: &dyn Harness) {
             assert!(acks.complete, "counts complete: {acks:?}");
             assert_eq!(acks.clients(), 3 * n, "{acks:?}");
             assert_eq!(acks.counts.len(), n, "one count per node: {acks:?}");
+            assert_eq!(acks.counts_when_complete, n, "complete once all counted");
             let mut got: Vec<String> = acks
                 .responses
                 .iter()
@@ -395,6 +399,7 @@ pub async fn broadcast_with_ack_partial(harness: &dyn Harness) {
         let mut acks = Acks::default();
         collect(&mut rx, &mut acks, n, WITHIN).await;
         assert!(acks.complete, "{acks:?}");
+        assert_eq!(acks.counts_when_complete, n, "complete once all counted: {acks:?}");
         assert_eq!(acks.clients(), 3 * n);
         let mut got: Vec<u64> = acks.responses.iter().filter_map(Value::as_u64).collect();
         got.sort();

@@ -1,96 +1,19 @@
 //! A private `redis-server` per test, and ferrio nodes using the Redis adapter.
 #![allow(dead_code)]
 
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferrio::IoConfig;
 use ferrio_redis::{RedisAdapterConfig, RedisAdapterHandle};
 
+pub mod harness;
+pub mod servers;
 #[path = "../../../ferrio/tests/sio_common/mod.rs"]
 pub mod sio;
 
+#[allow(unused_imports)]
+pub use servers::{Redis, RedisCluster};
 pub use sio::{Client, Incoming, TestServer};
-
-/// A `redis-server` on a free port (never 6379), killed on drop.
-pub struct Redis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let port = free_port();
-        assert_ne!(port, 6379);
-        let mut r = Redis { port, child: None };
-        r.restart();
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits until it answers.
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (SIGKILL) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Publishes raw bytes on a channel (through a plain connection).
-    pub async fn publish(&self, channel: &str, payload: &[u8]) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A ferrio node on the Redis at `url`.
 pub struct Node {
