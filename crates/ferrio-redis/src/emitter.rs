@@ -8,8 +8,9 @@ use ferrio_proto::socket::Packet;
 use ferrio_proto::value::Value;
 
 use crate::classic::conn::Driver;
-use crate::classic::{Route, encode_message};
+use crate::classic::{Route, encode_message, start_driver, wait_connected};
 use crate::cluster::Message;
+use crate::link::{Link, PublishQueue};
 use crate::{RedisAdapterConfig, RedisAdapterError};
 
 const UID: &str = "emitter";
@@ -43,9 +44,10 @@ impl Emitter {
         client_url: &str,
         config: RedisAdapterConfig,
     ) -> Result<Emitter, RedisAdapterError> {
-        let handle = crate::RedisAdapterHandle::connect(client_url, config.clone()).await?;
+        let driver = start_driver(client_url)?;
+        wait_connected(&driver, client_url).await?;
         Ok(Emitter {
-            driver: handle.driver.clone(),
+            driver,
             key: Arc::from(config.key.as_str()),
             nsp: "/".into(),
             opts: BroadcastOptions::default(),

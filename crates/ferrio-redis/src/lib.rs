@@ -28,9 +28,69 @@
 //! dropped and counted ([`Metrics::dropped`]).
 #![warn(missing_docs)]
 
+/// The builder of a `#[non_exhaustive]` configuration: `Config::builder()`, one setter per option,
+/// `build()`. Adding an option is one more line here, not a breaking change.
+macro_rules! config_builder {
+    ($(#[$meta:meta])* $builder:ident builds $config:ident {
+        $($(#[$doc:meta])* $option:ident: $ty:ty,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $builder {
+            config: $config,
+        }
+
+        impl $config {
+            /// A builder starting from the official defaults.
+            pub fn builder() -> $builder {
+                $builder::default()
+            }
+        }
+
+        impl $builder {
+            $(
+                $(#[$doc])*
+                pub fn $option(mut self, value: impl Into<$ty>) -> Self {
+                    self.config.$option = value.into();
+                    self
+                }
+            )*
+
+            /// The configuration.
+            pub fn build(self) -> $config {
+                self.config
+            }
+        }
+    };
+}
+
+/// The message types of a wire format: an enum of their numbers, and `from_u64` to read one.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* enum $name:ident {
+        $($(#[$doc:meta])* $variant:ident = $n:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        enum $name {
+            $($(#[$doc])* $variant = $n,)*
+        }
+
+        impl $name {
+            fn from_u64(n: u64) -> Option<Self> {
+                match n {
+                    $($n => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 mod classic;
 mod cluster;
 mod emitter;
+mod handle;
 mod link;
 pub mod msgpack;
 mod sharded;
@@ -42,6 +102,7 @@ pub use classic::{
 };
 pub use cluster::ClusterAdapter;
 pub use emitter::{Emitter, NotPublished};
+pub use handle::AdapterHandle;
 pub use link::Metrics;
 pub use sharded::{
     NodeUrls, ShardedConfig, ShardedConfigBuilder, ShardedRedisAdapter, ShardedRedisAdapterHandle,

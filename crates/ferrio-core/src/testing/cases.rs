@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 use super::{Cluster, Harness, QUIET, WITHIN, eventually, sizes};
 use crate::adapter::{AckEvent, BroadcastOptions, Room, Sid};
 
+/// Which sockets of a node a case expects.
+type Pick = fn(&Sockets) -> Vec<&Sid>;
+
 /// The sockets of one node.
 struct Sockets {
     a: Sid,
@@ -181,7 +184,7 @@ pub async fn broadcast(harness: &dyn Harness) {
         let (cluster, sockets) = populated(harness, n).await;
         for origin in 0..n {
             let adapter = cluster.node(origin).adapter();
-            let cases: [(&str, BroadcastOptions, fn(&Sockets) -> Vec<&Sid>); 5] = [
+            let cases: [(&str, BroadcastOptions, Pick); 5] = [
                 ("all", opts(&[], &[]), |s| vec![&s.a, &s.b, &s.c]),
                 ("r", opts(&["r"], &[]), |s| vec![&s.a, &s.b]),
                 ("rq", opts(&["r", "q"], &[]), |s| vec![&s.a, &s.b]),
@@ -444,7 +447,7 @@ pub async fn fetch_sockets(harness: &dyn Harness) {
                 ids.sort();
                 ids
             };
-            let want = |pick: fn(&Sockets) -> Vec<&Sid>| {
+            let want = |pick: Pick| {
                 let mut ids: Vec<String> = sockets
                     .iter()
                     .flat_map(pick)

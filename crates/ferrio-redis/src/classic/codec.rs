@@ -11,37 +11,29 @@ use crate::cluster::{Decoded, Incoming, Message, Response, SocketOp};
 use crate::link::Counters;
 use crate::wire;
 
-/// Request types of the classic adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum RequestType {
-    Sockets = 0,
-    AllRooms = 1,
-    RemoteJoin = 2,
-    RemoteLeave = 3,
-    RemoteDisconnect = 4,
-    RemoteFetch = 5,
-    ServerSideEmit = 6,
-    Broadcast = 7,
-    BroadcastClientCount = 8,
-    BroadcastAck = 9,
-}
-
-impl RequestType {
-    fn from_u64(n: u64) -> Option<Self> {
-        Some(match n {
-            0 => Self::Sockets,
-            1 => Self::AllRooms,
-            2 => Self::RemoteJoin,
-            3 => Self::RemoteLeave,
-            4 => Self::RemoteDisconnect,
-            5 => Self::RemoteFetch,
-            6 => Self::ServerSideEmit,
-            7 => Self::Broadcast,
-            8 => Self::BroadcastClientCount,
-            9 => Self::BroadcastAck,
-            _ => return None,
-        })
+wire_enum! {
+    /// Request types of the classic adapter (responses reuse some of them).
+    enum RequestType {
+        /// The ids of the sockets in some rooms (Node's `allSockets()`).
+        Sockets = 0,
+        /// Every room of a node.
+        AllRooms = 1,
+        /// Sockets join rooms.
+        RemoteJoin = 2,
+        /// Sockets leave rooms.
+        RemoteLeave = 3,
+        /// Sockets are disconnected.
+        RemoteDisconnect = 4,
+        /// Describe sockets (`fetchSockets()`).
+        RemoteFetch = 5,
+        /// An event for the server-side handlers; also the type of their answer.
+        ServerSideEmit = 6,
+        /// A broadcast expecting acks.
+        Broadcast = 7,
+        /// How many clients got a broadcast with acks.
+        BroadcastClientCount = 8,
+        /// One client's ack.
+        BroadcastAck = 9,
     }
 }
 

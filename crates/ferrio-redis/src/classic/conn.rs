@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use ferrio_proto::backoff::Backoff;
 
-use crate::link::{Counters, Subscriber, Unavailable, bump};
+use crate::link::{
+    Control, Counters, Link, Publish, PublishQueue, Subscriber, Unavailable, bump, try_queue,
+};
 
 /// How many publishes may wait for the publishing connection; past it, broadcasts are dropped.
 const QUEUE: usize = 16_384;
@@ -27,11 +29,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub(crate) enum Cmd {
-    Publish {
-        channel: String,
-        payload: Vec<u8>,
-        done: Option<oneshot::Sender<Result<(), Unavailable>>>,
-    },
+    Publish(Publish),
     NumSub {
         channel: String,
         done: oneshot::Sender<Result<usize, Unavailable>>,
@@ -41,12 +39,7 @@ pub(crate) enum Cmd {
 impl Cmd {
     fn fail(self, counters: &Counters) {
         match self {
-            Cmd::Publish { done, .. } => {
-                bump(&counters.dropped);
-                if let Some(d) = done {
-                    let _ = d.send(Err(Unavailable));
-                }
-            }
+            Cmd::Publish(p) => p.finish(counters, false),
             Cmd::NumSub { done, .. } => {
                 let _ = done.send(Err(Unavailable));
             }
@@ -62,86 +55,54 @@ struct Subs {
     sink: Option<PubSubSink>,
 }
 
+impl Link for Driver {
+    fn is_connected(&self) -> bool {
+        self.pub_up.load(Ordering::Relaxed) && self.sub_up.load(Ordering::Relaxed)
+    }
+
+    fn control(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl PublishQueue for Driver {
+    fn try_queue(&self, publish: Publish) -> Result<(), Publish> {
+        try_queue(&self.tx, publish, Cmd::Publish)
+    }
+}
+
 /// The connections of one server, shared by the adapters of all its namespaces.
 pub(crate) struct Driver {
     tx: mpsc::Sender<Cmd>,
     subs: Mutex<Subs>,
-    pub(crate) counters: Counters,
+    control: Control,
     pub_up: AtomicBool,
     sub_up: AtomicBool,
-    stop: watch::Sender<bool>,
 }
 
 impl Driver {
     /// Starts both connection tasks on the current tokio runtime.
     pub(crate) fn start(client: redis::Client) -> Arc<Driver> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (stop, _) = watch::channel(false);
         let driver = Arc::new(Driver {
             tx,
             subs: Mutex::new(Subs::default()),
-            counters: Counters::default(),
+            control: Control::new(),
             pub_up: AtomicBool::new(false),
             sub_up: AtomicBool::new(false),
-            stop,
         });
         tokio::spawn(publisher(
             client.clone(),
             Arc::downgrade(&driver),
             rx,
-            driver.stop.subscribe(),
+            driver.control.stop_signal(),
         ));
         tokio::spawn(subscriber(
             client,
             Arc::downgrade(&driver),
-            driver.stop.subscribe(),
+            driver.control.stop_signal(),
         ));
         driver
-    }
-
-    pub(crate) fn is_connected(&self) -> bool {
-        self.pub_up.load(Ordering::Relaxed) && self.sub_up.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn shutdown(&self) {
-        let _ = self.stop.send(true);
-    }
-
-    /// Queues a publish without waiting (broadcasts): dropped and counted when the queue is full.
-    pub(crate) fn publish_nowait(&self, channel: String, payload: Vec<u8>) {
-        let cmd = Cmd::Publish {
-            channel,
-            payload,
-            done: None,
-        };
-        if let Err(e) = self.tx.try_send(cmd) {
-            let cmd = match e {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            };
-            cmd.fail(&self.counters);
-        }
-    }
-
-    /// Publishes and reports whether Redis took it.
-    pub(crate) async fn publish(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> Result<(), Unavailable> {
-        let (done, rx) = oneshot::channel();
-        let cmd = Cmd::Publish {
-            channel,
-            payload,
-            done: Some(done),
-        };
-        if let Err(e) = self.tx.try_send(cmd) {
-            let cmd = match e {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            };
-            cmd.fail(&self.counters);
-            return Err(Unavailable);
-        }
-        rx.await.unwrap_or(Err(Unavailable))
     }
 
     /// `PUBSUB NUMSUB channel`.
@@ -222,10 +183,10 @@ impl Driver {
             }
         };
         let Some(subscriber) = target else { return };
-        bump(&self.counters.received);
+        bump(&self.control.counters.received);
         let channel = msg.get_channel_name();
         if channel == "?" {
-            bump(&self.counters.malformed);
+            bump(&self.control.counters.malformed);
             return;
         }
         subscriber.on_payload(channel, pattern.is_some(), msg.get_payload_bytes());
@@ -257,7 +218,7 @@ async fn wait_failing(
             _ = &mut sleep => return true,
             _ = stop.changed() => return false,
             cmd = rx.recv() => match (cmd, driver.upgrade()) {
-                (Some(cmd), Some(d)) => cmd.fail(&d.counters),
+                (Some(cmd), Some(d)) => cmd.fail(d.counters()),
                 _ => return false,
             },
         }
@@ -294,7 +255,7 @@ async fn publisher(
                     let Some(d) = driver.upgrade() else { return };
                     d.pub_up.store(true, Ordering::Relaxed);
                     if connected_once {
-                        bump(&d.counters.reconnects);
+                        bump(&d.counters().reconnects);
                         tracing::info!("redis adapter: publisher reconnected");
                     }
                     connected_once = true;
@@ -333,10 +294,10 @@ async fn publisher(
         let mut pipe = redis::pipe();
         for cmd in &batch {
             match cmd {
-                Cmd::Publish {
-                    channel, payload, ..
-                } => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice());
+                Cmd::Publish(p) => {
+                    pipe.cmd("PUBLISH")
+                        .arg(&p.channel)
+                        .arg(p.payload.as_slice());
                 }
                 Cmd::NumSub { channel, .. } => {
                     pipe.cmd("PUBSUB").arg("NUMSUB").arg(channel);
@@ -349,12 +310,7 @@ async fn publisher(
             Ok(values) if values.len() == batch.len() => {
                 for (cmd, v) in batch.drain(..).zip(values) {
                     match cmd {
-                        Cmd::Publish { done, .. } => {
-                            bump(&d.counters.published);
-                            if let Some(done) = done {
-                                let _ = done.send(Ok(()));
-                            }
-                        }
+                        Cmd::Publish(p) => p.finish(d.counters(), true),
                         Cmd::NumSub { done, .. } => {
                             let _ = done.send(parse_numsub(&v).ok_or(Unavailable));
                         }
@@ -365,9 +321,9 @@ async fn publisher(
                 if let Err(e) = other {
                     tracing::warn!("redis adapter: publish failed: {e}");
                 }
-                bump(&d.counters.publish_errors);
+                bump(&d.counters().publish_errors);
                 for cmd in batch.drain(..) {
-                    cmd.fail(&d.counters);
+                    cmd.fail(d.counters());
                 }
                 conn = None;
                 d.pub_up.store(false, Ordering::Relaxed);
@@ -439,7 +395,7 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
         backoff.reset();
         d.sub_up.store(true, Ordering::Relaxed);
         if connected_once {
-            bump(&d.counters.reconnects);
+            bump(&d.counters().reconnects);
             tracing::info!("redis adapter: subscriber reconnected and resubscribed");
         }
         connected_once = true;

@@ -8,11 +8,12 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use ferrio_core::BoxFuture;
-use ferrio_core::adapter::{Adapter, AdapterFactory};
+use ferrio_core::adapter::AdapterFactory;
 
 use crate::cluster::transport::{Inbox, Offset, Transport};
-use crate::cluster::{Bind, ClusterAdapter, CoreOptions, Decoded, Message, Response};
-use crate::link::{Metrics, Subscriber, Unavailable, bump};
+use crate::cluster::{self, ClusterAdapter, CoreOptions, Decoded, Message, Response};
+use crate::handle::AdapterHandle;
+use crate::link::{Link, PublishQueue, Subscriber, Unavailable, bump};
 use crate::{RedisAdapterError, wire};
 pub(crate) use codec::{Route, encode_message};
 use conn::Driver;
@@ -54,83 +55,33 @@ impl Default for RedisAdapterConfig {
     }
 }
 
-impl RedisAdapterConfig {
-    /// A builder starting from the official defaults.
-    pub fn builder() -> RedisAdapterConfigBuilder {
-        RedisAdapterConfigBuilder::default()
-    }
-}
-
-/// Builds a [`RedisAdapterConfig`]; unset options keep their official defaults.
-#[derive(Debug, Clone, Default)]
-pub struct RedisAdapterConfigBuilder {
-    config: RedisAdapterConfig,
-}
-
-impl RedisAdapterConfigBuilder {
-    /// Channel prefix (`socket.io`).
-    pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.config.key = key.into();
-        self
-    }
-
-    /// How long requests to other nodes wait for their answers (5 s).
-    pub fn requests_timeout(mut self, timeout: Duration) -> Self {
-        self.config.requests_timeout = timeout;
-        self
-    }
-
-    /// Answer on the requester's own response channel (off).
-    pub fn publish_on_specific_response_channel(mut self, on: bool) -> Self {
-        self.config.publish_on_specific_response_channel = on;
-        self
-    }
-
-    /// Payload encoding (MessagePack).
-    pub fn parser(mut self, parser: RedisParser) -> Self {
-        self.config.parser = parser;
-        self
-    }
-
-    /// The configuration.
-    pub fn build(self) -> RedisAdapterConfig {
-        self.config
+config_builder! {
+    /// Builds a [`RedisAdapterConfig`]; unset options keep their official defaults.
+    RedisAdapterConfigBuilder builds RedisAdapterConfig {
+        /// Channel prefix (`socket.io`).
+        key: String,
+        /// How long requests to other nodes wait for their answers (5 s).
+        requests_timeout: Duration,
+        /// Answer on the requester's own response channel (off).
+        publish_on_specific_response_channel: bool,
+        /// Payload encoding (MessagePack).
+        parser: RedisParser,
     }
 }
 
 /// The adapter of one namespace on the classic Redis adapter.
 pub type RedisAdapter = ClusterAdapter<ClassicTransport>;
 
-/// The connections of one server to Redis; its [`factory`](Self::factory) makes the adapter of each
-/// namespace. Dropping the handle leaves the connections running while an adapter uses them; call
-/// [`close`](Self::close) to stop them.
-#[derive(Clone)]
-pub struct RedisAdapterHandle {
-    pub(crate) driver: Arc<Driver>,
-    config: Arc<RedisAdapterConfig>,
-}
+/// The connections of one server to one Redis (the classic adapter).
+pub type RedisAdapterHandle = AdapterHandle<ClassicTransport>;
 
-impl std::fmt::Debug for RedisAdapterHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisAdapterHandle")
-            .field("config", &self.config)
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
-
-impl RedisAdapterHandle {
+impl AdapterHandle<ClassicTransport> {
     /// Starts the connections in the background (they retry until Redis answers) and returns at once.
     pub fn start(
         client_url: &str,
         config: RedisAdapterConfig,
     ) -> Result<RedisAdapterHandle, RedisAdapterError> {
-        let client = redis::Client::open(client_url).map_err(RedisAdapterError::Url)?;
-        tokio::runtime::Handle::try_current().map_err(|_| RedisAdapterError::NoRuntime)?;
-        Ok(RedisAdapterHandle {
-            driver: Driver::start(client),
-            config: Arc::new(config),
-        })
+        Ok(Self::on(start_driver(client_url)?, config))
     }
 
     /// Starts the connections and waits (up to 5 s) until both are up.
@@ -138,47 +89,46 @@ impl RedisAdapterHandle {
         client_url: &str,
         config: RedisAdapterConfig,
     ) -> Result<RedisAdapterHandle, RedisAdapterError> {
-        let handle = Self::start(client_url, config)?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !handle.is_connected() {
-            if tokio::time::Instant::now() >= deadline {
-                handle.close();
-                return Err(RedisAdapterError::Unreachable(client_url.to_owned()));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(handle)
+        let driver = start_driver(client_url)?;
+        wait_connected(&driver, client_url).await?;
+        Ok(Self::on(driver, config))
     }
 
-    /// The adapter factory for `IoConfig::adapter`.
-    pub fn factory(&self) -> AdapterFactory {
-        let (driver, config) = (self.driver.clone(), self.config.clone());
+    fn on(driver: Arc<Driver>, config: RedisAdapterConfig) -> RedisAdapterHandle {
+        let config = Arc::new(config);
         let options = CoreOptions {
             requests_timeout: config.requests_timeout,
             track_rooms: false,
         };
-        let bind: Bind<ClassicTransport> = Arc::new(move |nsp, uid| ClassicTransport {
-            ns: Arc::new(ClassicNamespace::new(driver.clone(), &config, nsp, uid)),
+        let (d, c) = (driver.clone(), config.clone());
+        let factory = cluster::factory(options, move |nsp, uid| ClassicTransport {
+            ns: Arc::new(ClassicNamespace::new(d.clone(), &c, nsp, uid)),
         });
-        Arc::new(move |ns| {
-            Arc::new(RedisAdapter::new(ns, options.clone(), bind.clone())) as Arc<dyn Adapter>
-        })
+        AdapterHandle::new(driver, factory, config)
     }
+}
 
-    /// Whether both connections are up.
-    pub fn is_connected(&self) -> bool {
-        self.driver.is_connected()
-    }
+/// Starts the two connections of a server (or of an emitter) in the background.
+pub(crate) fn start_driver(client_url: &str) -> Result<Arc<Driver>, RedisAdapterError> {
+    let client = redis::Client::open(client_url).map_err(RedisAdapterError::Url)?;
+    tokio::runtime::Handle::try_current().map_err(|_| RedisAdapterError::NoRuntime)?;
+    Ok(Driver::start(client))
+}
 
-    /// The counters (all namespaces).
-    pub fn metrics(&self) -> Metrics {
-        self.driver.counters.snapshot()
+/// Waits up to 5 s until both connections are up; stops them otherwise.
+pub(crate) async fn wait_connected(
+    driver: &Driver,
+    client_url: &str,
+) -> Result<(), RedisAdapterError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !driver.is_connected() {
+        if tokio::time::Instant::now() >= deadline {
+            driver.shutdown();
+            return Err(RedisAdapterError::Unreachable(client_url.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-
-    /// Stops both connections.
-    pub fn close(&self) {
-        self.driver.shutdown();
-    }
+    Ok(())
 }
 
 /// The adapter factory for `IoConfig::adapter` (connections start in the background; needs a tokio
@@ -253,7 +203,7 @@ impl ClassicNamespace {
 
     fn malformed(&self, what: &str) {
         tracing::debug!("redis adapter: ignoring malformed message: {what}");
-        bump(&self.driver.counters.malformed);
+        bump(&self.driver.counters().malformed);
     }
 }
 
@@ -272,7 +222,7 @@ impl Subscriber for ClassicNamespace {
             }
             codec::decode_broadcast(payload, &self.nsp)
         } else if channel.starts_with(self.response.as_str()) {
-            codec::decode_response(payload, &self.driver.counters)
+            codec::decode_response(payload, self.driver.counters())
         } else if channel == self.request {
             codec::decode_request(payload).map(Some)
         } else {
@@ -309,18 +259,11 @@ impl Transport for ClassicTransport {
     }
 
     fn publish_nowait(&self, msg: &Message) {
-        if let Some((channel, payload)) = self.ns.encode(msg) {
-            self.ns.driver.publish_nowait(channel, payload);
-        }
+        self.ns.driver.send_nowait(self.ns.encode(msg));
     }
 
     fn publish(&self, msg: &Message) -> BoxFuture<Result<Offset, Unavailable>> {
-        let encoded = self.ns.encode(msg);
-        let driver = self.ns.driver.clone();
-        Box::pin(async move {
-            let (channel, payload) = encoded.ok_or(Unavailable)?;
-            driver.publish(channel, payload).await.map(|()| None)
-        })
+        self.ns.driver.send(self.ns.encode(msg))
     }
 
     fn publish_response(&self, requester: Option<&str>, response: &Response) {

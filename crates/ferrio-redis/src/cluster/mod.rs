@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use ferrio_core::BoxFuture;
 use ferrio_core::adapter::{
-    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, MemoryAdapter,
-    Room, Sid, SocketInfo,
+    AckEvent, AckSink, Adapter, AdapterError, AdapterFactory, BroadcastOptions, LocalNamespace,
+    MemoryAdapter, Room, Sid, SocketInfo,
 };
 use ferrio_proto::socket::Packet;
 use ferrio_proto::value::Value;
@@ -47,6 +47,18 @@ pub(crate) struct CoreOptions {
 
 /// Makes the transport of a namespace once its name is known: `(namespace, server uid)`.
 pub(crate) type Bind<T> = Arc<dyn Fn(&str, &str) -> T + Send + Sync>;
+
+/// The factory of a server's adapters: one [`ClusterAdapter`] per namespace, each with the transport
+/// `bind` makes for it.
+pub(crate) fn factory<T: Transport>(
+    options: CoreOptions,
+    bind: impl Fn(&str, &str) -> T + Send + Sync + 'static,
+) -> AdapterFactory {
+    let bind: Bind<T> = Arc::new(bind);
+    Arc::new(move |ns| {
+        Arc::new(ClusterAdapter::new(ns, options.clone(), bind.clone())) as Arc<dyn Adapter>
+    })
+}
 
 /// The adapter of one namespace on a cluster of nodes, over the transport `T`.
 pub struct ClusterAdapter<T> {
@@ -95,6 +107,22 @@ impl<T> ClusterAdapter<T> {
 enum Collected {
     Sockets(Vec<SocketInfo>),
     Rooms(HashSet<Room>),
+}
+
+impl Collected {
+    fn rooms(self) -> HashSet<Room> {
+        match self {
+            Collected::Rooms(rooms) => rooms,
+            Collected::Sockets(_) => HashSet::new(),
+        }
+    }
+
+    fn sockets(self) -> Vec<SocketInfo> {
+        match self {
+            Collected::Sockets(sockets) => sockets,
+            Collected::Rooms(_) => Vec::new(),
+        }
+    }
 }
 
 enum Pending {
@@ -288,24 +316,29 @@ impl<T: Transport> Core<T> {
         self.rooms_deleted(deleted);
     }
 
-    fn add_sockets_here(&self, opts: &BroadcastOptions, rooms: &[Room]) {
-        for sid in self.local.sockets(opts) {
-            self.add_all(&sid, rooms);
-        }
-    }
-
-    fn del_sockets_here(&self, opts: &BroadcastOptions, rooms: &[Room]) {
-        for sid in self.local.sockets(opts) {
-            for r in rooms {
-                self.del(&sid, r);
+    /// Applies a join, leave or disconnect to the matching local sockets (other messages are not
+    /// operations on them).
+    fn apply_here(&self, message: &Message) {
+        match message {
+            Message::SocketsJoin { opts, rooms } => {
+                for sid in self.local.sockets(opts) {
+                    self.add_all(&sid, rooms);
+                }
             }
-        }
-    }
-
-    fn disconnect_here(&self, opts: &BroadcastOptions, close: bool) {
-        let Ok(ns) = self.ns() else { return };
-        for sid in self.local.sockets(opts) {
-            ns.disconnect(&sid, close);
+            Message::SocketsLeave { opts, rooms } => {
+                for sid in self.local.sockets(opts) {
+                    for r in rooms {
+                        self.del(&sid, r);
+                    }
+                }
+            }
+            Message::DisconnectSockets { opts, close } => {
+                let Ok(ns) = self.ns() else { return };
+                for sid in self.local.sockets(opts) {
+                    ns.disconnect(&sid, *close);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -335,19 +368,21 @@ impl<T: Transport> Core<T> {
         }
     }
 
-    /// Publishes a request and waits (up to `timeout`) for `expected` answers, merged into `collected`;
-    /// what arrived when the time is up is the result.
+    /// Asks every other node (`ask` makes the request from its id) and waits, up to `timeout`, for
+    /// their answers, merged into `collected`; what arrived when the time is up is the result. Alone,
+    /// or without a link, `collected` is the answer.
     async fn gather(
         &self,
-        message: Message,
-        request_id: RequestId,
-        expected: usize,
         collected: Collected,
         timeout: Duration,
+        ask: impl FnOnce(RequestId) -> Message,
     ) -> Collected {
-        let Some(t) = self.transport() else {
+        let expected = self.server_count().await - 1;
+        let Some(t) = self.transport().filter(|_| expected > 0) else {
             return collected;
         };
+        let request_id = T::new_id();
+        let message = ask(request_id.clone());
         let (done, rx) = oneshot::channel();
         self.requests.lock().insert(
             request_id.clone(),
@@ -363,7 +398,7 @@ impl<T: Transport> Core<T> {
         }
         match self.requests.lock().remove(&request_id) {
             Some(Pending::Gather { collected, .. }) => collected,
-            // Unreachable: only this function removes a Gather entry.
+            // Only this function removes a Gather entry.
             _ => Collected::Rooms(HashSet::new()),
         }
     }
@@ -605,9 +640,9 @@ impl<T: Transport> Inbox for Core<T> {
                 packet,
                 opts,
             } => self.on_broadcast_with_ack(from, request_id, packet, opts),
-            Message::SocketsJoin { opts, rooms } => self.add_sockets_here(&opts, &rooms),
-            Message::SocketsLeave { opts, rooms } => self.del_sockets_here(&opts, &rooms),
-            Message::DisconnectSockets { opts, close } => self.disconnect_here(&opts, close),
+            m @ (Message::SocketsJoin { .. }
+            | Message::SocketsLeave { .. }
+            | Message::DisconnectSockets { .. }) => self.apply_here(&m),
             Message::FetchSockets { request_id, opts } => {
                 self.on_fetch_sockets(from, request_id, opts)
             }
@@ -698,28 +733,13 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         }
         let core = self.core.clone();
         Box::pin(async move {
-            let expected = core.server_count().await - 1;
-            if expected == 0 {
-                return Ok(mine);
-            }
-            let request_id = T::new_id();
-            let message = Message::AllRooms {
-                request_id: request_id.clone(),
-            };
             let timeout = core.options.requests_timeout;
-            match core
-                .gather(
-                    message,
-                    request_id,
-                    expected,
-                    Collected::Rooms(mine),
-                    timeout,
-                )
-                .await
-            {
-                Collected::Rooms(rooms) => Ok(rooms),
-                Collected::Sockets(_) => Ok(HashSet::new()),
-            }
+            let all = core
+                .gather(Collected::Rooms(mine), timeout, |request_id| {
+                    Message::AllRooms { request_id }
+                })
+                .await;
+            Ok(all.rooms())
         })
     }
 
@@ -806,29 +826,13 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         }
         let core = self.core.clone();
         Box::pin(async move {
-            let expected = core.server_count().await - 1;
-            if expected == 0 {
-                return Ok(mine);
-            }
-            let request_id = T::new_id();
             let timeout = opts.flags.timeout.unwrap_or(core.options.requests_timeout);
-            let message = Message::FetchSockets {
-                request_id: request_id.clone(),
-                opts,
-            };
-            match core
-                .gather(
-                    message,
-                    request_id,
-                    expected,
-                    Collected::Sockets(mine),
-                    timeout,
-                )
-                .await
-            {
-                Collected::Sockets(sockets) => Ok(sockets),
-                Collected::Rooms(_) => Ok(Vec::new()),
-            }
+            let all = core
+                .gather(Collected::Sockets(mine), timeout, |request_id| {
+                    Message::FetchSockets { request_id, opts }
+                })
+                .await;
+            Ok(all.sockets())
         })
     }
 
@@ -837,15 +841,7 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let core = self.core.clone();
-        Box::pin(async move {
-            core.add_sockets_here(&opts, &rooms);
-            if !opts.flags.local {
-                core.publish_and_wait(Message::SocketsJoin { opts, rooms })
-                    .await;
-            }
-            Ok(())
-        })
+        self.everywhere(Message::SocketsJoin { opts, rooms })
     }
 
     fn del_sockets(
@@ -853,15 +849,7 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let core = self.core.clone();
-        Box::pin(async move {
-            core.del_sockets_here(&opts, &rooms);
-            if !opts.flags.local {
-                core.publish_and_wait(Message::SocketsLeave { opts, rooms })
-                    .await;
-            }
-            Ok(())
-        })
+        self.everywhere(Message::SocketsLeave { opts, rooms })
     }
 
     fn disconnect_sockets(
@@ -869,15 +857,7 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         opts: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let core = self.core.clone();
-        Box::pin(async move {
-            core.disconnect_here(&opts, close);
-            if !opts.flags.local {
-                core.publish_and_wait(Message::DisconnectSockets { opts, close })
-                    .await;
-            }
-            Ok(())
-        })
+        self.everywhere(Message::DisconnectSockets { opts, close })
     }
 
     fn server_side_emit(
@@ -950,12 +930,26 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
     }
 }
 
-impl<T: Transport> Core<T> {
-    /// Publishes for the other nodes and waits until the link took it (or failed: this node has done
-    /// its part already).
-    async fn publish_and_wait(&self, message: Message) {
-        if let Some(t) = self.transport() {
-            let _ = t.publish(&message).await;
-        }
+impl<T> ClusterAdapter<T> {
+    /// A join, leave or disconnect: applied here at once, then published for the other nodes unless
+    /// it is `local`; resolves once the link took it (or failed: this node has done its part).
+    fn everywhere(&self, message: Message) -> BoxFuture<Result<(), AdapterError>>
+    where
+        T: Transport,
+    {
+        let core = self.core.clone();
+        Box::pin(async move {
+            core.apply_here(&message);
+            let local = match &message {
+                Message::SocketsJoin { opts, .. }
+                | Message::SocketsLeave { opts, .. }
+                | Message::DisconnectSockets { opts, .. } => opts.flags.local,
+                _ => true,
+            };
+            if !local && let Some(t) = core.transport() {
+                let _ = t.publish(&message).await;
+            }
+            Ok(())
+        })
     }
 }

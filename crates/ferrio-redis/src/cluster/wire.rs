@@ -9,45 +9,39 @@ use super::message::{Decoded, Incoming, Message, Response};
 use crate::link::Counters;
 use crate::wire;
 
-/// ClusterAdapter message types (socket.io-adapter 2.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum MessageType {
-    InitialHeartbeat = 1,
-    Heartbeat = 2,
-    Broadcast = 3,
-    SocketsJoin = 4,
-    SocketsLeave = 5,
-    DisconnectSockets = 6,
-    FetchSockets = 7,
-    FetchSocketsResponse = 8,
-    ServerSideEmit = 9,
-    ServerSideEmitResponse = 10,
-    BroadcastClientCount = 11,
-    BroadcastAck = 12,
-    AdapterClose = 13,
+wire_enum! {
+    /// ClusterAdapter message types (socket.io-adapter 2.5).
+    enum MessageType {
+        /// A node started (heartbeat membership).
+        InitialHeartbeat = 1,
+        /// A node is alive.
+        Heartbeat = 2,
+        /// A broadcast, with acks when it has a request id.
+        Broadcast = 3,
+        /// `socketsJoin`.
+        SocketsJoin = 4,
+        /// `socketsLeave`.
+        SocketsLeave = 5,
+        /// `disconnectSockets`.
+        DisconnectSockets = 6,
+        /// `fetchSockets`.
+        FetchSockets = 7,
+        /// A node's sockets.
+        FetchSocketsResponse = 8,
+        /// `serverSideEmit`, with acks when it has a request id.
+        ServerSideEmit = 9,
+        /// A node's server-side ack.
+        ServerSideEmitResponse = 10,
+        /// How many clients of a node got a broadcast with acks.
+        BroadcastClientCount = 11,
+        /// One client's ack.
+        BroadcastAck = 12,
+        /// A node's adapter closed.
+        AdapterClose = 13,
+    }
 }
 
 impl MessageType {
-    fn from_u64(n: u64) -> Option<Self> {
-        Some(match n {
-            1 => Self::InitialHeartbeat,
-            2 => Self::Heartbeat,
-            3 => Self::Broadcast,
-            4 => Self::SocketsJoin,
-            5 => Self::SocketsLeave,
-            6 => Self::DisconnectSockets,
-            7 => Self::FetchSockets,
-            8 => Self::FetchSocketsResponse,
-            9 => Self::ServerSideEmit,
-            10 => Self::ServerSideEmitResponse,
-            11 => Self::BroadcastClientCount,
-            12 => Self::BroadcastAck,
-            13 => Self::AdapterClose,
-            _ => return None,
-        })
-    }
-
     /// The types whose data may hold binary (MessagePack then), as the official `encode` lists them.
     fn may_contain_binary(self) -> bool {
         matches!(

@@ -28,14 +28,15 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use ferrio_core::BoxFuture;
-use ferrio_core::adapter::{Adapter, AdapterFactory, Room};
+use ferrio_core::adapter::Room;
 use parking_lot::Mutex;
 
 use crate::cluster::transport::{Inbox, Offset, Transport};
 use crate::cluster::{
-    Bind, ClusterAdapter, CoreOptions, Decoded, Message, Response, wire as cluster_wire,
+    self, ClusterAdapter, CoreOptions, Decoded, Message, Response, wire as cluster_wire,
 };
-use crate::link::{Metrics, Subscriber, Unavailable, bump};
+use crate::handle::AdapterHandle;
+use crate::link::{Link, PublishQueue, Subscriber, Unavailable, bump};
 use crate::{RedisAdapterError, wire};
 use conn::ShardedDriver;
 
@@ -78,41 +79,15 @@ impl Default for ShardedConfig {
     }
 }
 
-impl ShardedConfig {
-    /// A builder starting from the official defaults.
-    pub fn builder() -> ShardedConfigBuilder {
-        ShardedConfigBuilder::default()
-    }
-}
-
-/// Builds a [`ShardedConfig`]; unset options keep their official defaults.
-#[derive(Debug, Clone, Default)]
-pub struct ShardedConfigBuilder {
-    config: ShardedConfig,
-}
-
-impl ShardedConfigBuilder {
-    /// Channel prefix (`socket.io`).
-    pub fn channel_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.channel_prefix = prefix.into();
-        self
-    }
-
-    /// Which rooms get a channel of their own (`dynamic`).
-    pub fn subscription_mode(mut self, mode: SubscriptionMode) -> Self {
-        self.config.subscription_mode = mode;
-        self
-    }
-
-    /// How long requests to other servers wait for their answers (5 s).
-    pub fn requests_timeout(mut self, timeout: Duration) -> Self {
-        self.config.requests_timeout = timeout;
-        self
-    }
-
-    /// The configuration.
-    pub fn build(self) -> ShardedConfig {
-        self.config
+config_builder! {
+    /// Builds a [`ShardedConfig`]; unset options keep their official defaults.
+    ShardedConfigBuilder builds ShardedConfig {
+        /// Channel prefix (`socket.io`).
+        channel_prefix: String,
+        /// Which rooms get a channel of their own (`dynamic`).
+        subscription_mode: SubscriptionMode,
+        /// How long requests to other servers wait for their answers (5 s).
+        requests_timeout: Duration,
     }
 }
 
@@ -156,65 +131,26 @@ impl<S: AsRef<str>, const N: usize> NodeUrls for [S; N] {
 /// The adapter of one namespace on the sharded Redis adapter.
 pub type ShardedRedisAdapter = ClusterAdapter<ShardedTransport>;
 
-/// The cluster connection of one server; its [`factory`](Self::factory) makes the adapter of each
-/// namespace. Call [`close`](Self::close) to stop it.
-#[derive(Clone)]
-pub struct ShardedRedisAdapterHandle {
-    driver: Arc<ShardedDriver>,
-    config: Arc<ShardedConfig>,
-}
+/// The connection of one server to a Redis Cluster (the sharded adapter).
+pub type ShardedRedisAdapterHandle = AdapterHandle<ShardedTransport>;
 
-impl std::fmt::Debug for ShardedRedisAdapterHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardedRedisAdapterHandle")
-            .field("config", &self.config)
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
-
-impl ShardedRedisAdapterHandle {
+impl AdapterHandle<ShardedTransport> {
     /// Connects to the Redis Cluster reachable at `urls` (one seed node is enough), waiting up to 5 s.
     pub async fn connect(
         urls: impl NodeUrls,
         config: ShardedConfig,
     ) -> Result<ShardedRedisAdapterHandle, RedisAdapterError> {
         let driver = ShardedDriver::connect(urls.into_urls(), Duration::from_secs(5)).await?;
-        Ok(ShardedRedisAdapterHandle {
-            driver,
-            config: Arc::new(config),
-        })
-    }
-
-    /// The adapter factory for `IoConfig::adapter`.
-    pub fn factory(&self) -> AdapterFactory {
-        let (driver, config) = (self.driver.clone(), self.config.clone());
+        let config = Arc::new(config);
         let options = CoreOptions {
             requests_timeout: config.requests_timeout,
             track_rooms: config.subscription_mode != SubscriptionMode::Static,
         };
-        let bind: Bind<ShardedTransport> = Arc::new(move |nsp, uid| ShardedTransport {
-            ns: Arc::new(ShardedNamespace::new(driver.clone(), &config, nsp, uid)),
+        let (d, c) = (driver.clone(), config.clone());
+        let factory = cluster::factory(options, move |nsp, uid| ShardedTransport {
+            ns: Arc::new(ShardedNamespace::new(d.clone(), &c, nsp, uid)),
         });
-        Arc::new(move |ns| {
-            Arc::new(ShardedRedisAdapter::new(ns, options.clone(), bind.clone()))
-                as Arc<dyn Adapter>
-        })
-    }
-
-    /// Whether the last publishes went through.
-    pub fn is_connected(&self) -> bool {
-        self.driver.is_connected()
-    }
-
-    /// The counters (all namespaces).
-    pub fn metrics(&self) -> Metrics {
-        self.driver.counters.snapshot()
-    }
-
-    /// Stops publishing and routing messages.
-    pub fn close(&self) {
-        self.driver.shutdown();
+        Ok(AdapterHandle::new(driver, factory, config))
     }
 }
 
@@ -297,13 +233,13 @@ impl Subscriber for ShardedNamespace {
             return;
         };
         let response_channel = channel == self.response;
-        match cluster_wire::decode(payload, &self.nsp, response_channel, &self.driver.counters) {
+        match cluster_wire::decode(payload, &self.nsp, response_channel, self.driver.counters()) {
             Ok(Some(Decoded::Message(m))) => inbox.on_message(m),
             Ok(Some(Decoded::Response(r))) => inbox.on_response(r),
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!("sharded redis adapter: ignoring malformed message: {e}");
-                bump(&self.driver.counters.malformed);
+                bump(&self.driver.counters().malformed);
             }
         }
     }
@@ -331,19 +267,11 @@ impl Transport for ShardedTransport {
     }
 
     fn publish_nowait(&self, msg: &Message) {
-        if let Some((channel, payload)) = self.ns.encode(msg) {
-            self.ns.driver.publish_nowait(channel, payload);
-        }
+        self.ns.driver.send_nowait(self.ns.encode(msg));
     }
 
     fn publish(&self, msg: &Message) -> BoxFuture<Result<Offset, Unavailable>> {
-        let encoded = self.ns.encode(msg);
-        let driver = self.ns.driver.clone();
-        Box::pin(async move {
-            let (channel, payload) = encoded.ok_or(Unavailable)?;
-            // Pub/Sub keeps no log: no offset (the official adapter resolves with "").
-            driver.publish(channel, payload).await.map(|()| None)
-        })
+        self.ns.driver.send(self.ns.encode(msg))
     }
 
     fn publish_response(&self, requester: Option<&str>, response: &Response) {
