@@ -6,66 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    Client, Incoming, RedisCluster, TestServer, eventually, expect_silence, next_text, sio,
-};
+use common::{Incoming, RedisCluster, eventually, expect_silence, next_text, wait_cluster};
 use ferrio::Value;
-use ferrio_redis::{ShardedConfig, ShardedRedisAdapterHandle, SubscriptionMode};
+use ferrio_redis::{ShardedTransport, SubscriptionMode};
 
 const QUIET: Duration = Duration::from_millis(300);
 
-struct Node {
-    server: TestServer,
-    redis: ShardedRedisAdapterHandle,
-}
-
-impl Node {
-    async fn start(cluster: &RedisCluster, mode: SubscriptionMode) -> Node {
-        let config = ShardedConfig::builder().subscription_mode(mode).build();
-        let redis = ShardedRedisAdapterHandle::connect(cluster.urls(), config)
-            .await
-            .unwrap();
-        let cfg = ferrio::IoConfig {
-            adapter: redis.factory(),
-            ..sio::config()
-        };
-        Node {
-            server: TestServer::start(cfg).await,
-            redis,
-        }
-    }
-
-    fn io(&self) -> &ferrio::Io {
-        &self.server.io
-    }
-
-    async fn client(&self) -> (Client, String) {
-        let mut c = self.server.client().await;
-        let sid = c.join("/").await;
-        (c, sid)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.redis.close();
-    }
-}
-
-async fn wait_count(a: &Node, n: usize) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let count = a.io().of("/").adapter().server_count().await;
-        if count >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "server count stays {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+type Node = common::Node<ShardedTransport>;
 
 /// Waits until the room's channel has `n` subscribers (dynamic modes subscribe in the background).
 async fn wait_room_subscribers(cluster: &RedisCluster, channel: &str, n: i64) {
@@ -98,10 +45,10 @@ async fn wait_room_subscribers(cluster: &RedisCluster, channel: &str, n: i64) {
 
 async fn two_nodes(mode: SubscriptionMode) -> (RedisCluster, Node, Node) {
     let cluster = RedisCluster::start();
-    let a = Node::start(&cluster, mode).await;
-    let b = Node::start(&cluster, mode).await;
-    wait_count(&a, 2).await;
-    wait_count(&b, 2).await;
+    let a = Node::sharded(&cluster, mode).await;
+    let b = Node::sharded(&cluster, mode).await;
+    wait_cluster(&a, 2).await;
+    wait_cluster(&b, 2).await;
     (cluster, a, b)
 }
 
@@ -340,7 +287,7 @@ async fn wire_channels_and_encoding() {
     let _ = acks.await;
 
     // `static`: a room broadcast stays on the namespace channel.
-    let s = Node::start(&cluster, SubscriptionMode::Static).await;
+    let s = Node::sharded(&cluster, SubscriptionMode::Static).await;
     s.io().to("r").emit("static", &()).unwrap();
     assert_eq!(next_message().await.0, "socket.io#/#");
 }

@@ -135,11 +135,13 @@ impl Driver {
             let (channels, patterns) = (channels.to_vec(), patterns.to_vec());
             tokio::spawn(async move {
                 // A failure here means the connection is going down: the reconnection subscribes again.
-                if !channels.is_empty() {
-                    let _ = sink.subscribe(channels).await;
-                }
+                // Patterns first: once the request channel counts this node (NUMSUB), its broadcasts
+                // reach it too.
                 if !patterns.is_empty() {
                     let _ = sink.psubscribe(patterns).await;
+                }
+                if !channels.is_empty() {
+                    let _ = sink.subscribe(channels).await;
                 }
             });
         }
@@ -378,11 +380,11 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
             )
         };
         let mut ok = true;
-        if !channels.is_empty() {
-            ok &= sink.subscribe(channels).await.is_ok();
-        }
-        if ok && !patterns.is_empty() {
+        if !patterns.is_empty() {
             ok &= sink.psubscribe(patterns).await.is_ok();
+        }
+        if ok && !channels.is_empty() {
+            ok &= sink.subscribe(channels).await.is_ok();
         }
         if !ok {
             d.subs.lock().sink = None;

@@ -138,15 +138,21 @@ impl ShardedDriver {
         }
     }
 
-    /// Routes `channel` to `subscriber` and subscribes to it.
-    pub(crate) fn subscribe(&self, subscriber: &Weak<dyn Subscriber>, channel: String) {
-        self.routes
-            .lock()
-            .insert(channel.clone(), subscriber.clone());
+    /// Routes `channels` to `subscriber` and subscribes to them.
+    pub(crate) fn subscribe(&self, subscriber: &Weak<dyn Subscriber>, channels: Vec<String>) {
+        {
+            let mut routes = self.routes.lock();
+            for c in &channels {
+                routes.insert(c.clone(), subscriber.clone());
+            }
+        }
         let mut conn = self.conn.clone();
+        // In the order given, one after the other.
         tokio::spawn(async move {
-            if let Err(e) = conn.ssubscribe(&channel).await {
-                tracing::warn!("sharded redis adapter: SSUBSCRIBE {channel} failed: {e}");
+            for channel in channels {
+                if let Err(e) = conn.ssubscribe(&channel).await {
+                    tracing::warn!("sharded redis adapter: SSUBSCRIBE {channel} failed: {e}");
+                }
             }
         });
     }

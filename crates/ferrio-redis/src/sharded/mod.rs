@@ -253,8 +253,10 @@ impl Transport for ShardedTransport {
     fn subscribe(&self, inbox: Weak<dyn Inbox>) {
         let _ = self.ns.inbox.set(inbox);
         let me = self.ns.subscriber();
-        self.ns.driver.subscribe(&me, self.ns.channel.clone());
-        self.ns.driver.subscribe(&me, self.ns.response.clone());
+        // The response channel first: once the namespace channel counts this node (SHARDNUMSUB),
+        // answers to its requests reach it.
+        let channels = vec![self.ns.response.clone(), self.ns.channel.clone()];
+        self.ns.driver.subscribe(&me, channels);
     }
 
     fn unsubscribe(&self) {
@@ -299,7 +301,9 @@ impl Transport for ShardedTransport {
         };
         if own && self.ns.dynamic.lock().insert(room.clone()) {
             let me = self.ns.subscriber();
-            self.ns.driver.subscribe(&me, self.ns.dynamic_channel(room));
+            self.ns
+                .driver
+                .subscribe(&me, vec![self.ns.dynamic_channel(room)]);
         }
     }
 

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use ferrio::IoConfig;
-use ferrio_redis::{RedisAdapterConfig, RedisAdapterHandle};
+use ferrio_redis::{
+    AdapterHandle, ClassicTransport, RedisAdapterConfig, RedisAdapterHandle, ShardedConfig,
+    ShardedRedisAdapterHandle, ShardedTransport, SubscriptionMode,
+};
 
 pub mod harness;
 pub mod servers;
@@ -15,19 +18,36 @@ pub mod sio;
 pub use servers::{Redis, RedisCluster};
 pub use sio::{Client, Incoming, TestServer};
 
-/// A ferrio node on the Redis at `url`.
-pub struct Node {
+/// A ferrio node on a Redis adapter: classic by default, or sharded.
+pub struct Node<F = ClassicTransport> {
     pub server: TestServer,
-    pub redis: RedisAdapterHandle,
+    pub redis: AdapterHandle<F>,
 }
 
 impl Node {
+    /// A node on the classic adapter at `url`.
     pub async fn start(url: &str) -> Node {
         Self::start_with(url, RedisAdapterConfig::default()).await
     }
 
     pub async fn start_with(url: &str, config: RedisAdapterConfig) -> Node {
-        let redis = RedisAdapterHandle::connect(url, config).await.unwrap();
+        Node::on(RedisAdapterHandle::connect(url, config).await.unwrap()).await
+    }
+}
+
+impl Node<ShardedTransport> {
+    /// A node on the sharded adapter of `cluster`.
+    pub async fn sharded(cluster: &RedisCluster, mode: SubscriptionMode) -> Self {
+        let config = ShardedConfig::builder().subscription_mode(mode).build();
+        let redis = ShardedRedisAdapterHandle::connect(cluster.urls(), config)
+            .await
+            .unwrap();
+        Node::on(redis).await
+    }
+}
+
+impl<F> Node<F> {
+    async fn on(redis: AdapterHandle<F>) -> Self {
         let cfg = IoConfig {
             adapter: redis.factory(),
             ..sio::config()
@@ -48,7 +68,7 @@ impl Node {
     }
 }
 
-impl Drop for Node {
+impl<F> Drop for Node<F> {
     fn drop(&mut self) {
         self.redis.close();
     }
@@ -68,8 +88,8 @@ pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Waits until both nodes see two subscribers on the request channel of `/`.
-pub async fn wait_cluster(a: &Node, n: usize) {
+/// Waits until node `a` counts `n` servers.
+pub async fn wait_cluster<F>(a: &Node<F>, n: usize) {
     let end = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let count = a.io().of("/").adapter().server_count().await;

@@ -18,6 +18,45 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A `redis-server` on `port` that saves nothing, in `dir` (for its cluster files), with `extra`
+/// arguments.
+fn redis_server(port: u16, dir: Option<&PathBuf>, extra: &[&str]) -> Child {
+    let mut cmd = Command::new("redis-server");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let port = port.to_string();
+    cmd.args([
+        "--port",
+        &port,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--bind",
+        "127.0.0.1",
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("redis-server must be installed")
+}
+
+/// Waits (up to 10 s) until every port accepts connections.
+fn wait_listening(ports: &[u16]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for &p in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start on {p}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Redis {
     pub fn start() -> Redis {
         let port = free_port();
@@ -33,30 +72,8 @@ impl Redis {
 
     /// Starts the server (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(redis_server(self.port, None, &[]));
+        wait_listening(&[self.port]);
     }
 
     /// Kills the server (SIGKILL) and waits for it.
@@ -140,39 +157,18 @@ impl RedisCluster {
         };
         for _ in 0..3 {
             let port = free_cluster_port(&cluster.ports);
-            let child = Command::new("redis-server")
-                .current_dir(&cluster.dir)
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--bind",
-                    "127.0.0.1",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed");
+            let config_file = format!("nodes-{port}.conf");
+            let cluster_args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &config_file,
+            ];
+            let child = redis_server(port, Some(&cluster.dir), &cluster_args);
             cluster.ports.push(port);
             cluster.children.push(child);
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        for &p in &cluster.ports {
-            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis-server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        wait_listening(&cluster.ports);
         let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
         args.extend(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")));
         args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
