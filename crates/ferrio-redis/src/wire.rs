@@ -342,3 +342,94 @@ pub(crate) fn event_and_args(
     };
     Ok((event, items.cloned().collect()))
 }
+
+/// Values the codec tests of every flavour share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use ferrio_core::adapter::{BroadcastOptions, Handshake, Room, SocketInfo};
+    use ferrio_proto::socket::Packet;
+    use ferrio_proto::value::Value;
+
+    pub(crate) fn opts(rooms: &[&str], except: &[&str]) -> BroadcastOptions {
+        BroadcastOptions {
+            rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
+            except: except.iter().map(|r| Room::from(*r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// An event `e` in namespace `nsp`.
+    pub(crate) fn event(nsp: &str, args: Vec<Value>) -> Packet {
+        Packet::Event {
+            nsp: nsp.into(),
+            event: "e".into(),
+            args,
+            id: None,
+        }
+    }
+
+    /// Requests every format can say (without binary, which JSON formats cannot carry everywhere).
+    pub(crate) fn requests() -> Vec<crate::cluster::Message> {
+        use crate::cluster::Message;
+        vec![
+            Message::SocketsJoin {
+                opts: opts(&["a"], &["b"]),
+                rooms: vec![Room::from("j")],
+            },
+            Message::SocketsLeave {
+                opts: opts(&[], &[]),
+                rooms: vec![Room::from("j"), Room::from("k")],
+            },
+            Message::DisconnectSockets {
+                opts: opts(&["a"], &[]),
+                close: true,
+            },
+            Message::FetchSockets {
+                request_id: "r2".into(),
+                opts: opts(&["a"], &["b"]),
+            },
+            Message::ServerSideEmit {
+                request_id: Some("r3".into()),
+                event: "hi".into(),
+                args: vec![Value::from(1u64), Value::from("two")],
+            },
+        ]
+    }
+
+    /// The responses every format can say.
+    pub(crate) fn responses() -> Vec<crate::cluster::Response> {
+        use crate::cluster::Response;
+        vec![
+            Response::BroadcastClientCount {
+                request_id: "r".into(),
+                count: 3,
+            },
+            Response::BroadcastAck {
+                request_id: "r".into(),
+                value: Value::Binary(ferrio_proto::Bytes::from_static(&[9])),
+            },
+            Response::FetchSockets {
+                request_id: "r".into(),
+                sockets: vec![socket()],
+            },
+            Response::ServerSideEmit {
+                request_id: "r".into(),
+                value: Value::from("pong"),
+            },
+        ]
+    }
+
+    pub(crate) fn socket() -> SocketInfo {
+        SocketInfo {
+            id: "abcdefghijklmnopqrst".into(),
+            handshake: Handshake {
+                url: "/socket.io/?EIO=4".into(),
+                address: "::1".into(),
+                issued: 7,
+                ..Default::default()
+            },
+            rooms: vec!["abcdefghijklmnopqrst".into(), "r".into()],
+            data: Value::from(3u64),
+        }
+    }
+}

@@ -410,3 +410,128 @@ pub(crate) fn decode_response(
     };
     Ok(Some(Decoded::Response(response)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferrio_core::adapter::Room;
+    use ferrio_proto::socket::Packet;
+
+    use super::*;
+    use crate::wire::fixtures::{self, event, opts, responses};
+
+    fn packet(args: Vec<Value>) -> Packet {
+        event("/chat", args)
+    }
+
+    fn roundtrip(msg: Message, route: Route) {
+        let (got_route, bytes) = encode_message(&msg, Some("abc123")).expect("encodable");
+        assert_eq!(got_route, route);
+        let decoded = match route {
+            Route::Broadcast(_) => decode_broadcast(&bytes, "/chat").expect("decodes"),
+            Route::Request => Some(decode_request(&bytes).expect("decodes")),
+        };
+        let want = Decoded::Message(Incoming {
+            from: Some("abc123".into()),
+            message: msg,
+            offset: None,
+        });
+        assert_eq!(decoded, Some(want));
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let mut flagged = opts(&["r"], &["x"]);
+        flagged.flags.volatile = true;
+        flagged.flags.compress = Some(false);
+        flagged.flags.timeout = Some(Duration::from_millis(200));
+        let bin = Value::Binary(ferrio_proto::Bytes::from_static(&[1, 2]));
+        roundtrip(
+            Message::Broadcast {
+                packet: packet(vec![bin.clone()]),
+                opts: flagged.clone(),
+            },
+            Route::Broadcast(Some(Room::from("r"))),
+        );
+        roundtrip(
+            Message::Broadcast {
+                packet: packet(vec![]),
+                opts: opts(&["r", "q"], &[]),
+            },
+            Route::Broadcast(None),
+        );
+        let requests = [
+            Message::BroadcastWithAck {
+                request_id: "r1".into(),
+                packet: packet(vec![bin]),
+                opts: flagged,
+            },
+            Message::AllRooms {
+                request_id: "r4".into(),
+            },
+            Message::SocketIds {
+                request_id: "r5".into(),
+                rooms: [Room::from("a")].into_iter().collect(),
+            },
+            Message::SocketOp {
+                request_id: Some("r6".into()),
+                sid: "s".into(),
+                op: SocketOp::Join(Room::from("j")),
+            },
+            Message::SocketOp {
+                request_id: None,
+                sid: "s".into(),
+                op: SocketOp::Disconnect { close: false },
+            },
+        ];
+        for msg in requests.into_iter().chain(fixtures::requests()) {
+            roundtrip(msg, Route::Request);
+        }
+        // The emitter's join carries no uid, as the official emitter's.
+        let join = Message::SocketsJoin {
+            opts: opts(&[], &[]),
+            rooms: vec![],
+        };
+        let (_, bytes) = encode_message(&join, None).unwrap();
+        assert!(!String::from_utf8(bytes).unwrap().contains("uid"));
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let classic_only = [
+            Response::AllRooms {
+                request_id: "r".into(),
+                rooms: vec![Room::from("a"), Room::from("b")],
+            },
+            Response::SocketIds {
+                request_id: "r".into(),
+                ids: vec!["s1".into()],
+            },
+            Response::SocketOpDone {
+                request_id: Some("r".into()),
+            },
+        ];
+        for response in responses().into_iter().chain(classic_only) {
+            let bytes = encode_response(&response);
+            let got = decode_response(&bytes, &Counters::default());
+            assert_eq!(got, Ok(Some(Decoded::Response(response))));
+        }
+        // Without a request id, nobody asked.
+        assert_eq!(decode_response(b"{}", &Counters::default()), Ok(None));
+    }
+
+    #[test]
+    fn only_server_side_answers_stay_on_the_common_channel() {
+        let sse = Response::ServerSideEmit {
+            request_id: "r".into(),
+            value: Value::Null,
+        };
+        assert!(!may_go_to_requester(&sse));
+        let count = Response::BroadcastClientCount {
+            request_id: "r".into(),
+            count: 0,
+        };
+        assert!(may_go_to_requester(&count));
+    }
+}

@@ -354,3 +354,111 @@ fn decode_response(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use ferrio_core::adapter::Room;
+    use ferrio_proto::socket::Packet;
+    use ferrio_proto::value::Value;
+
+    use super::*;
+    use crate::wire::fixtures::{event, opts, requests, responses};
+
+    fn packet(args: Vec<Value>) -> Packet {
+        event("/chat", args)
+    }
+
+    fn roundtrip(msg: Message) {
+        let bytes = encode_message(&msg, "0123456789abcdef", "/chat").expect("encodable");
+        let got = decode(&bytes, "/chat", false, &Counters::default()).expect("decodes");
+        let want = Decoded::Message(Incoming {
+            from: Some("0123456789abcdef".into()),
+            message: msg,
+            offset: None,
+        });
+        assert_eq!(got, Some(want));
+        // Another namespace's message is not ours.
+        assert_eq!(decode(&bytes, "/", false, &Counters::default()), Ok(None));
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let mut flagged = opts(&["r"], &["x"]);
+        flagged.flags.volatile = true;
+        flagged.flags.timeout = Some(Duration::from_millis(1500));
+        let bin = Value::Binary(ferrio_proto::Bytes::from_static(&[1, 2]));
+        for msg in [
+            Message::Broadcast {
+                packet: packet(vec![Value::from(1u64)]),
+                opts: flagged.clone(),
+            },
+            Message::Broadcast {
+                packet: packet(vec![bin.clone()]),
+                opts: opts(&[], &[]),
+            },
+            Message::BroadcastWithAck {
+                request_id: "r1".into(),
+                packet: packet(vec![]),
+                opts: flagged,
+            },
+            Message::ServerSideEmit {
+                request_id: None,
+                event: "hi".into(),
+                args: vec![bin],
+            },
+            Message::ServerSideEmit {
+                request_id: Some("r3".into()),
+                event: "hi".into(),
+                args: vec![],
+            },
+            Message::Heartbeat { initial: true },
+            Message::AdapterClose,
+        ]
+        .into_iter()
+        .chain(requests())
+        {
+            roundtrip(msg);
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        for response in responses() {
+            let bytes = encode_response(&response, "u", "/").expect("encodable");
+            let got = decode(&bytes, "/", true, &Counters::default());
+            assert_eq!(got, Ok(Some(Decoded::Response(response))));
+        }
+    }
+
+    #[test]
+    fn what_this_format_cannot_say() {
+        let rooms: HashSet<Room> = HashSet::new();
+        assert!(
+            encode_message(
+                &Message::SocketIds {
+                    request_id: "r".into(),
+                    rooms
+                },
+                "u",
+                "/"
+            )
+            .is_none()
+        );
+        let request = encode_message(
+            &Message::FetchSockets {
+                request_id: "r".into(),
+                opts: opts(&[], &[]),
+            },
+            "u",
+            "/",
+        )
+        .unwrap();
+        assert!(
+            decode(&request, "/", true, &Counters::default()).is_err(),
+            "a request on the response channel is malformed"
+        );
+    }
+}
