@@ -402,7 +402,10 @@ pub async fn broadcast_with_ack_partial(harness: &dyn Harness) {
         let mut acks = Acks::default();
         collect(&mut rx, &mut acks, n, WITHIN).await;
         assert!(acks.complete, "{acks:?}");
-        assert_eq!(acks.counts_when_complete, n, "complete once all counted: {acks:?}");
+        assert_eq!(
+            acks.counts_when_complete, n,
+            "complete once all counted: {acks:?}"
+        );
         assert_eq!(acks.clients(), 3 * n);
         let mut got: Vec<u64> = acks.responses.iter().filter_map(Value::as_u64).collect();
         got.sort();

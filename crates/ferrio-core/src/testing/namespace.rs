@@ -169,6 +169,30 @@ impl FakeNamespace {
     }
 }
 
+impl FakeNamespace {
+    /// Records a delivery to `sid`, if it is one of this node's sockets.
+    fn record(
+        &self,
+        sid: &str,
+        encoded: &Encoded,
+        flags: BroadcastFlags,
+        ack_id: Option<u64>,
+    ) -> bool {
+        let mut r = self.record.lock();
+        if !r.sockets.iter().any(|s| &**s == sid) {
+            return false;
+        }
+        r.deliveries.push(Delivery {
+            sid: sid.to_owned(),
+            text: text(encoded),
+            attachments: encoded.attachments.len(),
+            flags,
+            ack_id,
+        });
+        true
+    }
+}
+
 impl LocalNamespace for FakeNamespace {
     fn name(&self) -> &str {
         "/"
@@ -179,34 +203,18 @@ impl LocalNamespace for FakeNamespace {
     }
 
     fn deliver(&self, sid: &str, encoded: &Encoded, flags: &BroadcastFlags) -> bool {
-        let mut r = self.record.lock();
-        if !r.sockets.iter().any(|s| &**s == sid) {
-            return false;
-        }
-        r.deliveries.push(Delivery {
-            sid: sid.to_owned(),
-            text: text(encoded),
-            attachments: encoded.attachments.len(),
-            flags: flags.clone(),
-            ack_id: None,
-        });
-        true
+        self.record(sid, encoded, flags.clone(), None)
     }
 
     fn deliver_with_ack(&self, sid: &str, encoded: &Encoded, ack_id: u64, sink: &AckSink) -> bool {
-        let mut r = self.record.lock();
-        if !r.sockets.iter().any(|s| &**s == sid) {
-            return false;
+        let delivered = self.record(sid, encoded, BroadcastFlags::default(), Some(ack_id));
+        if delivered {
+            self.record
+                .lock()
+                .acks
+                .insert((sid.to_owned(), ack_id), sink.clone());
         }
-        r.deliveries.push(Delivery {
-            sid: sid.to_owned(),
-            text: text(encoded),
-            attachments: encoded.attachments.len(),
-            flags: BroadcastFlags::default(),
-            ack_id: Some(ack_id),
-        });
-        r.acks.insert((sid.to_owned(), ack_id), sink.clone());
-        true
+        delivered
     }
 
     fn next_ack_id(&self) -> u64 {

@@ -74,19 +74,7 @@ impl<F> Drop for Node<F> {
     }
 }
 
-/// Waits until `f` holds (polling every 10 ms).
-pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use ferrio_core::testing::eventually;
 
 /// Waits until node `a` counts `n` servers.
 pub async fn wait_cluster<F>(a: &Node<F>, n: usize) {
