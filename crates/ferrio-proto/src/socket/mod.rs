@@ -1,8 +1,21 @@
-//! Socket.IO protocol v5: packets, the default JSON parser and binary reassembly.
+//! Socket.IO protocol v5: packets, the default JSON parser and binary reassembly, and the rules both
+//! sides share (CONNECT payloads, reserved names, namespaces, disconnect reasons, acks, retries).
 
+mod ack;
+mod connect;
 mod packet;
+mod reason;
+mod retry;
+mod rules;
 
+pub use ack::{AckArgs, AckError, AckTable, EmitError};
+pub use connect::{
+    ConnectAck, ConnectError, ConnectRequest, connect_ok, connect_request, invalid_namespace,
+};
 pub use packet::{Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode};
+pub use reason::{ClientDisconnectReason, DisconnectReason};
+pub use retry::{RetryOutcome, RetryQueue};
+pub use rules::{is_reserved_event, normalize_namespace};
 
 use crate::engine::Data;
 

@@ -430,7 +430,7 @@ fn build(
                 return Err(ParseError::InvalidPayload);
             }
             let event = match items.remove(0) {
-                Value::String(s) if !RESERVED_EVENTS.contains(&s.as_str()) => s,
+                Value::String(s) if !super::is_reserved_event(&s) => s,
                 Value::Number(n) => n.to_string(),
                 _ => return Err(ParseError::InvalidPayload),
             };

@@ -19,25 +19,31 @@ impl Value {
     /// Appends the `JSON.stringify` text of `self` to `out`, writing each blob as a placeholder and
     /// pushing it onto `attachments` (depth-first order; `num` counts from `attachments.len()`).
     pub fn write_json(&self, out: &mut String, attachments: &mut Vec<Bytes>) {
+        self.write_json_with(out, &mut |out, b| {
+            out.push_str("{\"_placeholder\":true,\"num\":");
+            out.push_str(itoa::Buffer::new().format(attachments.len()));
+            out.push('}');
+            attachments.push(b.clone());
+        });
+    }
+
+    /// The JSON writer, with blobs written by `binary` (a placeholder on the wire, a readable form in
+    /// `Display`).
+    fn write_json_with(&self, out: &mut String, binary: &mut dyn FnMut(&mut String, &Bytes)) {
         match self {
             Value::Null => out.push_str("null"),
             Value::Bool(true) => out.push_str("true"),
             Value::Bool(false) => out.push_str("false"),
             Value::Number(n) => write_number(out, n),
             Value::String(s) => write_escaped(out, s),
-            Value::Binary(b) => {
-                out.push_str("{\"_placeholder\":true,\"num\":");
-                out.push_str(itoa::Buffer::new().format(attachments.len()));
-                out.push('}');
-                attachments.push(b.clone());
-            }
+            Value::Binary(b) => binary(out, b),
             Value::Array(a) => {
                 out.push('[');
                 for (i, v) in a.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    v.write_json(out, attachments);
+                    v.write_json_with(out, binary);
                 }
                 out.push(']');
             }
@@ -49,7 +55,7 @@ impl Value {
                     }
                     write_escaped(out, k);
                     out.push(':');
-                    v.write_json(out, attachments);
+                    v.write_json_with(out, binary);
                 }
                 out.push('}');
             }
@@ -404,5 +410,37 @@ mod tests {
             .resolve_placeholders(&[Bytes::from_static(b"x")])
             .unwrap();
         assert!(v.has_binary());
+    }
+}
+
+/// Prints the value as JSON text. A blob prints as Node prints a `Buffer` in JSON
+/// (`{"type":"Buffer","data":[1,2]}`), so nothing is hidden and the text stays valid JSON.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        self.write_json_with(&mut out, &mut |out, b| {
+            out.push_str("{\"type\":\"Buffer\",\"data\":[");
+            for (i, byte) in b.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(itoa::Buffer::new().format(*byte));
+            }
+            out.push_str("]}");
+        });
+        f.write_str(&out)
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn display_prints_json() {
+        let v = Value::from_json(r#"{"a":[1,"x\"y",null,true,2.5]}"#).unwrap();
+        assert_eq!(v.to_string(), r#"{"a":[1,"x\"y",null,true,2.5]}"#);
+        let b: Value = vec![Value::from(Bytes::from_static(&[1, 255]))].into();
+        assert_eq!(b.to_string(), r#"[{"type":"Buffer","data":[1,255]}]"#);
     }
 }
