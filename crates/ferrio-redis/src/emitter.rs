@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ferrio_core::adapter::{BroadcastOptions, Room};
-use ferrio_proto::socket::Packet;
+use ferrio_proto::socket::{Packet, normalize_namespace};
 use ferrio_proto::value::Value;
 
 use crate::classic::conn::Driver;
@@ -56,13 +56,8 @@ impl Emitter {
 
     /// The same emitter for namespace `nsp`.
     pub fn of(&self, nsp: &str) -> Emitter {
-        let nsp = if nsp.starts_with('/') {
-            nsp.to_owned()
-        } else {
-            format!("/{nsp}")
-        };
         Emitter {
-            nsp,
+            nsp: normalize_namespace(nsp).into_owned(),
             opts: BroadcastOptions::default(),
             ..self.clone()
         }
