@@ -17,15 +17,26 @@
 //!
 //! For a Redis Cluster (sharded Pub/Sub, `createShardedAdapter`), see [`ShardedRedisAdapterHandle`].
 //!
-//! Both flavours are one [`ClusterAdapter`] core (request ids, pending requests, ack fan-in, timeouts,
-//! the local fallback) over a transport that only moves messages: [`ClassicTransport`] (SUBSCRIBE /
-//! PSUBSCRIBE, the classic message format) and [`ShardedTransport`] (SSUBSCRIBE / SPUBLISH, the
-//! `ClusterAdapter` message format).
+//! ## Layers
 //!
-//! Two connections per server, shared by all namespaces: one publishes (pipelined, in order), one holds
-//! the subscriptions. Both reconnect by themselves with backoff, and the subscriptions are made again.
-//! Local delivery never waits for Redis; while it is unreachable, what should go to other nodes is
-//! dropped and counted ([`Metrics::dropped`]).
+//! ```text
+//!  ClusterAdapter<T>   cluster/   one per namespace: local rooms, request ids, pending requests, ack
+//!                                 fan-in, timeouts, the local fallback; one handler per message kind
+//!        |  Transport (typed Message / Response out)     ^  Inbox (typed, decoded, in)
+//!  ClassicTransport    classic/   the redis-adapter format; SUBSCRIBE / PSUBSCRIBE channels
+//!  ShardedTransport    sharded/   the ClusterAdapter format (cluster/wire.rs); SSUBSCRIBE channels
+//!        |  PublishQueue (bytes out)                     ^  Subscriber (channel + bytes in)
+//!  drivers             classic/conn.rs, sharded/conn.rs: a server's connections, shared by its
+//!                      namespaces; reconnection, pipelining, counters (link.rs)
+//! ```
+//!
+//! A third transport (Redis Streams: one stream, per-message offsets) fits the same two doors: its
+//! `publish` resolves with the entry id, and what it reads carries it as the offset of each incoming message.
+//!
+//! Classic: two connections per server, shared by all namespaces: one publishes (pipelined, in order),
+//! one holds the subscriptions. Both reconnect by themselves with backoff, and the subscriptions are
+//! made again. Local delivery never waits for Redis; while it is unreachable, what should go to other
+//! nodes is dropped and counted ([`Metrics::dropped`]).
 #![warn(missing_docs)]
 
 /// The builder of a `#[non_exhaustive]` configuration: `Config::builder()`, one setter per option,
