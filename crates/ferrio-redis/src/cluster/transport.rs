@@ -3,6 +3,11 @@
 //! A transport moves messages of one namespace between nodes: it encodes them in its flavour's format,
 //! picks where they go (a channel, a stream) and hands what arrives, decoded, to an [`Inbox`]. It never
 //! touches sockets or rooms; the core never sees bytes or channels.
+//!
+//! Pub/Sub transports publish to channels and give no offsets. A log-based transport (Redis Streams,
+//! `@socket.io/redis-streams-adapter`) fits the same shape: every message, response or not, goes to its
+//! one stream (`publish_response` names the requester inside the message), `publish` resolves with the
+//! entry id, and each entry it reads reaches the inbox with that id as its offset.
 
 use std::sync::Weak;
 
