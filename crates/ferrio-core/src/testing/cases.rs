@@ -557,10 +557,10 @@ pub async fn sockets_join_and_leave(harness: &dyn Harness) {
 pub async fn disconnect_sockets(harness: &dyn Harness) {
     for n in sizes(harness) {
         let (cluster, sockets) = populated(harness, n).await;
+        // From the last node, so that on one node it is node 0 and on more another one than the first.
         let origin = n - 1;
-        cluster
-            .node(origin)
-            .adapter()
+        let adapter = cluster.node(origin).adapter();
+        adapter
             .disconnect_sockets(opts(&["q"], &[]), true)
             .await
             .unwrap();
@@ -573,9 +573,7 @@ pub async fn disconnect_sockets(harness: &dyn Harness) {
                 "a disconnected socket leaves its rooms"
             );
         }
-        cluster
-            .node(origin)
-            .adapter()
+        adapter
             .disconnect_sockets(local(opts(&["r"], &[])), false)
             .await
             .unwrap();
