@@ -1,12 +1,12 @@
 //! What is particular to the sharded adapter (SSUBSCRIBE / SPUBLISH), with ferrio nodes on a private
-//! 3-node Redis Cluster: subscription modes, room channels, the wire format. The `Adapter` contract
-//! itself is checked by the conformance suite (`conformance_sharded.rs`).
+//! 3-node Redis Cluster: room channels and the wire format. The `Adapter` contract itself, in every
+//! subscription mode, is checked by the conformance suite (`conformance_sharded.rs`).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Incoming, RedisCluster, eventually, expect_silence, next_text, wait_cluster};
+use common::{RedisCluster, eventually, expect_silence, next_text, wait_cluster};
 use ferrio::Value;
 use ferrio_redis::{ShardedTransport, SubscriptionMode};
 
@@ -50,66 +50,6 @@ async fn two_nodes(mode: SubscriptionMode) -> (RedisCluster, Node, Node) {
     wait_cluster(&a, 2).await;
     wait_cluster(&b, 2).await;
     (cluster, a, b)
-}
-
-/// A broadcast to a room across nodes, binary included, and `except`, in the modes the conformance
-/// suite does not run (it runs `dynamic`).
-async fn room_broadcast(mode: SubscriptionMode) {
-    let (cluster, a, b) = two_nodes(mode).await;
-    let (mut c1, s1) = a.client().await;
-    let (mut c2, s2) = b.client().await;
-    let (mut c3, _s3) = b.client().await;
-    a.io().of("/").socket(&s1).unwrap().join(["r"]);
-    b.io().of("/").socket(&s2).unwrap().join(["r"]);
-    if mode != SubscriptionMode::Static {
-        wait_room_subscribers(&cluster, "socket.io#/#r#", 2).await;
-    }
-
-    a.io()
-        .to("r")
-        .emit(
-            "hello",
-            &("x", Value::Binary(bytes::Bytes::from_static(&[1, 2, 3]))),
-        )
-        .unwrap();
-    for c in [&mut c1, &mut c2] {
-        assert_eq!(
-            next_text(c).await,
-            r#"451-["hello","x",{"_placeholder":true,"num":0}]"#
-        );
-        assert_eq!(c.recv().await, Incoming::Binary(vec![1, 2, 3].into()));
-    }
-    expect_silence(&mut c3, QUIET).await;
-
-    // Plain JSON too, from the other node.
-    b.io().to("r").emit("again", &1).unwrap();
-    assert_eq!(next_text(&mut c1).await, r#"42["again",1]"#);
-    assert_eq!(next_text(&mut c2).await, r#"42["again",1]"#);
-    expect_silence(&mut c3, QUIET).await;
-
-    // To one socket of the other node (its private room).
-    a.io().to(s2.as_str()).emit("direct", &()).unwrap();
-    assert_eq!(next_text(&mut c2).await, r#"42["direct"]"#);
-    expect_silence(&mut c3, QUIET).await;
-
-    // except, everyone.
-    b.io().except("r").emit("ex", &1).unwrap();
-    assert_eq!(next_text(&mut c3).await, r#"42["ex",1]"#);
-    expect_silence(&mut c1, QUIET).await;
-    a.io().emit("all", &()).unwrap();
-    for c in [&mut c1, &mut c2, &mut c3] {
-        assert_eq!(next_text(c).await, r#"42["all"]"#);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broadcast_to_a_room_static() {
-    room_broadcast(SubscriptionMode::Static).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broadcast_to_a_room_dynamic_private() {
-    room_broadcast(SubscriptionMode::DynamicPrivate).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
