@@ -114,10 +114,9 @@ async fn connect_adapter(
         AdapterSpec::Local => Ok(AdapterHandle::Local),
         AdapterSpec::Redis { url, key } => {
             tracing::info!(%url, %key, "connecting to the redis adapter");
-            let redis_config = ferrio_redis::RedisAdapterConfig {
-                key: key.clone(),
-                ..Default::default()
-            };
+            let redis_config = ferrio_redis::RedisAdapterConfig::builder()
+                .key(key.clone())
+                .build();
             let handle = ferrio_redis::RedisAdapterHandle::connect(url, redis_config)
                 .await
                 .map_err(|e| {
@@ -131,10 +130,9 @@ async fn connect_adapter(
         }
         AdapterSpec::RedisSharded { urls, key } => {
             tracing::info!(?urls, %key, "connecting to the sharded redis adapter (Redis Cluster)");
-            let sharded_config = ferrio_redis::ShardedConfig {
-                channel_prefix: key.clone(),
-                ..Default::default()
-            };
+            let sharded_config = ferrio_redis::ShardedConfig::builder()
+                .channel_prefix(key.clone())
+                .build();
             let handle = ferrio_redis::ShardedRedisAdapterHandle::connect(urls.clone(), sharded_config)
                 .await
                 .map_err(|e| {
