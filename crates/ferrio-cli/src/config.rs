@@ -56,7 +56,8 @@ pub struct ServeOptions {
     /// Serve the browser bundle under the path.
     #[arg(long, env = "FERRIO_SERVE_CLIENT")]
     pub serve_client: Option<bool>,
-    /// Folder of the socket.io-client bundle (`node_modules/socket.io-client/dist`).
+    /// Folder of the socket.io-client bundle (default: `./node_modules/socket.io-client/dist`, else the
+    /// pinned release, fetched from the npm registry into the user's cache on first use).
     #[arg(long, env = "FERRIO_CLIENT_DIST")]
     pub client_dist: Option<PathBuf>,
     /// Remove dynamic child namespaces when empty.

@@ -45,8 +45,14 @@ pub struct ConnectOptions {
     pub path: String,
 }
 
+/// One JSON line on stdout, the only thing stdout carries (help, prompts and errors go to stderr).
 fn print(v: serde_json::Value) {
-    println!("{v}");
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{v}").and_then(|()| out.flush()).is_err() {
+        // The reader is gone (`ferrio connect … | head -1`): nobody is left to tell anything.
+        std::process::exit(0);
+    }
 }
 
 /// A Value as plain JSON for printing: binary becomes `{"$binary": base64}`.
@@ -116,7 +122,7 @@ impl Session {
         let name = nsp.to_owned();
         socket.on_connect_error(move |_s, err| {
             let nsp = name.clone();
-            async move { print(json!({ "type": "connect_error", "nsp": nsp, "error": to_json(&err) })) }
+            async move { print(json!({ "type": "connect_error", "nsp": nsp, "error": to_json(&err.to_value()) })) }
         });
         let name = nsp.to_owned();
         socket.on_disconnect(move |_s, reason| {
@@ -241,6 +247,7 @@ const HELP: &str = "commands: emit EVENT [JSON] | ack EVENT [JSON] (emit and wai
 answer N [JSON] (answer the server's ack N) | ns /NAME (switch namespace) | quit";
 
 async fn interactive(session: Arc<Session>, mut nsp: String, wait: f64) -> Result<(), String> {
+    // On stderr, piped or not: a script reading stdout gets JSON lines only.
     eprintln!("{HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -296,11 +303,7 @@ async fn interactive(session: Arc<Session>, mut nsp: String, wait: f64) -> Resul
                 }
             }
             "ns" => {
-                nsp = if rest.starts_with('/') {
-                    rest.to_owned()
-                } else {
-                    format!("/{rest}")
-                };
+                nsp = ferrio_proto::socket::normalize_namespace(rest).into_owned();
                 open(&session, &nsp);
             }
             _ => eprintln!("{HELP}"),

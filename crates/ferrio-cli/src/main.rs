@@ -1,8 +1,11 @@
 //! The `ferrio` binary: `serve` a Socket.IO server, `connect` to one, `bench` one.
 
 mod bench;
+mod bundle;
 mod config;
 mod connect;
+mod npm;
+mod page;
 mod serve;
 
 use std::path::PathBuf;

@@ -1,18 +1,14 @@
 //! `ferrio serve`: a configurable Socket.IO server running the demo chat application.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ferrio::{Event, Io, Socket};
-use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
 use serde::Deserialize;
 use tower_layer::Layer;
 
+use crate::bundle;
 use crate::config::{AdapterSpec, ServeOptions};
-
-const DEMO_PAGE: &str = include_str!("demo.html");
+use crate::page::{self, BundleGate};
 
 #[derive(Deserialize)]
 struct ChatIn {
@@ -75,23 +71,6 @@ pub fn demo_app(io: &Io) {
     });
 }
 
-async fn page(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut res = if req.uri().path() == "/" {
-        let mut r = Response::new(Full::new(Bytes::from_static(DEMO_PAGE.as_bytes())));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        r
-    } else {
-        Response::new(Full::new(Bytes::from_static(b"Not Found")))
-    };
-    if req.uri().path() != "/" {
-        *res.status_mut() = StatusCode::NOT_FOUND;
-    }
-    Ok(res)
-}
-
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -101,6 +80,9 @@ pub enum ServeError {
     /// The adapter could not be set up (Redis unreachable, adapter not built in).
     #[error("{0}")]
     Adapter(String),
+    /// The browser bundle's settings are inconsistent.
+    #[error("{0}")]
+    Bundle(String),
 }
 
 /// How long `ferrio serve` waits for Redis at start before giving up.
@@ -132,10 +114,9 @@ async fn connect_adapter(
         AdapterSpec::Local => Ok(AdapterHandle::Local),
         AdapterSpec::Redis { url, key } => {
             tracing::info!(%url, %key, "connecting to the redis adapter");
-            let redis_config = ferrio_redis::RedisAdapterConfig {
-                key: key.clone(),
-                ..Default::default()
-            };
+            let redis_config = ferrio_redis::RedisAdapterConfig::builder()
+                .key(key.clone())
+                .build();
             let handle = ferrio_redis::RedisAdapterHandle::connect(url, redis_config)
                 .await
                 .map_err(|e| {
@@ -149,10 +130,9 @@ async fn connect_adapter(
         }
         AdapterSpec::RedisSharded { urls, key } => {
             tracing::info!(?urls, %key, "connecting to the sharded redis adapter (Redis Cluster)");
-            let sharded_config = ferrio_redis::ShardedConfig {
-                channel_prefix: key.clone(),
-                ..Default::default()
-            };
+            let sharded_config = ferrio_redis::ShardedConfig::builder()
+                .channel_prefix(key.clone())
+                .build();
             let handle = ferrio_redis::ShardedRedisAdapterHandle::connect(urls.clone(), sharded_config)
                 .await
                 .map_err(|e| {
@@ -174,11 +154,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         .adapter_spec()
         .map_err(|e| ServeError::Adapter(e.to_string()))?;
     let mut config = opts.io_config();
-    let adapter = connect_adapter(&spec, &mut config).await?;
-    let dist = config.client_dist.clone();
-    if config.serve_client && !dist.join("socket.io.js").exists() {
-        tracing::warn!(dir = %dist.display(), "socket.io-client bundle not found: /socket.io/socket.io.js will answer 404");
+    let bundle = Arc::new(bundle::for_serve(&opts).map_err(ServeError::Bundle)?);
+    if let Some(dir) = bundle.dir() {
+        config.client_dist = dir.to_owned();
     }
+    let adapter = connect_adapter(&spec, &mut config).await?;
     let io = Io::new(config);
     demo_app(&io);
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
@@ -187,7 +167,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "serving");
-    let service = io.layer().layer(tower::service_fn(page));
+    let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
+    let pages = {
+        let (bundle, path) = (bundle.clone(), path.clone());
+        tower::service_fn(move |req| page::page(req, bundle.clone(), path.clone()))
+    };
+    let service = BundleGate::new(io.layer().layer(pages), bundle, &path);
     let result = tokio::select! {
         r = ferrio::serve(listener, service) => r,
         _ = shutdown_signal() => {

@@ -23,17 +23,17 @@ async fn main() {
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let room = args.next().unwrap_or_else(|| "lobby".into());
 
-    let socket = ferrio_client::connect(&url, ClientOptions::default());
+    let opts = ClientOptions::builder()
+        .ack_timeout(Duration::from_secs(5))
+        .build();
+    let socket = ferrio_client::connect(&url, opts);
     let joined_room = room.clone();
     socket.on_connect(move |socket: Socket| {
         let room = joined_room.clone();
         async move {
             // Joining again after every reconnection: the server forgets rooms with the connection.
-            match socket
-                .timeout(Duration::from_secs(5))
-                .emit_with_ack("join", &room)
-                .await
-            {
+            // Waits up to `ack_timeout` for the server's answer.
+            match socket.emit_with_ack("join", &room).await {
                 Ok(ack) if ack.clone().parse::<bool>().unwrap_or(false) => {
                     println!("joined {room} as {:?}", socket.id())
                 }
@@ -51,7 +51,15 @@ async fn main() {
         let reply = serde_json::json!({ "room": msg.room, "text": format!("echo: {}", msg.text) });
         let _ = socket.emit("chat", &reply);
     });
-    socket.on_disconnect(|_s, reason| async move { eprintln!("disconnected: {reason}") });
+    socket.on_connect_error(|_s, err| async move {
+        eprintln!("cannot join: {err} (data: {:?})", err.data)
+    });
+    socket.on_disconnect(|_s, reason| async move {
+        eprintln!(
+            "disconnected: {reason} (reconnecting: {})",
+            reason.will_reconnect()
+        )
+    });
 
     tokio::signal::ctrl_c().await.ok();
     socket.disconnect();

@@ -9,12 +9,14 @@ mod manager;
 mod options;
 mod socket;
 
+pub use ferrio_proto::socket::{
+    AckArgs, AckError, ClientDisconnectReason as DisconnectReason, ConnectError, EmitError,
+    JsonParser, Parser,
+};
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use manager::{Manager, ManagerEvent, connect};
-pub use options::{Auth, BoxFuture, ClientOptions};
-pub use socket::{
-    AckArgs, AckError, AckSender, DisconnectReason, EmitError, Emitter, Event, Socket,
-};
+pub use options::{Auth, BoxFuture, ClientOptions, ClientOptionsBuilder, SocketOptions};
+pub use socket::{AckSender, Emitter, Event, ListenerId, Socket};
 
 /// The README's code runs as doctests here, where both the server and the client are at hand (the server
 /// is a dev-dependency), so the documentation cannot drift from the API.

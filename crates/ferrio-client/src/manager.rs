@@ -1,19 +1,23 @@
-//! The Manager: one Engine.IO connection shared by the sockets of several namespaces, reconnecting with
-//! exponential backoff.
+//! The Manager: one Engine.IO connection shared by the sockets of several namespaces.
+//!
+//! When to connect, how long an attempt may take, when to try again and what to report are decided by
+//! `ferrio_proto::reconnect::Reconnect`; the manager's task only executes its outputs: it runs the
+//! connection attempt, pumps the connection's events to the sockets, and sleeps until the machine's next
+//! deadline.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use ferrio_proto::backoff::Backoff;
-use ferrio_proto::engine::{Frame, TransportKind};
-use ferrio_proto::socket::{Decoder, Packet, encode};
+use ferrio_proto::engine::TransportKind;
+use ferrio_proto::reconnect::{Event, Output, Reconnect};
+use ferrio_proto::socket::{Packet, PacketDecoder, normalize_namespace};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::engine::{self, ClientCloseReason, EngineEvent, EngineSender};
-use crate::options::ClientOptions;
-use crate::socket::{DisconnectReason, Socket, SocketInner};
+use crate::engine::{self, EngineConnection, EngineError, EngineEvent, EngineSender};
+use crate::options::{BoxFuture, ClientOptions, SocketOptions};
+use crate::socket::{Socket, SocketInner};
+use ferrio_proto::socket::ClientDisconnectReason as DisconnectReason;
 
 /// What a manager reports (`open`, `error`, `close`, `ping`, `reconnect_attempt`, `reconnect`,
 /// `reconnect_error`, `reconnect_failed`).
@@ -40,11 +44,13 @@ pub enum ManagerEvent {
 
 type Listener = Arc<dyn Fn(&ManagerEvent) + Send + Sync>;
 
-#[derive(Default)]
 struct State {
+    /// The open connection, once its sockets have been told.
     sender: Option<EngineSender>,
     sockets: HashMap<String, Weak<SocketInner>>,
+    /// Whether the manager's task runs; it ends when the machine has nothing left to do.
     running: bool,
+    machine: Reconnect,
 }
 
 pub(crate) struct ManagerInner {
@@ -52,10 +58,8 @@ pub(crate) struct ManagerInner {
     pub(crate) opts: ClientOptions,
     state: Mutex<State>,
     listeners: RwLock<Vec<Listener>>,
-    decoder: Mutex<Decoder>,
-    /// Set by `close()`: stop, and do not reconnect.
-    closed: AtomicBool,
-    close_signal: Notify,
+    /// Wakes the task after `open()` or `close()` changed the machine.
+    wake: Notify,
 }
 
 /// One connection to a server, shared by sockets (`io.Manager`). Cloning shares it.
@@ -75,28 +79,45 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     /// A manager for the server at `url` (`http(s)://host:port`; the path comes from the options).
     pub fn new(url: &str, opts: ClientOptions) -> Manager {
+        let machine = Reconnect::new(opts.reconnect_config(), rand::random());
         Manager {
             inner: Arc::new(ManagerInner {
                 url: url.trim_end_matches('/').to_owned(),
                 opts,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    sender: None,
+                    sockets: HashMap::new(),
+                    running: false,
+                    machine,
+                }),
                 listeners: RwLock::new(Vec::new()),
-                decoder: Mutex::new(Decoder::default()),
-                closed: AtomicBool::new(false),
-                close_signal: Notify::new(),
+                wake: Notify::new(),
             }),
         }
     }
 
-    /// The socket of namespace `nsp` on this connection (connected at once when `auto_connect`).
+    /// The socket of namespace `nsp` on this connection: the one already there, or a new one with the
+    /// manager's `auth`, `ack_timeout` and `retries` (connected at once when `auto_connect`).
     pub fn socket(&self, nsp: &str) -> Socket {
-        let nsp = if nsp.starts_with('/') {
-            nsp.to_owned()
-        } else {
-            format!("/{nsp}")
+        self.socket_with(nsp, SocketOptions::from(&self.inner.opts))
+    }
+
+    /// The socket of namespace `nsp` on this connection: the one already there (`opts` are then
+    /// ignored), or a new one with `opts` (connected at once when `auto_connect`).
+    pub fn socket_with(&self, nsp: &str, opts: SocketOptions) -> Socket {
+        let nsp = normalize_namespace(nsp).into_owned();
+        let socket = {
+            let mut st = self.inner.state.lock();
+            match st.sockets.get(&nsp).and_then(Weak::upgrade) {
+                Some(inner) => Socket { inner },
+                None => {
+                    let socket = Socket::new(nsp.clone(), self.inner.clone(), opts);
+                    st.sockets.insert(nsp, Arc::downgrade(&socket.inner));
+                    socket
+                }
+            }
         };
-        let socket = Socket::new(nsp, self.inner.clone());
-        if self.inner.opts.auto_connect {
+        if self.inner.opts.auto_connect && !socket.active() {
             socket.connect();
         }
         socket
@@ -109,7 +130,7 @@ impl Manager {
 
     /// Opens the connection (done by the sockets when they connect).
     pub fn open(&self) {
-        self.inner.start();
+        self.inner.open();
     }
 
     /// Closes the connection for good: no reconnection.
@@ -138,6 +159,10 @@ impl Manager {
     }
 }
 
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 impl ManagerInner {
     fn emit(&self, ev: ManagerEvent) {
         let listeners = self.listeners.read().clone();
@@ -147,9 +172,11 @@ impl ManagerInner {
     }
 
     fn sockets(&self) -> Vec<Socket> {
-        self.state
-            .lock()
-            .sockets
+        Self::live(&self.state.lock())
+    }
+
+    fn live(st: &State) -> Vec<Socket> {
+        st.sockets
             .values()
             .filter_map(|w| w.upgrade())
             .map(|inner| Socket { inner })
@@ -168,8 +195,7 @@ impl ManagerInner {
             let socket = socket.clone();
             tokio::spawn(async move { socket.on_open().await });
         } else {
-            self.closed.store(false, Ordering::Release);
-            self.start();
+            self.open();
         }
     }
 
@@ -180,190 +206,216 @@ impl ManagerInner {
         }
     }
 
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.close_signal.notify_waiters();
-        let sender = self.state.lock().sender.clone();
-        if let Some(s) = sender {
-            s.close();
+    fn open(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        st.machine.open(now());
+        if st.running {
+            self.wake.notify_one();
+        } else {
+            st.running = true;
+            tokio::spawn(self.clone().drive());
         }
     }
 
-    fn start(self: &Arc<Self>) {
-        {
-            let mut st = self.state.lock();
-            if st.running {
-                return;
-            }
-            st.running = true;
-        }
-        tokio::spawn(self.clone().drive());
+    fn close(&self) {
+        self.state.lock().machine.close();
+        self.wake.notify_one();
     }
 
     /// Encodes and writes a packet on the current connection (dropped when there is none; a volatile
     /// packet is only written while connected, which the socket checked).
-    pub(crate) fn write_packet(&self, packet: &Packet, _volatile: bool) {
+    pub(crate) fn write_packet(&self, packet: &Packet) {
         let sender = self.state.lock().sender.clone();
         let Some(sender) = sender else { return };
-        let encoded = encode(packet);
-        if sender.send(encoded.head).is_err() {
-            return;
-        }
-        for a in encoded.attachments {
-            if sender.send(Frame::Binary(a)).is_err() {
+        for frame in self.opts.parser.encode(packet).frames() {
+            if sender.send(frame).is_err() {
                 return;
             }
         }
     }
 
-    /// Connects, pumps the connection's events, reconnects with backoff until closed or out of attempts.
+    /// Executes the reconnection machine until it has nothing left to do.
     async fn drive(self: Arc<Self>) {
-        let opts = &self.opts;
-        let mut backoff = Backoff::new(
-            opts.reconnection_delay,
-            opts.reconnection_delay_max,
-            opts.randomization_factor,
-        );
-        let mut reconnecting = false;
+        let mut task = Task {
+            attempt: None,
+            conn: None,
+            decoder: self.opts.parser.decoder(),
+            last_error: String::new(),
+        };
         loop {
-            if self.closed.load(Ordering::Acquire) {
-                break;
-            }
-            if reconnecting {
-                if opts
-                    .reconnection_attempts
-                    .is_some_and(|max| backoff.attempts() >= max)
-                {
-                    self.emit(ManagerEvent::ReconnectFailed);
-                    for s in self.sockets() {
-                        s.on_gave_up();
-                    }
-                    break;
+            self.execute(&mut task).await;
+            let deadline = {
+                let mut st = self.state.lock();
+                if !st.machine.is_active() && task.attempt.is_none() && task.conn.is_none() {
+                    st.running = false;
+                    return;
                 }
-                let delay = backoff.next_delay(rand::random::<f64>());
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.close_signal.notified() => break,
-                }
-                self.emit(ManagerEvent::ReconnectAttempt(backoff.attempts()));
-            }
-            let attempt =
-                tokio::time::timeout(opts.timeout, engine::connect(&self.url, &opts.engine)).await;
-            let mut conn = match attempt {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => {
-                    self.on_connect_failed(e.to_string(), reconnecting);
-                    if !opts.reconnection {
-                        break;
-                    }
-                    reconnecting = true;
-                    continue;
-                }
-                Err(_) => {
-                    self.on_connect_failed("timeout".into(), reconnecting);
-                    if !opts.reconnection {
-                        break;
-                    }
-                    reconnecting = true;
-                    continue;
+                st.machine.poll_timeout()
+            };
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
                 }
             };
-            if self.closed.load(Ordering::Acquire) {
-                conn.sender.close();
-                break;
-            }
-            self.state.lock().sender = Some(conn.sender.clone());
-            self.decoder.lock().reset();
-            self.emit(ManagerEvent::Open);
-            if reconnecting {
-                self.emit(ManagerEvent::Reconnect(backoff.attempts()));
-            }
-            backoff.reset();
-            for s in self.sockets() {
-                s.on_open().await;
-            }
-
-            let reason = loop {
-                match conn.events.recv().await {
-                    Some(EngineEvent::Message(data)) => {
-                        let decoded = self.decoder.lock().decode_data(data);
-                        match decoded {
-                            Ok(Some(packet)) => {
-                                let socket = self
-                                    .state
-                                    .lock()
-                                    .sockets
-                                    .get(packet.nsp())
-                                    .and_then(Weak::upgrade)
-                                    .map(|inner| Socket { inner });
-                                if let Some(s) = socket {
-                                    s.on_packet(packet).await;
-                                }
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::debug!(error = %e, "invalid packet from the server");
-                                conn.sender.close();
-                                break DisconnectReason::ParseError;
-                            }
+            tokio::select! {
+                Some(r) = async {
+                    match task.attempt.as_mut() {
+                        Some(attempt) => Some(attempt.await),
+                        None => None,
+                    }
+                } => {
+                    task.attempt = None;
+                    match r {
+                        Ok(conn) => {
+                            task.decoder.reset();
+                            task.conn = Some(conn);
+                            self.state.lock().machine.on_open(now());
+                        }
+                        Err(e) => {
+                            task.last_error = e.to_string();
+                            self.state.lock().machine.on_error(now());
                         }
                     }
-                    Some(EngineEvent::Ping) => self.emit(ManagerEvent::Ping),
-                    Some(EngineEvent::Upgrade(_)) => {}
-                    Some(EngineEvent::Close(r)) => break map_reason(&r),
-                    None => break DisconnectReason::TransportClose,
                 }
-            };
-            self.state.lock().sender = None;
-            self.decoder.lock().reset();
-            self.emit(ManagerEvent::Close(reason.as_str().to_owned()));
-            for s in self.sockets() {
-                s.on_close(reason.clone());
+                Some(ev) = async {
+                    match task.conn.as_mut() {
+                        Some(conn) => Some(conn.events.recv().await),
+                        None => None,
+                    }
+                } => {
+                    self.on_engine_event(&mut task, ev).await;
+                }
+                _ = sleep => self.state.lock().machine.handle_timeout(now()),
+                _ = self.wake.notified() => {}
             }
-            if self.closed.load(Ordering::Acquire) || !opts.reconnection {
-                break;
+        }
+    }
+
+    async fn on_engine_event(&self, task: &mut Task, ev: Option<EngineEvent>) {
+        let reason = match ev {
+            Some(EngineEvent::Message(data)) => match task.decoder.decode(data) {
+                Ok(Some(packet)) => {
+                    let socket = self
+                        .state
+                        .lock()
+                        .sockets
+                        .get(packet.nsp())
+                        .and_then(Weak::upgrade)
+                        .map(|inner| Socket { inner });
+                    if let Some(s) = socket {
+                        s.on_packet(packet).await;
+                    }
+                    return;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "invalid packet from the server");
+                    DisconnectReason::ParseError
+                }
+            },
+            Some(EngineEvent::Ping) => {
+                self.emit(ManagerEvent::Ping);
+                return;
             }
-            reconnecting = true;
+            Some(EngineEvent::Upgrade(_)) => return,
+            // The engine's close reason, as the sockets see it (one mapping, in proto).
+            Some(EngineEvent::Close { reason, .. }) => reason.into(),
+            None => DisconnectReason::TransportClose,
+        };
+        if let Some(conn) = task.conn.take() {
+            conn.sender.close();
         }
-        self.state.lock().running = false;
+        let mut st = self.state.lock();
+        st.sender = None;
+        st.machine.on_close(now(), reason);
     }
 
-    fn on_connect_failed(&self, message: String, reconnecting: bool) {
-        self.emit(ManagerEvent::Error(message.clone()));
-        if reconnecting {
-            self.emit(ManagerEvent::ReconnectError(message.clone()));
+    /// Runs what the machine asks for, in order.
+    async fn execute(&self, task: &mut Task) {
+        loop {
+            let out = self.state.lock().machine.poll_output();
+            let Some(out) = out else { return };
+            match out {
+                Output::Connect => {
+                    let url = self.url.clone();
+                    let engine = self.opts.engine.clone();
+                    task.attempt = Some(Box::pin(
+                        async move { engine::connect(&url, &engine).await },
+                    ));
+                }
+                Output::Abort => {
+                    task.attempt = None;
+                    task.last_error = "timeout".into();
+                }
+                Output::Disconnect => {
+                    if let Some(conn) = task.conn.take() {
+                        conn.sender.close();
+                    }
+                    self.state.lock().sender = None;
+                }
+                Output::Event(ev) => self.report(task, ev).await,
+            }
         }
-        for s in self.sockets() {
-            s.on_manager_error(&message);
+    }
+
+    async fn report(&self, task: &mut Task, ev: Event) {
+        match ev {
+            Event::Open => {
+                let sockets = {
+                    let mut st = self.state.lock();
+                    // The sender and the list of sockets to tell change together: a socket attached
+                    // from now on sends its own CONNECT, one attached before is in this list.
+                    st.sender = task.conn.as_ref().map(|c| c.sender.clone());
+                    Self::live(&st)
+                };
+                self.emit(ManagerEvent::Open);
+                for s in sockets {
+                    s.on_open().await;
+                }
+            }
+            Event::Error => {
+                self.emit(ManagerEvent::Error(task.last_error.clone()));
+                for s in self.sockets() {
+                    s.on_manager_error(&task.last_error);
+                }
+            }
+            Event::Close(reason) => {
+                task.decoder.reset();
+                self.emit(ManagerEvent::Close(close_string(&reason).to_owned()));
+                for s in self.sockets() {
+                    s.on_close(reason);
+                }
+            }
+            Event::ReconnectAttempt(n) => self.emit(ManagerEvent::ReconnectAttempt(n)),
+            Event::Reconnect(n) => self.emit(ManagerEvent::Reconnect(n)),
+            Event::ReconnectError => {
+                self.emit(ManagerEvent::ReconnectError(task.last_error.clone()))
+            }
+            Event::ReconnectFailed => {
+                self.emit(ManagerEvent::ReconnectFailed);
+                for s in self.sockets() {
+                    s.on_gave_up();
+                }
+            }
         }
     }
 }
 
-fn map_reason(r: &ClientCloseReason) -> DisconnectReason {
-    match r {
-        ClientCloseReason::PingTimeout => DisconnectReason::PingTimeout,
-        ClientCloseReason::ParseError => DisconnectReason::ParseError,
-        ClientCloseReason::TransportError(_) => DisconnectReason::TransportError,
-        _ => DisconnectReason::TransportClose,
-    }
+/// What the manager's task holds between two steps of the machine.
+struct Task {
+    attempt: Option<BoxFuture<Result<EngineConnection, EngineError>>>,
+    conn: Option<EngineConnection>,
+    decoder: Box<dyn PacketDecoder>,
+    /// The error of the last failed attempt, for the `error` and `reconnect_error` events.
+    last_error: String,
 }
 
-trait DecodeData {
-    fn decode_data(
-        &mut self,
-        data: ferrio_proto::engine::Data,
-    ) -> Result<Option<Packet>, ferrio_proto::socket::ParseError>;
-}
-
-impl DecodeData for Decoder {
-    fn decode_data(
-        &mut self,
-        data: ferrio_proto::engine::Data,
-    ) -> Result<Option<Packet>, ferrio_proto::socket::ParseError> {
-        match data {
-            ferrio_proto::engine::Data::Text(t) => self.decode_text(&t),
-            ferrio_proto::engine::Data::Binary(b) => self.decode_binary(b),
-        }
+/// The manager's own reason for a close the user asked for is the official "forced close".
+fn close_string(reason: &DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::IoClientDisconnect => "forced close",
+        r => r.as_str(),
     }
 }
 
@@ -378,6 +430,7 @@ fn cache() -> &'static Mutex<HashMap<String, Weak<ManagerInner>>> {
 /// share one connection, unless the namespace is already in use on it or `force_new` is set.
 pub fn connect(url: &str, opts: ClientOptions) -> Socket {
     let (origin, nsp) = split_url(url);
+    let nsp = normalize_namespace(&nsp).into_owned();
     let key = format!("{origin}{}", opts.engine.path);
     let existing = if opts.multiplex && !opts.force_new {
         cache().lock().get(&key).and_then(Weak::upgrade)
@@ -385,7 +438,16 @@ pub fn connect(url: &str, opts: ClientOptions) -> Socket {
         None
     };
     let manager = match existing {
-        Some(inner) if !inner.state.lock().sockets.contains_key(&nsp) => Manager { inner },
+        Some(inner)
+            if inner
+                .state
+                .lock()
+                .sockets
+                .get(&nsp)
+                .is_none_or(|w| w.strong_count() == 0) =>
+        {
+            Manager { inner }
+        }
         _ => {
             let m = Manager::new(&origin, opts.clone());
             if opts.multiplex && !opts.force_new {
@@ -394,7 +456,8 @@ pub fn connect(url: &str, opts: ClientOptions) -> Socket {
             m
         }
     };
-    manager.socket(&nsp)
+    // On a shared manager, this call's auth, ack timeout and retries still apply to its socket.
+    manager.socket_with(&nsp, SocketOptions::from(&opts))
 }
 
 /// `http://host:port/chat?x=1` → (`http://host:port`, `/chat`).

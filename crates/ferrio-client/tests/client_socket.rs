@@ -248,7 +248,7 @@ async fn connect_error_carries_message_and_data_and_auth_is_refreshed() {
         }
     });
     let mut opts = options(&[TransportKind::WebSocket]);
-    opts.auth = Auth::value(&serde_json::json!({ "token": "bad" }));
+    opts.auth = Auth::value(&serde_json::json!({ "token": "bad" })).unwrap();
     let refused = ferrio_client::connect(&url, opts);
     let (tx, mut errors) = mpsc::unbounded_channel();
     refused.on_connect_error(move |_s, err| {
@@ -258,12 +258,10 @@ async fn connect_error_carries_message_and_data_and_auth_is_refreshed() {
         }
     });
     let err = recv(&mut errors).await;
+    assert_eq!(err.message, "not authorized");
     assert_eq!(
-        err.get("message").and_then(Value::as_str),
-        Some("not authorized")
-    );
-    assert_eq!(
-        err.get("data")
+        err.data
+            .as_ref()
             .and_then(|d| d.get("code"))
             .and_then(Value::as_u64),
         Some(42)

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ferrio::engine::{Engine, EngineCloseReason, EngineConfig, EngineData, EngineHandler, Socket};
 use ferrio_client::engine::{
-    ClientCloseReason, Data, EngineError, EngineEvent, EngineOptions, Frame, TlsOptions,
-    TransportKind, connect,
+    CloseReason, Data, EngineError, EngineEvent, EngineOptions, Frame, TlsOptions, TransportKind,
+    connect,
 };
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,7 +127,10 @@ async fn websocket_ping_timeout_and_parse_error() {
     assert_eq!(next_event(&mut conn.events).await, EngineEvent::Ping);
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::PingTimeout)
+        EngineEvent::Close {
+            reason: CloseReason::PingTimeout,
+            detail: None
+        }
     );
 
     let url = websocket_server(&[
@@ -143,7 +146,10 @@ async fn websocket_ping_timeout_and_parse_error() {
     );
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::ParseError)
+        EngineEvent::Close {
+            reason: CloseReason::ParseError,
+            detail: None
+        }
     );
 }
 
@@ -192,7 +198,10 @@ async fn ping_timeout_when_the_server_stops_pinging() {
     assert_eq!(conn.handshake.sid, "s1");
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::PingTimeout)
+        EngineEvent::Close {
+            reason: CloseReason::PingTimeout,
+            detail: None
+        }
     );
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
@@ -202,6 +211,87 @@ async fn ping_timeout_when_the_server_stops_pinging() {
         conn.sender.send(Frame::message("x")),
         Err(EngineError::Closed)
     ));
+}
+
+/// A polling server that records the body of every POST, answers it `ok`, and holds every GET after
+/// the handshake (which announces `max_payload`). Returns its URL and the bodies.
+async fn recording_server(max_payload: u32) -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
+    let posts = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = posts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut stream).await {
+                    let body = if head.starts_with("POST") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0u8; len];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        recorded
+                            .lock()
+                            .push(String::from_utf8_lossy(&body).into_owned());
+                        "ok".to_string()
+                    } else if !head.contains("sid=") {
+                        format!(
+                            r#"0{{"sid":"r1","upgrades":[],"pingInterval":20000,"pingTimeout":20000,"maxPayload":{max_payload}}}"#
+                        )
+                    } else {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), posts)
+}
+
+#[tokio::test]
+async fn posts_respect_max_payload_and_the_close_packet_goes_alone() {
+    let (url, posts) = recording_server(12).await;
+    let mut conn = connect(&url, &polling_only()).await.unwrap();
+    for m in ["aaaa", "bbbb", "cccc", "this one is larger"] {
+        conn.sender.send(Frame::message(m)).unwrap();
+    }
+    conn.sender.close();
+    assert_eq!(
+        next_event(&mut conn.events).await,
+        EngineEvent::Close {
+            reason: CloseReason::ForcedClose,
+            detail: None
+        }
+    );
+    // The events end once the close packet was posted.
+    assert!(
+        tokio::time::timeout(WAIT, conn.events.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let posts = posts.lock().clone();
+    let joined = posts.join("|");
+    assert_eq!(
+        joined, "4aaaa\u{1e}4bbbb|4cccc|4this one is larger|1",
+        "bodies: {posts:?}"
+    );
 }
 
 #[tokio::test]
@@ -236,7 +326,10 @@ async fn bad_packet_after_the_handshake_is_a_parse_error() {
     );
     assert_eq!(
         next_event(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::ParseError)
+        EngineEvent::Close {
+            reason: CloseReason::ParseError,
+            detail: None
+        }
     );
 }
 
@@ -392,7 +485,10 @@ async fn tls_with_trusted_ca() {
         conn.sender.close();
         assert_eq!(
             next_event(&mut conn.events).await,
-            EngineEvent::Close(ClientCloseReason::ForcedClose)
+            EngineEvent::Close {
+                reason: CloseReason::ForcedClose,
+                detail: None
+            }
         );
     }
 }

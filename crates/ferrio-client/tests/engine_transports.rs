@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferrio::engine::{Engine, EngineCloseReason, EngineConfig, EngineData, EngineHandler, Socket};
 use ferrio_client::engine::{
-    ClientCloseReason, Data, EngineConnection, EngineError, EngineEvent, EngineOptions, Frame,
+    CloseReason, Data, EngineConnection, EngineError, EngineEvent, EngineOptions, Frame,
     TransportKind, connect,
 };
 use parking_lot::Mutex;
@@ -298,7 +298,10 @@ async fn server_closes(mode: Mode) {
     conn.sender.send(Frame::message("close-me")).unwrap();
     assert_eq!(
         next_message(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::TransportClose)
+        EngineEvent::Close {
+            reason: CloseReason::TransportClose,
+            detail: None
+        }
     );
     assert!(
         tokio::time::timeout(WAIT, conn.events.recv())
@@ -320,7 +323,10 @@ async fn client_closes(mode: Mode) {
     conn.sender.close();
     assert_eq!(
         next_message(&mut conn.events).await,
-        EngineEvent::Close(ClientCloseReason::ForcedClose)
+        EngineEvent::Close {
+            reason: CloseReason::ForcedClose,
+            detail: None
+        }
     );
     assert!(
         tokio::time::timeout(WAIT, conn.events.recv())

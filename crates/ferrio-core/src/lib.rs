@@ -4,6 +4,8 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,15 +1,16 @@
 //! Emits to the clients of Socket.IO servers (ferrio or Node) from a process that is not one, in the
 //! format of `@socket.io/redis-emitter` 5.x (uid `"emitter"`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use ferrio_core::adapter::{BroadcastOptions, Room};
-use ferrio_proto::socket::Packet;
+use ferrio_proto::socket::{Packet, normalize_namespace};
 use ferrio_proto::value::Value;
 
-use crate::conn::Driver;
-use crate::wire::{self, RequestType};
+use crate::classic::conn::Driver;
+use crate::classic::{Route, encode_message, start_driver, wait_connected};
+use crate::cluster::Message;
+use crate::link::{Link, PublishQueue};
 use crate::{RedisAdapterConfig, RedisAdapterError};
 
 const UID: &str = "emitter";
@@ -43,9 +44,10 @@ impl Emitter {
         client_url: &str,
         config: RedisAdapterConfig,
     ) -> Result<Emitter, RedisAdapterError> {
-        let handle = crate::RedisAdapterHandle::connect(client_url, config.clone()).await?;
+        let driver = start_driver(client_url)?;
+        wait_connected(&driver, client_url).await?;
         Ok(Emitter {
-            driver: handle.driver.clone(),
+            driver,
             key: Arc::from(config.key.as_str()),
             nsp: "/".into(),
             opts: BroadcastOptions::default(),
@@ -54,13 +56,8 @@ impl Emitter {
 
     /// The same emitter for namespace `nsp`.
     pub fn of(&self, nsp: &str) -> Emitter {
-        let nsp = if nsp.starts_with('/') {
-            nsp.to_owned()
-        } else {
-            format!("/{nsp}")
-        };
         Emitter {
-            nsp,
+            nsp: normalize_namespace(nsp).into_owned(),
             opts: BroadcastOptions::default(),
             ..self.clone()
         }
@@ -90,12 +87,24 @@ impl Emitter {
         self
     }
 
-    fn broadcast_channel(&self) -> String {
-        format!("{}#{}#", self.key, self.nsp)
-    }
-
-    fn request_channel(&self) -> String {
-        format!("{}-request#{}#", self.key, self.nsp)
+    /// Publishes a message as the official emitter writes it: uid `emitter` on broadcasts and
+    /// server-side emits, no uid on join, leave and disconnect.
+    async fn publish(&self, msg: Message) -> Result<(), NotPublished> {
+        let uid = matches!(
+            msg,
+            Message::Broadcast { .. } | Message::ServerSideEmit { .. }
+        )
+        .then_some(UID);
+        let (route, payload) = encode_message(&msg, uid).ok_or(NotPublished)?;
+        let channel = match route {
+            Route::Broadcast(None) => format!("{}#{}#", self.key, self.nsp),
+            Route::Broadcast(Some(room)) => format!("{}#{}#{room}#", self.key, self.nsp),
+            Route::Request => format!("{}-request#{}#", self.key, self.nsp),
+        };
+        self.driver
+            .publish(channel, payload)
+            .await
+            .map_err(|_| NotPublished)
     }
 
     /// Emits `event` with `args` to the targeted clients of every node.
@@ -106,67 +115,51 @@ impl Emitter {
             args,
             id: None,
         };
-        let msg = Value::Array(vec![
-            Value::String(UID.into()),
-            wire::packet_to_value(&packet),
-            wire::opts_to_value(&self.opts),
-        ]);
-        let mut channel = self.broadcast_channel();
-        if self.opts.rooms.len() == 1
-            && let Some(r) = self.opts.rooms.iter().next()
-        {
-            channel.push_str(r);
-            channel.push('#');
-        }
-        self.driver
-            .publish(channel, crate::msgpack::encode(&msg))
-            .await
-            .map_err(|_| NotPublished)
+        self.publish(Message::Broadcast {
+            packet,
+            opts: self.opts.clone(),
+        })
+        .await
     }
 
-    fn target(&self) -> serde_json::Value {
-        let list = |s: &HashSet<Room>| s.iter().map(|r| r.to_string()).collect::<Vec<_>>();
-        serde_json::json!({ "rooms": list(&self.opts.rooms), "except": list(&self.opts.except) })
-    }
-
-    async fn request(&self, req: serde_json::Value) -> Result<(), NotPublished> {
-        self.driver
-            .publish(self.request_channel(), req.to_string().into_bytes())
-            .await
-            .map_err(|_| NotPublished)
+    fn rooms(rooms: &[&str]) -> Vec<Room> {
+        rooms.iter().map(|r| Room::from(*r)).collect()
     }
 
     /// Makes the targeted sockets join rooms.
     pub async fn sockets_join(&self, rooms: &[&str]) -> Result<(), NotPublished> {
-        self.request(serde_json::json!({
-            "type": RequestType::RemoteJoin as u8, "opts": self.target(), "rooms": rooms,
-        }))
+        self.publish(Message::SocketsJoin {
+            opts: self.opts.clone(),
+            rooms: Self::rooms(rooms),
+        })
         .await
     }
 
     /// Makes the targeted sockets leave rooms.
     pub async fn sockets_leave(&self, rooms: &[&str]) -> Result<(), NotPublished> {
-        self.request(serde_json::json!({
-            "type": RequestType::RemoteLeave as u8, "opts": self.target(), "rooms": rooms,
-        }))
+        self.publish(Message::SocketsLeave {
+            opts: self.opts.clone(),
+            rooms: Self::rooms(rooms),
+        })
         .await
     }
 
     /// Disconnects the targeted sockets.
     pub async fn disconnect_sockets(&self, close: bool) -> Result<(), NotPublished> {
-        self.request(serde_json::json!({
-            "type": RequestType::RemoteDisconnect as u8, "opts": self.target(), "close": close,
-        }))
+        self.publish(Message::DisconnectSockets {
+            opts: self.opts.clone(),
+            close,
+        })
         .await
     }
 
     /// Emits to the server-side handlers of every node (no acks, as with the official emitter).
     pub async fn server_side_emit(&self, event: &str, args: &[Value]) -> Result<(), NotPublished> {
-        let mut data = vec![serde_json::Value::String(event.to_owned())];
-        data.extend(args.iter().map(wire::to_node_json));
-        self.request(serde_json::json!({
-            "uid": UID, "type": RequestType::ServerSideEmit as u8, "data": data,
-        }))
+        self.publish(Message::ServerSideEmit {
+            request_id: None,
+            event: event.to_owned(),
+            args: args.to_vec(),
+        })
         .await
     }
 

@@ -17,64 +17,108 @@
 //!
 //! For a Redis Cluster (sharded Pub/Sub, `createShardedAdapter`), see [`ShardedRedisAdapterHandle`].
 //!
-//! Two connections per server, shared by all namespaces: one publishes (pipelined, in order), one holds
-//! the subscriptions. Both reconnect by themselves with backoff, and the subscriptions are made again.
-//! Local delivery never waits for Redis; while it is unreachable, what should go to other nodes is
-//! dropped and counted ([`Metrics::dropped`]).
+//! ## Layers
+//!
+//! ```text
+//!  ClusterAdapter<T>   cluster/   one per namespace: local rooms, request ids, pending requests, ack
+//!                                 fan-in, timeouts, the local fallback; one handler per message kind
+//!        |  Transport (typed Message / Response out)     ^  Inbox (typed, decoded, in)
+//!  ClassicTransport    classic/   the redis-adapter format; SUBSCRIBE / PSUBSCRIBE channels
+//!  ShardedTransport    sharded/   the ClusterAdapter format (cluster/wire.rs); SSUBSCRIBE channels
+//!        |  PublishQueue (bytes out)                     ^  Subscriber (channel + bytes in)
+//!  drivers             classic/conn.rs, sharded/conn.rs: a server's connections, shared by its
+//!                      namespaces; reconnection, pipelining, counters (link.rs)
+//! ```
+//!
+//! A third transport (Redis Streams: one stream, per-message offsets) fits the same two doors: its
+//! `publish` resolves with the entry id, and what it reads carries it as the offset of each incoming message.
+//!
+//! Classic: two connections per server, shared by all namespaces: one publishes (pipelined, in order),
+//! one holds the subscriptions. Both reconnect by themselves with backoff, and the subscriptions are
+//! made again. Local delivery never waits for Redis; while it is unreachable, what should go to other
+//! nodes is dropped and counted ([`Metrics::dropped`]).
 #![warn(missing_docs)]
 
-mod adapter;
-mod conn;
+/// The builder of a `#[non_exhaustive]` configuration: `Config::builder()`, one setter per option,
+/// `build()`. Adding an option is one more line here, not a breaking change.
+macro_rules! config_builder {
+    ($(#[$meta:meta])* $builder:ident builds $config:ident {
+        $($(#[$doc:meta])* $option:ident: $ty:ty,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $builder {
+            config: $config,
+        }
+
+        impl $config {
+            /// A builder starting from the official defaults.
+            pub fn builder() -> $builder {
+                $builder::default()
+            }
+        }
+
+        impl $builder {
+            $(
+                $(#[$doc])*
+                pub fn $option(mut self, value: impl Into<$ty>) -> Self {
+                    self.config.$option = value.into();
+                    self
+                }
+            )*
+
+            /// The configuration.
+            pub fn build(self) -> $config {
+                self.config
+            }
+        }
+    };
+}
+
+/// The message types of a wire format: an enum of their numbers, and `from_u64` to read one.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* enum $name:ident {
+        $($(#[$doc:meta])* $variant:ident = $n:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        enum $name {
+            $($(#[$doc])* $variant = $n,)*
+        }
+
+        impl $name {
+            fn from_u64(n: u64) -> Option<Self> {
+                match n {
+                    $($n => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+mod classic;
+mod cluster;
 mod emitter;
+mod handle;
+mod link;
 pub mod msgpack;
 mod sharded;
-mod sharded_conn;
 mod wire;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use ferrio_core::adapter::{Adapter, AdapterFactory};
-
-pub use adapter::RedisAdapter;
-pub use conn::Metrics;
-pub use emitter::Emitter;
-pub use sharded::{
-    NodeUrls, ShardedConfig, ShardedRedisAdapter, ShardedRedisAdapterHandle, SubscriptionMode,
+pub use classic::{
+    ClassicTransport, RedisAdapter, RedisAdapterConfig, RedisAdapterConfigBuilder,
+    RedisAdapterHandle, RedisParser, redis_adapter,
 };
-
-/// How payloads that may hold binary are encoded (broadcasts, broadcast acks).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RedisParser {
-    /// MessagePack as notepack.io 3.x writes it (the official adapter's default).
-    #[default]
-    Msgpack,
-}
-
-/// Options of the adapter, named and defaulted as `@socket.io/redis-adapter` names them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisAdapterConfig {
-    /// Channel prefix (`socket.io`).
-    pub key: String,
-    /// How long `fetch_sockets`, `all_rooms` and `server_side_emit` with acks wait for other nodes (5 s).
-    pub requests_timeout: Duration,
-    /// Answer on `<key>-response#<nsp>#<uid>#` instead of `<key>-response#<nsp>#` (off).
-    pub publish_on_specific_response_channel: bool,
-    /// Payload encoding (MessagePack).
-    pub parser: RedisParser,
-}
-
-impl Default for RedisAdapterConfig {
-    fn default() -> Self {
-        RedisAdapterConfig {
-            key: "socket.io".into(),
-            requests_timeout: Duration::from_millis(5000),
-            publish_on_specific_response_channel: false,
-            parser: RedisParser::Msgpack,
-        }
-    }
-}
+pub use cluster::ClusterAdapter;
+pub use emitter::{Emitter, NotPublished};
+pub use handle::AdapterHandle;
+pub use link::Metrics;
+pub use sharded::{
+    NodeUrls, ShardedConfig, ShardedConfigBuilder, ShardedRedisAdapter, ShardedRedisAdapterHandle,
+    ShardedTransport, SubscriptionMode,
+};
 
 /// Errors of setting up the adapter.
 #[derive(Debug, thiserror::Error)]
@@ -92,87 +136,4 @@ pub enum RedisAdapterError {
     /// A Redis command failed (the emitter).
     #[error("redis: {0}")]
     Redis(#[source] redis::RedisError),
-}
-
-/// The connections of one server to Redis; its [`factory`](Self::factory) makes the adapter of each
-/// namespace. Dropping the handle leaves the connections running while an adapter uses them; call
-/// [`close`](Self::close) to stop them.
-#[derive(Clone)]
-pub struct RedisAdapterHandle {
-    driver: Arc<conn::Driver>,
-    config: Arc<RedisAdapterConfig>,
-}
-
-impl std::fmt::Debug for RedisAdapterHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisAdapterHandle")
-            .field("config", &self.config)
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
-
-impl RedisAdapterHandle {
-    /// Starts the connections in the background (they retry until Redis answers) and returns at once.
-    pub fn start(
-        client_url: &str,
-        config: RedisAdapterConfig,
-    ) -> Result<RedisAdapterHandle, RedisAdapterError> {
-        let client = redis::Client::open(client_url).map_err(RedisAdapterError::Url)?;
-        tokio::runtime::Handle::try_current().map_err(|_| RedisAdapterError::NoRuntime)?;
-        Ok(RedisAdapterHandle {
-            driver: conn::Driver::start(client),
-            config: Arc::new(config),
-        })
-    }
-
-    /// Starts the connections and waits (up to 5 s) until both are up.
-    pub async fn connect(
-        client_url: &str,
-        config: RedisAdapterConfig,
-    ) -> Result<RedisAdapterHandle, RedisAdapterError> {
-        let handle = Self::start(client_url, config)?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !handle.is_connected() {
-            if tokio::time::Instant::now() >= deadline {
-                handle.close();
-                return Err(RedisAdapterError::Unreachable(client_url.to_owned()));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(handle)
-    }
-
-    /// The adapter factory for `IoConfig::adapter`.
-    pub fn factory(&self) -> AdapterFactory {
-        let driver = self.driver.clone();
-        let config = self.config.clone();
-        Arc::new(move |ns| {
-            Arc::new(RedisAdapter::new(ns, driver.clone(), config.clone())) as Arc<dyn Adapter>
-        })
-    }
-
-    /// Whether both connections are up.
-    pub fn is_connected(&self) -> bool {
-        self.driver.is_connected()
-    }
-
-    /// The counters (all namespaces).
-    pub fn metrics(&self) -> Metrics {
-        self.driver.counters.snapshot()
-    }
-
-    /// Stops both connections.
-    pub fn close(&self) {
-        self.driver.shutdown();
-    }
-}
-
-/// The adapter factory for `IoConfig::adapter` (connections start in the background; needs a tokio
-/// runtime). Use [`RedisAdapterHandle`] to wait for Redis first or to read the metrics.
-pub fn redis_adapter(
-    client_url: &str,
-    config: RedisAdapterConfig,
-) -> Result<AdapterFactory, RedisAdapterError> {
-    Ok(RedisAdapterHandle::start(client_url, config)?.factory())
 }

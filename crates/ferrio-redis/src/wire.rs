@@ -1,5 +1,5 @@
-//! The shapes of `@socket.io/redis-adapter` messages: request types, packets, broadcast options, socket
-//! descriptions, and JSON as `JSON.stringify` writes it.
+//! The pieces every message format of the Redis adapters shares: packets, broadcast options, socket
+//! descriptions, ids, and JSON as `JSON.stringify` writes it.
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
@@ -9,39 +9,7 @@ use ferrio_proto::socket::Packet;
 use ferrio_proto::value::{Map, Value};
 use rand::Rng;
 
-/// Request types of the classic Redis adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum RequestType {
-    Sockets = 0,
-    AllRooms = 1,
-    RemoteJoin = 2,
-    RemoteLeave = 3,
-    RemoteDisconnect = 4,
-    RemoteFetch = 5,
-    ServerSideEmit = 6,
-    Broadcast = 7,
-    BroadcastClientCount = 8,
-    BroadcastAck = 9,
-}
-
-impl RequestType {
-    pub(crate) fn from_u64(n: u64) -> Option<Self> {
-        Some(match n {
-            0 => Self::Sockets,
-            1 => Self::AllRooms,
-            2 => Self::RemoteJoin,
-            3 => Self::RemoteLeave,
-            4 => Self::RemoteDisconnect,
-            5 => Self::RemoteFetch,
-            6 => Self::ServerSideEmit,
-            7 => Self::Broadcast,
-            8 => Self::BroadcastClientCount,
-            9 => Self::BroadcastAck,
-            _ => return None,
-        })
-    }
-}
+use crate::link::{Counters, bump};
 
 /// 6 random alphanumerics (what `uid2(6)` gives): server ids and request ids.
 pub(crate) fn uid() -> String {
@@ -54,10 +22,6 @@ pub(crate) fn uid() -> String {
 
 pub(crate) fn object(pairs: Vec<(&str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-pub(crate) fn object_array(items: Vec<Value>) -> Value {
-    Value::Array(items)
 }
 
 /// A packet as socket.io's `Packet` object: `{type, data, nsp}` (plus `id` for an ack).
@@ -347,4 +311,125 @@ pub(crate) fn socket_info_to_value(info: &SocketInfo) -> Value {
 pub(crate) fn hex_id() -> String {
     let n: u64 = rand::rng().random();
     format!("{n:016x}")
+}
+
+/// The sockets of a fetch answer; those that cannot be read are left out and counted as malformed.
+pub(crate) fn socket_infos(v: Option<&Value>, counters: &Counters) -> Vec<SocketInfo> {
+    let Some(list) = v.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|s| {
+            let info = socket_info_from(s);
+            if info.is_none() {
+                bump(&counters.malformed);
+            }
+            info
+        })
+        .collect()
+}
+
+/// `[event, ...args]` of a server-side emit; the event name may be a number in JavaScript.
+pub(crate) fn event_and_args(
+    data: Option<&Vec<Value>>,
+) -> Result<(String, Vec<Value>), &'static str> {
+    let mut items = data.ok_or("SERVER_SIDE_EMIT without data")?.iter();
+    let event = match items.next() {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err("SERVER_SIDE_EMIT event name"),
+        None => return Err("SERVER_SIDE_EMIT without event"),
+    };
+    Ok((event, items.cloned().collect()))
+}
+
+/// Values the codec tests of every flavour share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use ferrio_core::adapter::{BroadcastOptions, Handshake, Room, SocketInfo};
+    use ferrio_proto::socket::Packet;
+    use ferrio_proto::value::Value;
+
+    pub(crate) fn opts(rooms: &[&str], except: &[&str]) -> BroadcastOptions {
+        BroadcastOptions {
+            rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
+            except: except.iter().map(|r| Room::from(*r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// An event `e` in namespace `nsp`.
+    pub(crate) fn event(nsp: &str, args: Vec<Value>) -> Packet {
+        Packet::Event {
+            nsp: nsp.into(),
+            event: "e".into(),
+            args,
+            id: None,
+        }
+    }
+
+    /// Requests every format can say (without binary, which JSON formats cannot carry everywhere).
+    pub(crate) fn requests() -> Vec<crate::cluster::Message> {
+        use crate::cluster::Message;
+        vec![
+            Message::SocketsJoin {
+                opts: opts(&["a"], &["b"]),
+                rooms: vec![Room::from("j")],
+            },
+            Message::SocketsLeave {
+                opts: opts(&[], &[]),
+                rooms: vec![Room::from("j"), Room::from("k")],
+            },
+            Message::DisconnectSockets {
+                opts: opts(&["a"], &[]),
+                close: true,
+            },
+            Message::FetchSockets {
+                request_id: "r2".into(),
+                opts: opts(&["a"], &["b"]),
+            },
+            Message::ServerSideEmit {
+                request_id: Some("r3".into()),
+                event: "hi".into(),
+                args: vec![Value::from(1u64), Value::from("two")],
+            },
+        ]
+    }
+
+    /// The responses every format can say.
+    pub(crate) fn responses() -> Vec<crate::cluster::Response> {
+        use crate::cluster::Response;
+        vec![
+            Response::BroadcastClientCount {
+                request_id: "r".into(),
+                count: 3,
+            },
+            Response::BroadcastAck {
+                request_id: "r".into(),
+                value: Value::Binary(ferrio_proto::Bytes::from_static(&[9])),
+            },
+            Response::FetchSockets {
+                request_id: "r".into(),
+                sockets: vec![socket()],
+            },
+            Response::ServerSideEmit {
+                request_id: "r".into(),
+                value: Value::from("pong"),
+            },
+        ]
+    }
+
+    pub(crate) fn socket() -> SocketInfo {
+        SocketInfo {
+            id: "abcdefghijklmnopqrst".into(),
+            handshake: Handshake {
+                url: "/socket.io/?EIO=4".into(),
+                address: "::1".into(),
+                issued: 7,
+                ..Default::default()
+            },
+            rooms: vec!["abcdefghijklmnopqrst".into(), "r".into()],
+            data: Value::from(3u64),
+        }
+    }
 }

@@ -1,21 +1,26 @@
-//! One lean Engine.IO connection: a websocket, or a long-polling pair of HTTP/1 connections.
+//! One lean Engine.IO connection: a websocket, or a long-polling pair of HTTP/1 connections, executing
+//! a `ferrio_proto` [`ClientSession`] (heartbeat, write buffer, `maxPayload`, close ordering).
 //!
-//! A [`Link`] yields decoded Engine.IO packets and sends encoded frames; the Socket.IO layer above it
-//! (in `mod.rs`) answers pings and speaks to namespace `/`.
+//! A [`Link`] yields the data the server sent and takes encoded frames; the Socket.IO layer above it (in
+//! `mod.rs`) speaks to namespace `/`. No upgrade: the bench measures one transport at a time.
 
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ferrio_proto::ByteString;
-use ferrio_proto::engine::{self, Frame, Packet, PayloadEncoder, decode_payload, decode_text};
+use ferrio_proto::engine::client::{Event, Output, TransportEnd};
+use ferrio_proto::engine::{self, ClientConfig, ClientSession, Data, Frame};
 use ferrio_proto::socket::{self, Decoder};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -61,47 +66,112 @@ impl Target {
     }
 }
 
-/// An established Engine.IO connection, already joined to namespace `/`.
-pub enum Link {
-    Ws(Box<WebSocketStream<TcpStream>>),
-    Poll(PollLink),
-}
-
 /// How long connecting (TCP, handshake, namespace) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long closing (the queued frames and the close packet) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// An established Engine.IO connection, already joined to namespace `/`.
+pub struct Link {
+    session: ClientSession,
+    io: Io,
+    /// Events of the session the caller has not taken yet.
+    events: VecDeque<Event>,
+    /// Frames of an `Output::Write` not yet handed to the websocket.
+    ws_out: VecDeque<Frame>,
+    /// An `Output::Write` is being written (until its flush).
+    ws_writing: bool,
+    shutdown: bool,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<std::time::Instant>,
+}
+
+enum Io {
+    Ws(Box<WebSocketStream<TcpStream>>),
+    Poll(Box<Polling>),
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+type Request = Pin<Box<dyn Future<Output = (Sender, Result<Bytes, String>)> + Send>>;
+
+/// Long polling: one HTTP/1 connection for the GET loop, one for POSTs, each lent to its request.
+struct Polling {
+    authority: Arc<str>,
+    /// Path and query with the session id.
+    uri: Arc<str>,
+    get: Slot,
+    post: Slot,
+}
+
+enum Slot {
+    Idle(Sender),
+    Busy(Request),
+    Gone,
+}
+
+impl Slot {
+    fn start(&mut self, authority: &Arc<str>, uri: &Arc<str>, body: Option<Bytes>) {
+        if let Slot::Idle(sender) = std::mem::replace(self, Slot::Gone) {
+            let (authority, uri) = (authority.clone(), uri.clone());
+            *self = Slot::Busy(Box::pin(async move {
+                let mut sender = sender;
+                let r = request(&mut sender, &authority, &uri, body).await;
+                (sender, r)
+            }));
+        }
+    }
+
+    /// Waits for the request in flight; pending forever when there is none. Cancel-safe.
+    async fn wait(&mut self) -> Result<Bytes, String> {
+        match self {
+            Slot::Busy(f) => {
+                let (sender, r) = f.await;
+                *self = Slot::Idle(sender);
+                r
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// The session's options: no upgrade (one transport per run).
+fn config() -> ClientConfig {
+    ClientConfig {
+        upgrade: false,
+        ..ClientConfig::default()
+    }
+}
 
 impl Link {
     /// Connects and joins namespace `/`.
     pub async fn connect(target: &Target) -> Result<Link, String> {
         let fut = async {
             let mut link = if target.websocket {
-                Link::Ws(Box::new(connect_ws(target).await?))
+                connect_ws(target).await?
             } else {
-                Link::Poll(PollLink::connect(target).await?)
+                connect_polling(target).await?
             };
             link.send(&socket::encode(&socket::Packet::Connect {
                 nsp: "/".into(),
                 data: None,
-            }))
-            .await?;
+            }));
             let mut decoder = Decoder::new(10);
             loop {
                 match link.recv().await {
-                    Some(Ok(Packet::Ping(_))) => {
-                        link.send_frame(Frame::text_packet(engine::PacketType::Pong, ""))
-                            .await?
-                    }
-                    Some(Ok(Packet::Message(engine::Data::Text(t)))) => {
-                        match decoder.decode_text(&t) {
-                            Ok(Some(socket::Packet::Connect { .. })) => return Ok(link),
-                            Ok(Some(socket::Packet::ConnectError { data, .. })) => {
-                                return Err(format!("namespace refused: {data:?}"));
-                            }
-                            Ok(_) => {}
-                            Err(e) => return Err(format!("bad packet while connecting: {e}")),
+                    Some(Ok(Data::Text(t))) => match decoder.decode_text(&t) {
+                        Ok(Some(socket::Packet::Connect { .. })) => return Ok(link),
+                        Ok(Some(socket::Packet::ConnectError { data, .. })) => {
+                            return Err(format!("namespace refused: {data:?}"));
                         }
-                    }
-                    Some(Ok(_)) => {}
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("bad packet while connecting: {e}")),
+                    },
+                    Some(Ok(Data::Binary(_))) => {}
                     Some(Err(e)) => return Err(e),
                     None => return Err("closed while connecting".into()),
                 }
@@ -112,64 +182,174 @@ impl Link {
             .map_err(|_| "connect timed out".to_owned())?
     }
 
-    /// The next Engine.IO packet; `None` once the peer closed. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Packet, String>> {
-        match self {
-            Link::Ws(ws) => loop {
-                match ws.next().await? {
-                    Ok(Message::Text(t)) => {
-                        return Some(
-                            decode_text(ByteString::from(t.as_str())).map_err(|e| e.to_string()),
-                        );
+    fn new(session: ClientSession, io: Io) -> Link {
+        Link {
+            session,
+            io,
+            events: VecDeque::new(),
+            ws_out: VecDeque::new(),
+            ws_writing: false,
+            shutdown: false,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_at: None,
+        }
+    }
+
+    /// The next data the server sent; `None` once the server closed the session. Pings are answered
+    /// on the way. Cancel-safe: nothing is lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<Result<Data, String>> {
+        loop {
+            self.execute();
+            while let Some(event) = self.events.pop_front() {
+                match event {
+                    Event::Message(data) => return Some(Ok(data)),
+                    Event::Close {
+                        reason: engine::CloseReason::TransportClose,
+                        ..
+                    } => return None,
+                    Event::Close { reason, detail } => {
+                        return Some(Err(match detail {
+                            Some(d) => format!("{reason}: {d}"),
+                            None => reason.to_string(),
+                        }));
                     }
-                    Ok(Message::Binary(b)) => return Some(Ok(engine::decode_binary(b))),
-                    Ok(Message::Close(_)) => return None,
-                    Ok(_) => {}
-                    Err(e) => return Some(Err(format!("websocket: {e}"))),
+                    Event::Ping | Event::Upgrade(_) => {}
+                }
+            }
+            if self.shutdown {
+                return None;
+            }
+            self.drive().await;
+        }
+    }
+
+    /// Queues one Engine.IO frame; it goes out during the next [`Link::recv`] (or [`Link::close`]).
+    pub fn send_frame(&mut self, frame: Frame) {
+        self.session.send(frame);
+    }
+
+    /// Queues an encoded Socket.IO packet.
+    pub fn send(&mut self, enc: &socket::Encoded) {
+        for f in enc.frames() {
+            self.session.send(f);
+        }
+    }
+
+    /// Closes the session: the queued frames, then the close packet, then the transport.
+    pub async fn close(mut self) {
+        self.session.close(now());
+        let flush = async {
+            loop {
+                self.execute();
+                if self.shutdown {
+                    break;
+                }
+                self.drive().await;
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
+        if let Io::Ws(ws) = &mut self.io {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, SinkExt::close(ws)).await;
+        }
+    }
+
+    /// Does what the session asks, without waiting: requests start, websocket frames are set aside for
+    /// [`Link::drive`], events are kept for [`Link::recv`].
+    fn execute(&mut self) {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                Output::Event(e) => self.events.push_back(e),
+                Output::Write(frames) => {
+                    self.ws_out.extend(frames);
+                    self.ws_writing = true;
+                }
+                Output::Poll | Output::Post(_) => {
+                    if let Io::Poll(p) = &mut self.io {
+                        match output {
+                            Output::Poll => p.get.start(&p.authority, &p.uri, None),
+                            Output::Post(body) => p.post.start(&p.authority, &p.uri, Some(body)),
+                            _ => {}
+                        }
+                    }
+                }
+                Output::Shutdown => self.shutdown = true,
+                // No upgrade is ever offered to this session (`upgrade: false`).
+                Output::OpenProbe
+                | Output::ProbeWrite(_)
+                | Output::DropProbe { .. }
+                | Output::SwitchToProbe => {}
+            }
+        }
+    }
+
+    /// Waits for one thing to happen (a write done, a message, a request answered, the session's
+    /// deadline) and tells the session. Cancel-safe.
+    async fn drive(&mut self) {
+        let deadline = self.session.poll_timeout();
+        if deadline != self.timer_at {
+            self.timer_at = deadline;
+            if let Some(d) = deadline {
+                self.timer.as_mut().reset(Instant::from_std(d));
+            }
+        }
+        let armed = self.timer_at.is_some();
+        let session = &mut self.session;
+        match &mut self.io {
+            Io::Ws(ws) => {
+                if self.ws_writing {
+                    let r = write(ws, &mut self.ws_out).await;
+                    self.ws_writing = false;
+                    return session.on_write(now(), r);
+                }
+                tokio::select! {
+                    m = ws.next() => match m {
+                        Some(Ok(Message::Text(t))) => {
+                            session.on_text(now(), ByteString::from(t.as_str()));
+                        }
+                        Some(Ok(Message::Binary(b))) => session.on_binary(now(), b),
+                        Some(Ok(Message::Close(_))) | None => {
+                            session.on_transport_end(TransportEnd::Closed);
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            session.on_transport_end(TransportEnd::Error(format!("websocket: {e}")));
+                        }
+                    },
+                    _ = &mut self.timer, if armed => {
+                        self.timer_at = None;
+                        session.handle_timeout(now());
+                    }
+                }
+            }
+            Io::Poll(p) => tokio::select! {
+                r = p.get.wait() => session.on_poll(now(), r.map_err(TransportEnd::Error)),
+                r = p.post.wait() => session.on_post(now(), r.map(drop).map_err(TransportEnd::Error)),
+                _ = &mut self.timer, if armed => {
+                    self.timer_at = None;
+                    session.handle_timeout(now());
                 }
             },
-            Link::Poll(p) => p.rx.recv().await,
         }
     }
+}
 
-    /// Sends one Engine.IO frame.
-    pub async fn send_frame(&mut self, frame: Frame) -> Result<(), String> {
-        match self {
-            Link::Ws(ws) => {
-                let msg = match frame {
-                    Frame::Text(s) => Message::text(String::from(&*s)),
-                    Frame::Binary(b) => Message::binary(b),
-                };
-                ws.send(msg).await.map_err(|e| format!("websocket: {e}"))
-            }
-            Link::Poll(p) => {
-                p.tx.send(frame)
-                    .map_err(|_| "polling: sender gone".to_owned())
-            }
+/// Writes and flushes `out`. Cancel-safe: a frame leaves `out` only once the websocket holds it.
+async fn write(
+    ws: &mut WebSocketStream<TcpStream>,
+    out: &mut VecDeque<Frame>,
+) -> Result<(), TransportEnd> {
+    let fail = |e| TransportEnd::Error(format!("websocket: {e}"));
+    while !out.is_empty() {
+        poll_fn(|cx| ws.poll_ready_unpin(cx)).await.map_err(fail)?;
+        if let Some(frame) = out.pop_front() {
+            let msg = match frame {
+                Frame::Text(s) => Message::text(String::from(&*s)),
+                Frame::Binary(b) => Message::binary(b),
+            };
+            ws.start_send_unpin(msg).map_err(fail)?;
         }
     }
-
-    /// Sends an encoded Socket.IO packet.
-    pub async fn send(&mut self, enc: &socket::Encoded) -> Result<(), String> {
-        for f in enc.frames() {
-            self.send_frame(f).await?;
-        }
-        Ok(())
-    }
-
-    /// Closes the connection (Engine.IO close packet, then the transport).
-    pub async fn close(mut self) {
-        let _ = self.send_frame(Frame::close()).await;
-        match self {
-            Link::Ws(mut ws) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), SinkExt::close(&mut ws)).await;
-            }
-            Link::Poll(p) => {
-                // Give the POST task a moment to deliver the close packet.
-                let _ = tokio::time::timeout(Duration::from_secs(1), p.post_done()).await;
-            }
-        }
-    }
+    poll_fn(|cx| ws.poll_flush_unpin(cx)).await.map_err(fail)
 }
 
 async fn tcp(target: &Target) -> Result<TcpStream, String> {
@@ -180,46 +360,48 @@ async fn tcp(target: &Target) -> Result<TcpStream, String> {
     Ok(s)
 }
 
-async fn connect_ws(target: &Target) -> Result<WebSocketStream<TcpStream>, String> {
+async fn connect_ws(target: &Target) -> Result<Link, String> {
     let stream = tcp(target).await?;
     let url = format!(
         "ws://{}{}?EIO=4&transport=websocket",
         target.authority, target.path
     );
     // Small buffers: thousands of these live in one process.
-    let config = WebSocketConfig::default()
+    let ws_config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config))
         .await
         .map_err(|e| format!("websocket handshake: {e}"))?;
     // The open packet comes first.
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.starts_with('0') => Ok(ws),
-        Some(Ok(m)) => Err(format!("expected the open packet, got {m:?}")),
-        Some(Err(e)) => Err(format!("websocket: {e}")),
-        None => Err("closed before the open packet".into()),
-    }
-}
-
-/// Long polling: one HTTP/1 connection for the GET loop, one for POSTs, each driven by its own task.
-pub struct PollLink {
-    rx: mpsc::Receiver<Result<Packet, String>>,
-    tx: mpsc::UnboundedSender<Frame>,
-    get_task: JoinHandle<()>,
-    post_task: Option<JoinHandle<()>>,
-}
-
-impl Drop for PollLink {
-    fn drop(&mut self) {
-        self.get_task.abort();
-        if let Some(t) = &self.post_task {
-            t.abort();
+    let session = match ws.next().await {
+        Some(Ok(Message::Text(t))) => {
+            ClientSession::from_text(now(), config(), ByteString::from(t.as_str()))
+                .map_err(|e| format!("handshake: {e}"))?
         }
-    }
+        Some(Ok(m)) => return Err(format!("expected the open packet, got {m:?}")),
+        Some(Err(e)) => return Err(format!("websocket: {e}")),
+        None => return Err("closed before the open packet".into()),
+    };
+    Ok(Link::new(session, Io::Ws(Box::new(ws))))
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+async fn connect_polling(target: &Target) -> Result<Link, String> {
+    let mut get = http_conn(target).await?;
+    let base = format!("{}?EIO=4&transport=polling", target.path);
+    let body = request(&mut get, &target.authority, &base, None).await?;
+    let session = ClientSession::from_payload(now(), config(), body)
+        .map_err(|e| format!("handshake: {e}"))?;
+    let uri = format!("{base}&sid={}", session.sid());
+    let post = http_conn(target).await?;
+    let polling = Polling {
+        authority: target.authority.as_str().into(),
+        uri: uri.into(),
+        get: Slot::Idle(get),
+        post: Slot::Idle(post),
+    };
+    Ok(Link::new(session, Io::Poll(Box::new(polling))))
+}
 
 async fn http_conn(target: &Target) -> Result<Sender, String> {
     let stream = tcp(target).await?;
@@ -234,14 +416,14 @@ async fn http_conn(target: &Target) -> Result<Sender, String> {
 
 async fn request(
     sender: &mut Sender,
-    target: &Target,
+    authority: &str,
     uri: &str,
     body: Option<Bytes>,
 ) -> Result<Bytes, String> {
     sender.ready().await.map_err(|e| format!("http: {e}"))?;
     let builder = http::Request::builder()
         .uri(uri)
-        .header(http::header::HOST, &target.authority);
+        .header(http::header::HOST, authority);
     let req = match body {
         Some(b) => builder
             .method(http::Method::POST)
@@ -270,92 +452,4 @@ async fn request(
         ));
     }
     Ok(body)
-}
-
-impl PollLink {
-    async fn connect(target: &Target) -> Result<PollLink, String> {
-        let mut get = http_conn(target).await?;
-        let base = format!("{}?EIO=4&transport=polling", target.path);
-        let body = request(&mut get, target, &base, None).await?;
-        let mut packets = decode_payload(body).map_err(|e| e.to_string())?;
-        let sid = match packets.next() {
-            Some(Ok(Packet::Open(doc))) => {
-                serde_json::from_str::<engine::OpenPacket>(&doc)
-                    .map_err(|e| format!("bad open packet: {e}"))?
-                    .sid
-            }
-            other => return Err(format!("expected the open packet, got {other:?}")),
-        };
-        let uri = format!("{base}&sid={sid}");
-        let post = http_conn(target).await?;
-        let (in_tx, rx) = mpsc::channel(256);
-        for p in packets {
-            let _ = in_tx.try_send(p.map_err(|e| e.to_string()));
-        }
-        let (tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
-
-        let post_task = {
-            let (target, uri, in_tx) = (target.clone(), uri.clone(), in_tx.clone());
-            let mut post = post;
-            tokio::spawn(async move {
-                while let Some(first) = out_rx.recv().await {
-                    let mut enc = PayloadEncoder::new(usize::MAX);
-                    let mut closing = first.packet_type() == engine::PacketType::Close;
-                    enc.push(&first);
-                    while let Ok(f) = out_rx.try_recv() {
-                        closing |= f.packet_type() == engine::PacketType::Close;
-                        enc.push(&f);
-                    }
-                    if let Err(e) = request(&mut post, &target, &uri, Some(enc.finish())).await {
-                        if !closing {
-                            let _ = in_tx.send(Err(e)).await;
-                        }
-                        return;
-                    }
-                    if closing {
-                        return;
-                    }
-                }
-            })
-        };
-        let get_task = {
-            let target = target.clone();
-            tokio::spawn(async move {
-                loop {
-                    let body = match request(&mut get, &target, &uri, None).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let _ = in_tx.send(Err(e)).await;
-                            return;
-                        }
-                    };
-                    let packets = match decode_payload(body) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = in_tx.send(Err(e.to_string())).await;
-                            return;
-                        }
-                    };
-                    for p in packets {
-                        let close = matches!(p, Ok(Packet::Close) | Err(_));
-                        if in_tx.send(p.map_err(|e| e.to_string())).await.is_err() || close {
-                            return;
-                        }
-                    }
-                }
-            })
-        };
-        Ok(PollLink {
-            rx,
-            tx,
-            get_task,
-            post_task: Some(post_task),
-        })
-    }
-
-    async fn post_done(mut self) {
-        if let Some(t) = self.post_task.take() {
-            let _ = t.await;
-        }
-    }
 }

@@ -1,7 +1,8 @@
 //! `ferrio bench`: a load generator for any Socket.IO server.
 //!
 //! Each simulated client is one small task speaking Engine.IO / Socket.IO through `ferrio-proto`
-//! directly (no full client): a websocket, or a long-polling pair of HTTP/1 connections. All clients run
+//! directly (no full client): a websocket, or a long-polling pair of HTTP/1 connections, executing the
+//! same Engine.IO session state machine as the client. All clients run
 //! on one thread by default, so one core drives thousands of connections.
 //!
 //! A run: connections are opened at `--ramp` per second (with retries) and set up (rooms joined); then
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use ferrio_proto::engine::{self, Frame, Packet};
+use ferrio_proto::engine::{self, Frame};
 use ferrio_proto::socket::{self, Decoder};
 use ferrio_proto::value::{Map, Value};
 use serde::Serialize;
@@ -334,11 +335,10 @@ impl Client {
                 args: vec![Value::String(room.clone())],
                 id: Some(JOIN_ID),
             });
-            link.send(&join).await?;
+            link.send(&join);
             loop {
                 match link.recv().await {
-                    Some(Ok(Packet::Ping(_))) => link.send_frame(pong()).await?,
-                    Some(Ok(Packet::Message(engine::Data::Text(t)))) => {
+                    Some(Ok(engine::Data::Text(t))) => {
                         if let Ok(Some(socket::Packet::Ack {
                             id: JOIN_ID, args, ..
                         })) = self.decoder.decode_text(&t)
@@ -349,8 +349,8 @@ impl Client {
                             break;
                         }
                     }
-                    Some(Ok(Packet::Close)) | None => return Err("closed by the server".into()),
-                    Some(Ok(_)) => {}
+                    None => return Err("closed by the server".into()),
+                    Some(Ok(engine::Data::Binary(_))) => {}
                     Some(Err(e)) => return Err(e),
                 }
             }
@@ -366,9 +366,9 @@ impl Client {
         loop {
             tokio::select! {
                 r = link.recv() => match r {
-                    Some(Ok(p)) => {
-                        if let Some(reply) = self.on_packet(p)? {
-                            link.send_frame(reply).await?;
+                    Some(Ok(data)) => {
+                        if let Some(reply) = self.on_data(data)? {
+                            link.send_frame(reply);
                         }
                     }
                     Some(Err(e)) => return Err(e),
@@ -376,7 +376,7 @@ impl Client {
                 },
                 _ = tick(&mut ticker) => {
                     let f = self.message();
-                    link.send_frame(f).await?;
+                    link.send_frame(f);
                 }
                 r = phase.changed() => {
                     if r.is_err() {
@@ -397,7 +397,7 @@ impl Client {
                     });
                     if prev == 0 && self.phase == 1 && self.plan.closed_loop() {
                         let f = self.message();
-                        link.send_frame(f).await?;
+                        link.send_frame(f);
                     }
                 }
             }
@@ -445,16 +445,11 @@ impl Client {
         socket::encode(&packet).head
     }
 
-    /// Handles one incoming packet; returns a frame to send back, if any.
-    fn on_packet(&mut self, p: Packet) -> Result<Option<Frame>, String> {
-        let t = match p {
-            Packet::Ping(_) => return Ok(Some(pong())),
-            Packet::Close => return Err("closed by the server".into()),
-            Packet::Message(engine::Data::Text(t)) => t,
-            Packet::Message(engine::Data::Binary(_)) => {
-                return Err("unexpected binary message".into());
-            }
-            _ => return Ok(None),
+    /// Handles one message of the server; returns a frame to send back, if any.
+    fn on_data(&mut self, data: engine::Data) -> Result<Option<Frame>, String> {
+        let t = match data {
+            engine::Data::Text(t) => t,
+            engine::Data::Binary(_) => return Err("unexpected binary message".into()),
         };
         let measuring = self.phase != 0;
         // Fast path for the hot message of fan-out: a chat event carrying its send time.
@@ -500,10 +495,6 @@ impl Client {
             Err(e) => Err(format!("bad packet {t:?}: {e}")),
         }
     }
-}
-
-fn pong() -> Frame {
-    Frame::text_packet(engine::PacketType::Pong, "")
 }
 
 /// The send time in a delivered chat's `"text":"<µs>"`.

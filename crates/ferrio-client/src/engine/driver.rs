@@ -1,8 +1,9 @@
-//! The task that drives one session: the polling GET loop and POST writer, or the websocket reader and
-//! writer, the heartbeat timer, the upgrade probe and the close. Everything runs in this one task: the
-//! requests in flight are futures it owns and polls, so no state is shared but the sender's flags.
+//! The task that executes one session's [`ClientSession`]: it owns the polling requests, the websockets
+//! and one sleep until the session's next deadline, and does what the session's outputs say. Every
+//! protocol rule (heartbeat watchdog, write buffer, upgrade order, close ordering) lives in
+//! `ferrio_proto::engine::client`. The requests in flight are futures this task owns and polls, so
+//! nothing is shared but the sender's flags.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,9 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrio_proto::engine::{
-    Frame, OpenPacket, Packet, PacketType, PayloadEncoder, TransportKind, decode_payload,
-};
+use ferrio_proto::engine::client::{Event, Output, TransportEnd};
+use ferrio_proto::engine::{ClientSession, Frame, Packet, TransportKind};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
@@ -23,13 +23,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::endpoint::Endpoint;
 use super::polling::{HttpConn, RequestError};
 use super::websocket::{self, Ws};
-use super::{ClientCloseReason, EngineEvent, MIN_INCOMING_LIMIT, Shared, remember_websocket};
+use super::{EngineError, EngineEvent, MIN_INCOMING_LIMIT, Shared, remember_websocket};
 
-/// Longest time a closing session spends flushing its last frames and the close packet.
-const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Most frames written to a websocket in one batch (one flush).
-const WS_BATCH: usize = 128;
+/// Longest time spent closing the websocket (its close frame) once the session is over.
+const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -39,14 +36,11 @@ pub(crate) enum Transport {
     WebSocket(Box<Ws>),
 }
 
-/// The result of a handshake.
+/// The result of a handshake: the session (with what the handshake payload carried already fed to it)
+/// and its transport.
 pub(crate) struct Opened {
-    pub(crate) open: OpenPacket,
+    pub(crate) session: ClientSession,
     pub(crate) transport: Transport,
-    /// Packets that came after the open packet in the same payload.
-    pub(crate) pending: Vec<Packet>,
-    /// A packet after those could not be decoded.
-    pub(crate) pending_error: bool,
 }
 
 pub(crate) struct Start {
@@ -55,7 +49,6 @@ pub(crate) struct Start {
     pub(crate) opened: Opened,
     pub(crate) rx: mpsc::Receiver<Frame>,
     pub(crate) events: mpsc::Sender<EngineEvent>,
-    pub(crate) upgrade_to_websocket: bool,
 }
 
 /// A connection that is either free or lent to the request in flight, which gives it back when done.
@@ -66,10 +59,6 @@ enum Slot<C, T> {
 }
 
 impl<C, T> Slot<C, T> {
-    fn is_busy(&self) -> bool {
-        matches!(self, Slot::Busy(_))
-    }
-
     fn take_idle(&mut self) -> Option<C> {
         match std::mem::replace(self, Slot::Gone) {
             Slot::Idle(c) => Some(c),
@@ -114,13 +103,6 @@ impl Active {
             write: Slot::Idle(sink),
         }
     }
-
-    fn writer_busy(&self) -> bool {
-        match self {
-            Active::Polling { post, .. } => post.is_busy(),
-            Active::WebSocket { write, .. } => write.is_busy(),
-        }
-    }
 }
 
 /// What the transport produced.
@@ -144,43 +126,49 @@ async fn next_transport_event(active: &mut Active) -> TransportEvent {
     }
 }
 
-async fn poll_opt<T>(f: &mut Option<BoxFut<T>>) -> T {
-    match f {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
+/// The upgrade websocket, through the steps the session asks for.
+enum Probe {
+    None,
+    /// Being opened.
+    Opening(BoxFut<Result<Ws, EngineError>>),
+    /// Open; the session has not said what to write yet.
+    Open(Box<Ws>),
+    /// The probe frame is being written and its answer read.
+    Answering(BoxFut<Result<(Ws, Packet), EngineError>>),
+    /// Answered; held until polling is paused and the session switches to it.
+    Ready(Box<Ws>),
 }
 
-/// How the loop ended.
-enum Ending {
-    /// The session closed for this reason (reported to the application).
-    Closed(ClientCloseReason),
-    /// `close()` was called.
-    Forced,
-    /// Every sender and the events receiver were dropped.
-    Dropped,
+enum ProbeEvent {
+    Opened(Result<Ws, EngineError>),
+    Answered(Result<(Ws, Packet), EngineError>),
+}
+
+impl Probe {
+    /// Waits for the step in flight; pending forever when there is none. Cancel-safe.
+    async fn wait(&mut self) -> ProbeEvent {
+        let event = match self {
+            Probe::Opening(f) => ProbeEvent::Opened(f.await),
+            Probe::Answering(f) => ProbeEvent::Answered(f.await),
+            _ => return std::future::pending().await,
+        };
+        *self = Probe::None;
+        event
+    }
 }
 
 struct Driver {
     endpoint: Arc<Endpoint>,
     shared: Arc<Shared>,
     sid: Arc<str>,
-    /// Largest payload the server accepts (the POST batch bound).
-    max_payload: usize,
+    session: ClientSession,
     /// Largest websocket message or polling body accepted from the server.
     incoming_limit: usize,
-    /// `pingInterval + pingTimeout`.
-    ping_window: Duration,
-    ping_reset: bool,
     rx: mpsc::Receiver<Frame>,
     senders_gone: bool,
     events: mpsc::Sender<EngineEvent>,
-    /// Frames taken from `rx` (or made here, like pongs) that wait for the writer.
-    outbox: VecDeque<Frame>,
     active: Active,
-    probe: Option<BoxFut<Result<Ws, super::EngineError>>>,
-    /// The probe succeeded: polling is pausing (no new request) before the switch.
-    upgrade_ready: Option<Ws>,
+    probe: Probe,
 }
 
 pub(crate) fn spawn(start: Start) {
@@ -190,15 +178,12 @@ pub(crate) fn spawn(start: Start) {
         opened,
         rx,
         events,
-        upgrade_to_websocket,
     } = start;
-    let open = opened.open;
-    let max_payload = usize::try_from(open.max_payload)
+    let session = opened.session;
+    let incoming_limit = usize::try_from(session.handshake().max_payload)
         .unwrap_or(usize::MAX)
-        .max(1);
-    let incoming_limit = max_payload.max(MIN_INCOMING_LIMIT);
-    let ping_window = Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout));
-    let sid: Arc<str> = Arc::from(open.sid.as_str());
+        .max(MIN_INCOMING_LIMIT);
+    let sid: Arc<str> = Arc::from(session.sid());
     let active = match opened.transport {
         Transport::Polling(conn) => Active::Polling {
             get: Slot::Idle(conn),
@@ -206,375 +191,254 @@ pub(crate) fn spawn(start: Start) {
         },
         Transport::WebSocket(ws) => Active::websocket(*ws),
     };
-    let probe: Option<BoxFut<_>> = if upgrade_to_websocket {
-        let endpoint = endpoint.clone();
-        let sid = sid.clone();
-        Some(Box::pin(async move {
-            tokio::time::timeout(
-                ping_window,
-                websocket::probe(&endpoint, &sid, incoming_limit),
-            )
-            .await
-            .unwrap_or_else(|_| Err(super::EngineError::Timeout))
-        }))
-    } else {
-        None
-    };
     let driver = Driver {
         endpoint,
         shared,
         sid,
-        max_payload,
+        session,
         incoming_limit,
-        ping_window,
-        ping_reset: false,
         rx,
         senders_gone: false,
         events,
-        outbox: VecDeque::new(),
         active,
-        probe,
-        upgrade_ready: None,
+        probe: Probe::None,
     };
-    tokio::spawn(driver.run(opened.pending, opened.pending_error));
+    tokio::spawn(driver.run());
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 impl Driver {
-    async fn emit(&mut self, event: EngineEvent) {
+    async fn run(mut self) {
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut timer_at = None;
+        loop {
+            if self.shared.closed.load(Ordering::Acquire) && self.session.is_open() {
+                self.close();
+            }
+            if self.session.wants_frames() && !self.senders_gone {
+                self.take_frames();
+            }
+            if !self.execute().await {
+                break;
+            }
+            let deadline = self.session.poll_timeout();
+            if deadline != timer_at {
+                timer_at = deadline;
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(Instant::from_std(d));
+                }
+            }
+            let wants_frames = self.session.wants_frames() && !self.senders_gone;
+            tokio::select! {
+                biased;
+                _ = self.shared.close_requested.notified() => self.close(),
+                _ = &mut timer, if timer_at.is_some() => {
+                    self.session.handle_timeout(now());
+                    // Fire once per deadline: a new deadline re-arms it above.
+                    timer_at = None;
+                }
+                ev = next_transport_event(&mut self.active) => self.on_transport_event(ev),
+                frame = self.rx.recv(), if wants_frames => match frame {
+                    Some(f) => {
+                        self.session.send(f);
+                        self.take_frames();
+                    }
+                    None => {
+                        self.senders_gone = true;
+                        if self.events.is_closed() {
+                            self.session.close(now());
+                        }
+                    }
+                },
+                ev = self.probe.wait() => self.on_probe_event(ev),
+                // Nobody sends and nobody listens: close as the application would have.
+                _ = self.events.closed(), if self.senders_gone && self.session.is_open() => {
+                    self.session.close(now());
+                }
+            }
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        if let Active::WebSocket { write, .. } = &mut self.active
+            && let Some(mut sink) = write.take_idle()
+        {
+            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, sink.close()).await;
+        }
+    }
+
+    /// Hands the session every frame already queued: they go out together in the next write.
+    fn take_frames(&mut self) {
+        while let Ok(f) = self.rx.try_recv() {
+            self.session.send(f);
+        }
+    }
+
+    /// The application closed: what it queued goes first, then the close packet.
+    fn close(&mut self) {
+        self.take_frames();
+        self.session.close(now());
+    }
+
+    /// Does what the session asks; false once it says the session is over.
+    async fn execute(&mut self) -> bool {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                Output::Event(event) => self.emit(event).await,
+                Output::Poll => self.start_request(Method::GET, Bytes::new()),
+                Output::Post(body) => self.start_request(Method::POST, body),
+                Output::Write(frames) => self.start_write(frames),
+                Output::OpenProbe => {
+                    let endpoint = self.endpoint.clone();
+                    let sid = self.sid.clone();
+                    let limit = self.incoming_limit;
+                    self.probe = Probe::Opening(Box::pin(async move {
+                        websocket::open(&endpoint, Some(&sid), limit).await
+                    }));
+                }
+                Output::ProbeWrite(frame) => {
+                    if let Probe::Open(ws) = std::mem::replace(&mut self.probe, Probe::None) {
+                        self.probe =
+                            Probe::Answering(Box::pin(websocket::answer_probe(*ws, frame)));
+                    }
+                }
+                Output::DropProbe { error } => {
+                    tracing::debug!(sid = %self.sid, %error, "upgrade probe failed");
+                    self.probe = Probe::None;
+                    remember_websocket(self.endpoint.host_key(), false);
+                }
+                Output::SwitchToProbe => {
+                    match std::mem::replace(&mut self.probe, Probe::None) {
+                        Probe::Ready(ws) => {
+                            // Polling is paused: nothing is in flight on it, so dropping it loses nothing.
+                            self.active = Active::websocket(*ws);
+                            self.shared.set_transport(TransportKind::WebSocket);
+                            remember_websocket(self.endpoint.host_key(), true);
+                            tracing::debug!(sid = %self.sid, "upgraded to websocket");
+                        }
+                        _ => self
+                            .session
+                            .on_transport_end(TransportEnd::Error("upgrade websocket lost".into())),
+                    }
+                }
+                Output::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    async fn emit(&mut self, event: Event) {
+        let event = match event {
+            Event::Message(data) => EngineEvent::Message(data),
+            Event::Ping => EngineEvent::Ping,
+            Event::Upgrade(kind) => EngineEvent::Upgrade(kind),
+            Event::Close { reason, detail } => {
+                // Senders fail from now on, before the application even reads the event.
+                self.shared.closed.store(true, Ordering::Release);
+                tracing::debug!(sid = %self.sid, %reason, ?detail, "engine.io session closed");
+                EngineEvent::Close { reason, detail }
+            }
+        };
         // A dropped receiver only means nobody listens any more.
         let _ = self.events.send(event).await;
     }
 
-    async fn run(mut self, pending: Vec<Packet>, pending_error: bool) {
-        let ping_timer = tokio::time::sleep(self.ping_window);
-        tokio::pin!(ping_timer);
-        let mut ending = None;
-        for packet in pending {
-            if let Some(reason) = self.on_packet(packet).await {
-                ending = Some(Ending::Closed(reason));
-                break;
-            }
-        }
-        if pending_error && ending.is_none() {
-            ending = Some(Ending::Closed(ClientCloseReason::ParseError));
-        }
-        let ending = match ending {
-            Some(e) => e,
-            None => loop {
-                if self.shared.closed.load(Ordering::Acquire) {
-                    break Ending::Forced;
-                }
-                if std::mem::take(&mut self.ping_reset) {
-                    ping_timer.as_mut().reset(Instant::now() + self.ping_window);
-                }
-                self.schedule().await;
-                let wants_frames =
-                    !self.active.writer_busy() && self.outbox.is_empty() && !self.senders_gone;
-                tokio::select! {
-                    biased;
-                    _ = self.shared.close_requested.notified() => break Ending::Forced,
-                    _ = &mut ping_timer => break Ending::Closed(ClientCloseReason::PingTimeout),
-                    ev = next_transport_event(&mut self.active) => {
-                        if let Some(reason) = self.on_transport_event(ev).await {
-                            break Ending::Closed(reason);
-                        }
-                    }
-                    frame = self.rx.recv(), if wants_frames => match frame {
-                        Some(f) => self.outbox.push_back(f),
-                        None => {
-                            self.senders_gone = true;
-                            if self.events.is_closed() {
-                                break Ending::Dropped;
-                            }
-                        }
-                    },
-                    r = poll_opt(&mut self.probe) => {
-                        self.probe = None;
-                        match r {
-                            Ok(ws) => self.upgrade_ready = Some(ws),
-                            Err(e) => {
-                                tracing::debug!(sid = %self.sid, error = %e, "upgrade probe failed");
-                                remember_websocket(self.endpoint.host_key(), false);
-                            }
-                        }
-                    }
-                    _ = self.events.closed(), if self.senders_gone => break Ending::Dropped,
-                }
-            },
+    fn start_request(&mut self, method: Method, body: Bytes) {
+        let Active::Polling { get, post } = &mut self.active else {
+            return;
         };
-        self.shared.closed.store(true, Ordering::Release);
-        match ending {
-            Ending::Closed(reason) => {
-                tracing::debug!(sid = %self.sid, %reason, "engine.io session closed");
-                self.emit(EngineEvent::Close(reason)).await;
-            }
-            Ending::Forced => {
-                self.emit(EngineEvent::Close(ClientCloseReason::ForcedClose))
+        let (slot, limit) = if method == Method::GET {
+            (get, self.incoming_limit)
+        } else {
+            // The answer to a POST is `ok`.
+            (post, 1024)
+        };
+        if let Some(mut conn) = slot.take_idle() {
+            let endpoint = self.endpoint.clone();
+            let sid = self.sid.clone();
+            *slot = Slot::Busy(Box::pin(async move {
+                let r = conn
+                    .request(&endpoint, method, Some(&sid), body, limit)
                     .await;
-                self.flush_and_close().await;
-            }
-            Ending::Dropped => self.flush_and_close().await,
+                (conn, r)
+            }));
         }
     }
 
-    /// Starts what can start: the next poll, the next write, or the switch to the probed websocket.
-    async fn schedule(&mut self) {
-        let paused_and_idle = matches!(
-            &self.active,
-            Active::Polling { get, post } if !get.is_busy() && !post.is_busy()
-        );
-        if paused_and_idle && let Some(ws) = self.upgrade_ready.take() {
-            self.finish_upgrade(ws).await;
-        }
-        let paused = self.upgrade_ready.is_some();
-        let endpoint = &self.endpoint;
-        let sid = &self.sid;
-        match &mut self.active {
-            Active::Polling { get, post } => {
-                if paused {
-                    return;
-                }
-                if let Some(mut conn) = get.take_idle() {
-                    let endpoint = endpoint.clone();
-                    let sid = sid.clone();
-                    let limit = self.incoming_limit;
-                    *get = Slot::Busy(Box::pin(async move {
-                        let r = conn
-                            .request(&endpoint, Method::GET, Some(&sid), Bytes::new(), limit)
-                            .await;
-                        (conn, r)
-                    }));
-                }
-                if !post.is_busy() {
-                    let mut enc = PayloadEncoder::new(self.max_payload);
-                    fill(&mut self.outbox, &mut self.rx, self.senders_gone, |f| {
-                        enc.push(f)
-                    });
-                    if enc.is_empty() {
-                        return;
-                    }
-                    let body = enc.finish();
-                    if let Some(mut conn) = post.take_idle() {
-                        let endpoint = endpoint.clone();
-                        let sid = sid.clone();
-                        *post = Slot::Busy(Box::pin(async move {
-                            let r = conn
-                                .request(&endpoint, Method::POST, Some(&sid), body, 1024)
-                                .await;
-                            (conn, r)
-                        }));
-                    }
-                }
-            }
-            Active::WebSocket { write, .. } => {
-                if write.is_busy() {
-                    return;
-                }
-                let mut batch = Vec::new();
-                fill(&mut self.outbox, &mut self.rx, self.senders_gone, |f| {
-                    if batch.len() >= WS_BATCH {
-                        return false;
-                    }
-                    batch.push(websocket::to_message(f.clone()));
-                    true
-                });
-                if batch.is_empty() {
-                    return;
-                }
-                if let Some(mut sink) = write.take_idle() {
-                    *write = Slot::Busy(Box::pin(async move {
-                        let r = write_all(&mut sink, batch).await;
-                        (sink, r)
-                    }));
-                }
-            }
+    fn start_write(&mut self, frames: Vec<Frame>) {
+        let Active::WebSocket { write, .. } = &mut self.active else {
+            return;
+        };
+        if let Some(mut sink) = write.take_idle() {
+            *write = Slot::Busy(Box::pin(async move {
+                let r = write_all(&mut sink, frames).await;
+                (sink, r)
+            }));
         }
     }
 
-    async fn finish_upgrade(&mut self, ws: Ws) {
-        // Polling is paused: nothing in flight. The upgrade packet goes first on the websocket, then
-        // whatever was queued meanwhile.
-        self.active = Active::websocket(ws);
-        self.outbox
-            .push_front(Frame::text_packet(PacketType::Upgrade, ""));
-        self.shared.set_transport(TransportKind::WebSocket);
-        remember_websocket(self.endpoint.host_key(), true);
-        tracing::debug!(sid = %self.sid, "upgraded to websocket");
-        self.emit(EngineEvent::Upgrade(TransportKind::WebSocket))
-            .await;
-    }
-
-    async fn on_transport_event(&mut self, ev: TransportEvent) -> Option<ClientCloseReason> {
+    fn on_transport_event(&mut self, ev: TransportEvent) {
+        let now = now();
+        let s = &mut self.session;
         match ev {
-            TransportEvent::Polled(Ok(body)) => {
-                let packets = match decode_payload(body) {
-                    Ok(p) => p,
-                    Err(_) => return Some(ClientCloseReason::ParseError),
-                };
-                for packet in packets {
-                    let Ok(packet) = packet else {
-                        return Some(ClientCloseReason::ParseError);
-                    };
-                    if let Some(reason) = self.on_packet(packet).await {
-                        return Some(reason);
-                    }
-                }
-                None
-            }
-            TransportEvent::Posted(Ok(_)) => None,
-            TransportEvent::Polled(Err(e)) | TransportEvent::Posted(Err(e)) => {
-                Some(request_close_reason(e))
-            }
-            TransportEvent::Read(Some(Ok(Message::Close(_)))) => {
-                Some(ClientCloseReason::TransportClose)
-            }
+            TransportEvent::Polled(r) => s.on_poll(now, r.map_err(request_end)),
+            TransportEvent::Posted(r) => s.on_post(now, r.map(drop).map_err(request_end)),
+            TransportEvent::Written(r) => s.on_write(now, r.map_err(ws_end)),
             TransportEvent::Read(Some(Ok(message))) => {
                 if message.len() > self.incoming_limit {
-                    return Some(ClientCloseReason::TransportError(
-                        "message too large".into(),
-                    ));
+                    return s.on_transport_end(TransportEnd::Error("message too large".into()));
                 }
-                match websocket::packet_of(message)? {
-                    Ok(packet) => self.on_packet(packet).await,
-                    Err(_) => Some(ClientCloseReason::ParseError),
+                match message {
+                    Message::Text(t) => s.on_text(now, websocket::to_byte_string(t)),
+                    Message::Binary(b) => s.on_binary(now, b),
+                    Message::Close(_) => s.on_transport_end(TransportEnd::Closed),
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 }
             }
-            TransportEvent::Read(Some(Err(e))) => Some(ws_close_reason(e)),
-            TransportEvent::Read(None) => Some(ClientCloseReason::TransportClose),
-            TransportEvent::Written(Ok(())) => None,
-            TransportEvent::Written(Err(e)) => Some(ws_close_reason(e)),
+            TransportEvent::Read(Some(Err(e))) => s.on_transport_end(ws_end(e)),
+            TransportEvent::Read(None) => s.on_transport_end(TransportEnd::Closed),
         }
     }
 
-    async fn on_packet(&mut self, packet: Packet) -> Option<ClientCloseReason> {
-        match packet {
-            Packet::Message(data) => self.emit(EngineEvent::Message(data)).await,
-            Packet::Ping(None) => {
-                self.outbox
-                    .push_back(Frame::text_packet(PacketType::Pong, ""));
-                self.ping_reset = true;
-                self.emit(EngineEvent::Ping).await;
+    fn on_probe_event(&mut self, ev: ProbeEvent) {
+        let now = now();
+        match ev {
+            ProbeEvent::Opened(Ok(ws)) => {
+                self.probe = Probe::Open(Box::new(ws));
+                self.session.on_probe_open(now);
             }
-            Packet::Close => return Some(ClientCloseReason::TransportClose),
-            // A second open packet, pongs, probe packets on the main transport, upgrade and noop carry
-            // nothing for the client.
-            Packet::Open(_)
-            | Packet::Ping(Some(_))
-            | Packet::Pong(_)
-            | Packet::Upgrade
-            | Packet::Noop => {}
-        }
-        None
-    }
-
-    /// Sends what is queued and the close packet (within [`CLOSE_FLUSH_TIMEOUT`]), then ends the
-    /// connections by dropping them.
-    async fn flush_and_close(mut self) {
-        let flush = async {
-            let mut frames: Vec<Frame> = self.outbox.drain(..).collect();
-            while let Ok(f) = self.rx.try_recv() {
-                frames.push(f);
+            ProbeEvent::Answered(Ok((ws, packet))) => {
+                self.probe = Probe::Ready(Box::new(ws));
+                self.session.on_probe_packet(now, packet);
             }
-            frames.push(Frame::close());
-            match &mut self.active {
-                Active::Polling { post, .. } => {
-                    if post.is_busy() {
-                        let _ = post.wait().await;
-                    }
-                    let Some(mut conn) = post.take_idle() else {
-                        return;
-                    };
-                    let mut frames = frames.into_iter().peekable();
-                    while frames.peek().is_some() {
-                        let mut enc = PayloadEncoder::new(self.max_payload);
-                        while let Some(f) = frames.peek() {
-                            // The close packet goes in a POST of its own, after the rest: a server
-                            // handles a payload's close before the packets next to it, and would lose,
-                            // say, the DISCONNECT just sent.
-                            if f.packet_type() == PacketType::Close && !enc.is_empty() {
-                                break;
-                            }
-                            if !enc.push(f) {
-                                break;
-                            }
-                            frames.next();
-                        }
-                        let r = conn
-                            .request(
-                                &self.endpoint,
-                                Method::POST,
-                                Some(&self.sid),
-                                enc.finish(),
-                                1024,
-                            )
-                            .await;
-                        if r.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Active::WebSocket { write, .. } => {
-                    if write.is_busy() && write.wait().await.is_err() {
-                        return;
-                    }
-                    let Some(mut sink) = write.take_idle() else {
-                        return;
-                    };
-                    let messages = frames.into_iter().map(websocket::to_message).collect();
-                    if write_all(&mut sink, messages).await.is_ok() {
-                        let _ = sink.close().await;
-                    }
-                }
+            ProbeEvent::Opened(Err(e)) | ProbeEvent::Answered(Err(e)) => {
+                self.session.on_probe_error(now, e.to_string());
             }
-        };
-        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, flush).await;
-    }
-}
-
-/// Moves frames from `outbox`, then from `rx`, into `push` until it refuses one (kept first in
-/// `outbox`, so order is preserved).
-fn fill(
-    outbox: &mut VecDeque<Frame>,
-    rx: &mut mpsc::Receiver<Frame>,
-    senders_gone: bool,
-    mut push: impl FnMut(&Frame) -> bool,
-) {
-    while let Some(f) = outbox.pop_front() {
-        if !push(&f) {
-            outbox.push_front(f);
-            return;
-        }
-    }
-    if senders_gone {
-        return;
-    }
-    while let Ok(f) = rx.try_recv() {
-        if !push(&f) {
-            outbox.push_back(f);
-            return;
         }
     }
 }
 
-async fn write_all(sink: &mut WsSink, messages: Vec<Message>) -> Result<(), WsError> {
-    for m in messages {
-        sink.feed(m).await?;
+async fn write_all(sink: &mut WsSink, frames: Vec<Frame>) -> Result<(), WsError> {
+    for f in frames {
+        sink.feed(websocket::to_message(f)).await?;
     }
     sink.flush().await
 }
 
-fn request_close_reason(e: RequestError) -> ClientCloseReason {
+fn request_end(e: RequestError) -> TransportEnd {
     match e {
         // The server no longer knows the session: it closed it.
-        RequestError::Status(StatusCode::BAD_REQUEST, _) => ClientCloseReason::TransportClose,
-        other => ClientCloseReason::TransportError(other.to_string()),
+        RequestError::Status(StatusCode::BAD_REQUEST, _) => TransportEnd::Closed,
+        other => TransportEnd::Error(other.to_string()),
     }
 }
 
-fn ws_close_reason(e: WsError) -> ClientCloseReason {
+fn ws_end(e: WsError) -> TransportEnd {
     match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => ClientCloseReason::TransportClose,
-        WsError::Capacity(_) => ClientCloseReason::TransportError("message too large".into()),
-        other => ClientCloseReason::TransportError(other.to_string()),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => TransportEnd::Closed,
+        WsError::Capacity(_) => TransportEnd::Error("message too large".into()),
+        other => TransportEnd::Error(other.to_string()),
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! [`connect`] performs the handshake and spawns one task that drives the session. The task is fed
 //! through an [`EngineSender`] (frames already encoded with [`Frame`]) and reports what happens through
-//! the [`EngineEvent`] receiver of the returned [`EngineConnection`]. Packets are decoded with the codecs
-//! of `ferrio_proto::engine`, the same ones the server uses.
+//! the [`EngineEvent`] receiver of the returned [`EngineConnection`]. The protocol rules (heartbeat
+//! watchdog, write buffer and `maxPayload`, upgrade order, close ordering) are those of
+//! `ferrio_proto::engine::ClientSession`; the task only executes what it asks, with the same packet
+//! codecs the server uses.
 
 mod driver;
 mod endpoint;
@@ -18,10 +20,11 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
+use ferrio_proto::engine::ClientConfig;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
-pub use ferrio_proto::engine::{Data, Frame, OpenPacket, TransportKind};
+pub use ferrio_proto::engine::{CloseReason, Data, Frame, OpenPacket, TransportKind};
 pub use tls::{ClientCertificate, TlsOptions};
 
 use endpoint::Endpoint;
@@ -104,41 +107,14 @@ pub enum EngineEvent {
     /// The session moved to this transport.
     Upgrade(TransportKind),
     /// The session is closed; nothing follows.
-    Close(ClientCloseReason),
-}
-
-/// Why a session closed, as the official client reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientCloseReason {
-    /// [`EngineSender::close`] was called ("forced close").
-    ForcedClose,
-    /// The server closed the session ("transport close").
-    TransportClose,
-    /// The network failed ("transport error"), with a description.
-    TransportError(String),
-    /// No ping from the server within `pingInterval + pingTimeout` ("ping timeout").
-    PingTimeout,
-    /// The server sent something that could not be decoded ("parse error").
-    ParseError,
-}
-
-impl ClientCloseReason {
-    /// The official reason string.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ClientCloseReason::ForcedClose => "forced close",
-            ClientCloseReason::TransportClose => "transport close",
-            ClientCloseReason::TransportError(_) => "transport error",
-            ClientCloseReason::PingTimeout => "ping timeout",
-            ClientCloseReason::ParseError => "parse error",
-        }
-    }
-}
-
-impl std::fmt::Display for ClientCloseReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+    Close {
+        /// The official reason: "forced close" ([`EngineSender::close`]), "transport close" (the server
+        /// closed), "transport error", "ping timeout" (no ping within `pingInterval + pingTimeout`) or
+        /// "parse error".
+        reason: CloseReason,
+        /// What failed, for "transport error".
+        detail: Option<String>,
+    },
 }
 
 /// Why [`connect`] or [`EngineSender::send`] failed.
@@ -229,7 +205,7 @@ impl EngineSender {
     }
 
     /// Closes the session: what is already queued is flushed, then the close packet is sent, and the
-    /// events end with [`ClientCloseReason::ForcedClose`]. Calling it again does nothing.
+    /// events end with [`CloseReason::ForcedClose`]. Calling it again does nothing.
     pub fn close(&self) {
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
             self.shared.close_requested.notify_one();
@@ -285,10 +261,14 @@ pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection
     } else {
         first
     };
+    let config = ClientConfig {
+        upgrade: opts.upgrade && opts.transports.contains(&TransportKind::WebSocket),
+        ..ClientConfig::default()
+    };
     let handshake = async {
         match first {
-            TransportKind::Polling => polling::handshake(&endpoint).await,
-            TransportKind::WebSocket => websocket::handshake(&endpoint).await,
+            TransportKind::Polling => polling::handshake(&endpoint, config).await,
+            TransportKind::WebSocket => websocket::handshake(&endpoint, config).await,
         }
     };
     let opened = match opts.connect_timeout {
@@ -309,7 +289,7 @@ pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection
     if first == TransportKind::WebSocket {
         remember_websocket(endpoint.host_key(), true);
     }
-    let handshake = opened.open.clone();
+    let handshake = opened.session.handshake().clone();
     let shared = Arc::new(Shared {
         id: handshake.sid.clone(),
         transport: AtomicU8::new(transport_code(first)),
@@ -318,17 +298,12 @@ pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection
     });
     let (tx, rx) = mpsc::channel(SEND_QUEUE_CAPACITY);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE_CAPACITY);
-    let upgrade_to_websocket = opts.upgrade
-        && first == TransportKind::Polling
-        && opts.transports.contains(&TransportKind::WebSocket)
-        && handshake.upgrades.iter().any(|u| u == "websocket");
     driver::spawn(driver::Start {
         endpoint,
         shared: shared.clone(),
         opened,
         rx,
         events: events_tx,
-        upgrade_to_websocket,
     });
     Ok(EngineConnection {
         handshake,

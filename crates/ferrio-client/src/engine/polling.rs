@@ -2,7 +2,7 @@
 //! run concurrently), reconnected when the server closes it.
 
 use bytes::Bytes;
-use ferrio_proto::engine::{OpenPacket, Packet, TransportKind, decode_payload};
+use ferrio_proto::engine::{ClientConfig, ClientSession, TransportKind};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::client::conn::http1::SendRequest;
@@ -155,7 +155,10 @@ impl HttpConn {
 }
 
 /// Opens a session with a polling GET; the payload starts with the open packet and may hold more.
-pub(crate) async fn handshake(endpoint: &Endpoint) -> Result<Opened, EngineError> {
+pub(crate) async fn handshake(
+    endpoint: &Endpoint,
+    config: ClientConfig,
+) -> Result<Opened, EngineError> {
     let mut conn = HttpConn::default();
     let body = conn
         .request(
@@ -166,36 +169,11 @@ pub(crate) async fn handshake(endpoint: &Endpoint) -> Result<Opened, EngineError
             MIN_INCOMING_LIMIT,
         )
         .await?;
-    let mut packets = decode_payload(body).map_err(|e| EngineError::Handshake(e.to_string()))?;
-    let open = match packets.next() {
-        Some(Ok(Packet::Open(json))) => parse_open(&json)?,
-        Some(Ok(other)) => {
-            return Err(EngineError::Handshake(format!(
-                "expected an open packet, got {:?}",
-                other.packet_type()
-            )));
-        }
-        Some(Err(e)) => return Err(EngineError::Handshake(e.to_string())),
-        None => return Err(EngineError::Handshake("empty payload".into())),
-    };
-    // What follows the open packet belongs to the session: a bad packet there closes it with
-    // "parse error" once the application holds it, as any later bad packet would.
-    let mut pending = Vec::new();
-    let mut pending_error = false;
-    for p in packets {
-        match p {
-            Ok(p) => pending.push(p),
-            Err(_) => pending_error = true,
-        }
-    }
+    let now = tokio::time::Instant::now().into_std();
+    let session = ClientSession::from_payload(now, config, body)
+        .map_err(|e| EngineError::Handshake(e.to_string()))?;
     Ok(Opened {
-        open,
+        session,
         transport: Transport::Polling(conn),
-        pending,
-        pending_error,
     })
-}
-
-pub(crate) fn parse_open(json: &str) -> Result<OpenPacket, EngineError> {
-    serde_json::from_str(json).map_err(|e| EngineError::Handshake(format!("open packet: {e}")))
 }

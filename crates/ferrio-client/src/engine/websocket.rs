@@ -1,19 +1,21 @@
-//! The websocket transport: connection (optionally over TLS), handshake and upgrade probe.
+//! The websocket transport: connection (optionally over TLS), handshake and the steps of the upgrade probe.
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use ferrio_proto::engine::{Frame, Packet, decode_binary, decode_text};
+use ferrio_proto::engine::client::HandshakeError;
+use ferrio_proto::engine::{
+    ClientConfig, ClientSession, Frame, Packet, decode_binary, decode_text,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::EngineError;
 use super::driver::{Opened, Transport};
 use super::endpoint::Endpoint;
-use super::polling::parse_open;
 use super::tls::{BoxIo, io_error};
-use super::{EngineError, MIN_INCOMING_LIMIT};
 
 pub(crate) type Ws = WebSocketStream<BoxIo>;
 
@@ -70,34 +72,22 @@ pub(crate) async fn open(
 }
 
 /// Opens a session over websocket: the first message is the open packet.
-pub(crate) async fn handshake(endpoint: &Endpoint) -> Result<Opened, EngineError> {
+pub(crate) async fn handshake(
+    endpoint: &Endpoint,
+    config: ClientConfig,
+) -> Result<Opened, EngineError> {
     let mut ws = open(endpoint, None, HANDSHAKE_READ_LIMIT).await?;
-    loop {
+    let session = loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
-                let open = match decode_text(to_byte_string(t)) {
-                    Ok(Packet::Open(json)) => parse_open(&json)?,
-                    Ok(other) => {
-                        return Err(EngineError::Handshake(format!(
-                            "expected an open packet, got {:?}",
-                            other.packet_type()
-                        )));
-                    }
-                    Err(e) => return Err(EngineError::Handshake(e.to_string())),
-                };
-                return Ok(Opened {
-                    open,
-                    transport: Transport::WebSocket(Box::new(ws)),
-                    pending: Vec::new(),
-                    pending_error: false,
-                });
+                break ClientSession::from_text(
+                    tokio::time::Instant::now().into_std(),
+                    config,
+                    to_byte_string(t),
+                );
             }
+            Some(Ok(Message::Binary(_))) => break Err(HandshakeError::Binary),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Binary(_))) => {
-                return Err(EngineError::Handshake(
-                    "binary message before the open packet".into(),
-                ));
-            }
             Some(Ok(Message::Close(_))) | None => {
                 return Err(EngineError::Handshake(
                     "websocket closed before the open packet".into(),
@@ -105,42 +95,35 @@ pub(crate) async fn handshake(endpoint: &Endpoint) -> Result<Opened, EngineError
             }
             Some(Err(e)) => return Err(ws_error(e)),
         }
-    }
+    };
+    let session = session.map_err(|e| EngineError::Handshake(e.to_string()))?;
+    Ok(Opened {
+        session,
+        transport: Transport::WebSocket(Box::new(ws)),
+    })
 }
 
-/// Opens the websocket of an upgrade and checks that the server answers `2probe` with `3probe`.
-pub(crate) async fn probe(endpoint: &Endpoint, sid: &str, limit: usize) -> Result<Ws, EngineError> {
-    let mut ws = open(endpoint, Some(sid), limit.max(MIN_INCOMING_LIMIT)).await?;
-    ws.send(Message::text("2probe")).await.map_err(ws_error)?;
+/// Writes `frame` (`2probe`) on the upgrade websocket and reads the packet that answers it.
+pub(crate) async fn answer_probe(mut ws: Ws, frame: Frame) -> Result<(Ws, Packet), EngineError> {
+    ws.send(to_message(frame)).await.map_err(ws_error)?;
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.as_str() == "3probe" => return Ok(ws),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(other)) => {
-                return Err(EngineError::WebSocket(format!(
-                    "probe error: unexpected {other:?}"
-                )));
+        let packet = match ws.next().await {
+            Some(Ok(Message::Text(t))) => decode_text(to_byte_string(t))
+                .map_err(|e| EngineError::WebSocket(format!("probe error: {e}")))?,
+            Some(Ok(Message::Binary(b))) => decode_binary(b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(EngineError::WebSocket("probe error: closed".into()));
             }
-            None => return Err(EngineError::WebSocket("probe error: closed".into())),
             Some(Err(e)) => return Err(ws_error(e)),
-        }
+        };
+        return Ok((ws, packet));
     }
 }
 
-fn to_byte_string(t: Utf8Bytes) -> ByteString {
+pub(crate) fn to_byte_string(t: Utf8Bytes) -> ByteString {
     // Utf8Bytes is valid UTF-8, so this conversion cannot fail.
     ByteString::try_from(Bytes::from(t)).unwrap_or_default()
-}
-
-/// The packet a websocket message carries; `None` for control frames.
-pub(crate) fn packet_of(
-    message: Message,
-) -> Option<Result<Packet, ferrio_proto::engine::DecodeError>> {
-    match message {
-        Message::Text(t) => Some(decode_text(to_byte_string(t))),
-        Message::Binary(b) => Some(Ok(decode_binary(b))),
-        _ => None,
-    }
 }
 
 /// The websocket message of a frame.

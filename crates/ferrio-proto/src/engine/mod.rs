@@ -1,10 +1,13 @@
-//! Engine.IO protocol v4: packets, payloads, handshake and session state.
+//! Engine.IO protocol v4: packets, payloads, handshake and session state (server side in `Session`,
+//! client side in [`client::ClientSession`]).
 
+pub mod client;
 mod handshake;
 mod packet;
 mod payload;
 mod session;
 
+pub use client::{ClientConfig, ClientSession};
 pub use handshake::OpenPacket;
 pub use packet::{Data, DecodeError, Frame, Packet, PacketType, decode_binary, decode_text};
 pub use payload::{PayloadDecoder, PayloadEncoder, RECORD_SEPARATOR, decode_payload};

@@ -1,110 +1,53 @@
 //! A private `redis-server` per test, and ferrio nodes using the Redis adapter.
 #![allow(dead_code)]
 
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferrio::IoConfig;
-use ferrio_redis::{RedisAdapterConfig, RedisAdapterHandle};
+use ferrio_redis::{
+    AdapterHandle, ClassicTransport, RedisAdapterConfig, RedisAdapterHandle, ShardedConfig,
+    ShardedRedisAdapterHandle, ShardedTransport, SubscriptionMode,
+};
 
+pub mod harness;
+pub mod servers;
 #[path = "../../../ferrio/tests/sio_common/mod.rs"]
 pub mod sio;
 
+#[allow(unused_imports)]
+pub use servers::{Redis, RedisCluster};
 pub use sio::{Client, Incoming, TestServer};
 
-/// A `redis-server` on a free port (never 6379), killed on drop.
-pub struct Redis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let port = free_port();
-        assert_ne!(port, 6379);
-        let mut r = Redis { port, child: None };
-        r.restart();
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits until it answers.
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (SIGKILL) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Publishes raw bytes on a channel (through a plain connection).
-    pub async fn publish(&self, channel: &str, payload: &[u8]) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A ferrio node on the Redis at `url`.
-pub struct Node {
+/// A ferrio node on a Redis adapter: classic by default, or sharded.
+pub struct Node<F = ClassicTransport> {
     pub server: TestServer,
-    pub redis: RedisAdapterHandle,
+    pub redis: AdapterHandle<F>,
 }
 
 impl Node {
+    /// A node on the classic adapter at `url`.
     pub async fn start(url: &str) -> Node {
         Self::start_with(url, RedisAdapterConfig::default()).await
     }
 
     pub async fn start_with(url: &str, config: RedisAdapterConfig) -> Node {
-        let redis = RedisAdapterHandle::connect(url, config).await.unwrap();
+        Node::on(RedisAdapterHandle::connect(url, config).await.unwrap()).await
+    }
+}
+
+impl Node<ShardedTransport> {
+    /// A node on the sharded adapter of `cluster`.
+    pub async fn sharded(cluster: &RedisCluster, mode: SubscriptionMode) -> Self {
+        let config = ShardedConfig::builder().subscription_mode(mode).build();
+        let redis = ShardedRedisAdapterHandle::connect(cluster.urls(), config)
+            .await
+            .unwrap();
+        Node::on(redis).await
+    }
+}
+
+impl<F> Node<F> {
+    async fn on(redis: AdapterHandle<F>) -> Self {
         let cfg = IoConfig {
             adapter: redis.factory(),
             ..sio::config()
@@ -125,28 +68,16 @@ impl Node {
     }
 }
 
-impl Drop for Node {
+impl<F> Drop for Node<F> {
     fn drop(&mut self) {
         self.redis.close();
     }
 }
 
-/// Waits until `f` holds (polling every 10 ms).
-pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use ferrio_core::testing::eventually;
 
-/// Waits until both nodes see two subscribers on the request channel of `/`.
-pub async fn wait_cluster(a: &Node, n: usize) {
+/// Waits until node `a` counts `n` servers.
+pub async fn wait_cluster<F>(a: &Node<F>, n: usize) {
     let end = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let count = a.io().of("/").adapter().server_count().await;

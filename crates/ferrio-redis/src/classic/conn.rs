@@ -4,7 +4,7 @@
 //! unreachable, commands fail at once and broadcasts are dropped (and counted).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -13,7 +13,11 @@ use parking_lot::Mutex;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::adapter::Inner;
+use ferrio_proto::backoff::Backoff;
+
+use crate::link::{
+    Control, Counters, Link, Publish, PublishQueue, Subscriber, Unavailable, bump, try_queue,
+};
 
 /// How many publishes may wait for the publishing connection; past it, broadcasts are dropped.
 const QUEUE: usize = 16_384;
@@ -24,62 +28,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// Counters of one adapter (all namespaces of a server).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub malformed: AtomicU64,
-    pub published: AtomicU64,
-    pub dropped: AtomicU64,
-    pub publish_errors: AtomicU64,
-    pub received: AtomicU64,
-    pub reconnects: AtomicU64,
-}
-
-/// A snapshot of the adapter's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Metrics {
-    /// Messages on the adapter's channels that were ignored as malformed (not MessagePack or JSON, wrong
-    /// shape, unknown request type).
-    pub malformed: u64,
-    /// Messages published.
-    pub published: u64,
-    /// Messages not published because Redis was unreachable or the queue was full.
-    pub dropped: u64,
-    /// Publish pipelines that failed.
-    pub publish_errors: u64,
-    /// Messages received on the adapter's channels.
-    pub received: u64,
-    /// Successful reconnections of either connection (the first connection not counted).
-    pub reconnects: u64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> Metrics {
-        Metrics {
-            malformed: self.malformed.load(Ordering::Relaxed),
-            published: self.published.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            publish_errors: self.publish_errors.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-        }
-    }
-}
-
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Why a command did not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unavailable;
-
 pub(crate) enum Cmd {
-    Publish {
-        channel: String,
-        payload: Vec<u8>,
-        done: Option<oneshot::Sender<Result<(), Unavailable>>>,
-    },
+    Publish(Publish),
     NumSub {
         channel: String,
         done: oneshot::Sender<Result<usize, Unavailable>>,
@@ -89,12 +39,7 @@ pub(crate) enum Cmd {
 impl Cmd {
     fn fail(self, counters: &Counters) {
         match self {
-            Cmd::Publish { done, .. } => {
-                bump(&counters.dropped);
-                if let Some(d) = done {
-                    let _ = d.send(Err(Unavailable));
-                }
-            }
+            Cmd::Publish(p) => p.finish(counters, false),
             Cmd::NumSub { done, .. } => {
                 let _ = done.send(Err(Unavailable));
             }
@@ -105,91 +50,59 @@ impl Cmd {
 /// What the subscriber is subscribed to, and who gets what arrives there.
 #[derive(Default)]
 struct Subs {
-    channels: HashMap<String, Weak<Inner>>,
-    patterns: HashMap<String, Weak<Inner>>,
+    channels: HashMap<String, Weak<dyn Subscriber>>,
+    patterns: HashMap<String, Weak<dyn Subscriber>>,
     sink: Option<PubSubSink>,
+}
+
+impl Link for Driver {
+    fn is_connected(&self) -> bool {
+        self.pub_up.load(Ordering::Relaxed) && self.sub_up.load(Ordering::Relaxed)
+    }
+
+    fn control(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl PublishQueue for Driver {
+    fn try_queue(&self, publish: Publish) -> Result<(), Publish> {
+        try_queue(&self.tx, publish, Cmd::Publish)
+    }
 }
 
 /// The connections of one server, shared by the adapters of all its namespaces.
 pub(crate) struct Driver {
     tx: mpsc::Sender<Cmd>,
     subs: Mutex<Subs>,
-    pub(crate) counters: Counters,
+    control: Control,
     pub_up: AtomicBool,
     sub_up: AtomicBool,
-    stop: watch::Sender<bool>,
 }
 
 impl Driver {
     /// Starts both connection tasks on the current tokio runtime.
     pub(crate) fn start(client: redis::Client) -> Arc<Driver> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (stop, _) = watch::channel(false);
         let driver = Arc::new(Driver {
             tx,
             subs: Mutex::new(Subs::default()),
-            counters: Counters::default(),
+            control: Control::new(),
             pub_up: AtomicBool::new(false),
             sub_up: AtomicBool::new(false),
-            stop,
         });
         tokio::spawn(publisher(
             client.clone(),
             Arc::downgrade(&driver),
             rx,
-            driver.stop.subscribe(),
+            driver.control.stop_signal(),
         ));
         tokio::spawn(subscriber(
             client,
             Arc::downgrade(&driver),
-            driver.stop.subscribe(),
+            driver.control.stop_signal(),
         ));
         driver
-    }
-
-    pub(crate) fn is_connected(&self) -> bool {
-        self.pub_up.load(Ordering::Relaxed) && self.sub_up.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn shutdown(&self) {
-        let _ = self.stop.send(true);
-    }
-
-    /// Queues a publish without waiting (broadcasts): dropped and counted when the queue is full.
-    pub(crate) fn publish_nowait(&self, channel: String, payload: Vec<u8>) {
-        let cmd = Cmd::Publish {
-            channel,
-            payload,
-            done: None,
-        };
-        if let Err(e) = self.tx.try_send(cmd) {
-            let cmd = match e {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            };
-            cmd.fail(&self.counters);
-        }
-    }
-
-    /// Publishes and reports whether Redis took it.
-    pub(crate) async fn publish(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> Result<(), Unavailable> {
-        let (done, rx) = oneshot::channel();
-        let cmd = Cmd::Publish {
-            channel,
-            payload,
-            done: Some(done),
-        };
-        if let Err(e) = self.tx.try_send(cmd) {
-            let cmd = match e {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            };
-            cmd.fail(&self.counters);
-            return Err(Unavailable);
-        }
-        rx.await.unwrap_or(Err(Unavailable))
     }
 
     /// `PUBSUB NUMSUB channel`.
@@ -201,15 +114,20 @@ impl Driver {
         rx.await.unwrap_or(Err(Unavailable))
     }
 
-    /// Routes `channels` and `patterns` to `adapter` and subscribes to them.
-    pub(crate) fn register(&self, adapter: &Arc<Inner>, channels: &[String], patterns: &[String]) {
+    /// Routes `channels` and `patterns` to `subscriber` and subscribes to them.
+    pub(crate) fn register(
+        &self,
+        subscriber: &Weak<dyn Subscriber>,
+        channels: &[String],
+        patterns: &[String],
+    ) {
         let sink = {
             let mut s = self.subs.lock();
             for c in channels {
-                s.channels.insert(c.clone(), Arc::downgrade(adapter));
+                s.channels.insert(c.clone(), subscriber.clone());
             }
             for p in patterns {
-                s.patterns.insert(p.clone(), Arc::downgrade(adapter));
+                s.patterns.insert(p.clone(), subscriber.clone());
             }
             s.sink.clone()
         };
@@ -217,11 +135,13 @@ impl Driver {
             let (channels, patterns) = (channels.to_vec(), patterns.to_vec());
             tokio::spawn(async move {
                 // A failure here means the connection is going down: the reconnection subscribes again.
-                if !channels.is_empty() {
-                    let _ = sink.subscribe(channels).await;
-                }
+                // Patterns first: once the request channel counts this node (NUMSUB), its broadcasts
+                // reach it too.
                 if !patterns.is_empty() {
                     let _ = sink.psubscribe(patterns).await;
+                }
+                if !channels.is_empty() {
+                    let _ = sink.subscribe(channels).await;
                 }
             });
         }
@@ -264,44 +184,43 @@ impl Driver {
                     .and_then(Weak::upgrade),
             }
         };
-        let Some(adapter) = target else { return };
-        bump(&self.counters.received);
+        let Some(subscriber) = target else { return };
+        bump(&self.control.counters.received);
         let channel = msg.get_channel_name();
         if channel == "?" {
-            bump(&self.counters.malformed);
+            bump(&self.control.counters.malformed);
             return;
         }
-        if pattern.is_some() {
-            adapter.on_broadcast(channel, msg.get_payload_bytes());
-        } else {
-            adapter.on_request_channel(channel, msg.get_payload_bytes());
-        }
+        subscriber.on_payload(channel, pattern.is_some(), msg.get_payload_bytes());
     }
 }
 
-fn next_backoff(b: Duration) -> Duration {
-    let doubled = (b * 2).min(BACKOFF_MAX);
-    // ±20 % jitter, so that many nodes do not reconnect in lockstep.
-    let jitter = rand::random_range(0.8..1.2);
-    doubled.mul_f64(jitter)
+/// Reconnection delays of either connection; ±20 % jitter, so that many nodes do not reconnect in
+/// lockstep.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX, 0.2)
 }
 
-/// Waits `backoff` while failing every command that arrives (nothing waits on a dead Redis). Returns
+fn next_delay(backoff: &mut Backoff) -> Duration {
+    backoff.next_delay(rand::random())
+}
+
+/// Waits `delay` while failing every command that arrives (nothing waits on a dead Redis). Returns
 /// false when the driver stops.
 async fn wait_failing(
-    backoff: Duration,
+    delay: Duration,
     rx: &mut mpsc::Receiver<Cmd>,
     driver: &Weak<Driver>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let sleep = tokio::time::sleep(backoff);
+    let sleep = tokio::time::sleep(delay);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
             _ = &mut sleep => return true,
             _ = stop.changed() => return false,
             cmd = rx.recv() => match (cmd, driver.upgrade()) {
-                (Some(cmd), Some(d)) => cmd.fail(&d.counters),
+                (Some(cmd), Some(d)) => cmd.fail(d.counters()),
                 _ => return false,
             },
         }
@@ -318,7 +237,7 @@ async fn publisher(
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(RESPONSE_TIMEOUT);
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = reconnect_backoff();
     let mut connected_once = false;
     let mut batch = Vec::with_capacity(BATCH);
     let mut ping = tokio::time::interval(Duration::from_millis(500));
@@ -334,21 +253,20 @@ async fn publisher(
             {
                 Ok(c) => {
                     conn = Some(c);
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     let Some(d) = driver.upgrade() else { return };
                     d.pub_up.store(true, Ordering::Relaxed);
                     if connected_once {
-                        bump(&d.counters.reconnects);
+                        bump(&d.counters().reconnects);
                         tracing::info!("redis adapter: publisher reconnected");
                     }
                     connected_once = true;
                 }
                 Err(e) => {
                     tracing::debug!("redis adapter: publisher cannot connect: {e}");
-                    if !wait_failing(backoff, &mut rx, &driver, &mut stop).await {
+                    if !wait_failing(next_delay(&mut backoff), &mut rx, &driver, &mut stop).await {
                         return;
                     }
-                    backoff = next_backoff(backoff);
                 }
             }
             continue;
@@ -378,10 +296,10 @@ async fn publisher(
         let mut pipe = redis::pipe();
         for cmd in &batch {
             match cmd {
-                Cmd::Publish {
-                    channel, payload, ..
-                } => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice());
+                Cmd::Publish(p) => {
+                    pipe.cmd("PUBLISH")
+                        .arg(&p.channel)
+                        .arg(p.payload.as_slice());
                 }
                 Cmd::NumSub { channel, .. } => {
                     pipe.cmd("PUBSUB").arg("NUMSUB").arg(channel);
@@ -394,12 +312,7 @@ async fn publisher(
             Ok(values) if values.len() == batch.len() => {
                 for (cmd, v) in batch.drain(..).zip(values) {
                     match cmd {
-                        Cmd::Publish { done, .. } => {
-                            bump(&d.counters.published);
-                            if let Some(done) = done {
-                                let _ = done.send(Ok(()));
-                            }
-                        }
+                        Cmd::Publish(p) => p.finish(d.counters(), true),
                         Cmd::NumSub { done, .. } => {
                             let _ = done.send(parse_numsub(&v).ok_or(Unavailable));
                         }
@@ -410,9 +323,9 @@ async fn publisher(
                 if let Err(e) = other {
                     tracing::warn!("redis adapter: publish failed: {e}");
                 }
-                bump(&d.counters.publish_errors);
+                bump(&d.counters().publish_errors);
                 for cmd in batch.drain(..) {
-                    cmd.fail(&d.counters);
+                    cmd.fail(d.counters());
                 }
                 conn = None;
                 d.pub_up.store(false, Ordering::Relaxed);
@@ -433,7 +346,7 @@ fn parse_numsub(v: &redis::Value) -> Option<usize> {
 }
 
 async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = reconnect_backoff();
     let mut connected_once = false;
     loop {
         if *stop.borrow() {
@@ -444,17 +357,15 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::debug!("redis adapter: subscriber cannot connect: {e}");
-                if !sleep_or_stop(backoff, &mut stop).await {
+                if !sleep_or_stop(next_delay(&mut backoff), &mut stop).await {
                     return;
                 }
-                backoff = next_backoff(backoff);
                 continue;
             }
             Err(_) => {
-                if !sleep_or_stop(backoff, &mut stop).await {
+                if !sleep_or_stop(next_delay(&mut backoff), &mut stop).await {
                     return;
                 }
-                backoff = next_backoff(backoff);
                 continue;
             }
         };
@@ -469,25 +380,24 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
             )
         };
         let mut ok = true;
-        if !channels.is_empty() {
-            ok &= sink.subscribe(channels).await.is_ok();
-        }
-        if ok && !patterns.is_empty() {
+        if !patterns.is_empty() {
             ok &= sink.psubscribe(patterns).await.is_ok();
+        }
+        if ok && !channels.is_empty() {
+            ok &= sink.subscribe(channels).await.is_ok();
         }
         if !ok {
             d.subs.lock().sink = None;
             drop(d);
-            if !sleep_or_stop(backoff, &mut stop).await {
+            if !sleep_or_stop(next_delay(&mut backoff), &mut stop).await {
                 return;
             }
-            backoff = next_backoff(backoff);
             continue;
         }
-        backoff = BACKOFF_MIN;
+        backoff.reset();
         d.sub_up.store(true, Ordering::Relaxed);
         if connected_once {
-            bump(&d.counters.reconnects);
+            bump(&d.counters().reconnects);
             tracing::info!("redis adapter: subscriber reconnected and resubscribed");
         }
         connected_once = true;

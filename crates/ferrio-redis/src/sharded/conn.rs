@@ -16,31 +16,42 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{PushInfo, PushKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::RedisAdapterError;
-use crate::conn::{Counters, Unavailable, bump};
-use crate::sharded::ShardedInner;
+use crate::link::{Control, Link, Publish, PublishQueue, Subscriber, Unavailable, bump, try_queue};
 
 const QUEUE: usize = 16_384;
 const BATCH: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-struct Publish {
-    channel: String,
-    payload: Vec<u8>,
-    done: Option<oneshot::Sender<Result<(), Unavailable>>>,
-}
-
 /// The cluster connection of one server.
 pub(crate) struct ShardedDriver {
     conn: ClusterConnection,
     tx: mpsc::Sender<Publish>,
-    routes: Mutex<HashMap<String, Weak<ShardedInner>>>,
-    pub(crate) counters: Counters,
+    routes: Mutex<HashMap<String, Weak<dyn Subscriber>>>,
+    control: Control,
     up: AtomicBool,
-    stop: watch::Sender<bool>,
+}
+
+impl Link for ShardedDriver {
+    fn is_connected(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn control(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl PublishQueue for ShardedDriver {
+    fn try_queue(&self, publish: Publish) -> Result<(), Publish> {
+        if self.control.stopped() {
+            return Err(publish);
+        }
+        try_queue(&self.tx, publish, std::convert::identity)
+    }
 }
 
 /// The hash slot of a key (CRC16/XMODEM of the key or of its `{hash tag}`, modulo 16384).
@@ -94,79 +105,25 @@ impl ShardedDriver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (stop, _) = watch::channel(false);
         let driver = Arc::new(ShardedDriver {
             conn,
             tx,
             routes: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
+            control: Control::new(),
             up: AtomicBool::new(true),
-            stop,
         });
         tokio::spawn(publisher(
             driver.conn.clone(),
             Arc::downgrade(&driver),
             rx,
-            driver.stop.subscribe(),
+            driver.control.stop_signal(),
         ));
         tokio::spawn(receiver(
             Arc::downgrade(&driver),
             push_rx,
-            driver.stop.subscribe(),
+            driver.control.stop_signal(),
         ));
         Ok(driver)
-    }
-
-    pub(crate) fn is_connected(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn shutdown(&self) {
-        let _ = self.stop.send(true);
-    }
-
-    fn enqueue(&self, p: Publish) -> Result<(), Unavailable> {
-        if *self.stop.borrow() {
-            bump(&self.counters.dropped);
-            return Err(Unavailable);
-        }
-        match self.tx.try_send(p) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let p = match e {
-                    mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
-                };
-                bump(&self.counters.dropped);
-                if let Some(d) = p.done {
-                    let _ = d.send(Err(Unavailable));
-                }
-                Err(Unavailable)
-            }
-        }
-    }
-
-    /// SPUBLISH without waiting (dropped and counted when the queue is full).
-    pub(crate) fn publish_nowait(&self, channel: String, payload: Vec<u8>) {
-        let _ = self.enqueue(Publish {
-            channel,
-            payload,
-            done: None,
-        });
-    }
-
-    /// SPUBLISH, reporting whether Redis took it.
-    pub(crate) async fn publish(
-        &self,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> Result<(), Unavailable> {
-        let (done, rx) = oneshot::channel();
-        self.enqueue(Publish {
-            channel,
-            payload,
-            done: Some(done),
-        })?;
-        rx.await.unwrap_or(Err(Unavailable))
     }
 
     /// `PUBSUB SHARDNUMSUB channel` on every primary, summed.
@@ -181,15 +138,21 @@ impl ShardedDriver {
         }
     }
 
-    /// Routes `channel` to `adapter` and subscribes to it.
-    pub(crate) fn subscribe(&self, adapter: &Arc<ShardedInner>, channel: String) {
-        self.routes
-            .lock()
-            .insert(channel.clone(), Arc::downgrade(adapter));
+    /// Routes `channels` to `subscriber` and subscribes to them.
+    pub(crate) fn subscribe(&self, subscriber: &Weak<dyn Subscriber>, channels: Vec<String>) {
+        {
+            let mut routes = self.routes.lock();
+            for c in &channels {
+                routes.insert(c.clone(), subscriber.clone());
+            }
+        }
         let mut conn = self.conn.clone();
+        // In the order given, one after the other.
         tokio::spawn(async move {
-            if let Err(e) = conn.ssubscribe(&channel).await {
-                tracing::warn!("sharded redis adapter: SSUBSCRIBE {channel} failed: {e}");
+            for channel in channels {
+                if let Err(e) = conn.ssubscribe(&channel).await {
+                    tracing::warn!("sharded redis adapter: SSUBSCRIBE {channel} failed: {e}");
+                }
             }
         });
     }
@@ -214,16 +177,16 @@ impl ShardedDriver {
         let (Some(redis::Value::BulkString(channel)), Some(redis::Value::BulkString(payload))) =
             (data.next(), data.next())
         else {
-            bump(&self.counters.malformed);
+            bump(&self.control.counters.malformed);
             return;
         };
-        bump(&self.counters.received);
+        bump(&self.control.counters.received);
         let Ok(channel) = String::from_utf8(channel) else {
             return;
         };
         let target = self.routes.lock().get(&channel).and_then(Weak::upgrade);
-        if let Some(adapter) = target {
-            adapter.on_raw(&channel, &payload);
+        if let Some(subscriber) = target {
+            subscriber.on_payload(&channel, false, &payload);
         }
     }
 }
@@ -298,17 +261,10 @@ async fn publisher(
         for (group, ok) in results {
             all_ok &= ok;
             if !ok {
-                bump(&d.counters.publish_errors);
+                bump(&d.counters().publish_errors);
             }
             for p in group {
-                if ok {
-                    bump(&d.counters.published);
-                } else {
-                    bump(&d.counters.dropped);
-                }
-                if let Some(done) = p.done {
-                    let _ = done.send(if ok { Ok(()) } else { Err(Unavailable) });
-                }
+                p.finish(d.counters(), ok);
             }
         }
         d.up.store(all_ok, Ordering::Relaxed);
