@@ -484,6 +484,41 @@ pub async fn fetch_sockets(harness: &dyn Harness) {
     }
 }
 
+/// `socket_ids` and `sockets_count` (a room's members and size) from every node: every matching
+/// socket of every node, or the origin's alone with `local`.
+pub async fn socket_ids_and_count(harness: &dyn Harness) {
+    for n in sizes(harness) {
+        let (cluster, sockets) = populated(harness, n).await;
+        for origin in 0..n {
+            let adapter = cluster.node(origin).adapter();
+            let want = |pick: Pick| {
+                let mut ids: Vec<String> = sockets
+                    .iter()
+                    .flat_map(pick)
+                    .map(|s| s.to_string())
+                    .collect();
+                ids.sort();
+                ids
+            };
+            let ids = |mut got: Vec<Sid>| {
+                got.sort();
+                got.into_iter().map(|s| s.to_string()).collect::<Vec<_>>()
+            };
+            let in_r = adapter.socket_ids(opts(&["r"], &[])).await.unwrap();
+            assert_eq!(ids(in_r), want(|s| vec![&s.a, &s.b]));
+            let not_q = adapter.socket_ids(opts(&[], &["q"])).await.unwrap();
+            assert_eq!(ids(not_q), want(|s| vec![&s.a, &s.c]));
+            let count = |o| adapter.sockets_count(o);
+            assert_eq!(count(opts(&[], &[])).await.unwrap(), 3 * n);
+            assert_eq!(count(opts(&["r"], &[])).await.unwrap(), 2 * n);
+            assert_eq!(count(opts(&["q"], &[])).await.unwrap(), n);
+            assert_eq!(count(opts(&["r"], &["q"])).await.unwrap(), n);
+            assert_eq!(count(opts(&["nobody"], &[])).await.unwrap(), 0);
+            assert_eq!(count(local(opts(&["r"], &[]))).await.unwrap(), 2);
+        }
+    }
+}
+
 /// `add_sockets` / `del_sockets` (socketsJoin / socketsLeave) from every node reach every node's
 /// matching sockets; `local` only the origin's.
 pub async fn sockets_join_and_leave(harness: &dyn Harness) {

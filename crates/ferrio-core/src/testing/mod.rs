@@ -190,6 +190,7 @@ macro_rules! adapter_conformance {
             broadcast_with_ack_partial,
             broadcast_with_ack_timeout,
             fetch_sockets,
+            socket_ids_and_count,
             sockets_join_and_leave,
             disconnect_sockets,
             server_side_emit,
