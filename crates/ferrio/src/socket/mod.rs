@@ -1,7 +1,8 @@
 //! A Socket.IO socket: one client in one namespace.
 //!
 //! Each socket handles its events in arrival order on its own task: an async handler that awaits holds
-//! back the socket's later events (not other sockets', and not the connection's heartbeats).
+//! back the socket's later events (not other sockets', and not the connection's heartbeats). The
+//! connection handlers are the exception, as in socket.io: events flow while they await.
 //!
 //! This module sits under the namespace and the client: what it needs from them goes through
 //! [`NamespaceLink`] and [`ClientLink`], which they implement, so that it imports neither.
