@@ -19,10 +19,10 @@ struct ChatIn {
 /// Registers the demo events on the main namespace.
 pub fn demo_app(io: &Io) {
     let io2 = io.clone();
-    io.on_connection(move |socket: Arc<Socket>| {
+    io.on_connection(move |socket: Socket| {
         let io = io2.clone();
         async move {
-            socket.on("join", |socket: Arc<Socket>, mut ev: Event| async move {
+            socket.on("join", |socket: Socket, mut ev: Event| async move {
                 let ok = match ev.parse::<String>() {
                     Ok(room) => {
                         socket.join([room]);
@@ -32,7 +32,7 @@ pub fn demo_app(io: &Io) {
                 };
                 let _ = ev.ack(&ok);
             });
-            socket.on("leave", |socket: Arc<Socket>, mut ev: Event| async move {
+            socket.on("leave", |socket: Socket, mut ev: Event| async move {
                 let ok = match ev.parse::<String>() {
                     Ok(room) => {
                         socket.leave(room);
@@ -42,7 +42,7 @@ pub fn demo_app(io: &Io) {
                 };
                 let _ = ev.ack(&ok);
             });
-            socket.on("chat", move |socket: Arc<Socket>, ev: Event| {
+            socket.on("chat", move |socket: Socket, ev: Event| {
                 let io = io.clone();
                 async move {
                     let Ok(msg) = ev.parse::<ChatIn>() else { return };

@@ -26,7 +26,7 @@ async fn server() -> (Io, String) {
     tokio::spawn(async move { served.serve(listener).await });
     for nsp in ["/", "/custom"] {
         let engine = io.engine().clone();
-        io.of(nsp).on_connection(move |socket: Arc<ServerSocket>| {
+        io.of(nsp).on_connection(move |socket: ServerSocket| {
             let engine = engine.clone();
             async move {
                 socket.on("echo", |_s, mut ev: ferrio::Event| async move {
@@ -36,29 +36,27 @@ async fn server() -> (Io, String) {
                     }
                 });
                 // Emits `tick` with the number it was given.
-                socket.on(
-                    "tick-me",
-                    |s: Arc<ServerSocket>, ev: ferrio::Event| async move {
-                        let n = ev.parse::<u32>().unwrap_or(0);
-                        let _ = s.emit("tick", &n);
-                    },
-                );
+                socket.on("tick-me", |s: ServerSocket, ev: ferrio::Event| async move {
+                    let n = ev.parse::<u32>().unwrap_or(0);
+                    let _ = s.emit("tick", &n);
+                });
                 socket.on("silent", |_s, _ev| async move {});
                 socket.on(
                     "message",
-                    |s: Arc<ServerSocket>, mut ev: ferrio::Event| async move {
+                    |s: ServerSocket, mut ev: ferrio::Event| async move {
                         let _ = s.emit_args("message-back", ev.take_args());
                     },
                 );
                 socket.on(
                     "my-auth",
-                    |s: Arc<ServerSocket>, mut ev: ferrio::Event| async move {
+                    |s: ServerSocket, mut ev: ferrio::Event| async move {
                         let _ = ev.ack(&s.handshake().auth);
                     },
                 );
-                socket.on("ask", |s: Arc<ServerSocket>, _ev| async move {
+                socket.on("ask", |s: ServerSocket, _ev| async move {
                     let answer = s
-                        .emit_with_ack("question", &(), Some(Duration::from_secs(2)))
+                        .timeout(Duration::from_secs(2))
+                        .emit_with_ack("question", &())
                         .await;
                     let text = match answer {
                         Ok(args) => args.0,
@@ -66,7 +64,7 @@ async fn server() -> (Io, String) {
                     };
                     let _ = s.emit_args("answer", text);
                 });
-                socket.on("kill-transport", move |s: Arc<ServerSocket>, _ev| {
+                socket.on("kill-transport", move |s: ServerSocket, _ev| {
                     let engine = engine.clone();
                     async move {
                         if let Some(conn) = engine.socket(s.conn_id()) {

@@ -29,7 +29,7 @@ fn fast_config() -> IoConfig {
 fn echo_app(io: &Io) {
     for nsp in ["/", "/custom"] {
         let engine = io.engine().clone();
-        io.of(nsp).on_connection(move |socket: Arc<ServerSocket>| {
+        io.of(nsp).on_connection(move |socket: ServerSocket| {
             let engine = engine.clone();
             async move {
                 socket.on("echo", |_s, mut ev: ferrio::Event| async move {
@@ -38,9 +38,10 @@ fn echo_app(io: &Io) {
                         let _ = a.send_args(args);
                     }
                 });
-                socket.on("ask-me", |s: Arc<ServerSocket>, _ev| async move {
+                socket.on("ask-me", |s: ServerSocket, _ev| async move {
                     let answer = s
-                        .emit_with_ack("question", &"why?", Some(Duration::from_secs(2)))
+                        .timeout(Duration::from_secs(2))
+                        .emit_with_ack("question", &"why?")
                         .await;
                     let text = match answer {
                         Ok(args) => args.parse::<String>().unwrap_or_default(),
@@ -49,7 +50,7 @@ fn echo_app(io: &Io) {
                     let _ = s.emit("answer", &text);
                 });
                 // Closes the Engine.IO connection without a Socket.IO DISCONNECT: the client must reconnect.
-                socket.on("kill-transport", move |s: Arc<ServerSocket>, _ev| {
+                socket.on("kill-transport", move |s: ServerSocket, _ev| {
                     let engine = engine.clone();
                     async move {
                         if let Some(conn) = engine.socket(s.conn_id()) {
@@ -57,7 +58,7 @@ fn echo_app(io: &Io) {
                         }
                     }
                 });
-                socket.on("kick", |s: Arc<ServerSocket>, _ev| async move {
+                socket.on("kick", |s: ServerSocket, _ev| async move {
                     s.disconnect(false);
                 });
                 let _ = socket.emit("welcome", &socket.nsp());
@@ -238,13 +239,12 @@ async fn manual_disconnect_does_not_reconnect_and_fails_pending_acks() {
 async fn connect_error_carries_message_and_data_and_auth_is_refreshed() {
     let (io, url) = server(fast_config()).await;
     let calls = Arc::new(AtomicUsize::new(0));
-    io.use_middleware(|s: Arc<ServerSocket>| async move {
+    io.use_middleware(|s: ServerSocket| async move {
         match s.handshake().auth.get("token").and_then(Value::as_str) {
             Some("good") => Ok(()),
-            _ => {
-                Err(ConnectError::new("not authorized")
-                    .with_data(&serde_json::json!({ "code": 42 })))
-            }
+            _ => Err(ConnectError::new("not authorized")
+                .with_data(&serde_json::json!({ "code": 42 }))
+                .expect("json serializes")),
         }
     });
     let mut opts = options(&[TransportKind::WebSocket]);
@@ -293,7 +293,7 @@ async fn ack_timeout_and_retries() {
     let (io, url) = server(fast_config()).await;
     let seen = Arc::new(AtomicUsize::new(0));
     let s2 = seen.clone();
-    io.on_connection(move |socket: Arc<ServerSocket>| {
+    io.on_connection(move |socket: ServerSocket| {
         let seen = s2.clone();
         async move {
             socket.on("flaky", move |_s, mut ev: ferrio::Event| {

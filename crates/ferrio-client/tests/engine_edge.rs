@@ -381,11 +381,12 @@ async fn handshake_timeout() {
 struct Echo;
 
 impl EngineHandler for Echo {
+    type State = ();
     fn on_open(&self, _socket: &Arc<Socket>) {}
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _state: &(), data: EngineData) {
         let _ = socket.send(data);
     }
-    fn on_close(&self, _socket: &Arc<Socket>, _reason: EngineCloseReason) {}
+    fn on_close(&self, _socket: &Arc<Socket>, _state: &(), _reason: EngineCloseReason) {}
 }
 
 /// A CA and a certificate for `localhost` and 127.0.0.1 signed by it: (CA PEM, cert DER, key DER).

@@ -23,9 +23,11 @@ struct Echo {
 }
 
 impl EngineHandler for Echo {
+    type State = ();
+
     fn on_open(&self, _socket: &Arc<Socket>) {}
 
-    fn on_message(&self, socket: &Arc<Socket>, data: EngineData) {
+    fn on_message(&self, socket: &Arc<Socket>, _state: &(), data: EngineData) {
         if matches!(&data, EngineData::Text(t) if &t[..] == "close-me") {
             socket.close();
         } else {
@@ -33,7 +35,7 @@ impl EngineHandler for Echo {
         }
     }
 
-    fn on_close(&self, socket: &Arc<Socket>, reason: EngineCloseReason) {
+    fn on_close(&self, socket: &Arc<Socket>, _state: &(), reason: EngineCloseReason) {
         self.closes
             .lock()
             .push((socket.id().to_string(), reason.to_string()));
@@ -96,19 +98,17 @@ impl Server {
 }
 
 fn quiet() -> EngineConfig {
-    EngineConfig {
-        ping_interval: Duration::from_secs(20),
-        ping_timeout: Duration::from_secs(20),
-        ..EngineConfig::default()
-    }
+    EngineConfig::builder()
+        .ping_interval(Duration::from_secs(20))
+        .ping_timeout(Duration::from_secs(20))
+        .build()
 }
 
 fn fast() -> EngineConfig {
-    EngineConfig {
-        ping_interval: Duration::from_millis(100),
-        ping_timeout: Duration::from_millis(100),
-        ..EngineConfig::default()
-    }
+    EngineConfig::builder()
+        .ping_interval(Duration::from_millis(100))
+        .ping_timeout(Duration::from_millis(100))
+        .build()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,11 +376,9 @@ per_mode!(
 
 #[tokio::test]
 async fn custom_path_and_query() {
-    let server = Server::start(EngineConfig {
-        path: "/socket.io/".into(),
-        ..quiet()
-    })
-    .await;
+    let mut config = quiet();
+    config.path = "/socket.io/".into();
+    let server = Server::start(config).await;
     let opts = EngineOptions {
         path: "/socket.io/".into(),
         query: vec![("token".into(), "a b".into())],
@@ -443,11 +441,9 @@ async fn remember_upgrade_starts_with_websocket() {
 
 #[tokio::test]
 async fn upgrade_disabled_by_server_stays_on_polling() {
-    let server = Server::start(EngineConfig {
-        allow_upgrades: false,
-        ..quiet()
-    })
-    .await;
+    let mut config = quiet();
+    config.allow_upgrades = false;
+    let server = Server::start(config).await;
     let mut conn = connect(&server.url(), &EngineOptions::default())
         .await
         .unwrap();

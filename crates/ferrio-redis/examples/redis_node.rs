@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrio::adapter::AckEvent;
-use ferrio::engine::{Cors, EngineConfig};
+use ferrio::engine::Cors;
 use ferrio::{Event, Io, IoConfig, Socket, Value};
 use ferrio_redis::{
     RedisAdapterConfig, RedisAdapterHandle, ShardedConfig, ShardedRedisAdapterHandle,
@@ -72,15 +72,13 @@ async fn main() -> std::io::Result<()> {
             .unwrap_or_else(|e| usage(&e.to_string()))
             .factory()
     };
-    let io = Io::new(IoConfig {
-        engine: EngineConfig {
-            path: "/socket.io/".into(),
-            cors: Some(Cors::any()),
-            ..Default::default()
-        },
-        adapter,
-        ..Default::default()
-    });
+    let io = Io::new(
+        IoConfig::builder()
+            .path("/socket.io/")
+            .cors(Cors::any())
+            .adapter(adapter)
+            .build(),
+    );
     let name: Arc<str> = Arc::from(name);
 
     let ns = io.of("/");
@@ -101,8 +99,8 @@ async fn main() -> std::io::Result<()> {
         });
     }
     let (io2, name2) = (io.clone(), name.clone());
-    ns.on_connection(move |socket: Arc<Socket>| {
-        let _ = socket.set_data(&json!({ "node": &*name2 }));
+    ns.on_connection(move |socket: Socket| {
+        socket.set_data(json!({ "node": &*name2 }));
         install(&socket, &io2, &name2);
         async {}
     });
@@ -117,20 +115,20 @@ async fn main() -> std::io::Result<()> {
     io.serve(listener).await
 }
 
-fn install(socket: &Arc<Socket>, io: &Io, name: &Arc<str>) {
-    socket.on("join", |s: Arc<Socket>, mut ev: Event| async move {
+fn install(socket: &Socket, io: &Io, name: &Arc<str>) {
+    socket.on("join", |s: Socket, mut ev: Event| async move {
         if let Some(r) = ev.args().first().and_then(Value::as_str) {
             s.join([r]);
         }
         ack(&mut ev, &json!(true));
     });
-    socket.on("rooms", |s: Arc<Socket>, mut ev: Event| async move {
+    socket.on("rooms", |s: Socket, mut ev: Event| async move {
         let mut rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();
         rooms.sort();
         ack(&mut ev, &json!(rooms));
     });
     let io2 = io.clone();
-    socket.on("broadcast", move |_s: Arc<Socket>, mut ev: Event| {
+    socket.on("broadcast", move |_s: Socket, mut ev: Event| {
         let io = io2.clone();
         async move {
             let spec = ev.args().first().cloned().unwrap_or_default();
@@ -148,7 +146,7 @@ fn install(socket: &Arc<Socket>, io: &Io, name: &Arc<str>) {
         }
     });
     let io2 = io.clone();
-    socket.on("fetch", move |_s: Arc<Socket>, mut ev: Event| {
+    socket.on("fetch", move |_s: Socket, mut ev: Event| {
         let io = io2.clone();
         async move {
             let mut out: Vec<serde_json::Value> = io
@@ -170,7 +168,7 @@ fn install(socket: &Arc<Socket>, io: &Io, name: &Arc<str>) {
         }
     });
     let (io2, name2) = (io.clone(), name.clone());
-    socket.on("sse", move |_s: Arc<Socket>, mut ev: Event| {
+    socket.on("sse", move |_s: Socket, mut ev: Event| {
         let (io, name) = (io2.clone(), name2.clone());
         async move {
             let timeout = ev
@@ -181,11 +179,12 @@ fn install(socket: &Arc<Socket>, io: &Io, name: &Arc<str>) {
                 .unwrap_or(2000);
             let r = io
                 .of("/")
-                .server_side_emit_with_ack("ping", &*name, Duration::from_millis(timeout))
+                .timeout(Duration::from_millis(timeout))
+                .server_side_emit_with_ack("ping", &*name)
                 .await;
             let (ok, acks) = match r {
                 Ok(a) => (true, a),
-                Err((_, a)) => (false, a),
+                Err(e) => (false, e.into_responses()),
             };
             let mut responses: Vec<String> = acks
                 .into_iter()

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use ferrio::IoConfig;
 use ferrio_redis::{
     AdapterHandle, ClassicTransport, RedisAdapterConfig, RedisAdapterHandle, ShardedConfig,
     ShardedRedisAdapterHandle, ShardedTransport, SubscriptionMode,
@@ -48,10 +47,8 @@ impl Node<ShardedTransport> {
 
 impl<F> Node<F> {
     async fn on(redis: AdapterHandle<F>) -> Self {
-        let cfg = IoConfig {
-            adapter: redis.factory(),
-            ..sio::config()
-        };
+        let mut cfg = sio::config();
+        cfg.adapter = redis.factory();
         let server = TestServer::start(cfg).await;
         Node { server, redis }
     }
