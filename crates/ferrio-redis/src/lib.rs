@@ -8,10 +8,7 @@
 //!     ferrio_redis::RedisAdapterConfig::default(),
 //! )
 //! .await?;
-//! let io = ferrio::Io::new(ferrio::IoConfig {
-//!     adapter: redis.factory(),
-//!     ..Default::default()
-//! });
+//! let io = ferrio::Io::new(ferrio::IoConfig::builder().adapter(redis.factory()).build());
 //! # let _ = io; Ok(()) }
 //! ```
 //!
