@@ -4,9 +4,10 @@
 //! An adapter crate implements [`Harness`] (how to build the adapters of N nodes that see each other)
 //! and expands [`adapter_conformance!`](crate::adapter_conformance) in an integration test, which makes
 //! one `#[tokio::test]` per case (the test crate needs `tokio` with the `macros` and
-//! `rt-multi-thread` features):
+//! `rt-multi-thread` features). This crate's own `tests/conformance.rs` is exactly that line, so it is
+//! compiled and run there rather than as a doctest (the macro expands test functions at module level):
 //!
-//! ```ignore
+//! ```text
 //! ferrio_core::adapter_conformance!(ferrio_core::testing::Memory);
 //! ```
 //!
