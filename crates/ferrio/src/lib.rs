@@ -17,6 +17,7 @@ pub mod engine;
 mod fxhash;
 mod namespace;
 mod operators;
+mod send;
 mod serve_client;
 mod server;
 mod service;
@@ -25,6 +26,7 @@ mod transport;
 
 pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};
 pub use engine::TransportKind;
+pub use ferrio_proto::socket::{JsonParser, MsgpackParser, PacketDecoder, ParseError, Parser};
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use namespace::{ConnectError, Namespace};
 pub use operators::{BroadcastOperator, RemoteSocket};
