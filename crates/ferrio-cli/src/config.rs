@@ -77,6 +77,32 @@ pub struct ServeOptions {
     /// Key prefix of the adapter's Redis channels (`socket.io`), as the Node adapter's `key` option.
     #[arg(long, env = "FERRIO_ADAPTER_KEY")]
     pub adapter_key: Option<String>,
+    /// Packet parser: `json` (socket.io-parser, the default) or `msgpack` (socket.io-msgpack-parser;
+    /// the demo page then loads `socket.io.msgpack.min.js`).
+    #[arg(long, env = "FERRIO_PARSER", value_enum)]
+    pub parser: Option<ParserKind>,
+}
+
+/// The packet parser `--parser` names; clients must use the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ParserKind {
+    /// `socket.io-parser`: JSON text plus binary attachments.
+    #[default]
+    Json,
+    /// `socket.io-msgpack-parser`: one MessagePack binary message per packet.
+    Msgpack,
+}
+
+impl ParserKind {
+    /// The parser itself.
+    pub fn parser(self) -> std::sync::Arc<dyn ferrio_proto::socket::Parser> {
+        use ferrio_proto::socket::{JsonParser, MsgpackParser};
+        match self {
+            ParserKind::Json => std::sync::Arc::new(JsonParser::default()),
+            ParserKind::Msgpack => std::sync::Arc::new(MsgpackParser::new()),
+        }
+    }
 }
 
 /// The adapter `--adapter` asks for.
@@ -216,7 +242,8 @@ impl ServeOptions {
             max_buffered_packets,
             log,
             adapter,
-            adapter_key
+            adapter_key,
+            parser
         );
     }
 
@@ -318,6 +345,7 @@ impl ServeOptions {
         if let Some(v) = self.cleanup_empty_child_namespaces {
             c.cleanup_empty_child_namespaces = v;
         }
+        c.parser = self.parser.unwrap_or_default().parser();
         c
     }
 }
@@ -325,6 +353,35 @@ impl ServeOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_from_the_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("ferrio-parser-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ferrio.toml");
+        std::fs::write(&file, "parser = \"msgpack\"\n").unwrap();
+        let r = ServeOptions::default().resolve(Some(&file), None).unwrap();
+        assert_eq!(r.parser, Some(ParserKind::Msgpack));
+        let packet = ferrio_proto::socket::Packet::Disconnect { nsp: "/".into() };
+        assert!(matches!(
+            r.io_config().parser.encode(&packet).head,
+            ferrio_proto::engine::Frame::Binary(_)
+        ));
+        assert!(matches!(
+            ServeOptions::default()
+                .io_config()
+                .parser
+                .encode(&packet)
+                .head,
+            ferrio_proto::engine::Frame::Text(_)
+        ));
+        std::fs::write(&file, "parser = \"xml\"\n").unwrap();
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Parse(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn layers_file_profile_then_flags() {
