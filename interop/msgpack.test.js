@@ -1,13 +1,20 @@
 // Interop tests of the msgpack parser: ferrio's Socket.IO server (crates/ferrio/examples/socket_interop.rs,
-// `--parser msgpack`) against the official `socket.io-client` with `socket.io-msgpack-parser`.
+// `--parser msgpack`) against the official `socket.io-client` with `socket.io-msgpack-parser`; then
+// `ferrio serve --parser msgpack` and its demo page (the bundle's `socket.io.msgpack.min.js`) in headless
+// Chromium.
 //
-// Build the server first: `cargo build -p ferrio --examples` from the repo root (or set
-// $FERRIO_SOCKET_INTEROP_BIN). Every scenario runs over polling only, WebSocket only and the default
-// (polling, then the upgrade); each transport setting gets its own server process, killed in an `after`
-// hook whatever happened.
+// Build the servers first: `cargo build -p ferrio --examples -p ferrio-cli` from the repo root (or set
+// $FERRIO_SOCKET_INTEROP_BIN and $FERRIO_BIN). Every scenario runs over polling only, WebSocket only and
+// the default (polling, then the upgrade); each transport setting gets its own server process, killed in
+// an `after` hook whatever happened.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
 import * as parser from "socket.io-msgpack-parser";
 import {
   Clients,
@@ -151,3 +158,97 @@ for (const [mode, transport] of Object.entries(TRANSPORTS)) {
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The demo page of `ferrio serve --parser msgpack` in Chromium
+// ---------------------------------------------------------------------------------------------------
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const FERRIO = process.env.FERRIO_BIN ?? path.resolve(here, "../target/debug/ferrio");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const noChromium = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's package)`;
+
+describe("the demo page of ferrio serve --parser msgpack", { skip: noChromium, timeout: 60_000 }, () => {
+  let serve;
+  let url;
+  let browser;
+
+  before(async () => {
+    const dist = path.join(here, "node_modules/socket.io-client/dist");
+    serve = spawn(FERRIO, ["serve", "--port", "0", "--parser", "msgpack", "--client-dist", dist, "--log", "warn"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    url = await within(
+      new Promise((res, rej) => {
+        serve.stdout.setEncoding("utf8");
+        serve.stdout.on("data", (chunk) => {
+          const m = chunk.match(/listening on (http:\/\/\S+)/);
+          if (m) res(m[1]);
+        });
+        serve.once("exit", (code) => rej(new Error(`ferrio serve exited with ${code}`)));
+      }),
+      10_000,
+      "ferrio serve",
+    );
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+        "--no-first-run", "--disable-component-update", "--disable-sync"],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    serve?.kill("SIGKILL");
+  });
+
+  for (const transport of ["polling", "websocket"]) {
+    test(`two tabs chat over ${transport}, in msgpack`, { timeout: 30_000 }, async () => {
+      const context = await browser.newContext();
+      try {
+        const frames = { text: 0, binary: 0 };
+        const open = async () => {
+          const page = await context.newPage();
+          page.on("websocket", (ws) =>
+            ws.on("framereceived", ({ payload }) => {
+              // Engine.IO's own packets (ping) stay text; every Socket.IO packet is binary.
+              if (typeof payload === "string") frames.text += payload.startsWith("4") ? 1 : 0;
+              else frames.binary += 1;
+            }),
+          );
+          await page.goto(`${url}/?transport=${transport}`);
+          await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("connected"), null, {
+            timeout: 10_000,
+          });
+          return page;
+        };
+        const [a, b] = [await open(), await open()];
+        assert.equal(
+          await a.evaluate(() => document.querySelector("script[src]").getAttribute("src")),
+          "/socket.io/socket.io.msgpack.min.js",
+        );
+        const room = `room-msgpack-${transport}`;
+        for (const page of [a, b]) {
+          await page.fill("input[name=room]", room);
+          await page.click("#room-form button");
+          await page.waitForFunction((r) => document.getElementById("log").textContent.includes("joined " + r), room, {
+            timeout: 5_000,
+          });
+        }
+        await a.fill("input[name=text]", `hello in msgpack over ${transport}`);
+        await a.click("#chat-form button");
+        await b.waitForFunction(
+          (t) => document.getElementById("log").textContent.includes(t),
+          `hello in msgpack over ${transport}`,
+          { timeout: 5_000 },
+        );
+        if (transport === "websocket") {
+          assert.ok(frames.binary > 0, "binary Socket.IO packets");
+          assert.equal(frames.text, 0, "no text Socket.IO packet");
+        }
+      } finally {
+        await context.close();
+      }
+    });
+  }
+});
