@@ -1,8 +1,10 @@
 //! Socket.IO protocol v5: packets, the default JSON parser and binary reassembly, and the rules both
-//! sides share (CONNECT payloads, reserved names, namespaces, disconnect reasons, acks, retries).
+//! sides share (CONNECT payloads, reserved names, namespaces, disconnect reasons, acks, retries, the
+//! events handed to listeners).
 
 mod ack;
 mod connect;
+mod event;
 mod packet;
 mod reason;
 mod retry;
@@ -12,6 +14,7 @@ pub use ack::{AckArgs, AckError, AckTable, EmitError};
 pub use connect::{
     ConnectAck, ConnectError, ConnectRequest, connect_ok, connect_request, invalid_namespace,
 };
+pub use event::{AckSender, AckWriter, Event};
 pub use packet::{Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode};
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};
