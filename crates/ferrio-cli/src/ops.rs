@@ -54,10 +54,15 @@ impl Ops {
         *self.draining.borrow()
     }
 
-    /// Completes when the drain begins.
+    /// For a connection accepted now: completes when the drain begins, or never when it already has
+    /// (such a connection must still read its one request; the gate makes it the last).
     fn drain_started(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.draining.subscribe();
+        let already = *rx.borrow_and_update();
         async move {
+            if already {
+                std::future::pending::<()>().await;
+            }
             let _ = rx.wait_for(|d| *d).await;
         }
     }
