@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the `serve` options costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a Socket.IO server with the demo chat application.

@@ -325,6 +325,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigError, LogFormat, ServeOptions};
+
+    #[test]
+    fn production_options_layer_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ferrio.toml");
+        std::fs::write(
+            &file,
+            r#"
+tls_cert = "/etc/ferrio/cert.pem"
+max_connections = 100
+header_read_timeout = 5000
+log_format = "json"
+
+[profile.staging]
+drain_timeout = 1000
+log_format = "text"
+"#,
+        )
+        .unwrap();
+        // The key from a flag completes the pair the file started.
+        let flags = ServeOptions {
+            tls_key: Some("/etc/ferrio/key.pem".into()),
+            max_connections: Some(7),
+            ..Default::default()
+        };
+        let r = flags.resolve(Some(&file), Some("staging")).unwrap();
+        assert_eq!(r.tls_cert.as_deref(), Some("/etc/ferrio/cert.pem".as_ref()));
+        assert_eq!(r.max_connections, Some(7), "flags win");
+        assert_eq!(r.header_read_timeout, Some(5000));
+        assert_eq!(r.drain_timeout, Some(1000));
+        assert_eq!(r.log_format, Some(LogFormat::Text), "the profile wins");
+        // A certificate without its key is refused, wherever each comes from.
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Tls)
+        ));
+        std::fs::write(&file, "log_format = \"yaml\"\n").unwrap();
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Parse(..))
+        ));
+    }
 
     #[test]
     fn handshakes_have_no_sid() {
