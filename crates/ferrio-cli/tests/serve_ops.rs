@@ -226,3 +226,22 @@ fn json_logs_from_the_config_file() {
         "fields at the top level: {serving}"
     );
 }
+
+#[test]
+fn a_second_signal_ends_the_drain_at_once() {
+    let mut server = Server::start(&["--drain-timeout", "60000"], &[]);
+    // A client that never polls again: the drain would wait for it until the deadline.
+    assert_eq!(handshake(server.addr()).0, 200);
+    server.signal("TERM");
+    assert!(
+        prod::eventually(STEP, || server.logs().contains("draining")),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(request(server.addr(), "GET", "/healthz", "").0, 503);
+    server.signal("INT");
+    let (status, took) = server.wait_exit(STEP);
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(server.logs().contains("second signal"), "{}", server.logs());
+}

@@ -1,6 +1,7 @@
 //! The official `socket.io-client` (Node, from `interop/node_modules`) against `ferrio serve` with TLS:
 //! `https://` polling, `wss://` and the upgrade, trusting the test CA through `NODE_EXTRA_CA_CERTS` or
-//! through the client's `ca` option; without the CA the client refuses the server.
+//! through the client's `ca` option; without the CA the client refuses the server. And the same client
+//! drained by SIGTERM: it sees "transport close" and reconnects.
 
 mod prod;
 
@@ -117,4 +118,55 @@ fn official_client_over_https_polling_wss_and_upgrade() {
         let (ok, json) = run_client(&url, mode, &[]);
         assert!(!ok && json["error"].is_string(), "{mode}: {json}");
     }
+}
+
+/// Connects with the transports of `mode`, prints `connected`, then, once the server drops it, prints
+/// `{"reason":…}` after the manager's first reconnection attempt (proof that it reconnects).
+const DRAINED_CLIENT: &str = r#"
+const { io } = require("socket.io-client");
+const [url, mode] = process.argv.slice(1);
+const transports = { polling: { transports: ["polling"] }, websocket: { transports: ["websocket"] } }[mode];
+const socket = io(url, { ...transports, forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+const done = (result, code) => { console.log(JSON.stringify(result)); socket.close(); process.exit(code); };
+setTimeout(() => done({ error: "timed out" }, 2), 20000);
+socket.once("connect", () => console.log("connected"));
+socket.once("disconnect", (reason) => {
+  socket.io.once("reconnect_attempt", () => done({ reason }, 0));
+});
+"#;
+
+#[test]
+fn drained_official_clients_reconnect() {
+    use std::io::{BufRead, BufReader};
+    ensure_node_modules();
+    let mut server = Server::start(&["--drain-timeout", "5000"], &[]);
+    let node = std::env::var("FERRIO_NODE").unwrap_or_else(|_| "node".into());
+    let mut clients = Vec::new();
+    for mode in ["polling", "websocket"] {
+        let mut child = Command::new(&node)
+            .args(["-e", DRAINED_CLIENT, &server.url, mode])
+            .current_dir(interop_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot run node");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        // Killed on the way out, whatever happens.
+        let child = prod::Killed(child);
+        assert_eq!(first, "connected", "{mode}");
+        clients.push((mode, child, lines));
+    }
+    server.signal("TERM");
+    for (mode, mut child, mut lines) in clients {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{mode}: not a JSON line ({e}): {line:?}"));
+        // Not "io server disconnect", after which official clients stay away.
+        assert_eq!(json["reason"], "transport close", "{mode}: {json}");
+        assert!(child.0.wait().unwrap().success(), "{mode}");
+    }
+    let (status, _) = server.wait_exit(std::time::Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
 }
