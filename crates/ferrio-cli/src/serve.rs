@@ -178,6 +178,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;
     let addr = listener.local_addr()?;
+    // Handlers installed before the listening line: a signal sent as soon as it is read must find them
+    // (the default action of SIGTERM and SIGHUP ends the process).
+    let mut signals = Signals::new()?;
+    if let Some(certs) = &certs {
+        reload_on_sighup(certs.clone());
+    }
     let scheme = if certs.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, tls = certs.is_some(), "serving");
@@ -200,10 +206,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let acceptor = certs
         .as_ref()
         .map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
-    if let Some(certs) = certs {
-        tokio::spawn(reload_on_sighup(certs));
-    }
-    let mut signals = Signals::new()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let accepting = tokio::spawn(ops::accept_loop(
         listener,
@@ -231,8 +233,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Reads the certificate again on every SIGHUP; a failed reload keeps the certificate in use.
-async fn reload_on_sighup(certs: Arc<tls::CertStore>) {
+/// Reads the certificate again on every SIGHUP, from a task; a failed reload keeps the certificate
+/// in use. The handler is installed before this returns.
+fn reload_on_sighup(certs: Arc<tls::CertStore>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -243,14 +246,17 @@ async fn reload_on_sighup(certs: Arc<tls::CertStore>) {
                 return;
             }
         };
-        while hup.recv().await.is_some() {
-            match certs.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS certificate not reloaded, keeping the previous one")
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match certs.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS certificate not reloaded, keeping the previous one"
+                    ),
                 }
             }
-        }
+        });
     }
     #[cfg(not(unix))]
     let _ = certs;
@@ -260,20 +266,28 @@ async fn reload_on_sighup(certs: Arc<tls::CertStore>) {
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
-        })
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
 
     async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = self.int.recv() => {}
             _ = self.term.recv() => {}
         }
         #[cfg(not(unix))]
