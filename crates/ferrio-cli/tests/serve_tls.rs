@@ -148,9 +148,14 @@ async fn sighup_serves_the_new_certificate_and_keeps_open_connections() {
     let url = server.url.replace("127.0.0.1", "localhost");
     // One connection per transport, open before the reload.
     let ws = client(&url, &old_ca.pem, &[TransportKind::WebSocket]);
-    let polling = client(&url, &old_ca.pem, &[TransportKind::Polling]);
+    // A polling client opens new TLS connections as it goes: this one trusts both CAs, as clients do
+    // through a renewal by the same CA, and must keep its session across the reload.
+    let both = format!("{}{}", old_ca.pem, new_ca.pem);
+    let polling = client(&url, &both, &[TransportKind::Polling]);
     assert_eq!(echo(&ws, "before").await.as_deref(), Ok("before"));
     assert_eq!(echo(&polling, "before").await.as_deref(), Ok("before"));
+    let polling_id = polling.id();
+    assert!(polling_id.is_some());
 
     // A broken pair first: the reload fails and the old certificate stays.
     std::fs::write(&cert, "garbage").unwrap();
@@ -187,5 +192,7 @@ async fn sighup_serves_the_new_certificate_and_keeps_open_connections() {
     assert_eq!(echo(&ws, "after").await.as_deref(), Ok("after"));
     assert!(ws.connected());
     ws.disconnect();
+    assert_eq!(echo(&polling, "after").await.as_deref(), Ok("after"));
+    assert_eq!(polling.id(), polling_id, "the same session");
     polling.disconnect();
 }
