@@ -196,3 +196,34 @@ async fn sighup_serves_the_new_certificate_and_keeps_open_connections() {
     assert_eq!(polling.id(), polling_id, "the same session");
     polling.disconnect();
 }
+
+#[test]
+fn a_missing_or_mismatched_pair_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = Ca::new("a").write_leaf(dir.path());
+    // Another key than the certificate's.
+    let other_key = dir.path().join("other-key.pem");
+    std::fs::write(&other_key, Ca::new("b").leaf().1).unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (key, wanted) in [(&missing, "cannot read"), (&other_key, "other-key.pem")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrio"))
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--serve-client",
+                "false",
+                "--tls-cert",
+            ])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(key)
+            .env_clear()
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(out.stdout.is_empty(), "never listened");
+        assert!(stderr.contains(wanted), "{stderr}");
+    }
+}
