@@ -81,6 +81,25 @@ pub struct ServeOptions {
     /// the demo page then loads `socket.io.msgpack.min.js`).
     #[arg(long, env = "FERRIO_PARSER", value_enum)]
     pub parser: Option<ParserKind>,
+    // Production serving: TLS, limits, drain, health and logs.
+    /// PEM certificate chain (leaf first) to serve HTTPS and WSS with; read again on SIGHUP.
+    #[arg(long, env = "FERRIO_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1); read again on SIGHUP.
+    #[arg(long, env = "FERRIO_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Most clients connected at once; further handshakes are answered 503 (none: no limit).
+    #[arg(long, env = "FERRIO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Milliseconds a client has to send a request's headers (and to finish a TLS handshake).
+    #[arg(long, env = "FERRIO_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Milliseconds the drain on SIGTERM or Ctrl-C waits for clients to leave before closing the rest.
+    #[arg(long, env = "FERRIO_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<u64>,
+    /// Log format: `text` (default) or `json` (one JSON object per line).
+    #[arg(long, env = "FERRIO_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The packet parser `--parser` names; clients must use the same one.
@@ -103,6 +122,17 @@ impl ParserKind {
             ParserKind::Msgpack => std::sync::Arc::new(MsgpackParser::new()),
         }
     }
+}
+
+/// How `ferrio serve` writes its logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The adapter `--adapter` asks for.
@@ -208,6 +238,9 @@ pub enum ConfigError {
     /// The `adapter` option is not a known adapter URL.
     #[error("invalid adapter {0:?}: {1}")]
     Adapter(String, String),
+    /// Only one of `tls_cert` and `tls_key` is set.
+    #[error("tls_cert and tls_key go together")]
+    Tls,
 }
 
 macro_rules! layer {
@@ -243,7 +276,14 @@ impl ServeOptions {
             log,
             adapter,
             adapter_key,
-            parser
+            parser,
+            // Production serving.
+            tls_cert,
+            tls_key,
+            max_connections,
+            header_read_timeout,
+            drain_timeout,
+            log_format
         );
     }
 
@@ -270,6 +310,10 @@ impl ServeOptions {
         }
         out.overlay(self);
         out.adapter_spec()?;
+        // The file and the environment can name one without the other, which clap cannot see.
+        if out.tls_cert.is_some() != out.tls_key.is_some() {
+            return Err(ConfigError::Tls);
+        }
         Ok(out)
     }
 

@@ -303,7 +303,11 @@ async fn interactive(session: Arc<Session>, mut nsp: String, wait: f64) -> Resul
                     .ok()
                     .and_then(|n| session.pending_acks.lock().remove(&n));
                 match (sender, parse_args(Some(json))) {
-                    (Some(s), Ok(args)) => s.send_args(args),
+                    (Some(s), Ok(args)) => {
+                        if let Err(e) = s.send_args(args) {
+                            eprintln!("{e}");
+                        }
+                    }
                     (None, _) => eprintln!("no pending ack {n}"),
                     (_, Err(e)) => eprintln!("{e}"),
                 }

@@ -32,5 +32,8 @@ pub use namespace::{ConnectError, Namespace};
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
 pub use server::{Io, IoConfig, IoConfigBuilder};
-pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve, serve_until};
+pub use service::{
+    DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, close_sessions_gracefully,
+    listen, local_addr, serve, serve_connection, serve_until,
+};
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};

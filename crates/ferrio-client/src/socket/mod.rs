@@ -742,19 +742,14 @@ impl Socket {
             Packet::Event {
                 event, args, id, ..
             } => {
-                let ack = id.map(|id| AckSender::new(self.clone(), id));
                 // Bounded: a server flooding events makes the manager's reader wait here.
                 let Ok(permit) = self.inner.room.clone().acquire_owned().await else {
                     return;
                 };
-                let _ = self.inner.incoming.send(Incoming::Event(
-                    Event {
-                        name: event,
-                        args,
-                        ack,
-                    },
-                    permit,
-                ));
+                let _ = self
+                    .inner
+                    .incoming
+                    .send(Incoming::Event(Event::new(self, event, args, id), permit));
             }
             Packet::Ack { id, args, .. } => self.on_ack(id, args),
             Packet::Disconnect { .. } => {

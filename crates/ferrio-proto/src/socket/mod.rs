@@ -1,8 +1,10 @@
 //! Socket.IO protocol v5: packets, the [`Parser`] trait with the default JSON parser (and its binary
-//! reassembly) and the msgpack parser, and the rules both sides share (CONNECT payloads, reserved names, namespaces, disconnect reasons, acks, retries).
+//! reassembly) and the msgpack parser, and the rules both sides share (CONNECT payloads, reserved names,
+//! namespaces, disconnect reasons, acks, retries, the events handed to listeners).
 
 mod ack;
 mod connect;
+mod event;
 pub mod msgpack;
 mod packet;
 mod reason;
@@ -13,6 +15,7 @@ pub use ack::{AckArgs, AckError, AckTable, EmitError};
 pub use connect::{
     ConnectAck, ConnectError, ConnectRequest, connect_ok, connect_request, invalid_namespace,
 };
+pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;
 pub use packet::{Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode};
 pub use reason::{ClientDisconnectReason, DisconnectReason};
