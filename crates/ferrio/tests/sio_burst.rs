@@ -269,3 +269,68 @@ async fn polling_member_past_the_byte_budget_is_closed() {
     assert_eq!(res.status, 400, "{}", res.text());
     assert_eq!(server.io.clients_count(), 0);
 }
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Memory per slow client, reported (`cargo test -p ferrio --test sio_burst -- --ignored --nocapture`):
+/// members on long-polling that do not poll, (a) all holding one shared 20 000-message broadcast burst,
+/// (b) each holding its own 1 KB messages up to just under the default budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; run on its own"]
+async fn memory_per_slow_polling_client() {
+    let (server, _relayed, reasons) = relay_server(defaults()).await;
+    let shared = 100;
+    for _ in 0..shared {
+        polling_member(server.addr).await;
+    }
+    let text = &chat(0)[11..];
+    let text = &text[..text.len() - 2];
+    let before = rss();
+    for _ in 0..BURST {
+        server.io.to("r").emit("chat", text).unwrap();
+    }
+    let after = rss();
+    assert!(reasons.is_empty(), "disconnected: {:?}", reasons.get());
+    eprintln!(
+        "(a) {shared} slow polling clients holding one broadcast burst of {BURST} x {} B: {:.2} MB \
+         more resident, {:.0} KB per client",
+        chat(0).len(),
+        (after - before) as f64 / 1e6,
+        (after - before) as f64 / shared as f64 / 1e3
+    );
+
+    let own = 10;
+    let (server, _relayed, reasons) = relay_server(defaults()).await;
+    for _ in 0..own {
+        polling_member(server.addr).await;
+    }
+    let sockets = server.io.of("/").sockets();
+    assert_eq!(sockets.len(), own);
+    let payload = "x".repeat(1000);
+    // 1074 budget bytes each (1010 on the wire + 64): 7 500 of them is 8.06 MB, just under 8 MiB.
+    let per_client = 7_500;
+    let before = rss();
+    for s in &sockets {
+        for _ in 0..per_client {
+            s.emit("m", &payload).unwrap();
+        }
+    }
+    let after = rss();
+    assert!(reasons.is_empty(), "disconnected: {:?}", reasons.get());
+    eprintln!(
+        "(b) {own} slow polling clients holding {per_client} messages of 1 KB each ({:.2} MB of budget \
+         each): {:.2} MB more resident, {:.2} MB per client",
+        (per_client * 1074) as f64 / 1e6,
+        (after - before) as f64 / 1e6,
+        (after - before) as f64 / own as f64 / 1e6
+    );
+}
