@@ -334,3 +334,53 @@ async fn memory_per_slow_polling_client() {
         (after - before) as f64 / own as f64 / 1e6
     );
 }
+
+/// The budget counts what is queued now, not what was ever sent: frames stop counting once written. A
+/// member with a 32 KiB budget receives 20 bursts of 200 messages (18 KB of budget each, 370 KB in all),
+/// over polling and over websocket, reading each burst before the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_budget_is_released_as_frames_are_written() {
+    let budget = 32 * 1024;
+    let (server, _relayed, reasons) = relay_server(
+        IoConfig::builder()
+            .ping_interval(Duration::from_secs(30))
+            .ping_timeout(Duration::from_secs(30))
+            .max_buffered_bytes(budget)
+            .build(),
+    )
+    .await;
+    let sid = polling_member(server.addr).await;
+    let mut ws = raw_ws(server.addr).await;
+    read_open(&mut ws).await;
+    raw_join(&mut ws).await;
+    let (per_burst, bursts) = (200, 20);
+    assert!(per_burst * (chat(0).len() + 64) < budget);
+    assert!(bursts * per_burst * (chat(0).len() + 64) > 10 * budget);
+    let (mut next_poll, mut next_ws) = (0, 0);
+    for b in 0..bursts {
+        for n in b * per_burst..(b + 1) * per_burst {
+            let text = chat(n);
+            server
+                .io
+                .to("r")
+                .emit("chat", &text[11..text.len() - 2])
+                .unwrap();
+        }
+        while next_poll < (b + 1) * per_burst {
+            let (_, packets) = poll(server.addr, &sid).await;
+            expect_in_order(&packets, &mut next_poll);
+        }
+        while next_ws < (b + 1) * per_burst {
+            let msg = tokio::time::timeout(READ_TIMEOUT, ws.next())
+                .await
+                .expect("websocket member got nothing")
+                .expect("closed")
+                .expect("websocket error");
+            if let Message::Text(t) = msg {
+                expect_in_order(&[t.as_str().to_owned()], &mut next_ws);
+            }
+        }
+    }
+    assert!(reasons.is_empty(), "disconnected: {:?}", reasons.get());
+    assert_eq!(server.io.clients_count(), 2);
+}
