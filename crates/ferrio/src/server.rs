@@ -161,6 +161,7 @@ impl IoConfigBuilder {
         cookie: impl Into<Option<Cookie>>,
         /// Compression of polling responses (`None`: off).
         http_compression: Option<HttpCompression>,
+        #[doc = "Bytes queued for one session before it counts as a slow consumer."] max_buffered_bytes: usize,
         /// Frames queued for one session before it counts as a slow consumer.
         max_buffered_packets: usize,
         /// Time a graceful close waits for a poll to fetch the last packets.

@@ -46,6 +46,10 @@ pub enum DecodeError {
     /// An extension type that has no meaning here.
     #[error("unsupported extension type {0}")]
     UnsupportedExt(i8),
+    /// A map key that is an array or a map: no message of either protocol has one, and turning each level
+    /// of nested keys into text escapes the text of the level below, which grows exponentially with depth.
+    #[error("map key is an array or a map")]
+    KeyNotScalar,
 }
 
 /// Encodes `value` as notepack.io 3.x does.
@@ -304,6 +308,7 @@ impl<'a> Decoder<'a> {
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Null => "null".to_owned(),
+                Value::Array(_) | Value::Object(_) => return Err(DecodeError::KeyNotScalar),
                 other => serde_json::to_string(&other).unwrap_or_default(),
             };
             // An `undefined` entry is absent, as for any JavaScript reader of the map.
@@ -618,5 +623,36 @@ mod tests {
             }
             let _ = decode(&buf);
         }
+    }
+
+    /// Found by the `redis_wire` fuzz target: maps used as the keys of maps, nested. Each level turned its
+    /// key into JSON text, escaping the text of the level below, so 300 bytes took seconds and memory
+    /// exponential in the depth. Such keys are rejected at once now.
+    #[test]
+    fn nested_map_keys_are_rejected_in_linear_time() {
+        let fuzzed = hex(concat!(
+            "84a3756965657373c3786393a475696431837074cd0acdcdcdcdcdcd838383838383838383838383838324834e090909",
+            "090909090909cdcd838383838383838383838383838324837479706583838383823131370000000083838383cdcdcc2d",
+            "cdcdcdcdcdcdcdcdcdcdcd90202020755fe5e5e5e5e5e5e54e090909090909090909090909650070e5e5e5e5e5e5e5e5",
+            "e5e5e5e5e5e5e5cdcdcdcd90202020755fe5e5e5e5e5e5e54e090909090909090909090909650070e5e5e5e5e5e5e5e5",
+            "e5e5e5e5e5e5e5cdcdcdcdcdcdcdcd70e5e5e5e5e5e5e5e5e5e5e5e5e5e5e55de565c3",
+        ));
+        let start = std::time::Instant::now();
+        assert!(decode(&fuzzed).is_err());
+        // 100 maps, each the only key of the next: `{{{…}: nil}: nil}`.
+        let mut deep = vec![0x81u8; 100];
+        deep.push(0x80);
+        deep.extend(std::iter::repeat_n(0xc0, 100));
+        assert_eq!(decode(&deep), Err(DecodeError::KeyNotScalar));
+        assert_eq!(decode(&[0x81, 0x90, 0xc0]), Err(DecodeError::KeyNotScalar));
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        // Scalar keys still decode as the official decoder names them.
+        let m = decode(&[0x82, 0x01, 0xc3, 0xc2, 0xc0]).unwrap();
+        assert_eq!(m.get("1"), Some(&Value::Bool(true)));
+        assert_eq!(m.get("false"), Some(&Value::Null));
     }
 }
