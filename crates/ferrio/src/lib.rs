@@ -29,6 +29,6 @@ pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_va
 pub use namespace::{ConnectError, Namespace};
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
-pub use server::{Io, IoConfig, IoConfigBuilder};
+pub use server::{ConnectionStateRecovery, Io, IoConfig, IoConfigBuilder};
 pub use service::{EngineLayer, EngineService, NotFound, listen, local_addr, serve, serve_until};
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};
