@@ -265,7 +265,7 @@ impl NamespaceInner {
         let _ = socket.write(&connect_ok(&self.name, socket.id(), socket.pid()), false);
         match restored {
             None => {
-                self.sockets.insert(socket.sid().clone(), socket.clone());
+                self.publish(&socket);
                 self.adapter
                     .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
             }
@@ -310,7 +310,7 @@ impl NamespaceInner {
                 let mut held = self.held.lock();
                 let Some(h) = held.get_mut(&sid) else {
                     // Not held (an adapter that restores without `hold`): reachable from now on.
-                    self.sockets.insert(sid.clone(), socket.clone());
+                    self.publish(socket);
                     return true;
                 };
                 if h.overflowed {
@@ -321,7 +321,7 @@ impl NamespaceInner {
                 }
                 if h.frames.is_empty() {
                     // Under the lock: a delivery that missed the map now finds the socket in it.
-                    self.sockets.insert(sid.clone(), socket.clone());
+                    self.publish(socket);
                     held.remove(&sid);
                     return true;
                 }
@@ -330,6 +330,16 @@ impl NamespaceInner {
             for (encoded, volatile) in &frames {
                 socket.write_encoded(encoded, *volatile);
             }
+        }
+    }
+
+    /// Makes a connected socket reachable by id. Its connection may close meanwhile (a full queue
+    /// closes it synchronously) and `on_close` forgets it before it is in the map: checked after the
+    /// insert, so that a closed socket never stays in the map.
+    fn publish(&self, socket: &Socket) {
+        self.sockets.insert(socket.sid().clone(), socket.clone());
+        if !socket.connected() {
+            self.sockets.remove_if(socket.sid(), |_, s| s == socket);
         }
     }
 
