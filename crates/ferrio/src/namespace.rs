@@ -270,7 +270,7 @@ impl NamespaceInner {
                     .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
             }
             Some(r) => {
-                if !self.take_over(&socket, r) {
+                if !self.take_over(&socket, r).await {
                     // Some packets could not be kept for it: better no socket than a gap. The
                     // client reconnects and asks again with its offset.
                     socket.on_close(DisconnectReason::TransportError);
@@ -298,10 +298,16 @@ impl NamespaceInner {
 
     /// A restored socket takes over: the packets it missed, then what was held for it since the
     /// adapter's snapshot, then it is reachable directly. Returns false when what was held overflowed.
-    fn take_over(&self, socket: &Socket, restored: RestoredSession) -> bool {
+    ///
+    /// A replay may be longer than the connection's queue: it waits for room (the client reads it as
+    /// fast as it can) instead of closing the connection as a slow consumer.
+    async fn take_over(&self, socket: &Socket, restored: RestoredSession) -> bool {
         let sid = socket.sid().clone();
         for packet in &restored.missed {
-            socket.write_packet_unchecked(packet);
+            if !socket.replay_packet(packet).await {
+                // Gone again: its socket is closing, as any socket whose connection closed.
+                break;
+            }
         }
         loop {
             // Written without the lock (a full queue closes the connection synchronously); whatever
@@ -328,7 +334,7 @@ impl NamespaceInner {
                 std::mem::take(&mut h.frames)
             };
             for (encoded, volatile) in &frames {
-                socket.write_encoded(encoded, *volatile);
+                socket.replay_encoded(encoded, *volatile).await;
             }
         }
     }

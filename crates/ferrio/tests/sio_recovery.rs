@@ -26,7 +26,13 @@ struct Recovery {
 /// A server with recovery on: a new socket joins room `r` and stores `{"name":"ann"}` as its data;
 /// `kick` disconnects it from the server side.
 async fn start(recovery: Option<ConnectionStateRecovery>) -> Recovery {
-    let mut config = config();
+    start_with(recovery, config()).await
+}
+
+async fn start_with(
+    recovery: Option<ConnectionStateRecovery>,
+    mut config: ferrio::IoConfig,
+) -> Recovery {
     config.connection_state_recovery = recovery;
     let server = TestServer::start(config).await;
     let connections = Connections::new();
@@ -380,4 +386,27 @@ async fn off_by_default_no_pid_no_offset() {
     assert!(body.get("pid").is_none(), "{body}");
     t.emit("r", 1);
     assert_eq!(next_n(&mut c).await, vec![json!(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_longer_than_the_connection_queue_waits_for_room() {
+    let mut config = config();
+    config.engine.max_buffered_packets = 16;
+    let t = start_with(on(), config).await;
+    let (mut c, sid, pid) = t.fresh().await;
+    t.emit("r", 0);
+    let (_, offset) = next_with_offset(&mut c).await;
+    t.drop_transport(c).await;
+    for n in 1..=200 {
+        t.emit("r", n);
+    }
+    let mut c = t.server.client().await;
+    let body = connect(&mut c, json!({ "pid": pid, "offset": offset })).await;
+    assert_eq!(body["sid"], json!(sid));
+    for want in 1..=200 {
+        assert_eq!(next_with_offset(&mut c).await.0, want);
+    }
+    t.emit("r", 201);
+    assert_eq!(next_with_offset(&mut c).await.0, 201);
+    assert_eq!(t.disconnects.len(), 1, "not closed as a slow consumer");
 }

@@ -182,6 +182,18 @@ impl Socket {
         self.push(frame)
     }
 
+    /// Queues a frame, waiting for room rather than closing the session when the queue is full: for a
+    /// writer that may wait and whose packets may outnumber the queue (a recovery replay).
+    pub(crate) async fn send_frame_waiting(&self, frame: Frame) -> Result<(), SendError> {
+        if !self.open.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        tokio::select! {
+            sent = self.tx.send(frame) => sent.map_err(|_| SendError::Closed),
+            () = self.closed.cancelled() => Err(SendError::Closed),
+        }
+    }
+
     /// Queues a frame unless the queue is full, in which case the frame is dropped (volatile packets).
     /// Returns whether it was queued.
     pub fn send_frame_volatile(&self, frame: Frame) -> bool {

@@ -474,10 +474,24 @@ impl Socket {
         }
     }
 
-    /// Encodes and writes a packet whatever the socket's state (a replayed broadcast).
-    pub(crate) fn write_packet_unchecked(&self, packet: &Packet) -> bool {
+    /// Encodes and writes a replayed broadcast, waiting for room in the connection's queue.
+    pub(crate) async fn replay_packet(&self, packet: &Packet) -> bool {
         let conn = &self.inner.conn;
-        conn.write(&conn.encode(packet), false)
+        conn.write_waiting(&conn.encode(packet)).await
+    }
+
+    /// Writes a held broadcast, waiting for room in the connection's queue (volatile ones are dropped
+    /// when there is none, as they would have been).
+    pub(crate) async fn replay_encoded(
+        &self,
+        encoded: &ferrio_proto::socket::Encoded,
+        volatile: bool,
+    ) -> bool {
+        if volatile {
+            self.inner.conn.write(encoded, true)
+        } else {
+            self.inner.conn.write_waiting(encoded).await
+        }
     }
 
     /// Closes the socket's whole connection.
