@@ -410,3 +410,40 @@ async fn a_replay_longer_than_the_connection_queue_waits_for_room() {
     assert_eq!(next_with_offset(&mut c).await.0, 201);
     assert_eq!(t.disconnects.len(), 1, "not closed as a slow consumer");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_middleware_refusing_a_restored_socket_leaves_nothing_behind() {
+    let t = start(Some(
+        ConnectionStateRecovery::default().skip_middlewares(false),
+    ))
+    .await;
+    t.server.io.use_middleware(|s: Socket| async move {
+        if s.handshake().auth.get("refuse").is_some() {
+            Err(ConnectError::new("refused"))
+        } else {
+            Ok(())
+        }
+    });
+    let (mut c, sid, pid) = t.fresh().await;
+    t.emit("r", 0);
+    let (_, offset) = next_with_offset(&mut c).await;
+    t.drop_transport(c).await;
+    assert_eq!(t.server.io.to("r").count().await.unwrap(), 0);
+
+    let mut c = t.server.client().await;
+    c.send(&format!(
+        "40{}",
+        json!({ "pid": pid, "offset": offset, "refuse": true })
+    ))
+    .await;
+    let answer = c.recv_text().await;
+    assert!(
+        answer.starts_with("44"),
+        "CONNECT_ERROR expected, got {answer}"
+    );
+    // The restored session had put the socket back into its rooms: refused, it left them again.
+    assert_eq!(t.server.io.to("r").count().await.unwrap(), 0);
+    assert!(t.server.io.of("/").socket(&sid).is_none());
+    t.emit("r", 1);
+    assert!(c.recv_within(Duration::from_millis(200)).await.is_none());
+}
