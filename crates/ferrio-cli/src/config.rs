@@ -84,6 +84,62 @@ pub struct ServeOptions {
     /// Key prefix of the adapter's Redis channels (`socket.io`), as the Node adapter's `key` option.
     #[arg(long, env = "FERRIO_ADAPTER_KEY")]
     pub adapter_key: Option<String>,
+    /// Packet parser: `json` (socket.io-parser, the default) or `msgpack` (socket.io-msgpack-parser;
+    /// the demo page then loads `socket.io.msgpack.min.js`).
+    #[arg(long, env = "FERRIO_PARSER", value_enum)]
+    pub parser: Option<ParserKind>,
+    // Production serving: TLS, limits, drain, health and logs.
+    /// PEM certificate chain (leaf first) to serve HTTPS and WSS with; read again on SIGHUP.
+    #[arg(long, env = "FERRIO_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1); read again on SIGHUP.
+    #[arg(long, env = "FERRIO_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Most clients connected at once; further handshakes are answered 503 (none: no limit).
+    #[arg(long, env = "FERRIO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Milliseconds a client has to send a request's headers (and to finish a TLS handshake).
+    #[arg(long, env = "FERRIO_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Milliseconds the drain on SIGTERM or Ctrl-C waits for clients to leave before closing the rest.
+    #[arg(long, env = "FERRIO_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<u64>,
+    /// Log format: `text` (default) or `json` (one JSON object per line).
+    #[arg(long, env = "FERRIO_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The packet parser `--parser` names; clients must use the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ParserKind {
+    /// `socket.io-parser`: JSON text plus binary attachments.
+    #[default]
+    Json,
+    /// `socket.io-msgpack-parser`: one MessagePack binary message per packet.
+    Msgpack,
+}
+
+impl ParserKind {
+    /// The parser itself.
+    pub fn parser(self) -> std::sync::Arc<dyn ferrio_proto::socket::Parser> {
+        use ferrio_proto::socket::{JsonParser, MsgpackParser};
+        match self {
+            ParserKind::Json => std::sync::Arc::new(JsonParser::default()),
+            ParserKind::Msgpack => std::sync::Arc::new(MsgpackParser::new()),
+        }
+    }
+}
+
+/// How `ferrio serve` writes its logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The adapter `--adapter` asks for.
@@ -189,6 +245,9 @@ pub enum ConfigError {
     /// The `adapter` option is not a known adapter URL.
     #[error("invalid adapter {0:?}: {1}")]
     Adapter(String, String),
+    /// Only one of `tls_cert` and `tls_key` is set.
+    #[error("tls_cert and tls_key go together")]
+    Tls,
 }
 
 macro_rules! layer {
@@ -225,7 +284,15 @@ impl ServeOptions {
             max_disconnection_duration,
             log,
             adapter,
-            adapter_key
+            adapter_key,
+            parser,
+            // Production serving.
+            tls_cert,
+            tls_key,
+            max_connections,
+            header_read_timeout,
+            drain_timeout,
+            log_format
         );
     }
 
@@ -252,6 +319,10 @@ impl ServeOptions {
         }
         out.overlay(self);
         out.adapter_spec()?;
+        // The file and the environment can name one without the other, which clap cannot see.
+        if out.tls_cert.is_some() != out.tls_key.is_some() {
+            return Err(ConfigError::Tls);
+        }
         Ok(out)
     }
 
@@ -334,6 +405,7 @@ impl ServeOptions {
             }
             c.connection_state_recovery = Some(r);
         }
+        c.parser = self.parser.unwrap_or_default().parser();
         c
     }
 }
@@ -341,6 +413,35 @@ impl ServeOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_from_the_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("ferrio-parser-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ferrio.toml");
+        std::fs::write(&file, "parser = \"msgpack\"\n").unwrap();
+        let r = ServeOptions::default().resolve(Some(&file), None).unwrap();
+        assert_eq!(r.parser, Some(ParserKind::Msgpack));
+        let packet = ferrio_proto::socket::Packet::Disconnect { nsp: "/".into() };
+        assert!(matches!(
+            r.io_config().parser.encode(&packet).head,
+            ferrio_proto::engine::Frame::Binary(_)
+        ));
+        assert!(matches!(
+            ServeOptions::default()
+                .io_config()
+                .parser
+                .encode(&packet)
+                .head,
+            ferrio_proto::engine::Frame::Text(_)
+        ));
+        std::fs::write(&file, "parser = \"xml\"\n").unwrap();
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Parse(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn layers_file_profile_then_flags() {

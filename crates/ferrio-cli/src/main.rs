@@ -5,8 +5,10 @@ mod bundle;
 mod config;
 mod connect;
 mod npm;
+mod ops;
 mod page;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -23,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the `serve` options costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a Socket.IO server with the demo chat application.
@@ -42,13 +46,17 @@ enum Command {
     Bench(bench::BenchOptions),
 }
 
-fn init_logs(filter: Option<&str>) {
+fn init_logs(filter: Option<&str>, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => logs.init(),
+        // One object per line, fields at the top level, as log collectors expect.
+        config::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 #[tokio::main]
@@ -67,21 +75,21 @@ async fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(2);
                 }
             };
-            init_logs(opts.log.as_deref());
+            init_logs(opts.log.as_deref(), opts.log_format.unwrap_or_default());
             if let Err(e) = serve::run(opts).await {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         }
         Command::Connect(opts) => {
-            init_logs(Some("warn"));
+            init_logs(Some("warn"), config::LogFormat::Text);
             if let Err(e) = connect::run(opts).await {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         }
         Command::Bench(opts) => {
-            init_logs(Some("warn"));
+            init_logs(Some("warn"), config::LogFormat::Text);
             if let Err(e) = bench::run(opts).await {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;

@@ -1,6 +1,7 @@
 //! `ferrio serve`: a configurable Socket.IO server running the demo chat application.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrio::{Event, Io, Socket};
 use serde::Deserialize;
@@ -9,6 +10,7 @@ use tower_layer::Layer;
 use crate::bundle;
 use crate::config::{AdapterSpec, ServeOptions};
 use crate::page::{self, BundleGate};
+use crate::{ops, tls};
 
 #[derive(Deserialize)]
 struct ChatIn {
@@ -83,6 +85,9 @@ pub enum ServeError {
     /// The browser bundle's settings are inconsistent.
     #[error("{0}")]
     Bundle(String),
+    /// The TLS certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// How long `ferrio serve` waits for Redis at start before giving up.
@@ -148,11 +153,19 @@ async fn connect_adapter(
     }
 }
 
-/// Runs the server until Ctrl-C or SIGTERM, then closes every connection.
+/// How long the drain waits for clients to leave unless `--drain-timeout` says otherwise.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains it (see [`ops::Ops::drain`]); a second signal
+/// during the drain ends it at once.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let spec = opts
         .adapter_spec()
         .map_err(|e| ServeError::Adapter(e.to_string()))?;
+    let certs = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::CertStore::load(cert, key)?),
+        _ => None,
+    };
     let mut config = opts.io_config();
     let bundle = Arc::new(bundle::for_serve(&opts).map_err(ServeError::Bundle)?);
     if let Some(dir) = bundle.dir() {
@@ -165,38 +178,119 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;
     let addr = listener.local_addr()?;
-    println!("listening on http://{addr}");
-    tracing::info!(%addr, "serving");
+    // Handlers installed before the listening line: a signal sent as soon as it is read must find them
+    // (the default action of SIGTERM and SIGHUP ends the process).
+    let mut signals = Signals::new()?;
+    if let Some(certs) = &certs {
+        reload_on_sighup(certs.clone());
+    }
+    let scheme = if certs.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, tls = certs.is_some(), "serving");
     let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
     let pages = {
         let (bundle, path) = (bundle.clone(), path.clone());
         tower::service_fn(move |req| page::page(req, bundle.clone(), path.clone()))
     };
-    let service = BundleGate::new(io.layer().layer(pages), bundle, &path);
-    let result = tokio::select! {
-        r = ferrio::serve(listener, service) => r,
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            io.close().await;
-            // Let the close frames and the last poll answers go out.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            Ok(())
-        }
-    };
+    let ops = ops::Ops::new(io.engine().clone(), opts.max_connections);
+    let service = ops::Gate::new(
+        BundleGate::new(io.layer().layer(pages), bundle, &path),
+        ops.clone(),
+    );
+    let header_read_timeout = opts
+        .header_read_timeout
+        .map_or(ferrio::DEFAULT_HEADER_READ_TIMEOUT, Duration::from_millis);
+    let drain_timeout = opts
+        .drain_timeout
+        .map_or(DEFAULT_DRAIN_TIMEOUT, Duration::from_millis);
+    let acceptor = certs
+        .as_ref()
+        .map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let accepting = tokio::spawn(ops::accept_loop(
+        listener,
+        acceptor,
+        service,
+        ops.clone(),
+        header_read_timeout,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    signals.next().await;
+    tokio::select! {
+        _ = ops.drain(drain_timeout) => {}
+        _ = signals.next() => tracing::warn!("second signal: ending the drain now"),
+    }
+    // Whoever is left is closed now (with "server shutting down"), and the port released.
+    let _ = stop_tx.send(());
+    let _ = accepting.await;
+    io.close().await;
+    // Let the close frames and the last poll answers go out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     adapter.close();
-    Ok(result?)
+    tracing::info!("stopped");
+    Ok(())
 }
 
-async fn shutdown_signal() {
+/// Reads the certificate again on every SIGHUP, from a task; a failed reload keeps the certificate
+/// in use. The handler is installed before this returns.
+fn reload_on_sighup(certs: Arc<tls::CertStore>) {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: the certificate will not be reloaded");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match certs.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS certificate not reloaded, keeping the previous one"
+                    ),
+                }
+            }
+        });
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    let _ = certs;
+}
+
+/// SIGTERM and Ctrl-C (SIGINT), installed before serving so that none is missed.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -223,15 +223,17 @@ impl ManagerInner {
     }
 
     /// Encodes and writes a packet on the current connection (dropped when there is none; a volatile
-    /// packet is only written while connected, which the socket checked).
-    pub(crate) fn write_packet(&self, packet: &Packet) {
+    /// packet is only written while connected, which the socket checked). Whether it was queued, for
+    /// the callers that report a lost write (an ack answered after the connection closed).
+    pub(crate) fn write_packet(&self, packet: &Packet) -> bool {
         let sender = self.state.lock().sender.clone();
-        let Some(sender) = sender else { return };
+        let Some(sender) = sender else { return false };
         for frame in self.opts.parser.encode(packet).frames() {
             if sender.send(frame).is_err() {
-                return;
+                return false;
             }
         }
+        true
     }
 
     /// Executes the reconnection machine until it has nothing left to do.

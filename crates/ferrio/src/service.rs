@@ -187,26 +187,69 @@ where
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(RemoteAddr(peer));
-                let mut service = service.clone();
-                async move {
-                    std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-                    service.call(req).await
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                // Slow-header clients are cut off instead of holding a connection forever.
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
+            let served = serve_connection(
+                stream,
+                peer,
+                service,
+                DEFAULT_HEADER_READ_TIMEOUT,
+                std::future::pending(),
+            );
+            if let Err(e) = served.await {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+/// How long [`serve_until`] gives a client to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection, as [`serve_until`] does for each: for
+/// accept loops of their own (TLS, connection limits). `peer` reaches the engine as [`RemoteAddr`].
+/// Clients that take longer than `header_read_timeout` to send a request's headers are cut off. When
+/// `shutdown` completes, the connection ends after the request in progress (an idle keep-alive
+/// connection at once); a connection upgraded to websocket is no longer this function's.
+pub async fn serve_connection<I, S, ResBody>(
+    io: I,
+    peer: SocketAddr,
+    service: S,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(RemoteAddr(peer));
+        let mut service = service.clone();
+        async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(req).await
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Slow-header clients are cut off instead of holding a connection forever.
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        () = &mut shutdown => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// Binds `addr` and serves the engine alone (404 for every other path).
@@ -218,4 +261,21 @@ pub async fn listen(addr: impl tokio::net::ToSocketAddrs, engine: Engine) -> std
 /// The address a listener bound, for servers started on port 0.
 pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
     listener.local_addr()
+}
+
+/// Closes every session of `engine` gracefully, as a draining server does: what each has queued is
+/// still delivered, then a close packet (polling) or a close frame (websocket) ends it. Clients see a
+/// transport close, which they answer by reconnecting, while a Socket.IO disconnect packet would tell
+/// them to stay away. Sessions leave [`Engine::clients_count`] as they finish; returns how many were open.
+pub fn close_sessions_gracefully(engine: &Engine) -> usize {
+    let all: Vec<_> = engine
+        .inner
+        .sessions
+        .iter()
+        .map(|s| s.value().clone())
+        .collect();
+    for s in &all {
+        s.close();
+    }
+    all.len()
 }

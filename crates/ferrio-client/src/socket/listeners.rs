@@ -4,12 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferrio_proto::socket::{ClientDisconnectReason, ConnectError, EmitError, Packet};
-use ferrio_proto::value::{Value, ValueError, from_args, to_args};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use ferrio_proto::socket::{AckWriter, ClientDisconnectReason, ConnectError, EmitError, Packet};
+use ferrio_proto::value::Value;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::{Socket, SocketInner};
@@ -21,92 +18,22 @@ pub struct ListenerId(u64);
 
 /// Answers a server's ack request, once: when several listeners get the event, the first answer is
 /// the one sent, as with the official client.
-#[derive(Debug, Clone)]
-pub struct AckSender {
-    socket: Socket,
-    id: u64,
-    sent: Arc<AtomicBool>,
-}
-
-impl AckSender {
-    pub(crate) fn new(socket: Socket, id: u64) -> Self {
-        AckSender {
-            socket,
-            id,
-            sent: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// Sends the ack: a tuple is several arguments, `()` none, anything else one.
-    pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
-        let args = to_args(data)?;
-        self.send_args(args);
-        Ok(())
-    }
-
-    /// Sends the ack with raw arguments.
-    pub fn send_args(self, args: Vec<Value>) {
-        if self.sent.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let packet = Packet::Ack {
-            nsp: self.socket.inner.nsp.clone(),
-            args,
-            id: self.id,
-        };
-        self.socket.inner.manager.write_packet(&packet);
-    }
-
-    /// Whether an answer was already sent.
-    pub fn is_sent(&self) -> bool {
-        self.sent.load(Ordering::Acquire)
-    }
-}
+pub type AckSender = ferrio_proto::socket::AckSender<Socket>;
 
 /// An event from the server.
-#[derive(Debug)]
-pub struct Event {
-    pub(crate) name: String,
-    pub(crate) args: Vec<Value>,
-    pub(crate) ack: Option<AckSender>,
-}
+pub type Event = ferrio_proto::socket::Event<Socket>;
 
-impl Event {
-    /// Event name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Arguments.
-    pub fn args(&self) -> &[Value] {
-        &self.args
-    }
-
-    /// Takes the arguments out.
-    pub fn take_args(&mut self) -> Vec<Value> {
-        std::mem::take(&mut self.args)
-    }
-
-    /// Deserializes the arguments: a tuple reads them in order, any other type reads the first.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        from_args(self.args.clone())
-    }
-
-    /// Whether the server waits for an answer.
-    pub fn wants_ack(&self) -> bool {
-        self.ack.is_some()
-    }
-
-    /// Takes the sender that answers the server's ack request, if it asked for one.
-    pub fn take_ack(&mut self) -> Option<AckSender> {
-        self.ack.take()
-    }
-
-    /// Answers the server's ack request, if any.
-    pub fn ack<T: Serialize + ?Sized>(&mut self, data: &T) -> Result<(), EmitError> {
-        match self.ack.take() {
-            Some(a) => a.send(data),
-            None => Ok(()),
+impl AckWriter for Socket {
+    fn write_ack(&self, id: u64, args: Vec<Value>) -> Result<(), EmitError> {
+        let packet = Packet::Ack {
+            nsp: self.inner.nsp.clone(),
+            args,
+            id,
+        };
+        if self.inner.manager.write_packet(&packet) {
+            Ok(())
+        } else {
+            Err(EmitError::Disconnected)
         }
     }
 }
@@ -248,29 +175,22 @@ pub(crate) async fn dispatch_loop(
                 }
             }
             Incoming::Event(event, _permit) => {
-                socket.record_offset(&event.args);
+                socket.record_offset(event.args());
                 let (any, listeners) = {
                     let mut h = socket.inner.handlers.write();
-                    (values(&h.any), h.for_event(&event.name))
+                    (values(&h.any), h.for_event(event.name()))
                 };
                 for f in &any {
-                    f(&socket, &event.name, &event.args);
+                    f(&socket, event.name(), event.args());
                 }
-                match listeners.len() {
-                    0 => {}
-                    1 => listeners[0](socket.clone(), event).await,
-                    _ => {
-                        // Every listener gets the arguments and the ack sender; the first answer wins.
-                        let Event { name, args, ack } = event;
-                        for h in listeners {
-                            let ev = Event {
-                                name: name.clone(),
-                                args: args.clone(),
-                                ack: ack.clone(),
-                            };
-                            h(socket.clone(), ev).await;
-                        }
+                // Every listener gets the arguments and the ack sender, the last one the original (no
+                // copy with one listener); the first answer wins.
+                let mut event = event;
+                if let Some((last, rest)) = listeners.split_last() {
+                    for h in rest {
+                        h(socket.clone(), event.fork()).await;
                     }
+                    last(socket.clone(), event).await;
                 }
             }
         }

@@ -10,6 +10,7 @@
 mod event;
 mod listeners;
 mod queue;
+mod send;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

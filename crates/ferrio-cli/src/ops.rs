@@ -1,0 +1,381 @@
+//! What `ferrio serve` adds around the Socket.IO service to run in production: its own accept loop
+//! (TLS, header read timeout), a limit on connected clients, `/healthz`, and the drain on SIGTERM.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrio::engine::Engine;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The path of the health endpoint.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// State shared by the accept loop, the gate and the drain.
+#[derive(Debug)]
+pub struct Ops {
+    engine: Engine,
+    /// Most clients (Engine.IO sessions) at once; `None`: no limit.
+    max_connections: Option<usize>,
+    /// Handshakes admitted but not answered yet: their sessions are not counted by the engine yet.
+    admitting: AtomicUsize,
+    draining: watch::Sender<bool>,
+    /// Open HTTP connections (a connection upgraded to websocket counts as a session instead).
+    open: AtomicUsize,
+    closed: Notify,
+    refused: AtomicBool,
+}
+
+impl Ops {
+    /// State for a server whose sessions `engine` holds.
+    pub fn new(engine: Engine, max_connections: Option<usize>) -> Arc<Ops> {
+        Arc::new(Ops {
+            engine,
+            max_connections,
+            admitting: AtomicUsize::new(0),
+            draining: watch::channel(false).0,
+            open: AtomicUsize::new(0),
+            closed: Notify::new(),
+            refused: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the drain has begun.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// For a connection accepted now: completes when the drain begins, or never when it already has
+    /// (such a connection must still read its one request; the gate makes it the last).
+    fn drain_started(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.draining.subscribe();
+        let already = *rx.borrow_and_update();
+        async move {
+            if already {
+                std::future::pending::<()>().await;
+            }
+            let _ = rx.wait_for(|d| *d).await;
+        }
+    }
+
+    /// Admits a new session unless draining or full; the permit is held until the handshake is answered.
+    fn admit(self: &Arc<Self>) -> Result<Admission, &'static str> {
+        if self.is_draining() {
+            return Err("draining");
+        }
+        let admitting = self.admitting.fetch_add(1, Ordering::AcqRel);
+        let permit = Admission(self.clone());
+        if let Some(max) = self.max_connections
+            && self.engine.clients_count() + admitting >= max
+        {
+            // Log the first refusal of a burst only: a full server refuses many.
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(max, "connection limit reached: refusing new clients");
+            }
+            return Err("too many connections");
+        }
+        self.refused.store(false, Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// Stops admitting clients, closes every session so that its client reconnects (elsewhere, once
+    /// the health check has taken this node out), then waits until sessions and HTTP connections are
+    /// gone or `deadline` passes. Returns whether everything was gone in time.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        self.draining.send_replace(true);
+        let sessions = ferrio::close_sessions_gracefully(&self.engine);
+        tracing::info!(
+            sessions,
+            deadline_ms = deadline.as_millis() as u64,
+            "draining"
+        );
+        let all_gone = async {
+            loop {
+                let notified = self.closed.notified();
+                if self.engine.clients_count() == 0 && self.open.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                // Sessions end without telling: look again now and then.
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        };
+        let done = tokio::time::timeout(deadline, all_gone).await.is_ok();
+        let left = self.engine.clients_count();
+        if done {
+            tracing::info!("drained");
+        } else {
+            tracing::warn!(
+                sessions = left,
+                connections = self.open.load(Ordering::Acquire),
+                "drain deadline passed"
+            );
+        }
+        done
+    }
+}
+
+/// A handshake in progress, counted against the limit until it is answered.
+struct Admission(Arc<Ops>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An open HTTP connection, counted while it lives.
+struct OpenConnection(Arc<Ops>);
+
+impl OpenConnection {
+    fn new(ops: &Arc<Ops>) -> Self {
+        ops.open.fetch_add(1, Ordering::AcqRel);
+        OpenConnection(ops.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_waiters();
+    }
+}
+
+/// Accepts connections on `listener` until `stop` completes, each served (after a TLS handshake when
+/// `tls` is set) by `service` through [`ferrio::serve_connection`]. Accepting goes on while draining, so
+/// that health checks read 503 instead of a refused connection; the gate refuses new clients then.
+pub async fn accept_loop<S, ResBody>(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    service: S,
+    ops: Arc<Ops>,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: hyper::body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (service, tls, ops) = (service.clone(), tls.clone(), ops.clone());
+        tokio::spawn(async move {
+            let _open = OpenConnection::new(&ops);
+            // Connections open before the drain end after their current request; those accepted
+            // during it close after each answer (the gate sets `Connection: close`).
+            let shutdown = ops.drain_started();
+            let served = match tls {
+                None => {
+                    ferrio::serve_connection(stream, peer, service, header_read_timeout, shutdown)
+                        .await
+                }
+                Some(acceptor) => {
+                    // A client that stalls its TLS handshake is cut off like one that stalls its headers.
+                    let stream =
+                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    ferrio::serve_connection(stream, peer, service, header_read_timeout, shutdown)
+                        .await
+                }
+            };
+            if let Err(e) = served {
+                tracing::trace!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The service in front of everything: `/healthz`, the connection limit and the drain.
+#[derive(Clone)]
+pub struct Gate<S> {
+    inner: S,
+    ops: Arc<Ops>,
+}
+
+impl<S> Gate<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, ops: Arc<Ops>) -> Self {
+        Gate { inner, ops }
+    }
+}
+
+/// Whether a request under the engine's path opens a new session (no `sid`: a handshake).
+fn is_handshake(query: Option<&str>) -> bool {
+    !query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == "sid")
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+impl<S, B, ResBody> tower::Service<Request<B>> for Gate<S>
+where
+    S: tower::Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Either<Full<Bytes>, ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let draining = self.ops.is_draining();
+        let close = move |mut res: Self::Response| {
+            if draining {
+                // Every connection made during the drain is for one answer only.
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            res
+        };
+        if req.uri().path() == HEALTH_PATH {
+            let res = if draining {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                plain(StatusCode::OK, "ok\n")
+            };
+            return Box::pin(async move { Ok(close(res.map(Either::Left))) });
+        }
+        let mut admission = None;
+        if self.ops.engine.matches(req.uri().path()) && is_handshake(req.uri().query()) {
+            match self.ops.admit() {
+                Ok(permit) => admission = Some(permit),
+                Err(why) => {
+                    let mut res = plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        if draining {
+                            "draining: connect to another server\n"
+                        } else {
+                            "too many connections\n"
+                        },
+                    );
+                    // Official clients retry with their own backoff; this tells proxies the same.
+                    res.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    tracing::debug!(reason = why, "handshake refused");
+                    return Box::pin(async move { Ok(close(res.map(Either::Left))) });
+                }
+            }
+        }
+        // The clone that was polled ready serves this call; the fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let res = inner.call(req).await?;
+            drop(admission);
+            Ok(close(res.map(Either::Right)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, LogFormat, ServeOptions};
+
+    #[test]
+    fn production_options_layer_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ferrio.toml");
+        std::fs::write(
+            &file,
+            r#"
+tls_cert = "/etc/ferrio/cert.pem"
+max_connections = 100
+header_read_timeout = 5000
+log_format = "json"
+
+[profile.staging]
+drain_timeout = 1000
+log_format = "text"
+"#,
+        )
+        .unwrap();
+        // The key from a flag completes the pair the file started.
+        let flags = ServeOptions {
+            tls_key: Some("/etc/ferrio/key.pem".into()),
+            max_connections: Some(7),
+            ..Default::default()
+        };
+        let r = flags.resolve(Some(&file), Some("staging")).unwrap();
+        assert_eq!(r.tls_cert.as_deref(), Some("/etc/ferrio/cert.pem".as_ref()));
+        assert_eq!(r.max_connections, Some(7), "flags win");
+        assert_eq!(r.header_read_timeout, Some(5000));
+        assert_eq!(r.drain_timeout, Some(1000));
+        assert_eq!(r.log_format, Some(LogFormat::Text), "the profile wins");
+        // A certificate without its key is refused, wherever each comes from.
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Tls)
+        ));
+        std::fs::write(&file, "log_format = \"yaml\"\n").unwrap();
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Parse(..))
+        ));
+    }
+
+    #[test]
+    fn handshakes_have_no_sid() {
+        assert!(is_handshake(None));
+        assert!(is_handshake(Some("EIO=4&transport=polling&t=x")));
+        assert!(is_handshake(Some("EIO=4&sidx=1")));
+        assert!(!is_handshake(Some("EIO=4&transport=polling&sid=abc")));
+        assert!(!is_handshake(Some("sid=abc&EIO=4")));
+        assert!(!is_handshake(Some("sid")));
+    }
+}
