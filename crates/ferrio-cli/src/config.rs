@@ -66,6 +66,13 @@ pub struct ServeOptions {
     /// Queued packets per client before it is a slow consumer.
     #[arg(long, env = "FERRIO_MAX_BUFFERED_PACKETS")]
     pub max_buffered_packets: Option<usize>,
+    /// Connection state recovery: a client whose connection dropped gets its socket back with the
+    /// broadcasts it missed (`--connection-state-recovery` alone means true).
+    #[arg(long, env = "FERRIO_CONNECTION_STATE_RECOVERY", num_args = 0..=1, default_missing_value = "true")]
+    pub connection_state_recovery: Option<bool>,
+    /// Milliseconds a dropped session is kept for recovery (120000).
+    #[arg(long, env = "FERRIO_MAX_DISCONNECTION_DURATION")]
+    pub max_disconnection_duration: Option<u64>,
     /// Log filter (`info`, `ferrio=debug`, …).
     #[arg(long, env = "FERRIO_LOG")]
     pub log: Option<String>,
@@ -273,6 +280,8 @@ impl ServeOptions {
             client_dist,
             cleanup_empty_child_namespaces,
             max_buffered_packets,
+            connection_state_recovery,
+            max_disconnection_duration,
             log,
             adapter,
             adapter_key,
@@ -388,6 +397,13 @@ impl ServeOptions {
         }
         if let Some(v) = self.cleanup_empty_child_namespaces {
             c.cleanup_empty_child_namespaces = v;
+        }
+        if self.connection_state_recovery == Some(true) {
+            let mut r = ferrio::ConnectionStateRecovery::default();
+            if let Some(v) = self.max_disconnection_duration {
+                r = r.max_disconnection_duration(ms(v));
+            }
+            c.connection_state_recovery = Some(r);
         }
         c.parser = self.parser.unwrap_or_default().parser();
         c
@@ -558,5 +574,39 @@ log = "warn"
         assert_eq!(c.engine.ping_interval, Duration::from_millis(25_000));
         assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
         assert!(c.serve_client);
+        assert_eq!(c.connection_state_recovery, None);
+    }
+
+    #[test]
+    fn connection_state_recovery_flags() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: ServeOptions,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("serve").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .options
+            .io_config()
+            .connection_state_recovery
+        };
+        let on = parse(&["--connection-state-recovery"]).expect("on");
+        assert_eq!(on.max_disconnection_duration, Duration::from_secs(120));
+        assert!(on.skip_middlewares);
+        let short = parse(&[
+            "--connection-state-recovery",
+            "--max-disconnection-duration",
+            "5000",
+        ])
+        .expect("on");
+        assert_eq!(
+            short.max_disconnection_duration,
+            Duration::from_millis(5000)
+        );
+        assert_eq!(parse(&["--connection-state-recovery", "false"]), None);
+        assert_eq!(parse(&["--max-disconnection-duration", "5000"]), None);
     }
 }

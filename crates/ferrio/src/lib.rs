@@ -31,7 +31,7 @@ pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_va
 pub use namespace::{ConnectError, Namespace};
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
-pub use server::{Io, IoConfig, IoConfigBuilder};
+pub use server::{ConnectionStateRecovery, Io, IoConfig, IoConfigBuilder};
 pub use service::{
     DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, close_sessions_gracefully,
     listen, local_addr, serve, serve_connection, serve_until,

@@ -224,6 +224,27 @@ impl Socket {
         self.push(frame)
     }
 
+    /// Queues a frame, waiting for room in the queue rather than closing the session: for a writer whose
+    /// packets may be many at once and must all arrive (a recovery replay). The frame is counted in the
+    /// byte budget like any other but not refused by it: the replay is already bounded by the session
+    /// log's own cap, and closing here would lose exactly what recovery restores.
+    pub(crate) async fn send_frame_waiting(&self, frame: Frame) -> Result<(), SendError> {
+        if !self.open.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let c = cost(&frame);
+        // Counted before the frame is visible to the writer, as in `enqueue`, so the counter never wraps.
+        self.queued.fetch_add(c, Ordering::Relaxed);
+        let sent = tokio::select! {
+            sent = self.tx.send(frame) => sent.map_err(|_| SendError::Closed),
+            () = self.closed.cancelled() => Err(SendError::Closed),
+        };
+        if sent.is_err() {
+            self.queued.fetch_sub(c, Ordering::Relaxed);
+        }
+        sent
+    }
+
     /// Queues a frame unless the queue is over its budget, in which case the frame is dropped (volatile
     /// packets). Returns whether it was queued.
     pub fn send_frame_volatile(&self, frame: Frame) -> bool {
