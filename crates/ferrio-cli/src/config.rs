@@ -66,6 +66,9 @@ pub struct ServeOptions {
     /// Queued packets per client before it is a slow consumer.
     #[arg(long, env = "FERRIO_MAX_BUFFERED_PACKETS")]
     pub max_buffered_packets: Option<usize>,
+    /// Queued bytes per client before it is a slow consumer (volatile packets dropped, then a close).
+    #[arg(long, env = "FERRIO_MAX_BUFFERED_BYTES")]
+    pub max_buffered_bytes: Option<usize>,
     /// Connection state recovery: a client whose connection dropped gets its socket back with the
     /// broadcasts it missed (`--connection-state-recovery` alone means true).
     #[arg(long, env = "FERRIO_CONNECTION_STATE_RECOVERY", num_args = 0..=1, default_missing_value = "true")]
@@ -280,6 +283,7 @@ impl ServeOptions {
             client_dist,
             cleanup_empty_child_namespaces,
             max_buffered_packets,
+            max_buffered_bytes,
             connection_state_recovery,
             max_disconnection_duration,
             log,
@@ -386,6 +390,9 @@ impl ServeOptions {
         if let Some(v) = self.max_buffered_packets {
             e.max_buffered_packets = v;
         }
+        if let Some(v) = self.max_buffered_bytes {
+            e.max_buffered_bytes = v;
+        }
         if let Some(v) = self.connect_timeout {
             c.connect_timeout = ms(v);
         }
@@ -453,6 +460,7 @@ mod tests {
             r#"
 port = 4000
 ping_interval = 1000
+max_buffered_bytes = 2000000
 cors_origin = ["https://a.example"]
 
 [profile.production]
@@ -485,6 +493,7 @@ log = "warn"
         let c = r.io_config();
         assert_eq!(c.engine.ping_interval, Duration::from_millis(1000));
         assert!(c.engine.cors.is_some());
+        assert_eq!(c.engine.max_buffered_bytes, 2_000_000);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -85,6 +85,7 @@ fn app(io: &Io) {
                 |s: ServerSocket, mut ev: ferrio::Event| async move {
                     let args = ev.take_args();
                     let _ = s.send(&Value::Array(args.clone()));
+                    let _ = s.write(&"write");
                     let _ = s.volatile().write(&"volatile");
                     let _ = s.namespace().to(s.id().to_string()).send(&"room");
                     let _ = s.namespace().write(&"namespace");
@@ -146,7 +147,7 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
         let mut messages = events(&main, "message");
         main.send(&(1, "a")).unwrap();
         let mut got = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..5 {
             got.push(recv(&mut messages).await);
         }
         got.sort_by_key(|v| format!("{v:?}"));
@@ -157,6 +158,7 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
                 vec![Value::from("namespace")],
                 vec![Value::from("room")],
                 vec![Value::from("volatile")],
+                vec![Value::from("write")],
             ]
         );
         main.write(&"again").unwrap();
@@ -164,7 +166,7 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
             recv(&mut messages).await,
             vec![Value::Array(vec![Value::from("again")])]
         );
-        for _ in 0..3 {
+        for _ in 0..4 {
             recv(&mut messages).await;
         }
         // Io::send reaches the main namespace only.
@@ -181,7 +183,7 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
             recv(&mut messages).await,
             vec![Value::Array(vec![Value::from("from the emitter")])]
         );
-        for _ in 0..3 {
+        for _ in 0..4 {
             recv(&mut messages).await;
         }
 

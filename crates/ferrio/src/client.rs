@@ -250,7 +250,7 @@ impl ClientLink for Client {
     fn close_all(&self, reason: DisconnectReason) {
         let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
         for s in sockets {
-            let _ = s.write(
+            let _ = s.write_packet(
                 &Packet::Disconnect {
                     nsp: s.nsp().to_owned(),
                 },

@@ -247,7 +247,7 @@ impl NamespaceInner {
                 if let Some(r) = &restored {
                     self.abandon(r);
                 }
-                let _ = socket.write(&e.packet(&self.name), false);
+                let _ = socket.write_packet(&e.packet(&self.name), false);
                 socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
                 self.after_socket_left();
                 return;
@@ -262,7 +262,7 @@ impl NamespaceInner {
             return;
         }
         socket.set_connected();
-        let _ = socket.write(&connect_ok(&self.name, socket.id(), socket.pid()), false);
+        let _ = socket.write_packet(&connect_ok(&self.name, socket.id(), socket.pid()), false);
         match restored {
             None => {
                 self.publish(&socket);

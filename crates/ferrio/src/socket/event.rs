@@ -21,6 +21,6 @@ impl AckWriter for Socket {
             args,
             id,
         };
-        self.write(&packet, false)
+        self.write_packet(&packet, false)
     }
 }

@@ -457,11 +457,11 @@ impl Socket {
             args,
             id,
         };
-        self.write(&packet, volatile)
+        self.write_packet(&packet, volatile)
     }
 
     /// Encodes and writes one packet to this socket's connection.
-    pub(crate) fn write(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+    pub(crate) fn write_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
         if !self.connected()
             && !matches!(packet, Packet::ConnectError { .. } | Packet::Connect { .. })
         {
@@ -614,7 +614,7 @@ impl Socket {
                 return;
             }
         }
-        let _ = self.write(
+        let _ = self.write_packet(
             &Packet::Disconnect {
                 nsp: self.nsp().to_owned(),
             },

@@ -11,6 +11,11 @@ impl Socket {
     pub fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
         self.emit("message", data)
     }
+
+    /// The same as [`Socket::send`].
+    pub fn write<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+        self.send(data)
+    }
 }
 
 impl SocketEmitter {
