@@ -15,6 +15,7 @@ mod client;
 mod conn;
 pub mod engine;
 mod fxhash;
+mod introspect;
 mod namespace;
 mod operators;
 mod serve_client;
