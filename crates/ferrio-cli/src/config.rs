@@ -96,6 +96,14 @@ pub struct ServeOptions {
     /// Log format: `text` (default) or `json` (one JSON object per line).
     #[arg(long, env = "FERRIO_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    // Operating: the Socket.IO admin UI.
+    /// `USER:PASSWORD`: instrument the server for the Socket.IO admin UI (namespace `/admin`) and serve
+    /// its web app at `/admin/`.
+    #[arg(long, env = "FERRIO_ADMIN")]
+    pub admin: Option<String>,
+    /// Folder of the admin web app (default: `./node_modules/@socket.io/admin-ui/ui/dist`).
+    #[arg(long, env = "FERRIO_ADMIN_UI_DIST")]
+    pub admin_ui_dist: Option<PathBuf>,
 }
 
 /// How `ferrio serve` writes its logs.
@@ -256,7 +264,10 @@ impl ServeOptions {
             max_connections,
             header_read_timeout,
             drain_timeout,
-            log_format
+            log_format,
+            // Operating: the Socket.IO admin UI.
+            admin,
+            admin_ui_dist
         );
     }
 

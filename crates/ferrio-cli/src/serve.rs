@@ -9,8 +9,8 @@ use tower_layer::Layer;
 
 use crate::bundle;
 use crate::config::{AdapterSpec, ServeOptions};
-use crate::page::{self, BundleGate};
-use crate::{ops, tls};
+use crate::page::BundleGate;
+use crate::{admin, ops, tls};
 
 #[derive(Deserialize)]
 struct ChatIn {
@@ -88,6 +88,9 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// `--admin` is not `USER:PASSWORD`.
+    #[error("{0}")]
+    Admin(String),
 }
 
 /// How long `ferrio serve` waits for Redis at start before giving up.
@@ -188,9 +191,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, tls = certs.is_some(), "serving");
     let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
+    let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let pages = {
         let (bundle, path) = (bundle.clone(), path.clone());
-        tower::service_fn(move |req| page::page(req, bundle.clone(), path.clone()))
+        tower::service_fn(move |req| {
+            admin::admin_or_page(req, admin_ui.clone(), bundle.clone(), path.clone())
+        })
     };
     let ops = ops::Ops::new(io.engine().clone(), opts.max_connections);
     let service = ops::Gate::new(
