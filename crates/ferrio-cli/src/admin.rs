@@ -55,7 +55,11 @@ pub fn setup(io: &ferrio::Io, opts: &ServeOptions) -> Result<Option<Arc<AdminUi>
     Ok(Some(Arc::new(AdminUi { dist })))
 }
 
-fn response(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn response(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(body.into()));
     *res.status_mut() = status;
     if let Ok(v) = header::HeaderValue::from_str(content_type) {
@@ -85,8 +89,10 @@ impl AdminUi {
         if path == "/admin" {
             // The app's files are relative to the folder: it must be loaded as `/admin/`.
             let mut res = response(StatusCode::MOVED_PERMANENTLY, "text/plain", "");
-            res.headers_mut()
-                .insert(header::LOCATION, header::HeaderValue::from_static("/admin/"));
+            res.headers_mut().insert(
+                header::LOCATION,
+                header::HeaderValue::from_static("/admin/"),
+            );
             return res;
         }
         let Some(dist) = &self.dist else {

@@ -177,6 +177,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let adapter = connect_adapter(&spec, &mut config).await?;
     let io = Io::new(config);
     demo_app(&io);
+    let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;
@@ -191,7 +192,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, tls = certs.is_some(), "serving");
     let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
-    let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let pages = {
         let (bundle, path) = (bundle.clone(), path.clone());
         tower::service_fn(move |req| {
