@@ -1,6 +1,6 @@
-//! `ferrio serve --admin user:password`: the server instrumented for the official Socket.IO admin UI,
-//! whose web app (the `ui/dist` folder of the `@socket.io/admin-ui` npm package, not shipped with ferrio)
-//! is served under `/admin/`.
+//! Operating `ferrio serve`: `--admin user:password` instruments the server for the official Socket.IO
+//! admin UI, whose web app (the `ui/dist` folder of the `@socket.io/admin-ui` npm package, not shipped
+//! with ferrio) is served under `/admin/`; `--metrics` serves `/metrics` for Prometheus.
 
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::bundle::ClientBundle;
 use crate::config::ServeOptions;
@@ -120,13 +121,33 @@ impl AdminUi {
     }
 }
 
-/// The admin app under `/admin` when instrumented, else the demo page.
+/// With `--metrics`: the process-wide recorder every `metrics` call of the server goes to.
+pub fn metrics(opts: &ServeOptions) -> Result<Option<PrometheusHandle>, String> {
+    if opts.metrics != Some(true) {
+        return Ok(None);
+    }
+    PrometheusBuilder::new()
+        .install_recorder()
+        .map(Some)
+        .map_err(|e| format!("--metrics: {e}"))
+}
+
+/// `/metrics` with `--metrics`, the admin app under `/admin` when instrumented, else the demo page.
 pub async fn admin_or_page(
     req: Request<hyper::body::Incoming>,
-    admin: Option<Arc<AdminUi>>,
+    (admin, metrics): (Option<Arc<AdminUi>>, Option<PrometheusHandle>),
     bundle: Arc<ClientBundle>,
     path: Arc<str>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(m) = &metrics
+        && req.uri().path() == "/metrics"
+    {
+        return Ok(response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            m.render(),
+        ));
+    }
     if let Some(ui) = &admin {
         let p = req.uri().path();
         if p == "/admin" || p.starts_with("/admin/") {

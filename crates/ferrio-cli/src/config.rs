@@ -104,6 +104,9 @@ pub struct ServeOptions {
     /// Folder of the admin web app (default: `./node_modules/@socket.io/admin-ui/ui/dist`).
     #[arg(long, env = "FERRIO_ADMIN_UI_DIST")]
     pub admin_ui_dist: Option<PathBuf>,
+    /// Expose the server's metrics at `/metrics`, in the Prometheus text format.
+    #[arg(long, env = "FERRIO_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics: Option<bool>,
 }
 
 /// How `ferrio serve` writes its logs.
@@ -267,7 +270,8 @@ impl ServeOptions {
             log_format,
             // Operating: the Socket.IO admin UI.
             admin,
-            admin_ui_dist
+            admin_ui_dist,
+            metrics
         );
     }
 

@@ -88,7 +88,7 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
-    /// `--admin` is not `USER:PASSWORD`.
+    /// `--admin` is not `USER:PASSWORD`, or the metrics recorder could not be installed.
     #[error("{0}")]
     Admin(String),
 }
@@ -178,6 +178,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let io = Io::new(config);
     demo_app(&io);
     let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
+    let metrics = admin::metrics(&opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;
@@ -195,7 +196,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let pages = {
         let (bundle, path) = (bundle.clone(), path.clone());
         tower::service_fn(move |req| {
-            admin::admin_or_page(req, admin_ui.clone(), bundle.clone(), path.clone())
+            let ops = (admin_ui.clone(), metrics.clone());
+            admin::admin_or_page(req, ops, bundle.clone(), path.clone())
         })
     };
     let ops = ops::Ops::new(io.engine().clone(), opts.max_connections);

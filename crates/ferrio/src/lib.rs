@@ -22,6 +22,7 @@ mod serve_client;
 mod server;
 mod service;
 mod socket;
+mod telemetry;
 mod transport;
 
 pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};

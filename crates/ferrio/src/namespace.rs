@@ -174,6 +174,7 @@ impl NamespaceInner {
         self.adapter
             .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
         socket.set_connected();
+        crate::telemetry::socket_connected(&self.name);
         let _ = socket.write(&connect_ok(&self.name, socket.id(), None), false);
         socket.mark_joined();
 
@@ -188,6 +189,7 @@ impl NamespaceInner {
             }
         });
         task.run(socket, on_connect).await;
+        crate::telemetry::socket_disconnected(&self.name);
         self.after_socket_left();
     }
 

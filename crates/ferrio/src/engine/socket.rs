@@ -116,6 +116,7 @@ impl Socket {
     ) -> Arc<Socket> {
         let (tx, rx) = mpsc::channel(engine.config.max_buffered_packets.max(2));
         let session = Session::new(Instant::now(), engine.config.session_config(), transport);
+        crate::telemetry::connection(transport);
         Arc::new(Socket {
             id,
             engine,
@@ -179,13 +180,16 @@ impl Socket {
         if !self.open.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
+        crate::telemetry::frame_out(&frame);
         self.push(frame)
     }
 
     /// Queues a frame unless the queue is full, in which case the frame is dropped (volatile packets).
     /// Returns whether it was queued.
     pub fn send_frame_volatile(&self, frame: Frame) -> bool {
-        self.open.load(Ordering::Acquire) && self.tx.try_send(frame).is_ok()
+        crate::telemetry::volatile(
+            self.open.load(Ordering::Acquire) && self.tx.try_send(frame).is_ok(),
+        )
     }
 
     fn push(&self, frame: Frame) -> Result<(), SendError> {
@@ -193,6 +197,7 @@ impl Socket {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::debug!(sid = %self.id, "slow consumer, closing");
+                crate::telemetry::slow_consumer();
                 // The session is closed at once (later sends fail), but its close handlers run on a task
                 // of their own: the sender may be deep in a broadcast, holding locks they would take.
                 if matches!(
@@ -243,6 +248,7 @@ impl Socket {
             c.cancel();
         }
         if let Some((_, socket)) = self.engine.sessions.remove(&self.id) {
+            crate::telemetry::disconnection(reason);
             let handler = self.handler.lock().take();
             if let Some(h) = handler {
                 h.on_close(&socket, reason);
@@ -271,6 +277,7 @@ impl Socket {
         };
         match received {
             Received::Message(data) => {
+                crate::telemetry::message_in(&data);
                 // Cloned out: the handler may close this session, which takes it out of the slot.
                 let Some(handler) = self.handler.lock().clone() else {
                     return;
