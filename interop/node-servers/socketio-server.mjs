@@ -1,7 +1,7 @@
 // An official socket.io 4.8 server for the Rust client's interop tests
 // (crates/ferrio-client/tests/node_interop.rs).
 //
-//   node socketio-server.mjs --port 0 [--recovery] [--ping-interval MS] [--ping-timeout MS]
+//   node socketio-server.mjs --port 0 [--recovery] [--msgpack] [--ping-interval MS] [--ping-timeout MS]
 //
 // Prints exactly `listening on http://127.0.0.1:PORT` once listening, and exits when its stdin closes
 // (so that it never outlives the test process that spawned it).
@@ -23,10 +23,13 @@
 //   broadcast-room  ({room, event, args}) io.to(room).emit(event, ...args), acks true
 //   volatile-burst  (n) socket.volatile.emit("v", i) for i < n
 //   disconnect-reason (id) acks the reason the server saw for socket `id` disconnecting (or null)
+//   message         socket.send(...args): the same arguments back as a `message`
+// With --msgpack: the parser is socket.io-msgpack-parser.
 // With --recovery (connectionStateRecovery, maxDisconnectionDuration 10 s, skipMiddlewares):
 //   broadcast-later ({event, count, delayMs}) after delayMs, io.emit(event, i) for i < count
 import { createServer } from "node:http";
 import { Server } from "socket.io";
+import msgpackParser from "socket.io-msgpack-parser";
 
 const argv = process.argv.slice(2);
 function flag(name) {
@@ -46,6 +49,7 @@ const httpServer = createServer();
 const io = new Server(httpServer, {
   pingInterval,
   pingTimeout,
+  ...(flag("--msgpack") ? { parser: msgpackParser } : {}),
   ...(recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: 10_000, skipMiddlewares: true } }
     : {}),
@@ -109,6 +113,10 @@ function setup(nsp) {
     socket.on("describe", (...args) => {
       const ack = args.pop();
       if (typeof ack === "function") ack(describe(args));
+    });
+
+    socket.on("message", (...args) => {
+      socket.send(...args);
     });
 
     socket.on("make-binary", (hex) => {

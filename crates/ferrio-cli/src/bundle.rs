@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::OnceCell;
 
-use crate::config::ServeOptions;
+use crate::config::{ParserKind, ServeOptions};
 use crate::npm::{self, Pin};
 
 /// The file the demo page loads; a folder without it has no usable bundle.
 pub const MAIN_FILE: &str = "socket.io.min.js";
+
+/// The file the demo page loads when the parser is msgpack: the same client built with
+/// `socket.io-msgpack-parser`, in the same `dist/` folder.
+pub const MSGPACK_FILE: &str = "socket.io.msgpack.min.js";
 
 /// Where the bundle comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct ClientBundle {
     source: Source,
     version: String,
     fetched: OnceCell<Result<(), String>>,
+    /// The file of the bundle the page loads ([`MAIN_FILE`], or [`MSGPACK_FILE`] for that parser).
+    script: &'static str,
 }
 
 /// Whether the page can load the bundle, and if not, why.
@@ -64,7 +70,8 @@ pub fn for_serve(opts: &ServeOptions) -> Result<ClientBundle, String> {
         opts.serve_client.unwrap_or(true),
         &cwd,
         |k| std::env::var(k).ok(),
-    )?;
+    )?
+    .for_parser(opts.parser.unwrap_or_default());
     match b.source() {
         Source::Off => {}
         Source::Given(d) | Source::NodeModules(d) | Source::Cached(d) => {
@@ -122,6 +129,7 @@ pub fn resolve(
         source,
         version,
         fetched: OnceCell::new(),
+        script: MAIN_FILE,
     })
 }
 
@@ -184,6 +192,20 @@ fn package_dir(cache_root: &Path, version: &str) -> PathBuf {
 }
 
 impl ClientBundle {
+    /// The same bundle, its page loading the build of the client for `parser`.
+    pub fn for_parser(mut self, parser: ParserKind) -> Self {
+        self.script = match parser {
+            ParserKind::Json => MAIN_FILE,
+            ParserKind::Msgpack => MSGPACK_FILE,
+        };
+        self
+    }
+
+    /// The file of the bundle the demo page loads.
+    pub fn script(&self) -> &'static str {
+        self.script
+    }
+
     /// Where it comes from.
     pub fn source(&self) -> &Source {
         &self.source

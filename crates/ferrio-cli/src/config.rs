@@ -66,6 +66,13 @@ pub struct ServeOptions {
     /// Queued packets per client before it is a slow consumer.
     #[arg(long, env = "FERRIO_MAX_BUFFERED_PACKETS")]
     pub max_buffered_packets: Option<usize>,
+    /// Connection state recovery: a client whose connection dropped gets its socket back with the
+    /// broadcasts it missed (`--connection-state-recovery` alone means true).
+    #[arg(long, env = "FERRIO_CONNECTION_STATE_RECOVERY", num_args = 0..=1, default_missing_value = "true")]
+    pub connection_state_recovery: Option<bool>,
+    /// Milliseconds a dropped session is kept for recovery (120000).
+    #[arg(long, env = "FERRIO_MAX_DISCONNECTION_DURATION")]
+    pub max_disconnection_duration: Option<u64>,
     /// Log filter (`info`, `ferrio=debug`, …).
     #[arg(long, env = "FERRIO_LOG")]
     pub log: Option<String>,
@@ -77,6 +84,10 @@ pub struct ServeOptions {
     /// Key prefix of the adapter's Redis channels (`socket.io`), as the Node adapter's `key` option.
     #[arg(long, env = "FERRIO_ADAPTER_KEY")]
     pub adapter_key: Option<String>,
+    /// Packet parser: `json` (socket.io-parser, the default) or `msgpack` (socket.io-msgpack-parser;
+    /// the demo page then loads `socket.io.msgpack.min.js`).
+    #[arg(long, env = "FERRIO_PARSER", value_enum)]
+    pub parser: Option<ParserKind>,
     // Production serving: TLS, limits, drain, health and logs.
     /// PEM certificate chain (leaf first) to serve HTTPS and WSS with; read again on SIGHUP.
     #[arg(long, env = "FERRIO_TLS_CERT")]
@@ -107,6 +118,28 @@ pub struct ServeOptions {
     /// Expose the server's metrics at `/metrics`, in the Prometheus text format.
     #[arg(long, env = "FERRIO_METRICS", num_args = 0..=1, default_missing_value = "true")]
     pub metrics: Option<bool>,
+}
+
+/// The packet parser `--parser` names; clients must use the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ParserKind {
+    /// `socket.io-parser`: JSON text plus binary attachments.
+    #[default]
+    Json,
+    /// `socket.io-msgpack-parser`: one MessagePack binary message per packet.
+    Msgpack,
+}
+
+impl ParserKind {
+    /// The parser itself.
+    pub fn parser(self) -> std::sync::Arc<dyn ferrio_proto::socket::Parser> {
+        use ferrio_proto::socket::{JsonParser, MsgpackParser};
+        match self {
+            ParserKind::Json => std::sync::Arc::new(JsonParser::default()),
+            ParserKind::Msgpack => std::sync::Arc::new(MsgpackParser::new()),
+        }
+    }
 }
 
 /// How `ferrio serve` writes its logs.
@@ -258,9 +291,12 @@ impl ServeOptions {
             client_dist,
             cleanup_empty_child_namespaces,
             max_buffered_packets,
+            connection_state_recovery,
+            max_disconnection_duration,
             log,
             adapter,
             adapter_key,
+            parser,
             // Production serving.
             tls_cert,
             tls_key,
@@ -377,6 +413,14 @@ impl ServeOptions {
         if let Some(v) = self.cleanup_empty_child_namespaces {
             c.cleanup_empty_child_namespaces = v;
         }
+        if self.connection_state_recovery == Some(true) {
+            let mut r = ferrio::ConnectionStateRecovery::default();
+            if let Some(v) = self.max_disconnection_duration {
+                r = r.max_disconnection_duration(ms(v));
+            }
+            c.connection_state_recovery = Some(r);
+        }
+        c.parser = self.parser.unwrap_or_default().parser();
         c
     }
 }
@@ -384,6 +428,35 @@ impl ServeOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_from_the_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("ferrio-parser-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ferrio.toml");
+        std::fs::write(&file, "parser = \"msgpack\"\n").unwrap();
+        let r = ServeOptions::default().resolve(Some(&file), None).unwrap();
+        assert_eq!(r.parser, Some(ParserKind::Msgpack));
+        let packet = ferrio_proto::socket::Packet::Disconnect { nsp: "/".into() };
+        assert!(matches!(
+            r.io_config().parser.encode(&packet).head,
+            ferrio_proto::engine::Frame::Binary(_)
+        ));
+        assert!(matches!(
+            ServeOptions::default()
+                .io_config()
+                .parser
+                .encode(&packet)
+                .head,
+            ferrio_proto::engine::Frame::Text(_)
+        ));
+        std::fs::write(&file, "parser = \"xml\"\n").unwrap();
+        assert!(matches!(
+            ServeOptions::default().resolve(Some(&file), None),
+            Err(ConfigError::Parse(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn layers_file_profile_then_flags() {
@@ -516,5 +589,39 @@ log = "warn"
         assert_eq!(c.engine.ping_interval, Duration::from_millis(25_000));
         assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
         assert!(c.serve_client);
+        assert_eq!(c.connection_state_recovery, None);
+    }
+
+    #[test]
+    fn connection_state_recovery_flags() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: ServeOptions,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("serve").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .options
+            .io_config()
+            .connection_state_recovery
+        };
+        let on = parse(&["--connection-state-recovery"]).expect("on");
+        assert_eq!(on.max_disconnection_duration, Duration::from_secs(120));
+        assert!(on.skip_middlewares);
+        let short = parse(&[
+            "--connection-state-recovery",
+            "--max-disconnection-duration",
+            "5000",
+        ])
+        .expect("on");
+        assert_eq!(
+            short.max_disconnection_duration,
+            Duration::from_millis(5000)
+        );
+        assert_eq!(parse(&["--connection-state-recovery", "false"]), None);
+        assert_eq!(parse(&["--max-disconnection-duration", "5000"]), None);
     }
 }

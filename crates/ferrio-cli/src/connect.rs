@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
+use crate::config::ParserKind;
+
 /// Options of `ferrio connect`.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectOptions {
@@ -43,6 +45,9 @@ pub struct ConnectOptions {
     /// Socket.IO path.
     #[arg(long, default_value = "/socket.io/")]
     pub path: String,
+    /// Packet parser: the server's (`json` or `msgpack`).
+    #[arg(long, value_enum, default_value_t = ParserKind::Json)]
+    pub parser: ParserKind,
 }
 
 /// One JSON line on stdout, the only thing stdout carries (help, prompts and errors go to stderr).
@@ -166,6 +171,7 @@ pub async fn run(opts: ConnectOptions) -> Result<(), String> {
     let nsp = opts.namespace.clone().unwrap_or(url_nsp);
     let mut client = ClientOptions::default();
     client.engine.path = opts.path.clone();
+    client.parser = opts.parser.parser();
     if let Some(t) = &opts.transport {
         client.engine.transports = vec![TransportKind::parse(t).ok_or("unknown transport")?];
     }

@@ -52,7 +52,7 @@ pub fn render(bundle: &ClientBundle, path: &str) -> String {
         .expect("demo.html closes its client section");
     match bundle.status() {
         Status::Ready => {
-            let src = format!("{}{}", prefix(path), bundle::MAIN_FILE);
+            let src = format!("{}{}", prefix(path), bundle.script());
             // JSON is a JavaScript string literal; `<` escaped so it cannot close the script.
             let path_js = serde_json::Value::from(path)
                 .to_string()
@@ -202,6 +202,12 @@ mod tests {
         assert!(ready.contains("path: \"/rt/\\u003cx>\""));
         assert!(!ready.contains("id=\"missing\""));
         assert!(!ready.contains("{{"), "placeholders filled");
+
+        let msgpack = bundle::resolve(Some(&dist), true, Path::new("/"), |_| None)
+            .unwrap()
+            .for_parser(crate::config::ParserKind::Msgpack);
+        let ready = render(&msgpack, "/socket.io/");
+        assert!(ready.contains("<script src=\"/socket.io/socket.io.msgpack.min.js\"></script>"));
 
         let off = bundle::resolve(None, false, Path::new("/"), |_| None).unwrap();
         assert!(render(&off, "/socket.io/").contains("--serve-client true"));

@@ -11,7 +11,7 @@ mod socket;
 
 pub use ferrio_proto::socket::{
     AckArgs, AckError, ClientDisconnectReason as DisconnectReason, ConnectError, EmitError,
-    JsonParser, Parser,
+    JsonParser, MsgpackParser, PacketDecoder, ParseError, Parser,
 };
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use manager::{Manager, ManagerEvent, connect};

@@ -98,6 +98,9 @@ macro_rules! wire_enum {
 mod classic;
 mod cluster;
 mod emitter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod link;
 pub mod msgpack;

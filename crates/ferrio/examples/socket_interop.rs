@@ -5,7 +5,7 @@
 //! to stdout.
 //!
 //! Flags: `--port N` (0, the default, picks a free port); `--ping-interval MS` / `--ping-timeout MS`
-//! (300 / 200).
+//! (300 / 200); `--parser json|msgpack` (json; msgpack is `socket.io-msgpack-parser`).
 //!
 //! Namespaces:
 //! - `/` and `/custom`: the events below;
@@ -16,6 +16,7 @@
 //!
 //! Events (every "spec" is one object argument; handlers that answer with an ack do so once the action
 //! is done, so that the client knows when it happened):
+//! - `message` is answered with `socket.send` of the same arguments (as one array);
 //! - `echo` acks with the same arguments; `emit-back` emits `echo-back` with the same arguments;
 //! - `binary-please` emits `binary` with `([42, 42, 42], OBJ)` and acks `(OBJ, [42, 42, 42])`, OBJ being
 //!   `{single: [0, 1, 2, 255], list: [bytes 0..=255, {deep: empty bytes}, "text"], n: 1.5}` (bytes as
@@ -65,10 +66,13 @@ struct Args {
     port: u16,
     ping_interval: u64,
     ping_timeout: u64,
+    msgpack: bool,
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: socket_interop [--port N] [--ping-interval MS] [--ping-timeout MS]");
+    eprintln!(
+        "{msg}\nusage: socket_interop [--port N] [--ping-interval MS] [--ping-timeout MS] [--parser json|msgpack]"
+    );
     std::process::exit(2);
 }
 
@@ -77,6 +81,7 @@ fn parse_args() -> Args {
         port: 0,
         ping_interval: 300,
         ping_timeout: 200,
+        msgpack: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,6 +99,13 @@ fn parse_args() -> Args {
             }
             "--ping-interval" => args.ping_interval = number(&value),
             "--ping-timeout" => args.ping_timeout = number(&value),
+            "--parser" => {
+                args.msgpack = match value.as_str() {
+                    "json" => false,
+                    "msgpack" => true,
+                    other => usage(&format!("--parser: json or msgpack, not {other:?}")),
+                }
+            }
             other => usage(&format!("unknown flag {other:?}")),
         }
     }
@@ -198,6 +210,9 @@ fn install(socket: &Socket, io: &Io, state: &Arc<State>) {
         });
     }
 
+    socket.on("message", |s: Socket, mut ev: Event| async move {
+        let _ = s.send(&Value::Array(ev.take_args()));
+    });
     socket.on("echo", |_s, mut ev: Event| async move {
         let args = ev.take_args();
         if let Some(ack) = ev.take_ack() {
@@ -534,13 +549,14 @@ fn install(socket: &Socket, io: &Io, state: &Arc<State>) {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = parse_args();
-    let io = Io::new(
-        IoConfig::builder()
-            .ping_interval(Duration::from_millis(args.ping_interval))
-            .ping_timeout(Duration::from_millis(args.ping_timeout))
-            .cors(Cors::any())
-            .build(),
-    );
+    let mut config = IoConfig::builder()
+        .ping_interval(Duration::from_millis(args.ping_interval))
+        .ping_timeout(Duration::from_millis(args.ping_timeout))
+        .cors(Cors::any());
+    if args.msgpack {
+        config = config.parser(Arc::new(ferrio::MsgpackParser::new()));
+    }
+    let io = Io::new(config.build());
     let state = Arc::new(State::default());
 
     for name in ["/", "/custom", "/private"] {

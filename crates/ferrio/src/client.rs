@@ -11,10 +11,11 @@ use ferrio_proto::socket::{ConnectRequest, Packet, PacketDecoder, invalid_namesp
 use ferrio_proto::value::Value;
 use parking_lot::Mutex;
 
-use crate::adapter::{Handshake, Sid};
+use crate::adapter::{AdapterError, Handshake, RestoredSession, Sid};
 use crate::conn::Conn;
 use crate::namespace::NamespaceInner;
 use crate::socket::{ClientLink, DisconnectReason, Job, Socket};
+use futures_util::FutureExt;
 
 /// What a client asks of the server (implemented by the server, which sits above).
 pub(crate) trait Namespaces: Send + Sync + 'static {
@@ -135,9 +136,48 @@ impl Client {
             self.conn.send(&invalid_namespace(&nsp));
             return;
         };
-        let handshake = self.handshake(request.auth);
+        let Some(mut restore) = ns.restore(request.pid.as_deref(), request.offset.as_deref())
+        else {
+            self.add_socket(ns, nsp, request.auth, None);
+            return;
+        };
+        // The in-memory adapter answers at once, so the socket is registered before the client's next
+        // packet is read; a distributed adapter's answer is awaited on a task.
+        match (&mut restore).now_or_never() {
+            Some(restored) => self.add_socket(ns, nsp, request.auth, restored_or_log(restored)),
+            None => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let restored = restored_or_log(restore.await);
+                    if me.sockets.lock().contains_key(&nsp) {
+                        // A second CONNECT to the namespace came meanwhile.
+                        if let Some(r) = &restored {
+                            ns.abandon(r);
+                        }
+                        me.reject();
+                        return;
+                    }
+                    me.add_socket(ns, nsp, request.auth, restored);
+                });
+            }
+        }
+    }
+
+    fn add_socket(
+        self: &Arc<Self>,
+        ns: Arc<NamespaceInner>,
+        nsp: String,
+        auth: Value,
+        restored: Option<RestoredSession>,
+    ) {
+        let handshake = self.handshake(auth);
         let me: Weak<dyn ClientLink> = Arc::downgrade(self) as Weak<Client>;
-        let (socket, run) = ns.add_socket(new_id().into(), me, self.conn.clone(), handshake);
+        let id: Sid = match &restored {
+            Some(r) => r.session.sid.clone(),
+            None => new_id().into(),
+        };
+        let recovery = ns.recovery_for(restored);
+        let (socket, run) = ns.add_socket(id, me, self.conn.clone(), handshake, recovery);
         // Registered before it runs: the socket's task checks that it is still the client's socket.
         self.sockets.lock().insert(nsp, socket);
         tokio::spawn(run);
@@ -222,8 +262,16 @@ impl ClientLink for Client {
     }
 }
 
-/// 120 random bits, base64url: socket ids must not be guessable.
-fn new_id() -> String {
+/// A restore that failed in the adapter gives a new socket, as an unknown session does.
+fn restored_or_log(r: Result<Option<RestoredSession>, AdapterError>) -> Option<RestoredSession> {
+    r.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "session not restored");
+        None
+    })
+}
+
+/// 120 random bits, base64url: socket ids (and recovery's private ids) must not be guessable.
+pub(crate) fn new_id() -> String {
     // 120 bits, 20 characters: the length of the official server's ids, which other nodes rely on (the
     // sharded Redis adapter takes a 20-character room for a socket's own room).
     let bytes: [u8; 15] = rand::random();

@@ -51,6 +51,30 @@ impl Conn {
             .all(|a| self.session.send_frame(Frame::Binary(a.clone())).is_ok())
     }
 
+    /// Writes pre-encoded frames, waiting for room in the queue (a replay longer than the queue);
+    /// returns false when the connection closed.
+    pub(crate) async fn write_waiting(&self, encoded: &Encoded) -> bool {
+        if self
+            .session
+            .send_frame_waiting(encoded.head.clone())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        for a in &encoded.attachments {
+            if self
+                .session
+                .send_frame_waiting(Frame::Binary(a.clone()))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Encodes and writes one packet.
     pub(crate) fn send(&self, packet: &Packet) -> bool {
         self.write(&self.encode(packet), false)

@@ -18,6 +18,7 @@ mod fxhash;
 mod introspect;
 mod namespace;
 mod operators;
+mod send;
 mod serve_client;
 mod server;
 mod service;
@@ -27,11 +28,12 @@ mod transport;
 
 pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};
 pub use engine::TransportKind;
+pub use ferrio_proto::socket::{JsonParser, MsgpackParser, PacketDecoder, ParseError, Parser};
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use namespace::{ConnectError, Namespace};
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
-pub use server::{Io, IoConfig, IoConfigBuilder};
+pub use server::{ConnectionStateRecovery, Io, IoConfig, IoConfigBuilder};
 pub use service::{
     DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, close_sessions_gracefully,
     listen, local_addr, serve, serve_connection, serve_until,

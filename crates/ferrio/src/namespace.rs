@@ -17,13 +17,14 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::ack::{AckArgs, BroadcastAckError, EmitError};
 use crate::adapter::{
-    AckSink, Adapter, AdapterFactory, BroadcastFlags, BroadcastOptions, Handshake, LocalNamespace,
-    Room, Sid, SocketInfo,
+    AckSink, Adapter, AdapterError, AdapterFactory, BroadcastFlags, BroadcastOptions, Handshake,
+    LocalNamespace, RestoredSession, Room, Sid, SocketInfo,
 };
 use crate::conn::Conn;
 use crate::engine::BoxFuture;
 use crate::fxhash::FxBuild;
 use crate::operators::{BroadcastOperator, RemoteSocket, Scope};
+use crate::server::ConnectionStateRecovery;
 use crate::socket::{ClientLink, DisconnectReason, NamespaceLink, Socket, SocketParts, SocketTask};
 
 /// Why a middleware refused a connection: the client gets CONNECT_ERROR with its message and data.
@@ -42,6 +43,20 @@ pub(crate) struct NamespaceConfig {
     pub(crate) cleanup_empty_child_namespaces: bool,
     pub(crate) max_pending_events: usize,
     pub(crate) ack_timeout: Option<Duration>,
+    pub(crate) recovery: Option<ConnectionStateRecovery>,
+}
+
+/// What a restored socket's namespace kept for it between the adapter's snapshot and its takeover.
+struct Held {
+    frames: Vec<(Encoded, bool)>,
+    /// More came than the log may hold: the socket cannot be given a complete replay.
+    overflowed: bool,
+}
+
+/// Recovery state of a new socket: its private id, and the session it takes over, if any.
+pub(crate) struct Recovery {
+    pub(crate) pid: Arc<str>,
+    pub(crate) restored: Option<RestoredSession>,
 }
 
 type ConnectionHandler = Arc<dyn Fn(Socket) -> BoxFuture<()> + Send + Sync>;
@@ -65,6 +80,11 @@ pub(crate) struct NamespaceInner {
     is_parent: bool,
     /// For a dynamic (parent) namespace: its children by name.
     children: Mutex<HashMap<String, Arc<NamespaceInner>>>,
+    /// Connection state recovery is on and the adapter supports it.
+    recovery: bool,
+    /// Restored sockets not yet in `sockets`: what was delivered to them meanwhile (see
+    /// `LocalNamespace::hold`).
+    held: Mutex<HashMap<Sid, Held>>,
 }
 
 impl NamespaceInner {
@@ -77,11 +97,19 @@ impl NamespaceInner {
     ) -> Arc<Self> {
         let ns = Arc::new_cyclic(|weak: &Weak<NamespaceInner>| {
             let local: Weak<dyn LocalNamespace> = weak.clone();
+            let adapter = (config.adapter)(local);
+            // Before any socket joins: from now on every broadcast carries an offset.
+            let recovery = config
+                .recovery
+                .as_ref()
+                .is_some_and(|r| adapter.enable_recovery(r.adapter_options()));
             NamespaceInner {
                 name,
                 registry,
-                adapter: (config.adapter)(local),
+                adapter,
                 config,
+                recovery,
+                held: Mutex::new(HashMap::new()),
                 sockets: DashMap::with_hasher(FxBuild::default()),
                 connection_handlers: RwLock::new(Vec::new()),
                 middlewares: RwLock::new(Vec::new()),
@@ -128,6 +156,38 @@ impl NamespaceInner {
             .chain(std::iter::once(self))
     }
 
+    /// With recovery on, asks the adapter for the session a CONNECT names (`pid` and `offset` both
+    /// given, as the official server requires); `None` when there is nothing to ask.
+    pub(crate) fn restore(
+        &self,
+        pid: Option<&str>,
+        offset: Option<&str>,
+    ) -> Option<BoxFuture<Result<Option<RestoredSession>, AdapterError>>> {
+        match (self.recovery, pid, offset) {
+            (true, Some(pid), Some(offset)) => Some(self.adapter.restore_session(pid, offset)),
+            _ => None,
+        }
+    }
+
+    /// The recovery state of a new socket: `None` when recovery is off.
+    pub(crate) fn recovery_for(&self, restored: Option<RestoredSession>) -> Option<Recovery> {
+        if !self.recovery {
+            return None;
+        }
+        let pid = match &restored {
+            Some(r) => r.session.pid.clone(),
+            None => Arc::from(crate::client::new_id()),
+        };
+        Some(Recovery { pid, restored })
+    }
+
+    /// A restored session will not be taken over after all: stop holding for it, leave its rooms.
+    pub(crate) fn abandon(&self, restored: &RestoredSession) {
+        let sid = &restored.session.sid;
+        self.held.lock().remove(sid);
+        self.adapter.del_all(sid);
+    }
+
     /// A new socket of a client in this namespace; the returned future runs it (middlewares, then events
     /// until it disconnects). The client registers the socket before running it.
     pub(crate) fn add_socket(
@@ -136,7 +196,12 @@ impl NamespaceInner {
         client: Weak<dyn ClientLink>,
         conn: Conn,
         handshake: Handshake,
+        recovery: Option<Recovery>,
     ) -> (Socket, BoxFuture<()>) {
+        let (pid, restored) = match recovery {
+            Some(r) => (Some(r.pid), r.restored),
+            None => (None, None),
+        };
         let (socket, task) = Socket::new(SocketParts {
             id,
             nsp: self.clone(),
@@ -146,19 +211,42 @@ impl NamespaceInner {
             handshake,
             queue_capacity: self.config.max_pending_events,
             ack_timeout: self.config.ack_timeout,
+            pid,
+            recovered: restored.is_some(),
         });
-        let run = Box::pin(self.clone().run_socket(socket.clone(), task));
+        let run = Box::pin(self.clone().run_socket(socket.clone(), task, restored));
         (socket, run)
     }
 
     /// Runs a socket from its middlewares to its disconnection.
-    async fn run_socket(self: Arc<Self>, socket: Socket, task: SocketTask) {
-        let middlewares: Vec<Middleware> = self
-            .chain()
-            .flat_map(|n| n.middlewares.read().clone())
-            .collect();
+    async fn run_socket(
+        self: Arc<Self>,
+        socket: Socket,
+        task: SocketTask,
+        restored: Option<RestoredSession>,
+    ) {
+        if let Some(r) = &restored {
+            // Middlewares that run see the restored data.
+            socket.set_data(r.session.data.clone());
+        }
+        let skip_middlewares = restored.is_some()
+            && self
+                .config
+                .recovery
+                .as_ref()
+                .is_some_and(|r| r.skip_middlewares);
+        let middlewares: Vec<Middleware> = if skip_middlewares {
+            Vec::new()
+        } else {
+            self.chain()
+                .flat_map(|n| n.middlewares.read().clone())
+                .collect()
+        };
         for mw in middlewares {
             if let Err(e) = mw(socket.clone()).await {
+                if let Some(r) = &restored {
+                    self.abandon(r);
+                }
                 let _ = socket.write(&e.packet(&self.name), false);
                 socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
                 self.after_socket_left();
@@ -167,15 +255,32 @@ impl NamespaceInner {
         }
         if !socket.is_current() {
             // The client left while the middlewares ran.
+            if let Some(r) = &restored {
+                self.abandon(r);
+            }
             self.after_socket_left();
             return;
         }
-        self.sockets.insert(socket.sid().clone(), socket.clone());
-        self.adapter
-            .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
         socket.set_connected();
         crate::telemetry::socket_connected(&self.name);
-        let _ = socket.write(&connect_ok(&self.name, socket.id(), None), false);
+        let _ = socket.write(&connect_ok(&self.name, socket.id(), socket.pid()), false);
+        match restored {
+            None => {
+                self.publish(&socket);
+                self.adapter
+                    .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
+            }
+            Some(r) => {
+                if !self.take_over(&socket, r).await {
+                    // Some packets could not be kept for it: better no socket than a gap. The
+                    // client reconnects and asks again with its offset.
+                    socket.on_close(DisconnectReason::TransportError);
+                    socket.close_connection();
+                    self.after_socket_left();
+                    return;
+                }
+            }
+        }
         socket.mark_joined();
 
         let handlers: Vec<ConnectionHandler> = self
@@ -191,6 +296,59 @@ impl NamespaceInner {
         task.run(socket, on_connect).await;
         crate::telemetry::socket_disconnected(&self.name);
         self.after_socket_left();
+    }
+
+    /// A restored socket takes over: the packets it missed, then what was held for it since the
+    /// adapter's snapshot, then it is reachable directly. Returns false when what was held overflowed.
+    ///
+    /// A replay may be longer than the connection's queue: it waits for room (the client reads it as
+    /// fast as it can) instead of closing the connection as a slow consumer.
+    async fn take_over(&self, socket: &Socket, restored: RestoredSession) -> bool {
+        let sid = socket.sid().clone();
+        for packet in &restored.missed {
+            if !socket.replay_packet(packet).await {
+                // Gone again: its socket is closing, as any socket whose connection closed.
+                break;
+            }
+        }
+        loop {
+            // Written without the lock (a full queue closes the connection synchronously); whatever
+            // arrives meanwhile is held and written on the next turn.
+            let frames = {
+                let mut held = self.held.lock();
+                let Some(h) = held.get_mut(&sid) else {
+                    // Not held (an adapter that restores without `hold`): reachable from now on.
+                    self.publish(socket);
+                    return true;
+                };
+                if h.overflowed {
+                    held.remove(&sid);
+                    drop(held);
+                    self.adapter.del_all(&sid);
+                    return false;
+                }
+                if h.frames.is_empty() {
+                    // Under the lock: a delivery that missed the map now finds the socket in it.
+                    self.publish(socket);
+                    held.remove(&sid);
+                    return true;
+                }
+                std::mem::take(&mut h.frames)
+            };
+            for (encoded, volatile) in &frames {
+                socket.replay_encoded(encoded, *volatile).await;
+            }
+        }
+    }
+
+    /// Makes a connected socket reachable by id. Its connection may close meanwhile (a full queue
+    /// closes it synchronously) and `on_close` forgets it before it is in the map: checked after the
+    /// insert, so that a closed socket never stays in the map.
+    fn publish(&self, socket: &Socket) {
+        self.sockets.insert(socket.sid().clone(), socket.clone());
+        if !socket.connected() {
+            self.sockets.remove_if(socket.sid(), |_, s| s == socket);
+        }
     }
 
     /// Removes an empty child of a dynamic namespace when `cleanup_empty_child_namespaces` is on.
@@ -250,6 +408,32 @@ impl NamespaceLink for NamespaceInner {
     }
 }
 
+impl NamespaceInner {
+    /// A delivery to a socket not in the map: held for a socket being restored, else dropped.
+    fn deliver_held(&self, sid: &str, encoded: &Encoded, flags: &BroadcastFlags) -> bool {
+        {
+            let mut held = self.held.lock();
+            if let Some(h) = held.get_mut(sid) {
+                let cap = self
+                    .config
+                    .recovery
+                    .as_ref()
+                    .map_or(0, |r| r.max_stored_packets);
+                if h.frames.len() >= cap {
+                    h.overflowed = true;
+                    h.frames.clear();
+                } else if !h.overflowed {
+                    h.frames.push((encoded.clone(), flags.volatile));
+                }
+                return true;
+            }
+        }
+        // The restored socket may have taken over between the two looks.
+        self.socket(sid)
+            .is_some_and(|s| s.write_encoded(encoded, flags.volatile))
+    }
+}
+
 impl LocalNamespace for NamespaceInner {
     fn name(&self) -> &str {
         &self.name
@@ -264,8 +448,19 @@ impl LocalNamespace for NamespaceInner {
         // full queue closes the connection, which removes the socket from this very map.
         match self.socket(sid) {
             Some(s) => s.write_encoded(encoded, flags.volatile),
+            None if self.recovery => self.deliver_held(sid, encoded, flags),
             None => false,
         }
+    }
+
+    fn hold(&self, sid: &str) {
+        self.held.lock().insert(
+            Sid::from(sid),
+            Held {
+                frames: Vec::new(),
+                overflowed: false,
+            },
+        );
     }
 
     fn deliver_with_ack(&self, sid: &str, encoded: &Encoded, ack_id: u64, sink: &AckSink) -> bool {

@@ -14,7 +14,7 @@ use ferrio_proto::value::Value;
 use parking_lot::RwLock;
 
 use crate::ack::{AckArgs, BroadcastAckError, EmitError};
-use crate::adapter::{AdapterFactory, Room, memory_adapter};
+use crate::adapter::{AdapterFactory, RecoveryOptions, Room, memory_adapter};
 use crate::client::{Client, Namespaces};
 use crate::conn::Conn;
 use crate::engine::{
@@ -53,6 +53,70 @@ pub struct IoConfig {
     /// Where the bundle is: the `dist/` folder of the npm package `socket.io-client`
     /// (`node_modules/socket.io-client/dist`, as Node would resolve it from the working directory).
     pub client_dist: std::path::PathBuf,
+    /// Connection state recovery (off): a client whose connection dropped comes back with its id,
+    /// rooms, `data` and the broadcasts it missed.
+    pub connection_state_recovery: Option<ConnectionStateRecovery>,
+}
+
+/// Connection state recovery options (`connectionStateRecovery`).
+///
+/// A socket that drops for a reason that allows it (transport close or error, ping timeout: never a
+/// voluntary disconnect or a server-side one) is kept as a session; a client that presents its
+/// session's private id and the offset of the last broadcast it got within
+/// `max_disconnection_duration` gets the same socket id, rooms and `data` back, then every broadcast
+/// it missed, in order, before any new packet ([`Socket::recovered`] is then true).
+///
+/// Only broadcasts (`io.emit`, `to(..).emit`, …) are kept and carry an offset, not `socket.emit`,
+/// volatile packets or packets expecting acks, as in socket.io. The adapter keeps them: the in-memory
+/// one does; one that does not support recovery never restores a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStateRecovery {
+    /// How long a dropped session and the broadcasts it may miss are kept (2 min).
+    pub max_disconnection_duration: Duration,
+    /// Whether a restored socket skips the namespace's middlewares (true).
+    pub skip_middlewares: bool,
+    /// The most broadcasts kept for replay (10 000): a client whose last offset is older gets a new
+    /// socket rather than a replay with a gap.
+    pub max_stored_packets: usize,
+}
+
+impl Default for ConnectionStateRecovery {
+    fn default() -> Self {
+        let defaults = RecoveryOptions::default();
+        ConnectionStateRecovery {
+            max_disconnection_duration: defaults.max_disconnection_duration,
+            skip_middlewares: true,
+            max_stored_packets: defaults.max_packets,
+        }
+    }
+}
+
+impl ConnectionStateRecovery {
+    /// Sets `max_disconnection_duration`.
+    pub fn max_disconnection_duration(mut self, d: Duration) -> Self {
+        self.max_disconnection_duration = d;
+        self
+    }
+
+    /// Sets `skip_middlewares`.
+    pub fn skip_middlewares(mut self, skip: bool) -> Self {
+        self.skip_middlewares = skip;
+        self
+    }
+
+    /// Sets `max_stored_packets`.
+    pub fn max_stored_packets(mut self, n: usize) -> Self {
+        self.max_stored_packets = n;
+        self
+    }
+
+    pub(crate) fn adapter_options(&self) -> RecoveryOptions {
+        RecoveryOptions {
+            max_disconnection_duration: self.max_disconnection_duration,
+            max_packets: self.max_stored_packets,
+        }
+    }
 }
 
 impl Default for IoConfig {
@@ -70,6 +134,7 @@ impl Default for IoConfig {
             parser: Arc::new(JsonParser::default()),
             serve_client: true,
             client_dist: "node_modules/socket.io-client/dist".into(),
+            connection_state_recovery: None,
         }
     }
 }
@@ -85,6 +150,7 @@ impl std::fmt::Debug for IoConfig {
             )
             .field("max_pending_events", &self.max_pending_events)
             .field("ack_timeout", &self.ack_timeout)
+            .field("connection_state_recovery", &self.connection_state_recovery)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +202,8 @@ impl IoConfigBuilder {
         serve_client: bool,
         /// Where the browser bundle is.
         client_dist: impl Into<std::path::PathBuf>,
+        /// Connection state recovery (`Some(ConnectionStateRecovery::default())` turns it on).
+        connection_state_recovery: impl Into<Option<ConnectionStateRecovery>>,
     }
 
     engine_setters! {
@@ -161,6 +229,7 @@ impl IoConfigBuilder {
         cookie: impl Into<Option<Cookie>>,
         /// Compression of polling responses (`None`: off).
         http_compression: Option<HttpCompression>,
+        #[doc = "Bytes queued for one session before it counts as a slow consumer."] max_buffered_bytes: usize,
         /// Frames queued for one session before it counts as a slow consumer.
         max_buffered_packets: usize,
         /// Time a graceful close waits for a poll to fetch the last packets.
@@ -375,6 +444,7 @@ impl Io {
             cleanup_empty_child_namespaces: config.cleanup_empty_child_namespaces,
             max_pending_events: config.max_pending_events,
             ack_timeout: config.ack_timeout,
+            recovery: config.connection_state_recovery.clone(),
         });
         let inner = Arc::new_cyclic(|me| IoInner {
             config,

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use ferrio_proto::ByteString;
 use ferrio_proto::engine::client::{Event, Output, TransportEnd};
 use ferrio_proto::engine::{self, ClientConfig, ClientSession, Data, Frame};
-use ferrio_proto::socket::{self, Decoder};
+use ferrio_proto::socket;
+
+use crate::config::ParserKind;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -33,11 +35,18 @@ pub struct Target {
     /// Engine.IO path, with its trailing slash (`/socket.io/`).
     pub path: String,
     pub websocket: bool,
+    /// Packet parser of the server.
+    pub parser: ParserKind,
 }
 
 impl Target {
     /// Parses `http://host:port[/]` (or `ws://`).
-    pub fn parse(url: &str, path: &str, websocket: bool) -> Result<Target, String> {
+    pub fn parse(
+        url: &str,
+        path: &str,
+        websocket: bool,
+        parser: ParserKind,
+    ) -> Result<Target, String> {
         let rest = url
             .strip_prefix("http://")
             .or_else(|| url.strip_prefix("ws://"))
@@ -62,6 +71,7 @@ impl Target {
             authority,
             path,
             websocket,
+            parser,
         })
     }
 }
@@ -156,14 +166,15 @@ impl Link {
             } else {
                 connect_polling(target).await?
             };
-            link.send(&socket::encode(&socket::Packet::Connect {
+            let parser = target.parser.parser();
+            link.send(&parser.encode(&socket::Packet::Connect {
                 nsp: "/".into(),
                 data: None,
             }));
-            let mut decoder = Decoder::new(10);
+            let mut decoder = parser.decoder();
             loop {
                 match link.recv().await {
-                    Some(Ok(Data::Text(t))) => match decoder.decode_text(&t) {
+                    Some(Ok(data)) => match decoder.decode(data) {
                         Ok(Some(socket::Packet::Connect { .. })) => return Ok(link),
                         Ok(Some(socket::Packet::ConnectError { data, .. })) => {
                             return Err(format!("namespace refused: {data:?}"));
@@ -171,7 +182,6 @@ impl Link {
                         Ok(_) => {}
                         Err(e) => return Err(format!("bad packet while connecting: {e}")),
                     },
-                    Some(Ok(Data::Binary(_))) => {}
                     Some(Err(e)) => return Err(e),
                     None => return Err("closed while connecting".into()),
                 }

@@ -5,6 +5,7 @@
 //! (`listeners::dispatch_loop`) runs the user's listeners, one event after the other.
 
 mod listeners;
+mod send;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -519,7 +520,7 @@ impl Socket {
     /// the offline buffer.
     fn send_or_buffer(&self, st: &mut State, packet: Packet, volatile: bool) -> Option<Packet> {
         if st.connected {
-            self.write(st, &packet);
+            self.write_state(st, &packet);
             Some(packet)
         } else {
             if volatile {
@@ -536,7 +537,7 @@ impl Socket {
         }
     }
 
-    fn write(&self, st: &mut State, packet: &Packet) {
+    fn write_state(&self, st: &mut State, packet: &Packet) {
         if let Packet::Event { id: Some(id), .. } = packet {
             st.sent_acks.insert(*id);
         }
@@ -607,7 +608,7 @@ impl Socket {
             args,
             id: Some(id),
         };
-        self.write(st, &packet);
+        self.write_state(st, &packet);
         self.rearm();
         Some(packet)
     }
@@ -768,7 +769,7 @@ impl Socket {
             st.connected = true;
             let buffered = std::mem::take(&mut st.send_buffer);
             for p in &buffered {
-                self.write(&mut st, p);
+                self.write_state(&mut st, p);
             }
             let mut sent = buffered;
             sent.extend(self.drain_queue(&mut st, true));

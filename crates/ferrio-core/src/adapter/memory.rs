@@ -1,15 +1,16 @@
 //! The in-memory adapter: rooms of one process.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Weak;
+use std::sync::{OnceLock, Weak};
+use std::time::Instant;
 
 use ferrio_proto::socket::Packet;
 use ferrio_proto::value::Value;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::{
-    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, Room, RoomListener,
-    Sid, SocketInfo,
+    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, RecoveryOptions,
+    RestoredSession, Room, RoomListener, Session, SessionLog, Sid, SocketInfo,
 };
 use crate::BoxFuture;
 
@@ -25,6 +26,8 @@ pub struct MemoryAdapter {
     state: RwLock<Rooms>,
     /// Usually empty: read on every join and leave, so a cheap read lock.
     listeners: RwLock<Vec<RoomListener>>,
+    /// Set once when connection state recovery is on; unset, broadcasts take no lock and no offset.
+    recovery: OnceLock<Mutex<SessionLog>>,
 }
 
 impl std::fmt::Debug for MemoryAdapter {
@@ -44,6 +47,7 @@ impl MemoryAdapter {
             ns,
             state: RwLock::new(Rooms::default()),
             listeners: RwLock::new(Vec::new()),
+            recovery: OnceLock::new(),
         }
     }
 
@@ -205,13 +209,28 @@ impl Adapter for MemoryAdapter {
 
     fn broadcast(
         &self,
-        packet: Packet,
+        mut packet: Packet,
         opts: BroadcastOptions,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let result = self.ns().map(|ns| {
-            let encoded = ns.encode(&packet);
-            for sid in self.matching(&opts) {
-                ns.deliver(&sid, &encoded, &opts.flags);
+        let result = self.ns().map(|ns| match self.recovery.get() {
+            Some(log) if SessionLog::is_eligible(&packet, &opts) => {
+                // Offset, delivery and log entry under one lock: every socket gets the packets in
+                // offset order, and a restore sees each packet either in the log before the socket
+                // rejoined its rooms, or delivered (held) after.
+                let mut log = log.lock();
+                let now = Instant::now();
+                log.stamp(now, &mut packet);
+                let encoded = ns.encode(&packet);
+                for sid in self.matching(&opts) {
+                    ns.deliver(&sid, &encoded, &opts.flags);
+                }
+                log.push(now, packet, opts);
+            }
+            _ => {
+                let encoded = ns.encode(&packet);
+                for sid in self.matching(&opts) {
+                    ns.deliver(&sid, &encoded, &opts.flags);
+                }
             }
         });
         Box::pin(async move { result })
@@ -333,6 +352,38 @@ impl Adapter for MemoryAdapter {
 
     fn server_count(&self) -> BoxFuture<usize> {
         Box::pin(async { 1 })
+    }
+
+    fn enable_recovery(&self, opts: RecoveryOptions) -> bool {
+        let _ = self.recovery.set(Mutex::new(SessionLog::new(opts)));
+        true
+    }
+
+    fn persist_session(&self, session: Session) -> BoxFuture<Result<(), AdapterError>> {
+        if let Some(log) = self.recovery.get() {
+            log.lock().persist(Instant::now(), session);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn restore_session(
+        &self,
+        pid: &str,
+        offset: &str,
+    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
+        let restored = self.recovery.get().and_then(|log| {
+            let mut log = log.lock();
+            let restored = log.restore(Instant::now(), pid, offset)?;
+            // Still under the log's lock, so that no broadcast falls between the snapshot and the
+            // socket's return to its rooms.
+            let sid = &restored.session.sid;
+            self.add_all(sid, &restored.session.rooms);
+            if let Some(ns) = self.ns.upgrade() {
+                ns.hold(sid);
+            }
+            Some(restored)
+        });
+        Box::pin(async move { Ok(restored) })
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

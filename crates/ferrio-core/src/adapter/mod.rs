@@ -6,6 +6,7 @@
 //! HTTP stack.
 
 mod memory;
+mod recovery;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use memory::MemoryAdapter;
+pub use recovery::{RecoveryOptions, RestoredSession, Session, SessionLog};
 
 use crate::BoxFuture;
 
@@ -134,6 +136,12 @@ pub trait LocalNamespace: Send + Sync + 'static {
     fn disconnect(&self, sid: &str, close: bool);
     /// Runs the server-side event handlers of this node (`serverSideEmit` from another node).
     fn on_server_side_emit(&self, event: String, args: Vec<Value>, sink: Option<AckSink>);
+    /// Connection state recovery: the socket `sid` is being restored. From now on, until its socket
+    /// takes over, what is delivered to `sid` is kept for it instead of being dropped. An adapter calls
+    /// this in [`Adapter::restore_session`], at the same instant as it reads the missed packets and
+    /// puts `sid` back into its rooms, so that each broadcast is either missed or held, never both or
+    /// neither.
+    fn hold(&self, _sid: &str) {}
 }
 
 /// The adapter of a namespace.
@@ -211,6 +219,29 @@ pub trait Adapter: Send + Sync + 'static {
     fn sockets_count(&self, opts: BroadcastOptions) -> BoxFuture<Result<usize, AdapterError>> {
         let ids = self.socket_ids(opts);
         Box::pin(async move { Ok(ids.await?.len()) })
+    }
+    /// Turns connection state recovery on (the namespace calls it once, before any socket joins);
+    /// returns whether this adapter supports it. When it does, every broadcast that
+    /// [`SessionLog::is_eligible`] accepts carries an offset as its last argument, and sessions can
+    /// be persisted and restored. The default supports nothing: recovery then never succeeds.
+    fn enable_recovery(&self, _opts: RecoveryOptions) -> bool {
+        false
+    }
+    /// Keeps the session of a socket that dropped for a recoverable reason, for
+    /// `max_disconnection_duration`.
+    fn persist_session(&self, _session: Session) -> BoxFuture<Result<(), AdapterError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Gives back the session `pid` and every broadcast it missed since `offset`, oldest first, once:
+    /// `None` when the pid is unknown, used or expired, or the offset is not known any more. On
+    /// success, the adapter has put the socket back into its rooms and called
+    /// [`LocalNamespace::hold`] for it, at the same instant as it read the missed packets.
+    fn restore_session(
+        &self,
+        _pid: &str,
+        _offset: &str,
+    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
+        Box::pin(async { Ok(None) })
     }
     /// Number of nodes (1 for the in-memory adapter).
     fn server_count(&self) -> BoxFuture<usize>;

@@ -9,7 +9,7 @@ use ferrio_proto::value::Value;
 use tokio::sync::mpsc;
 
 use super::{Cluster, Harness, QUIET, WITHIN, eventually, sizes};
-use crate::adapter::{AckEvent, BroadcastOptions, Room, Sid};
+use crate::adapter::{AckEvent, BroadcastOptions, RecoveryOptions, Room, Session, Sid};
 
 /// Which sockets of a node a case expects.
 type Pick = fn(&Sockets) -> Vec<&Sid>;
@@ -715,4 +715,240 @@ pub async fn server_side_emit_with_ack(harness: &dyn Harness) {
             assert_eq!(acks.responses.len(), n - 2, "{acks:?}");
         }
     }
+}
+
+/// One node of an adapter that supports recovery, turned on before any socket joins, with the usual
+/// sockets `a`, `b`, `c`.
+async fn recovering(harness: &dyn Harness, window: Duration) -> Option<(Cluster, Sockets)> {
+    if !harness.supports_recovery() {
+        return None;
+    }
+    // Recovery across nodes is not part of the contract yet: one node restores its own sessions.
+    let cluster = Cluster::start(harness, 1).await;
+    let ns = cluster.node(0);
+    let on = ns.adapter().enable_recovery(RecoveryOptions {
+        max_disconnection_duration: window,
+        max_packets: 100,
+    });
+    assert!(on, "the harness says the adapter supports recovery");
+    let s = Sockets {
+        a: ns.connect("a"),
+        b: ns.connect("b"),
+        c: ns.connect("c"),
+    };
+    ns.adapter().add_all(&s.a, &[room("r")]);
+    ns.adapter().add_all(&s.b, &[room("r"), room("q")]);
+    harness.settle().await;
+    Some((cluster, s))
+}
+
+/// The arguments of a delivered `42[…]` frame, event name first.
+fn frame_args(text: &str) -> Vec<Value> {
+    let json = text
+        .strip_prefix("42")
+        .unwrap_or_else(|| panic!("an event frame without ack id, got {text}"));
+    match Value::from_json(json) {
+        Ok(Value::Array(items)) => items,
+        other => panic!("an array expected in {text}: {other:?}"),
+    }
+}
+
+/// The offset a socket got with the delivery containing `needle` (its last argument).
+async fn offset_of(cluster: &Cluster, sid: &Sid, needle: &str) -> String {
+    let ns = cluster.node(0);
+    let ok = eventually(WITHIN, || {
+        ns.delivered(needle).iter().any(|(s, _)| s == &**sid)
+    })
+    .await;
+    assert!(ok, "{needle} not delivered to {sid}");
+    let (_, text) = ns
+        .delivered(needle)
+        .into_iter()
+        .find(|(s, _)| s == &**sid)
+        .unwrap_or_default();
+    match frame_args(&text).last() {
+        Some(Value::String(o)) => o.clone(),
+        other => panic!("an offset as last argument expected in {text}, got {other:?}"),
+    }
+}
+
+/// With recovery on, each plain broadcast carries a distinct offset as its last argument, the same for
+/// every recipient; volatile broadcasts and broadcasts expecting acks carry none.
+pub async fn recovery_offsets(harness: &dyn Harness) {
+    let Some((cluster, s)) = recovering(harness, Duration::from_secs(60)).await else {
+        return;
+    };
+    let ns = cluster.node(0);
+    let adapter = ns.adapter();
+    adapter
+        .broadcast(event("first", vec![]), opts(&["r"], &[]))
+        .await
+        .unwrap();
+    adapter
+        .broadcast(event("second", vec![Value::from(1u64)]), opts(&[], &[]))
+        .await
+        .unwrap();
+    let first_a = offset_of(&cluster, &s.a, "first").await;
+    let first_b = offset_of(&cluster, &s.b, "first").await;
+    let second = offset_of(&cluster, &s.c, "second").await;
+    assert_eq!(first_a, first_b, "one offset per packet");
+    assert_ne!(first_a, second, "one packet, one offset");
+
+    let mut volatile = opts(&[], &[]);
+    volatile.flags.volatile = true;
+    adapter
+        .broadcast(event("volatile", vec![]), volatile)
+        .await
+        .unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    adapter
+        .broadcast_with_ack(event("acked", vec![]), opts(&[], &[]), tx)
+        .await
+        .unwrap();
+    let ok = eventually(WITHIN, || {
+        ns.delivered("volatile").len() == 3 && ns.delivered("acked").len() == 3
+    })
+    .await;
+    assert!(ok, "{:?}", ns.deliveries());
+    for (_, text) in ns.delivered("volatile") {
+        assert_eq!(frame_args(&text), vec![Value::from("volatile")]);
+    }
+    for d in ns.deliveries().iter().filter(|d| d.text.contains("acked")) {
+        assert!(
+            d.text.ends_with(r#"["acked"]"#),
+            "no offset with an ack: {}",
+            d.text
+        );
+    }
+}
+
+/// A persisted session comes back once, with the broadcasts its rooms missed after its offset, in
+/// order; the socket is back in its rooms and held for its namespace. An unknown pid, a used one or an
+/// offset the adapter does not know give nothing.
+pub async fn recovery_restore(harness: &dyn Harness) {
+    let Some((cluster, s)) = recovering(harness, Duration::from_secs(60)).await else {
+        return;
+    };
+    let ns = cluster.node(0);
+    let adapter = ns.adapter();
+    adapter
+        .broadcast(event("seen", vec![]), opts(&["r"], &[]))
+        .await
+        .unwrap();
+    let offset = offset_of(&cluster, &s.b, "seen").await;
+
+    // `b` drops: it leaves its rooms, its session is kept.
+    let rooms = adapter.socket_rooms(&s.b);
+    adapter.del_all(&s.b);
+    adapter
+        .persist_session(Session {
+            sid: s.b.clone(),
+            pid: "pid-of-b".into(),
+            rooms,
+            data: Value::from("data of b"),
+        })
+        .await
+        .unwrap();
+    for (name, o) in [
+        ("m1", opts(&["r"], &[])),
+        ("m2", opts(&["q"], &[])),
+        ("not-for-b", opts(&["x"], &[])),
+        ("except-b", opts(&[], &["q"])),
+        ("m3", opts(&[], &[])),
+    ] {
+        adapter.broadcast(event(name, vec![]), o).await.unwrap();
+    }
+
+    assert_eq!(
+        adapter
+            .restore_session("unknown-pid", &offset)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        adapter
+            .restore_session("pid-of-b", "not-an-offset")
+            .await
+            .unwrap(),
+        None,
+        "an unknown offset gives nothing (and uses the session)"
+    );
+    adapter.del_all(&s.b);
+    let rooms = vec![s.b.clone(), room("r"), room("q")];
+    adapter
+        .persist_session(Session {
+            sid: s.b.clone(),
+            pid: "pid-of-b".into(),
+            rooms: rooms.clone(),
+            data: Value::from("data of b"),
+        })
+        .await
+        .unwrap();
+    let restored = adapter
+        .restore_session("pid-of-b", &offset)
+        .await
+        .unwrap()
+        .expect("restored");
+    assert_eq!(restored.session.sid, s.b);
+    assert_eq!(restored.session.data, Value::from("data of b"));
+    let names: Vec<Value> = restored
+        .missed
+        .iter()
+        .map(|p| match p {
+            Packet::Event { event, args, .. } => {
+                assert!(
+                    matches!(args.last(), Some(Value::String(_))),
+                    "offset kept: {args:?}"
+                );
+                Value::from(event.as_str())
+            }
+            other => panic!("an event expected, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![Value::from("m1"), Value::from("m2"), Value::from("m3")]
+    );
+    assert_eq!(ns.held(), vec![s.b.to_string()]);
+    let mut back: Vec<Room> = adapter.socket_rooms(&s.b);
+    back.sort();
+    let mut want = rooms;
+    want.sort();
+    assert_eq!(back, want, "back in its rooms");
+    assert!(adapter.sockets(&opts(&["q"], &[])).contains(&s.b));
+    assert_eq!(
+        adapter.restore_session("pid-of-b", &offset).await.unwrap(),
+        None,
+        "a session is given back once"
+    );
+}
+
+/// A session older than `max_disconnection_duration` is gone.
+pub async fn recovery_expiry(harness: &dyn Harness) {
+    let window = Duration::from_millis(200);
+    let Some((cluster, s)) = recovering(harness, window).await else {
+        return;
+    };
+    let adapter = cluster.node(0).adapter();
+    adapter
+        .broadcast(event("seen", vec![]), opts(&[], &[]))
+        .await
+        .unwrap();
+    let offset = offset_of(&cluster, &s.c, "seen").await;
+    adapter.del_all(&s.c);
+    adapter
+        .persist_session(Session {
+            sid: s.c.clone(),
+            pid: "pid-of-c".into(),
+            rooms: vec![s.c.clone()],
+            data: Value::Null,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    assert_eq!(
+        adapter.restore_session("pid-of-c", &offset).await.unwrap(),
+        None
+    );
 }

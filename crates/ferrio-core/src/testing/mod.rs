@@ -66,6 +66,12 @@ pub trait Harness: Send + Sync {
     fn settle(&self) -> BoxFuture<()> {
         Box::pin(async {})
     }
+
+    /// Whether the adapter supports connection state recovery ([`Adapter::enable_recovery`]): the
+    /// recovery cases check it only then.
+    fn supports_recovery(&self) -> bool {
+        false
+    }
 }
 
 /// The memory adapter: one node.
@@ -80,6 +86,10 @@ impl Harness for Memory {
     fn start(&self, nodes: usize) -> BoxFuture<Nodes> {
         assert_eq!(nodes, 1, "the memory adapter serves one node");
         Box::pin(async { Nodes::new(vec![memory_adapter()], ()) })
+    }
+
+    fn supports_recovery(&self) -> bool {
+        true
     }
 }
 
@@ -195,7 +205,10 @@ macro_rules! adapter_conformance {
             sockets_join_and_leave,
             disconnect_sockets,
             server_side_emit,
-            server_side_emit_with_ack
+            server_side_emit_with_ack,
+            recovery_offsets,
+            recovery_restore,
+            recovery_expiry
         );
     };
     (@cases $harness:expr; $($case:ident),*) => {

@@ -46,6 +46,7 @@ struct Record {
     acks: HashMap<(String, u64), AckSink>,
     disconnected: Vec<(String, bool)>,
     server_side: Vec<ServerSideEvent>,
+    held: Vec<String>,
 }
 
 /// The namespace `/` of one node: sockets that exist only as ids, and a record of every delivery,
@@ -142,6 +143,11 @@ impl FakeNamespace {
         self.record.lock().disconnected.clone()
     }
 
+    /// Sockets the adapter asked to hold deliveries for (connection state recovery), in order.
+    pub fn held(&self) -> Vec<String> {
+        self.record.lock().held.clone()
+    }
+
     /// Server-side events received so far.
     pub fn server_side(&self) -> Vec<ServerSideEvent> {
         self.record.lock().server_side.clone()
@@ -196,6 +202,10 @@ impl FakeNamespace {
 impl LocalNamespace for FakeNamespace {
     fn name(&self) -> &str {
         "/"
+    }
+
+    fn hold(&self, sid: &str) {
+        self.record.lock().held.push(sid.to_owned());
     }
 
     fn encode(&self, packet: &Packet) -> Encoded {

@@ -1,10 +1,11 @@
-//! Socket.IO protocol v5: packets, the default JSON parser and binary reassembly, and the rules both
-//! sides share (CONNECT payloads, reserved names, namespaces, disconnect reasons, acks, retries, the
-//! events handed to listeners).
+//! Socket.IO protocol v5: packets, the [`Parser`] trait with the default JSON parser (and its binary
+//! reassembly) and the msgpack parser, and the rules both sides share (CONNECT payloads, reserved names,
+//! namespaces, disconnect reasons, acks, retries, the events handed to listeners).
 
 mod ack;
 mod connect;
 mod event;
+pub mod msgpack;
 mod packet;
 mod reason;
 mod retry;
@@ -15,6 +16,7 @@ pub use connect::{
     ConnectAck, ConnectError, ConnectRequest, connect_ok, connect_request, invalid_namespace,
 };
 pub use event::{AckSender, AckWriter, Event};
+pub use msgpack::MsgpackParser;
 pub use packet::{Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode};
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};
@@ -22,10 +24,43 @@ pub use rules::{is_reserved_event, normalize_namespace};
 
 use crate::engine::Data;
 
-/// How Socket.IO packets become Engine.IO messages and back. The JSON parser is the default; a msgpack
-/// parser implements the same trait.
+/// How Socket.IO packets become Engine.IO messages and back: what `socket.io`'s `parser` option is.
+///
+/// Two come with ferrio: [`JsonParser`] (the default, `socket.io-parser`) and [`MsgpackParser`]
+/// (`socket.io-msgpack-parser`). Both ends of a connection must use the same one. Give it to the server
+/// (`IoConfig::builder().parser(Arc::new(..))`) or the client (`ClientOptions::builder().parser(..)`).
+///
+/// A custom parser implements this trait: `encode` turns a [`Packet`] into frames, once per packet
+/// (a broadcast shares them between recipients), and `decoder` gives each connection its own
+/// [`PacketDecoder`], which may keep state between messages (the JSON parser waits there for a binary
+/// packet's attachments). A decoding error closes the connection with the reason "parse error", so a
+/// decoder refuses what it does not understand rather than guessing, and never panics on peer input.
+///
+/// ```
+/// use ferrio_proto::engine::{Data, Frame};
+/// use ferrio_proto::socket::{Encoded, MsgpackParser, Packet, PacketDecoder, Parser};
+///
+/// /// msgpack, with every packet logged on its way out.
+/// struct Logged(MsgpackParser);
+///
+/// impl Parser for Logged {
+///     fn encode(&self, packet: &Packet) -> Encoded {
+///         println!("out: {packet:?}");
+///         self.0.encode(packet)
+///     }
+///     fn decoder(&self) -> Box<dyn PacketDecoder> {
+///         self.0.decoder()
+///     }
+/// }
+///
+/// let parser = Logged(MsgpackParser::new());
+/// let encoded = parser.encode(&Packet::Disconnect { nsp: "/".into() });
+/// let Frame::Binary(bytes) = encoded.head else { unreachable!() };
+/// let back = parser.decoder().decode(Data::Binary(bytes));
+/// assert_eq!(back, Ok(Some(Packet::Disconnect { nsp: "/".into() })));
+/// ```
 pub trait Parser: Send + Sync + 'static {
-    /// Encodes a packet into the frames to send.
+    /// Encodes a packet into the frames to send: [`Encoded::head`] first, then its attachments.
     fn encode(&self, packet: &Packet) -> Encoded;
     /// A decoder for one connection.
     fn decoder(&self) -> Box<dyn PacketDecoder>;
@@ -33,9 +68,10 @@ pub trait Parser: Send + Sync + 'static {
 
 /// Decodes the messages of one connection into packets.
 pub trait PacketDecoder: Send {
-    /// Feeds one Engine.IO message; `Ok(None)` while a packet waits for more messages.
+    /// Feeds one Engine.IO message; `Ok(None)` while a packet waits for more messages. An error closes
+    /// the connection ("parse error").
     fn decode(&mut self, data: Data) -> Result<Option<Packet>, ParseError>;
-    /// Drops any partially received packet.
+    /// Drops any partially received packet (the connection is closing or starting over).
     fn reset(&mut self);
 }
 

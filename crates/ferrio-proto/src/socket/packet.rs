@@ -29,7 +29,7 @@ pub enum PacketType {
 }
 
 impl PacketType {
-    fn from_byte(b: u8) -> Option<Self> {
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
         Some(match b {
             b'0' => Self::Connect,
             b'1' => Self::Disconnect,
@@ -135,6 +135,15 @@ pub enum ParseError {
     /// A text packet arrived while attachments were still expected.
     #[error("unexpected text while reconstructing a binary packet")]
     UnexpectedText,
+    /// A text message reached a parser whose packets are binary messages (msgpack).
+    #[error("text message where a binary packet is expected")]
+    ExpectedBinary,
+    /// The message is not one MessagePack value.
+    #[error("invalid msgpack: {0}")]
+    Msgpack(#[from] crate::value::msgpack::DecodeError),
+    /// The namespace is missing or not a string.
+    #[error("invalid namespace")]
+    InvalidNamespace,
 }
 
 /// An encoded packet: its text frame, then one binary frame per attachment.
@@ -390,7 +399,9 @@ impl Default for Decoder {
     }
 }
 
-fn build(
+/// The packet of type `ty`, if `payload` (with `attachments` put back in place) has the shape that type
+/// requires; shared by every parser.
+pub(crate) fn build(
     ty: PacketType,
     nsp: String,
     id: Option<u64>,

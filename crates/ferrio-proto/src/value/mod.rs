@@ -11,6 +11,7 @@
 mod args;
 mod de;
 mod json;
+pub mod msgpack;
 mod ser;
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Property tests: JSON + attachments round trips, and agreement with serde_json's writer.
+//! Property tests: JSON + attachments round trips, agreement with serde_json's writer, MessagePack round
+//! trips.
 
 use super::{Value, from_value, to_value};
 use proptest::collection::vec;
@@ -67,8 +68,63 @@ fn to_serde_json(v: &Value) -> serde_json::Value {
     }
 }
 
+/// What a value is after a MessagePack round trip: a float with an integer value becomes that integer, as
+/// notepack writes it (JavaScript has one number type).
+fn as_notepack_reads_it(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                Value::from(f as u64)
+            } else if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                Value::from(f as i64)
+            } else {
+                v.clone()
+            }
+        }
+        Value::Array(a) => Value::Array(a.iter().map(as_notepack_reads_it).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), as_notepack_reads_it(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn msgpack_round_trips(v in arb_value(true)) {
+        let bytes = super::msgpack::encode(&v);
+        let expected = as_notepack_reads_it(&v);
+        prop_assert_eq!(super::msgpack::decode(&bytes).unwrap(), expected.clone());
+        prop_assert_eq!(super::msgpack::decode_bytes(&bytes.into()).unwrap(), expected);
+    }
+
+    #[test]
+    fn msgpack_event_packets_round_trip(
+        args in vec(arb_value(true), 0..4),
+        event in "[a-z]{1,8}".prop_filter("not reserved", |e| !crate::socket::is_reserved_event(e)),
+        id in proptest::option::of(any::<u64>()),
+        nsp in "/[a-z]{0,6}",
+    ) {
+        use crate::engine::{Data, Frame};
+        use crate::socket::{MsgpackParser, Packet, Parser};
+        let expected = Packet::Event {
+            nsp: nsp.clone(),
+            event: event.clone(),
+            args: args.iter().map(as_notepack_reads_it).collect(),
+            id,
+        };
+        let packet = Packet::Event { nsp, event, args, id };
+        let Frame::Binary(b) = MsgpackParser::new().encode(&packet).head else {
+            panic!("a binary frame");
+        };
+        let back = MsgpackParser::new().decoder().decode(Data::Binary(b)).unwrap().unwrap();
+        prop_assert_eq!(back, expected);
+    }
 
     #[test]
     fn json_and_attachments_round_trip(v in arb_value(true)) {

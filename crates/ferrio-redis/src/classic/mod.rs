@@ -1,7 +1,7 @@
 //! The classic Redis adapter (`createAdapter` of `@socket.io/redis-adapter` 8.x): Pub/Sub with
 //! SUBSCRIBE / PSUBSCRIBE on one Redis, two connections per server shared by every namespace.
 
-mod codec;
+pub(crate) mod codec;
 pub(crate) mod conn;
 
 use std::sync::{Arc, OnceLock, Weak};

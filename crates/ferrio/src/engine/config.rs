@@ -159,8 +159,14 @@ pub struct EngineConfig {
     pub headers: Option<HeadersHook>,
     /// Session id generator (default: 128 random bits from the OS CSPRNG, base64url).
     pub generate_id: Option<GenerateId>,
-    /// Frames queued for one session before it counts as a slow consumer (1024). Past it, volatile
-    /// packets are dropped and any other packet closes the session with "transport error".
+    /// Bytes queued for one session before it counts as a slow consumer (8 MiB). Each queued frame costs
+    /// its encoded size plus 64 bytes (its slot in the queue), so a flood of tiny frames is bounded too.
+    /// Past it, volatile packets are dropped and any other packet closes the session with "transport
+    /// error". A polling client receives everything queued between two polls, so the budget must hold a
+    /// burst: the default takes about 60 000 messages of 70 bytes.
+    pub max_buffered_bytes: usize,
+    /// Frames queued for one session at most, a second bound beside `max_buffered_bytes` (1 048 576: never
+    /// reached before the byte budget with the defaults). Past it, the same policy applies.
     pub max_buffered_packets: usize,
     /// Time a graceful close waits for a poll to fetch the last packets (30 s).
     pub close_timeout: Duration,
@@ -186,7 +192,8 @@ impl Default for EngineConfig {
             initial_headers: None,
             headers: None,
             generate_id: None,
-            max_buffered_packets: 1024,
+            max_buffered_bytes: 8 * 1024 * 1024,
+            max_buffered_packets: 1 << 20,
             close_timeout: Duration::from_millis(30_000),
             body_read_timeout: Duration::from_millis(10_000),
         }
@@ -207,6 +214,7 @@ impl fmt::Debug for EngineConfig {
             .field("cors", &self.cors)
             .field("cookie", &self.cookie)
             .field("http_compression", &self.http_compression)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_buffered_packets", &self.max_buffered_packets)
             .finish_non_exhaustive()
     }
@@ -256,7 +264,9 @@ impl EngineConfigBuilder {
         cookie: impl Into<Option<Cookie>>,
         /// Compression of polling responses (`None`: off).
         http_compression: Option<HttpCompression>,
-        /// Frames queued for one session before it counts as a slow consumer.
+        /// Bytes queued for one session before it counts as a slow consumer.
+        max_buffered_bytes: usize,
+        /// Frames queued for one session at most.
         max_buffered_packets: usize,
         /// Time a graceful close waits for a poll to fetch the last packets.
         close_timeout: Duration,

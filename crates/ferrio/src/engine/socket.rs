@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -36,9 +36,26 @@ pub enum SendError {
     /// The session is closed or closing.
     #[error("the session is closed")]
     Closed,
-    /// The client does not read fast enough: its queue is full, so the session was closed.
-    #[error("slow consumer: the queue is full, the session was closed")]
+    /// The client does not read fast enough: its queue is over its budget (`max_buffered_bytes`), so
+    /// the session was closed.
+    #[error("slow consumer: the queue is over its budget, the session was closed")]
     SlowConsumer,
+}
+
+/// What a queued frame costs against `max_buffered_bytes` beyond its encoded bytes: about the size of
+/// its slot in the queue (the `Frame` and the channel's bookkeeping), so that a flood of empty frames is
+/// bounded as well as a flood of large ones.
+const FRAME_COST: usize = 64;
+
+/// The budget cost of `frame`. Frames of a broadcast share their bytes, so this overestimates the memory
+/// one recipient adds; it is what the session would hold alone, which is the bound that matters.
+#[inline]
+fn cost(frame: &Frame) -> usize {
+    FRAME_COST
+        + match frame {
+            Frame::Text(s) => s.len(),
+            Frame::Binary(b) => b.len(),
+        }
 }
 
 /// The receiving end of a session's queue. Whoever holds it is the session's only writer: the pending
@@ -46,6 +63,9 @@ pub enum SendError {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     rx: mpsc::Receiver<Frame>,
+    /// Bytes in the queue (see [`cost`]), shared with the sending side; a frame stops counting once it
+    /// leaves the queue.
+    queued: Arc<AtomicUsize>,
     /// A frame taken from the queue that did not fit in the last poll response; it goes first next time.
     carry: Option<Frame>,
 }
@@ -55,11 +75,18 @@ impl Outbox {
         if let Some(f) = self.carry.take() {
             return Some(f);
         }
-        self.rx.recv().await
+        let f = self.rx.recv().await?;
+        self.queued.fetch_sub(cost(&f), Ordering::Relaxed);
+        Some(f)
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
-        self.carry.take().or_else(|| self.rx.try_recv().ok())
+        if let Some(f) = self.carry.take() {
+            return Some(f);
+        }
+        let f = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(cost(&f), Ordering::Relaxed);
+        Some(f)
     }
 
     pub(crate) fn put_back(&mut self, frame: Frame) {
@@ -74,6 +101,11 @@ pub struct Socket {
     pub(crate) engine: Arc<EngineInner>,
     state: Mutex<Session>,
     tx: mpsc::Sender<Frame>,
+    /// Bytes in the queue: the slow-consumer rule counts bytes, not frames, so that a polling client can
+    /// take a burst of small messages between two polls. Checked beside the queue, no lock.
+    queued: Arc<AtomicUsize>,
+    /// `max_buffered_bytes`.
+    budget: usize,
     outbox: Mutex<Option<Outbox>>,
     /// Signalled each time a poll hands the outbox back.
     outbox_returned: Notify,
@@ -114,7 +146,11 @@ impl Socket {
         transport: TransportKind,
         handshake: HandshakeInfo,
     ) -> Arc<Socket> {
+        // The channel's capacity is only the frame bound: tokio allocates its slots in blocks as they fill,
+        // not up front.
         let (tx, rx) = mpsc::channel(engine.config.max_buffered_packets.max(2));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let budget = engine.config.max_buffered_bytes;
         let session = Session::new(Instant::now(), engine.config.session_config(), transport);
         crate::telemetry::connection(transport);
         Arc::new(Socket {
@@ -122,7 +158,13 @@ impl Socket {
             engine,
             state: Mutex::new(session),
             tx,
-            outbox: Mutex::new(Some(Outbox { rx, carry: None })),
+            queued: queued.clone(),
+            budget,
+            outbox: Mutex::new(Some(Outbox {
+                rx,
+                queued,
+                carry: None,
+            })),
             outbox_returned: Notify::new(),
             poll_release: Notify::new(),
             wake: Notify::new(),
@@ -184,19 +226,67 @@ impl Socket {
         self.push(frame)
     }
 
-    /// Queues a frame unless the queue is full, in which case the frame is dropped (volatile packets).
-    /// Returns whether it was queued.
+    /// Queues a frame, waiting for room in the queue rather than closing the session: for a writer whose
+    /// packets may be many at once and must all arrive (a recovery replay). The frame is counted in the
+    /// byte budget like any other but not refused by it: the replay is already bounded by the session
+    /// log's own cap, and closing here would lose exactly what recovery restores.
+    pub(crate) async fn send_frame_waiting(&self, frame: Frame) -> Result<(), SendError> {
+        if !self.open.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let c = cost(&frame);
+        // Counted before the frame is visible to the writer, as in `enqueue`, so the counter never wraps.
+        self.queued.fetch_add(c, Ordering::Relaxed);
+        let sent = tokio::select! {
+            sent = self.tx.send(frame) => sent.map_err(|_| SendError::Closed),
+            () = self.closed.cancelled() => Err(SendError::Closed),
+        };
+        if sent.is_err() {
+            self.queued.fetch_sub(c, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Queues a frame unless the queue is over its budget, in which case the frame is dropped (volatile
+    /// packets). Returns whether it was queued.
     pub fn send_frame_volatile(&self, frame: Frame) -> bool {
         crate::telemetry::volatile(
-            self.open.load(Ordering::Acquire) && self.tx.try_send(frame).is_ok(),
+            self.open.load(Ordering::Acquire) && self.enqueue(frame, true).is_ok(),
         )
     }
 
+    /// Bytes queued for this session and not yet taken by its writer (each frame counted as its encoded
+    /// size plus a fixed slot cost); the slow-consumer rule closes the session past `max_buffered_bytes`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Puts `frame` in the queue and counts it. With `budgeted`, refuses it (`Full`) when it would take
+    /// the queue past `max_buffered_bytes`; without, only the frame bound applies (the close marker).
+    #[inline]
+    fn enqueue(
+        &self,
+        frame: Frame,
+        budgeted: bool,
+    ) -> Result<(), mpsc::error::TrySendError<Frame>> {
+        let c = cost(&frame);
+        // Counted before the frame is visible to the writer, so the writer's subtraction never comes
+        // first and the counter never wraps.
+        let before = self.queued.fetch_add(c, Ordering::Relaxed);
+        if budgeted && before + c > self.budget {
+            self.queued.fetch_sub(c, Ordering::Relaxed);
+            return Err(mpsc::error::TrySendError::Full(frame));
+        }
+        self.tx.try_send(frame).inspect_err(|_| {
+            self.queued.fetch_sub(c, Ordering::Relaxed);
+        })
+    }
+
     fn push(&self, frame: Frame) -> Result<(), SendError> {
-        match self.tx.try_send(frame) {
+        match self.enqueue(frame, true) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::debug!(sid = %self.id, "slow consumer, closing");
+                tracing::debug!(sid = %self.id, queued = self.buffered_bytes(), "slow consumer, closing");
                 crate::telemetry::slow_consumer();
                 // The session is closed at once (later sends fail), but its close handlers run on a task
                 // of their own: the sender may be deep in a broadcast, holding locks they would take.
@@ -224,7 +314,8 @@ impl Socket {
     pub fn close(&self) {
         if self.state.lock().start_closing(Instant::now()) {
             self.open.store(false, Ordering::Release);
-            if self.tx.try_send(Frame::close()).is_err() {
+            // The close marker is outside the byte budget (it is tiny and must follow what is queued).
+            if self.enqueue(Frame::close(), false).is_err() {
                 // No room for the close marker: nothing more can be delivered in order, so end now.
                 self.close_with(CloseReason::ForcedClose);
             }

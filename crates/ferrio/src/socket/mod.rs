@@ -10,6 +10,7 @@
 mod event;
 mod listeners;
 mod queue;
+mod send;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -35,7 +36,7 @@ use queue::Queue;
 pub(crate) use queue::{Job, Jobs};
 
 use crate::ack::{AckArgs, AckError, EmitError};
-use crate::adapter::{AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, Room, Sid};
+use crate::adapter::{AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, Room, Session, Sid};
 use crate::conn::Conn;
 use crate::operators::{BroadcastOperator, Scope};
 
@@ -98,6 +99,9 @@ pub(crate) struct SocketInner {
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     queue: Queue,
     ack_timeout: Option<Duration>,
+    /// The private id of its session, with connection state recovery on.
+    pid: Option<Arc<str>>,
+    recovered: bool,
 }
 
 /// A client connected to a namespace (`socket` in JavaScript). Cloning shares it, as `Io` and
@@ -134,6 +138,8 @@ pub(crate) struct SocketParts {
     pub(crate) handshake: Handshake,
     pub(crate) queue_capacity: usize,
     pub(crate) ack_timeout: Option<Duration>,
+    pub(crate) pid: Option<Arc<str>>,
+    pub(crate) recovered: bool,
 }
 
 /// What the socket's task owns: its job queue and its listeners.
@@ -161,6 +167,8 @@ impl Socket {
                 extensions: Mutex::new(HashMap::new()),
                 queue,
                 ack_timeout: parts.ack_timeout,
+                pid: parts.pid,
+                recovered: parts.recovered,
             }),
         };
         (socket, SocketTask { jobs, listeners })
@@ -191,6 +199,19 @@ impl Socket {
     /// The handshake: headers, query, auth, address, time.
     pub fn handshake(&self) -> &Handshake {
         &self.inner.handshake
+    }
+
+    /// Whether this socket took over a session that dropped (connection state recovery): same id,
+    /// rooms and `data`, and the broadcasts it missed were sent before anything else.
+    ///
+    /// Its `data` is then the serialized value the session kept: read it with
+    /// [`data_value`](Self::data_value) (or `data::<Value>()`), not as the type first stored.
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<&str> {
+        self.inner.pid.as_deref()
     }
 
     /// Whether the socket is connected.
@@ -452,6 +473,51 @@ impl Socket {
         } else {
             Err(EmitError::Disconnected)
         }
+    }
+
+    /// Encodes and writes a replayed broadcast, waiting for room in the connection's queue.
+    pub(crate) async fn replay_packet(&self, packet: &Packet) -> bool {
+        let conn = &self.inner.conn;
+        conn.write_waiting(&conn.encode(packet)).await
+    }
+
+    /// Writes a held broadcast, waiting for room in the connection's queue (volatile ones are dropped
+    /// when there is none, as they would have been).
+    pub(crate) async fn replay_encoded(
+        &self,
+        encoded: &ferrio_proto::socket::Encoded,
+        volatile: bool,
+    ) -> bool {
+        if volatile {
+            self.inner.conn.write(encoded, true)
+        } else {
+            self.inner.conn.write_waiting(encoded).await
+        }
+    }
+
+    /// Closes the socket's whole connection.
+    pub(crate) fn close_connection(&self) {
+        self.inner.conn.close();
+    }
+
+    /// The session to keep when the socket drops for `reason`: with recovery on and a reason that
+    /// allows it.
+    fn session_to_persist(&self, reason: DisconnectReason) -> Option<Session> {
+        let pid = self.inner.pid.clone()?;
+        if !reason.is_recoverable() {
+            return None;
+        }
+        let data = self.data_value().unwrap_or_else(|e| {
+            // Restored as `{}` rather than not at all; the cause is the application's type.
+            tracing::warn!(sid = %self.inner.id, error = %e, "socket data does not serialize");
+            Value::Object(Default::default())
+        });
+        Some(Session {
+            sid: self.inner.id.clone(),
+            pid,
+            rooms: self.rooms(),
+            data,
+        })
     }
 
     /// Writes frames encoded once for many recipients (a broadcast).
@@ -717,7 +783,15 @@ async fn run_disconnect(socket: &Socket, listeners: &Listeners, reason: Disconne
     for h in &disconnecting {
         h(socket.clone(), reason).await;
     }
+    // The session is read before the socket leaves its rooms, and kept once it left them: a restore
+    // cannot find it while the old socket still holds its id.
+    let session = socket.session_to_persist(reason);
     socket.adapter().del_all(socket.sid());
+    if let Some(session) = session
+        && let Err(e) = socket.adapter().persist_session(session).await
+    {
+        tracing::warn!(sid = %socket.sid(), error = %e, "session not persisted");
+    }
     let disconnect = listeners.read().disconnect.clone();
     for h in &disconnect {
         h(socket.clone(), reason).await;
