@@ -110,6 +110,17 @@ pub struct ServeOptions {
     /// Log format: `text` (default) or `json` (one JSON object per line).
     #[arg(long, env = "FERRIO_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    // Operating: the Socket.IO admin UI.
+    /// `USER:PASSWORD`: instrument the server for the Socket.IO admin UI (namespace `/admin`) and serve
+    /// its web app at `/admin/`.
+    #[arg(long, env = "FERRIO_ADMIN")]
+    pub admin: Option<String>,
+    /// Folder of the admin web app (default: `./node_modules/@socket.io/admin-ui/ui/dist`).
+    #[arg(long, env = "FERRIO_ADMIN_UI_DIST")]
+    pub admin_ui_dist: Option<PathBuf>,
+    /// Expose the server's metrics at `/metrics`, in the Prometheus text format.
+    #[arg(long, env = "FERRIO_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics: Option<bool>,
 }
 
 /// The packet parser `--parser` names; clients must use the same one.
@@ -296,7 +307,11 @@ impl ServeOptions {
             max_connections,
             header_read_timeout,
             drain_timeout,
-            log_format
+            log_format,
+            // Operating: the Socket.IO admin UI.
+            admin,
+            admin_ui_dist,
+            metrics
         );
     }
 

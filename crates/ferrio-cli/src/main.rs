@@ -1,5 +1,6 @@
 //! The `ferrio` binary: `serve` a Socket.IO server, `connect` to one, `bench` one.
 
+mod admin;
 mod bench;
 mod bundle;
 mod config;

@@ -9,8 +9,8 @@ use tower_layer::Layer;
 
 use crate::bundle;
 use crate::config::{AdapterSpec, ServeOptions};
-use crate::page::{self, BundleGate};
-use crate::{ops, tls};
+use crate::page::BundleGate;
+use crate::{admin, ops, tls};
 
 #[derive(Deserialize)]
 struct ChatIn {
@@ -88,6 +88,9 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// `--admin` is not `USER:PASSWORD`, or the metrics recorder could not be installed.
+    #[error("{0}")]
+    Admin(String),
 }
 
 /// How long `ferrio serve` waits for Redis at start before giving up.
@@ -174,6 +177,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let adapter = connect_adapter(&spec, &mut config).await?;
     let io = Io::new(config);
     demo_app(&io);
+    let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
+    let metrics = admin::metrics(&opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;
@@ -190,7 +195,10 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
     let pages = {
         let (bundle, path) = (bundle.clone(), path.clone());
-        tower::service_fn(move |req| page::page(req, bundle.clone(), path.clone()))
+        tower::service_fn(move |req| {
+            let ops = (admin_ui.clone(), metrics.clone());
+            admin::admin_or_page(req, ops, bundle.clone(), path.clone())
+        })
     };
     let ops = ops::Ops::new(io.engine().clone(), opts.max_connections);
     let service = ops::Gate::new(

@@ -133,6 +133,7 @@ pub(crate) struct Publish {
 impl Publish {
     /// Redis took it (`ok`) or not; counted either way, and the waiter told.
     pub(crate) fn finish(self, counters: &Counters, ok: bool) {
+        metrics::counter!("ferrio_redis_publishes_total", "result" => if ok { "ok" } else { "dropped" }).increment(1);
         bump(if ok {
             &counters.published
         } else {

@@ -15,6 +15,7 @@ mod client;
 mod conn;
 pub mod engine;
 mod fxhash;
+mod introspect;
 mod namespace;
 mod operators;
 mod send;
@@ -22,6 +23,7 @@ mod serve_client;
 mod server;
 mod service;
 mod socket;
+mod telemetry;
 mod transport;
 
 pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};

@@ -262,6 +262,7 @@ impl NamespaceInner {
             return;
         }
         socket.set_connected();
+        crate::telemetry::socket_connected(&self.name);
         let _ = socket.write_packet(&connect_ok(&self.name, socket.id(), socket.pid()), false);
         match restored {
             None => {
@@ -293,6 +294,7 @@ impl NamespaceInner {
             }
         });
         task.run(socket, on_connect).await;
+        crate::telemetry::socket_disconnected(&self.name);
         self.after_socket_left();
     }
 

@@ -278,10 +278,11 @@ type NamespaceMatcher = Arc<dyn Fn(&str, Option<&Value>) -> bool + Send + Sync>;
 pub(crate) struct IoInner {
     config: IoConfig,
     ns_config: Arc<NamespaceConfig>,
-    nsps: DashMap<String, Arc<NamespaceInner>>,
+    pub(crate) nsps: DashMap<String, Arc<NamespaceInner>>,
     parents: RwLock<Vec<(NamespaceMatcher, Arc<NamespaceInner>)>>,
     connect_timeouts: Arc<ConnectTimeouts>,
     me: Weak<IoInner>,
+    pub(crate) namespace_hooks: crate::introspect::NamespaceHooks,
 }
 
 /// Clients that must join a namespace within `connect_timeout`. Every deadline is "now + the same
@@ -369,6 +370,7 @@ impl Namespaces for IoInner {
             if matches(name, auth) {
                 let child = parent.child(name);
                 self.nsps.insert(name.to_owned(), child.clone());
+                self.namespace_hooks.created(&child);
                 return Some(child);
             }
         }
@@ -412,7 +414,7 @@ impl EngineHandler for Handler {
 /// A Socket.IO server. Cloning shares it.
 #[derive(Clone)]
 pub struct Io {
-    inner: Arc<IoInner>,
+    pub(crate) inner: Arc<IoInner>,
     engine: Engine,
 }
 
@@ -451,6 +453,7 @@ impl Io {
             parents: RwLock::new(Vec::new()),
             connect_timeouts: Arc::new(ConnectTimeouts::new(connect_timeout)),
             me: me.clone(),
+            namespace_hooks: Default::default(),
         });
         let engine = Engine::new(engine_config, Handler(inner.clone()));
 
@@ -467,12 +470,19 @@ impl Io {
     /// The namespace `name`, created if needed (`io.of("/chat")`).
     pub fn of(&self, name: &str) -> Namespace {
         let name = ferrio_proto::socket::normalize_namespace(name).into_owned();
+        let mut created = false;
         let inner = self
             .inner
             .nsps
             .entry(name.clone())
-            .or_insert_with(|| self.inner.new_namespace(name, false))
+            .or_insert_with(|| {
+                created = true;
+                self.inner.new_namespace(name, false)
+            })
             .clone();
+        if created {
+            self.inner.namespace_hooks.created(&inner);
+        }
         Namespace { inner }
     }
 

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{
     AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, RecoveryOptions,
-    RestoredSession, Room, Session, SessionLog, Sid, SocketInfo,
+    RestoredSession, Room, RoomListener, Session, SessionLog, Sid, SocketInfo,
 };
 use crate::BoxFuture;
 
@@ -24,6 +24,8 @@ struct Rooms {
 pub struct MemoryAdapter {
     ns: Weak<dyn LocalNamespace>,
     state: RwLock<Rooms>,
+    /// Usually empty: read on every join and leave, so a cheap read lock.
+    listeners: RwLock<Vec<RoomListener>>,
     /// Set once when connection state recovery is on; unset, broadcasts take no lock and no offset.
     recovery: OnceLock<Mutex<SessionLog>>,
 }
@@ -44,6 +46,7 @@ impl MemoryAdapter {
         MemoryAdapter {
             ns,
             state: RwLock::new(Rooms::default()),
+            listeners: RwLock::new(Vec::new()),
             recovery: OnceLock::new(),
         }
     }
@@ -55,6 +58,20 @@ impl MemoryAdapter {
     /// Number of rooms (for tests and metrics).
     pub fn room_count(&self) -> usize {
         self.state.read().rooms.len()
+    }
+
+    /// Tells the room listeners, after the state lock is released (a listener may read the rooms).
+    fn notify(&self, changes: &[(Room, bool)], sid: &Sid) {
+        let listeners = self.listeners.read();
+        for (room, joined) in changes {
+            for l in listeners.iter() {
+                l(room, sid, *joined);
+            }
+        }
+    }
+
+    fn listened(&self) -> bool {
+        !self.listeners.read().is_empty()
     }
 
     /// Local sockets matching `opts`, collected first so that no lock is held while delivering.
@@ -109,42 +126,67 @@ impl MemoryAdapter {
 
 impl Adapter for MemoryAdapter {
     fn add_all(&self, sid: &Sid, rooms: &[Room]) {
-        let mut s = self.state.write();
-        let entry = s.sids.entry(sid.clone()).or_default();
-        for r in rooms {
-            entry.insert(r.clone());
+        let listened = self.listened();
+        let mut joined = Vec::new();
+        {
+            let mut s = self.state.write();
+            let entry = s.sids.entry(sid.clone()).or_default();
+            for r in rooms {
+                if entry.insert(r.clone()) && listened {
+                    joined.push((r.clone(), true));
+                }
+            }
+            for r in rooms {
+                s.rooms.entry(r.clone()).or_default().insert(sid.clone());
+            }
         }
-        for r in rooms {
-            s.rooms.entry(r.clone()).or_default().insert(sid.clone());
-        }
+        self.notify(&joined, sid);
     }
 
     fn del(&self, sid: &Sid, room: &Room) {
-        let mut s = self.state.write();
-        if let Some(rooms) = s.sids.get_mut(sid) {
-            rooms.remove(room);
-        }
-        if let Some(members) = s.rooms.get_mut(room) {
-            members.remove(sid);
-            if members.is_empty() {
-                s.rooms.remove(room);
+        let mut left = false;
+        {
+            let mut s = self.state.write();
+            if let Some(rooms) = s.sids.get_mut(sid) {
+                left = rooms.remove(room);
             }
+            if let Some(members) = s.rooms.get_mut(room) {
+                members.remove(sid);
+                if members.is_empty() {
+                    s.rooms.remove(room);
+                }
+            }
+        }
+        if left {
+            self.notify(&[(room.clone(), false)], sid);
         }
     }
 
     fn del_all(&self, sid: &Sid) {
-        let mut s = self.state.write();
-        let Some(rooms) = s.sids.remove(sid) else {
-            return;
-        };
-        for r in rooms {
-            if let Some(members) = s.rooms.get_mut(&r) {
-                members.remove(sid);
-                if members.is_empty() {
-                    s.rooms.remove(&r);
+        let listened = self.listened();
+        let mut left = Vec::new();
+        {
+            let mut s = self.state.write();
+            let Some(rooms) = s.sids.remove(sid) else {
+                return;
+            };
+            for r in rooms {
+                if let Some(members) = s.rooms.get_mut(&r) {
+                    members.remove(sid);
+                    if members.is_empty() {
+                        s.rooms.remove(&r);
+                    }
+                }
+                if listened {
+                    left.push((r, false));
                 }
             }
         }
+        self.notify(&left, sid);
+    }
+
+    fn on_room_change(&self, listener: RoomListener) {
+        self.listeners.write().push(listener);
     }
 
     fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
@@ -442,5 +484,38 @@ mod tests {
         a.del_all(&sid);
         assert_eq!(a.room_count(), 0);
         assert!(a.state.read().sids.is_empty());
+    }
+
+    #[test]
+    fn room_listeners_see_each_join_and_leave_once() {
+        let a = adapter();
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        a.on_room_change(std::sync::Arc::new(move |r: &Room, s: &Sid, joined| {
+            log.lock().push((r.to_string(), s.to_string(), joined));
+        }));
+        let s1 = room("s1");
+        a.add_all(&s1, &[room("s1"), room("r1")]);
+        a.add_all(&s1, &[room("r1")]);
+        a.del(&s1, &room("r2"));
+        a.del(&s1, &room("r1"));
+        a.add_all(&s1, &[room("r2")]);
+        a.del_all(&s1);
+        let mut events = seen.lock().clone();
+        // `del_all` leaves its rooms in no particular order.
+        events[4..].sort();
+        let e = |r: &str, j| (r.to_owned(), "s1".to_owned(), j);
+        assert_eq!(
+            events,
+            vec![
+                e("s1", true),
+                e("r1", true),
+                e("r1", false),
+                e("r2", true),
+                e("r2", false),
+                e("s1", false)
+            ],
+            "no event for a room joined twice or a room the socket is not in"
+        );
     }
 }

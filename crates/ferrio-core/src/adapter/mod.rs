@@ -66,6 +66,10 @@ pub enum AckEvent {
 /// Where acks of a broadcast go.
 pub type AckSink = mpsc::UnboundedSender<AckEvent>;
 
+/// Told when a local socket joins (`true`) or leaves (`false`) a room, as the official adapter's
+/// `join-room` / `leave-room` events (for instrumentation such as the admin UI).
+pub type RoomListener = Arc<dyn Fn(&Room, &Sid, bool) + Send + Sync>;
+
 /// The request of a client when it joined, as the official server describes it (and sends across nodes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Handshake {
@@ -246,6 +250,9 @@ pub trait Adapter: Send + Sync + 'static {
     fn init(&self) {}
     /// Stops the adapter (namespace closing).
     fn close(&self) {}
+    /// Adds a listener of the local sockets' joins and leaves (a socket already in the room does not
+    /// join it again). Adapters keeping no rooms of their own ignore it.
+    fn on_room_change(&self, _listener: RoomListener) {}
     /// The adapter as `Any`, to reach what a specific adapter offers (metrics, …).
     fn as_any(&self) -> &dyn std::any::Any;
 }

@@ -427,6 +427,10 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         self.core.del_all(sid)
     }
 
+    fn on_room_change(&self, listener: ferrio_core::adapter::RoomListener) {
+        self.core.local.on_room_change(listener)
+    }
+
     fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
         self.core.local.socket_rooms(sid)
     }

@@ -181,6 +181,7 @@ impl ShardedDriver {
             return;
         };
         bump(&self.control.counters.received);
+        metrics::counter!("ferrio_redis_receives_total").increment(1);
         let Ok(channel) = String::from_utf8(channel) else {
             return;
         };

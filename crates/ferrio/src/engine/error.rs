@@ -65,6 +65,7 @@ impl RequestError {
 
     /// The response: status, `Content-Type: application/json`, `{"code":N,"message":"…"}`.
     pub(crate) fn into_response(self) -> http::Response<Bytes> {
+        crate::telemetry::request_error(self.code());
         let status = self.status();
         let body = if status == StatusCode::PAYLOAD_TOO_LARGE {
             Bytes::new()

@@ -152,6 +152,7 @@ impl Socket {
         let queued = Arc::new(AtomicUsize::new(0));
         let budget = engine.config.max_buffered_bytes;
         let session = Session::new(Instant::now(), engine.config.session_config(), transport);
+        crate::telemetry::connection(transport);
         Arc::new(Socket {
             id,
             engine,
@@ -221,6 +222,7 @@ impl Socket {
         if !self.open.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
+        crate::telemetry::frame_out(&frame);
         self.push(frame)
     }
 
@@ -248,7 +250,9 @@ impl Socket {
     /// Queues a frame unless the queue is over its budget, in which case the frame is dropped (volatile
     /// packets). Returns whether it was queued.
     pub fn send_frame_volatile(&self, frame: Frame) -> bool {
-        self.open.load(Ordering::Acquire) && self.enqueue(frame, true).is_ok()
+        crate::telemetry::volatile(
+            self.open.load(Ordering::Acquire) && self.enqueue(frame, true).is_ok(),
+        )
     }
 
     /// Bytes queued for this session and not yet taken by its writer (each frame counted as its encoded
@@ -283,6 +287,7 @@ impl Socket {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::debug!(sid = %self.id, queued = self.buffered_bytes(), "slow consumer, closing");
+                crate::telemetry::slow_consumer();
                 // The session is closed at once (later sends fail), but its close handlers run on a task
                 // of their own: the sender may be deep in a broadcast, holding locks they would take.
                 if matches!(
@@ -334,6 +339,7 @@ impl Socket {
             c.cancel();
         }
         if let Some((_, socket)) = self.engine.sessions.remove(&self.id) {
+            crate::telemetry::disconnection(reason);
             let handler = self.handler.lock().take();
             if let Some(h) = handler {
                 h.on_close(&socket, reason);
@@ -362,6 +368,7 @@ impl Socket {
         };
         match received {
             Received::Message(data) => {
+                crate::telemetry::message_in(&data);
                 // Cloned out: the handler may close this session, which takes it out of the slot.
                 let Some(handler) = self.handler.lock().clone() else {
                     return;

@@ -654,6 +654,7 @@ impl Socket {
         let expired = self.inner.acks.lock().handle_timeout(now);
         for (_, slot) in expired {
             if let AckSlot::Single(tx) = slot {
+                crate::telemetry::ack_timeout();
                 let _ = tx.send(Err(AckError::Timeout));
             }
         }

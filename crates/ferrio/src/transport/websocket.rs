@@ -158,7 +158,7 @@ pub(crate) fn spawn_probe(socket: Arc<Socket>, parts: &mut Parts, cancel: Cancel
                         break;
                     }
                 }
-                ProbeOutcome::Upgraded => return run(socket, ws).await,
+                ProbeOutcome::Upgraded => return crate::telemetry::upgraded(run(socket, ws)).await,
                 ProbeOutcome::Abort => break,
             }
         }
