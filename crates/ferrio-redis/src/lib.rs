@@ -105,6 +105,7 @@ mod handle;
 mod link;
 pub mod msgpack;
 mod sharded;
+mod streams;
 mod wire;
 
 pub use classic::{
@@ -118,6 +119,10 @@ pub use link::Metrics;
 pub use sharded::{
     NodeUrls, ShardedConfig, ShardedConfigBuilder, ShardedRedisAdapter, ShardedRedisAdapterHandle,
     ShardedTransport, SubscriptionMode,
+};
+pub use streams::{
+    RedisStreamsAdapter, RedisStreamsAdapterHandle, RedisStreamsConfig, RedisStreamsConfigBuilder,
+    StreamsTransport,
 };
 
 /// Errors of setting up the adapter.

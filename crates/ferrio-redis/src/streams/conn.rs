@@ -1,0 +1,251 @@
+//! The connections of one server to Redis for the Redis Streams adapter: one for commands (XADD, SET,
+//! GETDEL, XRANGE), shared by every namespace, and one that blocks in `XREAD` and hands each entry to its
+//! namespace. Both reconnect by themselves; the reader resumes from the last id it read, so a Redis
+//! restart (or a network cut) loses nothing the stream still holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+
+use super::entry::Fields;
+use super::{RedisStreamsConfig, StreamsNamespace};
+use crate::RedisAdapterError;
+use crate::link::{Control, Link, Unavailable, bump};
+
+/// How long one `XREAD` blocks before it is sent again (and the stop signal looked at).
+const BLOCK: Duration = Duration::from_millis(2000);
+/// How long to wait before reconnecting after an error.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// One stream entry as `XREAD` and `XRANGE` give it.
+pub(crate) type Entry = (String, Vec<(String, String)>);
+
+pub(crate) struct StreamsDriver {
+    client: redis::Client,
+    config: Arc<RedisStreamsConfig>,
+    control: Control,
+    /// The command connection; `None` after an error, until the next command reconnects.
+    cmd: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    namespaces: Mutex<HashMap<String, Weak<StreamsNamespace>>>,
+    connected: AtomicBool,
+}
+
+impl Link for StreamsDriver {
+    fn control(&self) -> &Control {
+        &self.control
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+impl StreamsDriver {
+    /// Connects, learns where the stream ends now (reading starts after it: what was there before
+    /// this node is not for it), and starts the reader.
+    pub(crate) async fn connect(
+        url: &str,
+        config: Arc<RedisStreamsConfig>,
+        within: Duration,
+    ) -> Result<Arc<StreamsDriver>, RedisAdapterError> {
+        let client = redis::Client::open(url).map_err(RedisAdapterError::Url)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisAdapterError::NoRuntime);
+        }
+        let unreachable = || RedisAdapterError::Unreachable(url.to_owned());
+        let mut conn = tokio::time::timeout(within, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| unreachable())?
+            .map_err(|_| unreachable())?;
+        let last: Vec<Entry> = redis::cmd("XREVRANGE")
+            .arg(&config.stream_name)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(RedisAdapterError::Redis)?;
+        let start = last
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_owned(), |(id, _)| id);
+        let driver = Arc::new(StreamsDriver {
+            client,
+            config,
+            control: Control::new(),
+            cmd: tokio::sync::Mutex::new(Some(conn)),
+            namespaces: Mutex::new(HashMap::new()),
+            connected: AtomicBool::new(true),
+        });
+        tokio::spawn(read_loop(Arc::downgrade(&driver), start));
+        Ok(driver)
+    }
+
+    pub(crate) fn config(&self) -> &RedisStreamsConfig {
+        &self.config
+    }
+
+    pub(crate) fn register(&self, nsp: &str, ns: Weak<StreamsNamespace>) {
+        self.namespaces.lock().insert(nsp.to_owned(), ns);
+    }
+
+    pub(crate) fn unregister(&self, nsp: &str) {
+        self.namespaces.lock().remove(nsp);
+    }
+
+    /// Runs one command on the command connection, reconnecting first when it was lost.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Unavailable> {
+        if self.control.stopped() {
+            return Err(Unavailable);
+        }
+        let mut guard = self.cmd.lock().await;
+        if guard.is_none() {
+            match self.client.get_multiplexed_async_connection().await {
+                Ok(c) => *guard = Some(c),
+                Err(e) => {
+                    tracing::debug!("redis streams adapter: reconnecting: {e}");
+                    return Err(Unavailable);
+                }
+            }
+        }
+        let mut conn = guard.clone().ok_or(Unavailable)?;
+        // Commands are pipelined on the one connection: release the lock while this one runs.
+        drop(guard);
+        match cmd.query_async(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                tracing::debug!("redis streams adapter: command failed: {e}");
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    *self.cmd.lock().await = None;
+                }
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn xadd(&self, fields: &Fields) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.config.stream_name)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_len)
+            .arg("*");
+        for (k, v) in fields.args() {
+            cmd.arg(k).arg(v);
+        }
+        cmd
+    }
+
+    /// Appends an entry; resolves with its id.
+    pub(crate) async fn append(&self, fields: Fields) -> Result<String, Unavailable> {
+        let res = self.query::<String>(&self.xadd(&fields)).await;
+        bump(if res.is_ok() {
+            &self.control.counters.published
+        } else {
+            &self.control.counters.dropped
+        });
+        res
+    }
+
+    /// Appends an entry without waiting (in order with the other appends of this call's task).
+    pub(crate) fn append_nowait(self: &Arc<Self>, fields: Fields) {
+        let me = self.clone();
+        let cmd = self.xadd(&fields);
+        // The multiplexed connection keeps the order in which commands are written; spawning keeps
+        // the caller from waiting, at the cost of ordering between two spawned appends.
+        tokio::spawn(async move {
+            let res = me.query::<String>(&cmd).await;
+            bump(if res.is_ok() {
+                &me.control.counters.published
+            } else {
+                &me.control.counters.dropped
+            });
+        });
+    }
+
+    fn dispatch(&self, entries: Vec<Entry>) {
+        for (id, pairs) in entries {
+            let fields = Fields::from_pairs(pairs);
+            let ns = self
+                .namespaces
+                .lock()
+                .get(&fields.nsp)
+                .and_then(Weak::upgrade);
+            if let Some(ns) = ns {
+                ns.on_entry(&fields, &id);
+            }
+        }
+    }
+}
+
+/// The `XREAD` answer: `[[stream, [[id, [field, value, …]], …]]]`, or nil on timeout.
+type XreadReply = Option<Vec<(String, Vec<Entry>)>>;
+
+async fn read_loop(driver: Weak<StreamsDriver>, mut offset: String) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    loop {
+        let Some(d) = driver.upgrade() else { return };
+        if d.control.stopped() {
+            return;
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match d.client.get_multiplexed_async_connection().await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    tracing::debug!("redis streams adapter: reader reconnecting: {e}");
+                    d.connected.store(false, Ordering::Relaxed);
+                    drop(d);
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(d.config.read_count)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&d.config.stream_name)
+            .arg(&offset);
+        let mut stop = d.control.stop_signal();
+        // Hold no strong reference while blocked, so that dropping every handle ends the loop.
+        let config_name = d.config.stream_name.clone();
+        drop(d);
+        let reply = tokio::select! {
+            r = cmd.query_async::<XreadReply>(c) => r,
+            _ = stop.changed() => return,
+        };
+        let Some(d) = driver.upgrade() else { return };
+        match reply {
+            Ok(reply) => {
+                d.connected.store(true, Ordering::Relaxed);
+                for (stream, entries) in reply.unwrap_or_default() {
+                    if stream != config_name {
+                        continue;
+                    }
+                    if let Some((id, _)) = entries.last() {
+                        offset = id.clone();
+                    }
+                    d.dispatch(entries);
+                }
+            }
+            Err(e) => {
+                tracing::debug!("redis streams adapter: XREAD failed: {e}");
+                d.connected.store(false, Ordering::Relaxed);
+                conn = None;
+                drop(d);
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
