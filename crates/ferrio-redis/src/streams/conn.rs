@@ -32,6 +32,9 @@ pub(crate) struct StreamsDriver {
     cmd: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     namespaces: Mutex<HashMap<String, Weak<StreamsNamespace>>>,
     connected: AtomicBool,
+    /// The id of the last entry handed to the namespaces; held while entries are handed over, so that
+    /// a session restore can take its missed entries up to exactly there.
+    pub(crate) reading: tokio::sync::Mutex<String>,
 }
 
 impl Link for StreamsDriver {
@@ -81,6 +84,7 @@ impl StreamsDriver {
             cmd: tokio::sync::Mutex::new(Some(conn)),
             namespaces: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(true),
+            reading: tokio::sync::Mutex::new(start.clone()),
         });
         tokio::spawn(read_loop(Arc::downgrade(&driver), start));
         Ok(driver)
@@ -171,6 +175,21 @@ impl StreamsDriver {
         });
     }
 
+    /// `XRANGE` of the stream from `start` to `end` (inclusive), at most `count` entries.
+    pub(crate) async fn range(
+        &self,
+        start: &str,
+        end: &str,
+        count: Option<usize>,
+    ) -> Result<Vec<Entry>, Unavailable> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&self.config.stream_name).arg(start).arg(end);
+        if let Some(n) = count {
+            cmd.arg("COUNT").arg(n);
+        }
+        self.query(&cmd).await
+    }
+
     fn dispatch(&self, entries: Vec<Entry>) {
         for (id, pairs) in entries {
             let fields = Fields::from_pairs(pairs);
@@ -229,12 +248,14 @@ async fn read_loop(driver: Weak<StreamsDriver>, mut offset: String) {
         match reply {
             Ok(reply) => {
                 d.connected.store(true, Ordering::Relaxed);
+                let mut reading = d.reading.lock().await;
                 for (stream, entries) in reply.unwrap_or_default() {
                     if stream != config_name {
                         continue;
                     }
                     if let Some((id, _)) = entries.last() {
                         offset = id.clone();
+                        reading.clone_from(&offset);
                     }
                     d.dispatch(entries);
                 }

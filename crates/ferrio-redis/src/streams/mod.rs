@@ -18,6 +18,7 @@
 
 mod conn;
 mod entry;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -27,7 +28,7 @@ use ferrio_core::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::RedisAdapterError;
-use crate::cluster::transport::{Inbox, Offset, Transport};
+use crate::cluster::transport::{Inbox, Offset, Rejoin, Restored, Transport};
 use crate::cluster::{self, ClusterAdapter, CoreOptions, Decoded, Message, Response};
 use crate::handle::AdapterHandle;
 use crate::link::{Link, Unavailable};
@@ -245,6 +246,38 @@ impl Transport for StreamsTransport {
         if let Some(fields) = entry::Fields::of_response(response, &self.ns.uid, &self.ns.nsp) {
             self.ns.driver.append_nowait(fields);
         }
+    }
+
+    fn supports_recovery(&self) -> bool {
+        true
+    }
+
+    fn persist_session(
+        &self,
+        session: &ferrio_core::adapter::Session,
+        ttl: Duration,
+    ) -> BoxFuture<Result<(), Unavailable>> {
+        let ns = self.ns.clone();
+        let key = format!("{}{}", ns.driver.config().session_key_prefix, session.pid);
+        let value = session::encode(session);
+        // `SET … PX`: the official adapter keeps the session for `maxDisconnectionDuration` ms.
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("PX").arg(ttl);
+            ns.driver.query::<()>(&cmd).await
+        })
+    }
+
+    fn restore_session(
+        &self,
+        pid: &str,
+        offset: &str,
+        rejoin: Rejoin,
+    ) -> BoxFuture<Result<Option<Restored>, Unavailable>> {
+        let ns = self.ns.clone();
+        let (pid, offset) = (pid.to_owned(), offset.to_owned());
+        Box::pin(async move { session::restore(&ns, &pid, &offset, rejoin).await })
     }
 
     fn server_count(&self) -> BoxFuture<Result<usize, Unavailable>> {

@@ -161,6 +161,10 @@ impl Harness for Streams {
         })
     }
 
+    fn supports_recovery(&self) -> bool {
+        true
+    }
+
     /// Membership comes from heartbeats: a new node's initial heartbeat and the answers to it go
     /// through the stream before every node counts every other.
     fn settle(&self) -> BoxFuture<()> {
