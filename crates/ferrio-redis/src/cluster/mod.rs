@@ -671,7 +671,8 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
     }
 
     fn enable_recovery(&self, opts: RecoveryOptions) -> bool {
-        let supported = self.core.transport().is_some_and(T::supports_recovery);
+        // Called while the namespace is being built: the transport may not exist yet.
+        let supported = T::supports_recovery();
         if supported {
             let _ = self.core.recovery.set(opts);
         }

@@ -60,7 +60,7 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     /// Whether this transport keeps a log that sessions can be restored from (connection state
     /// recovery): then broadcasts get their offset from [`publish`](Self::publish) and are delivered
     /// locally, own ones included, as the log orders them.
-    fn supports_recovery(&self) -> bool {
+    fn supports_recovery() -> bool {
         false
     }
 

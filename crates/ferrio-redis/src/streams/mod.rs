@@ -248,7 +248,7 @@ impl Transport for StreamsTransport {
         }
     }
 
-    fn supports_recovery(&self) -> bool {
+    fn supports_recovery() -> bool {
         true
     }
 
