@@ -102,34 +102,48 @@ impl StreamsDriver {
         self.namespaces.lock().remove(nsp);
     }
 
-    /// Runs one command on the command connection, reconnecting first when it was lost.
+    /// Runs one command on the command connection, reconnecting first when it was lost. A connection
+    /// found dead by this command (Redis restarted since the last one) is replaced and the command
+    /// sent once more on the new one: the dead one could not have taken it.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, Unavailable> {
-        if self.control.stopped() {
-            return Err(Unavailable);
-        }
-        let mut guard = self.cmd.lock().await;
-        if guard.is_none() {
-            match self.client.get_multiplexed_async_connection().await {
-                Ok(c) => *guard = Some(c),
+        for attempt in 0..2 {
+            if self.control.stopped() {
+                return Err(Unavailable);
+            }
+            let mut conn = self.command_connection().await?;
+            match cmd.query_async(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                    tracing::debug!("redis streams adapter: connection lost: {e}");
+                    *self.cmd.lock().await = None;
+                    if attempt == 0 {
+                        bump(&self.control.counters.reconnects);
+                    }
+                }
                 Err(e) => {
-                    tracing::debug!("redis streams adapter: reconnecting: {e}");
+                    tracing::debug!("redis streams adapter: command failed: {e}");
                     return Err(Unavailable);
                 }
             }
         }
-        let mut conn = guard.clone().ok_or(Unavailable)?;
-        // Commands are pipelined on the one connection: release the lock while this one runs.
-        drop(guard);
-        match cmd.query_async(&mut conn).await {
-            Ok(v) => Ok(v),
+        Err(Unavailable)
+    }
+
+    async fn command_connection(&self) -> Result<MultiplexedConnection, Unavailable> {
+        let mut guard = self.cmd.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        match self.client.get_multiplexed_async_connection().await {
+            Ok(c) => {
+                *guard = Some(c.clone());
+                Ok(c)
+            }
             Err(e) => {
-                tracing::debug!("redis streams adapter: command failed: {e}");
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    *self.cmd.lock().await = None;
-                }
+                tracing::debug!("redis streams adapter: reconnecting: {e}");
                 Err(Unavailable)
             }
         }
@@ -263,6 +277,7 @@ async fn read_loop(driver: Weak<StreamsDriver>, mut offset: String) {
             Err(e) => {
                 tracing::debug!("redis streams adapter: XREAD failed: {e}");
                 d.connected.store(false, Ordering::Relaxed);
+                bump(&d.control.counters.reconnects);
                 conn = None;
                 drop(d);
                 tokio::time::sleep(RETRY).await;
