@@ -101,3 +101,19 @@ async fn foreign_and_malformed_entries() {
     expect_silence(&mut c1, QUIET).await;
     assert_eq!(a.redis.metrics().malformed, 1);
 }
+
+/// Broadcasts of one node reach another node's clients in the order they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_node_order_is_kept() {
+    let redis = Redis::start();
+    let a = Node::streams(&redis.url(), RedisStreamsConfig::default()).await;
+    let b = Node::streams(&redis.url(), RedisStreamsConfig::default()).await;
+    wait_cluster(&a, 2).await;
+    let (mut c2, _) = b.client().await;
+    for i in 0..300u32 {
+        a.io().emit("n", &i).unwrap();
+    }
+    for i in 0..300u32 {
+        assert_eq!(next_text(&mut c2).await, format!(r#"42["n",{i}]"#));
+    }
+}

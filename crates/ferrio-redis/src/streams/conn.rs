@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
 
 use super::entry::Fields;
 use super::{RedisStreamsConfig, StreamsNamespace};
@@ -20,6 +21,11 @@ use crate::link::{Control, Link, Unavailable, bump};
 const BLOCK: Duration = Duration::from_millis(2000);
 /// How long to wait before reconnecting after an error.
 const RETRY: Duration = Duration::from_millis(200);
+
+/// Entries waiting for the writer; more are dropped (and counted) rather than held without bound.
+const QUEUE: usize = 4096;
+/// The most entries the writer sends in one pipeline.
+const BATCH: usize = 256;
 
 /// One stream entry as `XREAD` and `XRANGE` give it.
 pub(crate) type Entry = (String, Vec<(String, String)>);
@@ -35,6 +41,8 @@ pub(crate) struct StreamsDriver {
     /// The id of the last entry handed to the namespaces; held while entries are handed over, so that
     /// a session restore can take its missed entries up to exactly there.
     pub(crate) reading: tokio::sync::Mutex<String>,
+    /// The queue of [`append_nowait`](Self::append_nowait), drained by [`write_loop`].
+    writer: mpsc::Sender<redis::Cmd>,
 }
 
 impl Link for StreamsDriver {
@@ -77,6 +85,7 @@ impl StreamsDriver {
             .into_iter()
             .next()
             .map_or_else(|| "0-0".to_owned(), |(id, _)| id);
+        let (writer, queue) = mpsc::channel(QUEUE);
         let driver = Arc::new(StreamsDriver {
             client,
             config,
@@ -85,8 +94,10 @@ impl StreamsDriver {
             namespaces: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(true),
             reading: tokio::sync::Mutex::new(start.clone()),
+            writer,
         });
         tokio::spawn(read_loop(Arc::downgrade(&driver), start));
+        tokio::spawn(write_loop(Arc::downgrade(&driver), queue));
         Ok(driver)
     }
 
@@ -107,14 +118,14 @@ impl StreamsDriver {
     /// sent once more on the new one: the dead one could not have taken it.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
-        cmd: &redis::Cmd,
+        cmd: &impl Query,
     ) -> Result<T, Unavailable> {
         for attempt in 0..2 {
             if self.control.stopped() {
                 return Err(Unavailable);
             }
             let mut conn = self.command_connection().await?;
-            match cmd.query_async(&mut conn).await {
+            match cmd.run(&mut conn).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_io_error() || e.is_connection_dropped() => {
                     tracing::debug!("redis streams adapter: connection lost: {e}");
@@ -173,20 +184,12 @@ impl StreamsDriver {
         res
     }
 
-    /// Appends an entry without waiting (in order with the other appends of this call's task).
-    pub(crate) fn append_nowait(self: &Arc<Self>, fields: Fields) {
-        let me = self.clone();
-        let cmd = self.xadd(&fields);
-        // The multiplexed connection keeps the order in which commands are written; spawning keeps
-        // the caller from waiting, at the cost of ordering between two spawned appends.
-        tokio::spawn(async move {
-            let res = me.query::<String>(&cmd).await;
-            bump(if res.is_ok() {
-                &me.control.counters.published
-            } else {
-                &me.control.counters.dropped
-            });
-        });
+    /// Appends an entry without waiting. Entries queued here reach the stream in the order they were
+    /// queued (one writer, pipelined); a full queue drops the entry and counts it.
+    pub(crate) fn append_nowait(&self, fields: Fields) {
+        if self.writer.try_send(self.xadd(&fields)).is_err() {
+            bump(&self.control.counters.dropped);
+        }
     }
 
     /// `XRANGE` of the stream from `start` to `end` (inclusive), at most `count` entries.
@@ -283,5 +286,49 @@ async fn read_loop(driver: Weak<StreamsDriver>, mut offset: String) {
                 tokio::time::sleep(RETRY).await;
             }
         }
+    }
+}
+
+/// A command or a pipeline, as [`StreamsDriver::query`] runs it.
+pub(crate) trait Query: Sync {
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send;
+}
+
+impl Query for redis::Cmd {
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(conn)
+    }
+}
+
+impl Query for redis::Pipeline {
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(conn)
+    }
+}
+
+/// Sends the queued appends in order, as many as are waiting in one pipeline.
+async fn write_loop(driver: Weak<StreamsDriver>, mut queue: mpsc::Receiver<redis::Cmd>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let Some(d) = driver.upgrade() else { return };
+        let n = batch.len() as u64;
+        let mut pipe = redis::pipe();
+        for cmd in batch.drain(..) {
+            pipe.add_command(cmd).ignore();
+        }
+        let counter = match d.query::<()>(&pipe).await {
+            Ok(()) => &d.control.counters.published,
+            Err(_) => &d.control.counters.dropped,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
