@@ -3,7 +3,9 @@
 //! `cargo run -p ferrio-redis --example redis_node -- --port 0 --redis redis://127.0.0.1:PORT [--name NAME]`
 //! prints `listening on http://127.0.0.1:PORT` once bound and connected to Redis; nothing else goes to
 //! stdout. With `--sharded`, the sharded adapter (`createShardedAdapter`, default options) on the Redis
-//! Cluster whose nodes `--redis` lists (comma-separated URLs; one is enough).
+//! Cluster whose nodes `--redis` lists (comma-separated URLs; one is enough). With `--streams`, the
+//! Redis Streams adapter (`@socket.io/redis-streams-adapter`, default options) with connection state
+//! recovery on (default options); each socket then also answers `recovered` with whether it was.
 //!
 //! Every socket of `/` gets `data = {node: NAME}`. Events (each acks once done):
 //! - `join` (a room) joins it, acks `true`;
@@ -22,14 +24,17 @@ use std::time::Duration;
 
 use ferrio::adapter::AckEvent;
 use ferrio::engine::Cors;
-use ferrio::{Event, Io, IoConfig, Socket, Value};
+use ferrio::{ConnectionStateRecovery, Event, Io, IoConfig, Socket, Value};
 use ferrio_redis::{
-    RedisAdapterConfig, RedisAdapterHandle, ShardedConfig, ShardedRedisAdapterHandle,
+    RedisAdapterConfig, RedisAdapterHandle, RedisStreamsAdapterHandle, RedisStreamsConfig,
+    ShardedConfig, ShardedRedisAdapterHandle,
 };
 use serde_json::json;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: redis_node [--port N] --redis URL[,URL…] [--name NAME] [--sharded]");
+    eprintln!(
+        "{msg}\nusage: redis_node [--port N] --redis URL[,URL…] [--name NAME] [--sharded | --streams]"
+    );
     std::process::exit(2);
 }
 
@@ -42,11 +47,15 @@ fn ack(ev: &mut Event, v: &serde_json::Value) {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let (mut port, mut url, mut name) = (0u16, None, "ferrio".to_owned());
-    let mut sharded = false;
+    let (mut sharded, mut streams) = (false, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--sharded" {
             sharded = true;
+            continue;
+        }
+        if flag == "--streams" {
+            streams = true;
             continue;
         }
         let value = it
@@ -60,7 +69,12 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let url = url.unwrap_or_else(|| usage("--redis is required"));
-    let adapter = if sharded {
+    let adapter = if streams {
+        RedisStreamsAdapterHandle::connect(&url, RedisStreamsConfig::default())
+            .await
+            .unwrap_or_else(|e| usage(&e.to_string()))
+            .factory()
+    } else if sharded {
         let urls: Vec<&str> = url.split(',').collect();
         ShardedRedisAdapterHandle::connect(urls, ShardedConfig::default())
             .await
@@ -72,13 +86,14 @@ async fn main() -> std::io::Result<()> {
             .unwrap_or_else(|e| usage(&e.to_string()))
             .factory()
     };
-    let io = Io::new(
-        IoConfig::builder()
-            .path("/socket.io/")
-            .cors(Cors::any())
-            .adapter(adapter)
-            .build(),
-    );
+    let mut config = IoConfig::builder()
+        .path("/socket.io/")
+        .cors(Cors::any())
+        .adapter(adapter);
+    if streams {
+        config = config.connection_state_recovery(ConnectionStateRecovery::default());
+    }
+    let io = Io::new(config.build());
     let name: Arc<str> = Arc::from(name);
 
     let ns = io.of("/");
@@ -121,6 +136,9 @@ fn install(socket: &Socket, io: &Io, name: &Arc<str>) {
             s.join([r]);
         }
         ack(&mut ev, &json!(true));
+    });
+    socket.on("recovered", |s: Socket, mut ev: Event| async move {
+        ack(&mut ev, &json!(s.recovered()));
     });
     socket.on("rooms", |s: Socket, mut ev: Event| async move {
         let mut rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();

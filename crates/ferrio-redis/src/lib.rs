@@ -12,7 +12,9 @@
 //! # let _ = io; Ok(()) }
 //! ```
 //!
-//! For a Redis Cluster (sharded Pub/Sub, `createShardedAdapter`), see [`ShardedRedisAdapterHandle`].
+//! For a Redis Cluster (sharded Pub/Sub, `createShardedAdapter`), see [`ShardedRedisAdapterHandle`];
+//! for `@socket.io/redis-streams-adapter` 0.3.x (one Redis stream, connection state recovery across
+//! nodes), see [`RedisStreamsAdapterHandle`].
 //!
 //! ## Layers
 //!
@@ -22,13 +24,16 @@
 //!        |  Transport (typed Message / Response out)     ^  Inbox (typed, decoded, in)
 //!  ClassicTransport    classic/   the redis-adapter format; SUBSCRIBE / PSUBSCRIBE channels
 //!  ShardedTransport    sharded/   the ClusterAdapter format (cluster/wire.rs); SSUBSCRIBE channels
+//!  StreamsTransport    streams/   the ClusterAdapter messages as stream entry fields; XADD / XREAD;
+//!                                 heartbeat membership; sessions and missed packets (session.rs)
 //!        |  PublishQueue (bytes out)                     ^  Subscriber (channel + bytes in)
-//!  drivers             classic/conn.rs, sharded/conn.rs: a server's connections, shared by its
-//!                      namespaces; reconnection, pipelining, counters (link.rs)
+//!  drivers             classic/conn.rs, sharded/conn.rs, streams/conn.rs: a server's connections,
+//!                      shared by its namespaces; reconnection, pipelining, counters (link.rs)
 //! ```
 //!
-//! A third transport (Redis Streams: one stream, per-message offsets) fits the same two doors: its
-//! `publish` resolves with the entry id, and what it reads carries it as the offset of each incoming message.
+//! The streams transport's `publish` resolves with the entry id, and what it reads carries it as the
+//! offset of each incoming message: with connection state recovery on, broadcasts are delivered as the
+//! stream orders them, each with its entry id as offset, and any node restores any session.
 //!
 //! Classic: two connections per server, shared by all namespaces: one publishes (pipelined, in order),
 //! one holds the subscriptions. Both reconnect by themselves with backoff, and the subscriptions are
@@ -105,6 +110,7 @@ mod handle;
 mod link;
 pub mod msgpack;
 mod sharded;
+mod streams;
 mod wire;
 
 pub use classic::{
@@ -118,6 +124,10 @@ pub use link::Metrics;
 pub use sharded::{
     NodeUrls, ShardedConfig, ShardedConfigBuilder, ShardedRedisAdapter, ShardedRedisAdapterHandle,
     ShardedTransport, SubscriptionMode,
+};
+pub use streams::{
+    RedisStreamsAdapter, RedisStreamsAdapterHandle, RedisStreamsConfig, RedisStreamsConfigBuilder,
+    StreamsTransport,
 };
 
 /// Errors of setting up the adapter.

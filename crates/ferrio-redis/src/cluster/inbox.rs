@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use ferrio_core::adapter::{AckEvent, Adapter, BroadcastOptions, Room, Sid};
+use ferrio_core::adapter::{AckEvent, Adapter, BroadcastOptions, Room, SessionLog, Sid};
 use ferrio_proto::socket::Packet;
 use ferrio_proto::value::Value;
 use futures_util::FutureExt;
@@ -17,9 +17,16 @@ use super::{
 impl<T: Transport> Core<T> {
     // ---- handlers of other nodes' messages, one per kind
 
-    /// `_offset`: connection-state recovery will append it to the packet, as the official
+    /// With connection state recovery on, the offset is appended to the packet, as the official
     /// `addOffsetIfNecessary` does, so that a client can resume from it.
-    fn on_broadcast(&self, packet: Packet, mut opts: BroadcastOptions, _offset: Option<String>) {
+    fn on_broadcast(&self, mut packet: Packet, mut opts: BroadcastOptions, offset: Option<String>) {
+        if self.recovery.get().is_some()
+            && let Some(offset) = offset
+            && SessionLog::is_eligible(&packet, &opts)
+            && let Packet::Event { args, .. } = &mut packet
+        {
+            args.push(Value::String(offset));
+        }
         opts.flags.local = true;
         let _ = self.local.broadcast(packet, opts).now_or_never();
     }
@@ -244,7 +251,12 @@ impl<T: Transport> Inbox for Core<T> {
             message,
             offset,
         } = incoming;
-        if from.as_deref() == Some(self.uid.as_str()) {
+        // With recovery on, this node's own broadcasts are delivered here as the log orders them
+        // (see `broadcast`); every other message of its own was handled when it was sent.
+        let own_logged = self.recovery.get().is_some()
+            && offset.is_some()
+            && matches!(&message, Message::Broadcast { packet, opts } if SessionLog::is_eligible(packet, opts));
+        if from.as_deref() == Some(self.uid.as_str()) && !own_logged {
             return;
         }
         match message {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use ferrio_core::BoxFuture;
 use ferrio_core::adapter::{
     AckEvent, AckSink, Adapter, AdapterError, AdapterFactory, BroadcastOptions, LocalNamespace,
-    MemoryAdapter, Room, Sid, SocketInfo,
+    MemoryAdapter, RecoveryOptions, RestoredSession, Room, Session, SessionLog, Sid, SocketInfo,
 };
 use ferrio_proto::socket::Packet;
 use ferrio_proto::value::Value;
@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 pub(crate) use message::{Decoded, Incoming, Message, RequestId, Response, SocketOp};
-use transport::{Inbox, Transport};
+use transport::{Inbox, Rejoin, Transport};
 
 /// How long an ack entry outlives the caller's timeout: the caller times out with what arrived rather
 /// than seeing the acks' sources vanish first.
@@ -99,6 +99,7 @@ impl<T> ClusterAdapter<T> {
             acks: Mutex::new(HashMap::new()),
             me: me.clone(),
             closed: AtomicBool::new(false),
+            recovery: OnceLock::new(),
         });
         ClusterAdapter { core }
     }
@@ -174,6 +175,18 @@ struct Core<T> {
     rooms: Option<Mutex<HashMap<Room, usize>>>,
     me: Weak<Core<T>>,
     closed: AtomicBool,
+    /// Set once connection state recovery is on (and the transport keeps a log).
+    recovery: OnceLock<RecoveryOptions>,
+}
+
+fn unreachable_error() -> AdapterError {
+    AdapterError::Transport("redis unreachable".into())
+}
+
+/// Whether a broadcast to `opts` reached a socket in `rooms` (`shouldIncludePacket`).
+fn reached(rooms: &[Room], opts: &BroadcastOptions) -> bool {
+    (opts.rooms.is_empty() || rooms.iter().any(|r| opts.rooms.contains(r)))
+        && !rooms.iter().any(|r| opts.except.contains(r))
 }
 
 fn ready<T: Send + 'static>(v: T) -> BoxFuture<T> {
@@ -467,6 +480,27 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
         opts: BroadcastOptions,
     ) -> BoxFuture<Result<(), AdapterError>> {
         if !opts.flags.local
+            && self.core.recovery.get().is_some()
+            && SessionLog::is_eligible(&packet, &opts)
+            && let Some(t) = self.core.transport()
+        {
+            // The log's order is the delivery order: this node's sockets get the packet when the
+            // transport reads it back, with its offset, as every other node's do. A restore then
+            // sees each packet either among the missed ones or delivered live, never both.
+            let sent = t.publish(&Message::Broadcast {
+                packet: packet.clone(),
+                opts: opts.clone(),
+            });
+            let core = self.core.clone();
+            return Box::pin(async move {
+                match sent.await {
+                    Ok(Some(_)) => Ok(()),
+                    // Not stored: the sockets here still get it, without an offset to resume from.
+                    _ => core.local.broadcast(packet, opts).await,
+                }
+            });
+        }
+        if !opts.flags.local
             && let Some(t) = self.core.transport()
         {
             t.publish_nowait(&Message::Broadcast {
@@ -638,6 +672,67 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
     fn server_count(&self) -> BoxFuture<usize> {
         let core = self.core.clone();
         Box::pin(async move { core.server_count().await })
+    }
+
+    fn enable_recovery(&self, opts: RecoveryOptions) -> bool {
+        // Called while the namespace is being built: the transport may not exist yet.
+        let supported = T::supports_recovery();
+        if supported {
+            let _ = self.core.recovery.set(opts);
+        }
+        supported
+    }
+
+    fn persist_session(&self, session: Session) -> BoxFuture<Result<(), AdapterError>> {
+        let (Some(opts), Some(t)) = (self.core.recovery.get(), self.core.transport()) else {
+            return ready(Ok(()));
+        };
+        let stored = t.persist_session(&session, opts.max_disconnection_duration);
+        Box::pin(async move { stored.await.map_err(|_| unreachable_error()) })
+    }
+
+    fn restore_session(
+        &self,
+        pid: &str,
+        offset: &str,
+    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
+        let (Some(_), Some(t)) = (self.core.recovery.get(), self.core.transport()) else {
+            return ready(Ok(None));
+        };
+        let core = self.core.clone();
+        let rejoin: Rejoin = Box::new(move |session: &Session| {
+            core.add_all(&session.sid, &session.rooms);
+            if let Ok(ns) = core.ns() {
+                ns.hold(&session.sid);
+            }
+        });
+        let restored = t.restore_session(pid, offset, rejoin);
+        let nsp = self.core.ns().map(|ns| ns.name().to_owned());
+        Box::pin(async move {
+            let nsp = nsp?;
+            let Some(restored) = restored.await.map_err(|_| unreachable_error())? else {
+                return Ok(None);
+            };
+            let rooms = &restored.session.rooms;
+            let missed = restored
+                .entries
+                .into_iter()
+                .filter(|(_, packet, opts)| {
+                    SessionLog::is_eligible(packet, opts) && reached(rooms, opts)
+                })
+                .map(|(id, mut packet, _)| {
+                    if let Packet::Event { args, nsp: p, .. } = &mut packet {
+                        args.push(Value::String(id));
+                        p.clone_from(&nsp);
+                    }
+                    packet
+                })
+                .collect();
+            Ok(Some(RestoredSession {
+                session: restored.session,
+                missed,
+            }))
+        })
     }
 
     fn close(&self) {

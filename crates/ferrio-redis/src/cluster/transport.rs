@@ -11,8 +11,11 @@
 
 use std::sync::Weak;
 
+use std::time::Duration;
+
 use ferrio_core::BoxFuture;
-use ferrio_core::adapter::Room;
+use ferrio_core::adapter::{BroadcastOptions, Room, Session};
+use ferrio_proto::socket::Packet;
 
 use super::message::{Incoming, Message, Response};
 use crate::link::Unavailable;
@@ -53,7 +56,44 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
 
     /// A room lost its last local socket.
     fn room_deleted(&self, _room: &Room) {}
+
+    /// Whether this transport keeps a log that sessions can be restored from (connection state
+    /// recovery): then broadcasts get their offset from [`publish`](Self::publish) and are delivered
+    /// locally, own ones included, as the log orders them.
+    fn supports_recovery() -> bool {
+        false
+    }
+
+    /// Stores a dropped socket's session for `ttl`.
+    fn persist_session(
+        &self,
+        _session: &Session,
+        _ttl: Duration,
+    ) -> BoxFuture<Result<(), Unavailable>> {
+        Box::pin(async { Err(Unavailable) })
+    }
+
+    /// Takes the session `pid` (once) and the entries after `offset`; `None` when either is unknown.
+    fn restore_session(
+        &self,
+        _pid: &str,
+        _offset: &str,
+        _rejoin: Rejoin,
+    ) -> BoxFuture<Result<Option<Restored>, Unavailable>> {
+        Box::pin(async { Ok(None) })
+    }
 }
+
+/// A session read back from a log, with every broadcast of its namespace stored after its offset
+/// (`(entry id, packet, options)`, oldest first), not yet filtered by rooms.
+pub(crate) struct Restored {
+    pub(crate) session: Session,
+    pub(crate) entries: Vec<(String, Packet, BroadcastOptions)>,
+}
+
+/// Called by a transport's restore at the instant it stops collecting missed entries and before it
+/// delivers any newer one: the socket rejoins its rooms then, so that no broadcast falls in between.
+pub(crate) type Rejoin = Box<dyn FnOnce(&Session) + Send>;
 
 /// Where a transport delivers what arrives for one namespace.
 pub(crate) trait Inbox: Send + Sync {

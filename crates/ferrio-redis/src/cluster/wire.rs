@@ -221,6 +221,21 @@ fn frame(ty: MessageType, data: Option<Value>, uid: &str, nsp: &str) -> Vec<u8> 
     }
 }
 
+/// The type number and data of a message, for a format that stores them as separate fields (a stream
+/// entry); `bool`: the data may hold binary and does, so JSON cannot carry it.
+pub(crate) fn message_fields(msg: &Message) -> Option<(u8, Option<Value>, bool)> {
+    let (ty, data) = message_body(msg)?;
+    let binary = ty.may_contain_binary() && data.as_ref().is_some_and(wire::has_binary);
+    Some((ty as u8, data, binary))
+}
+
+/// [`message_fields`] of a response.
+pub(crate) fn response_fields(response: &Response) -> Option<(u8, Option<Value>, bool)> {
+    let (ty, data) = response_body(response)?;
+    let binary = ty.may_contain_binary() && wire::has_binary(&data);
+    Some((ty as u8, Some(data), binary))
+}
+
 /// Encodes a message of node `uid` in namespace `nsp`; `None` for what this format cannot say.
 pub(crate) fn encode_message(msg: &Message, uid: &str, nsp: &str) -> Option<Vec<u8>> {
     let (ty, data) = message_body(msg)?;
@@ -242,7 +257,21 @@ pub(crate) fn decode(
     response_channel: bool,
     counters: &Counters,
 ) -> Result<Option<Decoded>, String> {
-    let msg = wire::decode_request(payload)?;
+    decode_value(
+        wire::decode_request(payload)?,
+        nsp,
+        response_channel,
+        counters,
+    )
+}
+
+/// [`decode`] of a message already read into a [`Value`] (a stream entry's fields).
+pub(crate) fn decode_value(
+    msg: Value,
+    nsp: &str,
+    response_channel: bool,
+    counters: &Counters,
+) -> Result<Option<Decoded>, String> {
     if !matches!(msg, Value::Object(_)) {
         return Err("message is not an object".into());
     }

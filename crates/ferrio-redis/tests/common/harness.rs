@@ -8,8 +8,8 @@ use std::time::Duration;
 use ferrio_core::BoxFuture;
 use ferrio_core::testing::{Harness, Nodes};
 use ferrio_redis::{
-    RedisAdapterConfig, RedisAdapterHandle, ShardedConfig, ShardedRedisAdapterHandle,
-    SubscriptionMode,
+    RedisAdapterConfig, RedisAdapterHandle, RedisStreamsAdapterHandle, RedisStreamsConfig,
+    ShardedConfig, ShardedRedisAdapterHandle, SubscriptionMode,
 };
 
 use super::servers::{Redis, RedisCluster};
@@ -110,6 +110,63 @@ impl Harness for Sharded {
 
     /// A room's channel is subscribed (SSUBSCRIBE) in the background once the room appears, as the
     /// official adapter does; give it time to reach the cluster.
+    fn settle(&self) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(Duration::from_millis(300)))
+    }
+}
+
+/// The Redis Streams adapter on one `redis-server`; each cluster gets its own stream and session keys.
+pub struct Streams {
+    redis: Redis,
+    runs: AtomicUsize,
+}
+
+impl Streams {
+    pub fn start() -> Streams {
+        Streams {
+            redis: Redis::start(),
+            runs: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Harness for Streams {
+    fn max_nodes(&self) -> usize {
+        3
+    }
+
+    fn start(&self, nodes: usize) -> BoxFuture<Nodes> {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let url = self.redis.url();
+        Box::pin(async move {
+            let mut handles = Vec::new();
+            for _ in 0..nodes {
+                let config = RedisStreamsConfig::builder()
+                    .stream_name(format!("conformance{run}"))
+                    .session_key_prefix(format!("conformance{run}:session:"))
+                    .build();
+                let handle = RedisStreamsAdapterHandle::connect(&url, config)
+                    .await
+                    .unwrap();
+                handles.push(handle);
+            }
+            let factories = handles
+                .iter()
+                .map(RedisStreamsAdapterHandle::factory)
+                .collect();
+            Nodes::new(
+                factories,
+                Closing(handles, RedisStreamsAdapterHandle::close),
+            )
+        })
+    }
+
+    fn supports_recovery(&self) -> bool {
+        true
+    }
+
+    /// Membership comes from heartbeats: a new node's initial heartbeat and the answers to it go
+    /// through the stream before every node counts every other.
     fn settle(&self) -> BoxFuture<()> {
         Box::pin(tokio::time::sleep(Duration::from_millis(300)))
     }

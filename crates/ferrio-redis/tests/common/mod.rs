@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use ferrio_redis::{
-    AdapterHandle, ClassicTransport, RedisAdapterConfig, RedisAdapterHandle, ShardedConfig,
-    ShardedRedisAdapterHandle, ShardedTransport, SubscriptionMode,
+    AdapterHandle, ClassicTransport, RedisAdapterConfig, RedisAdapterHandle,
+    RedisStreamsAdapterHandle, RedisStreamsConfig, ShardedConfig, ShardedRedisAdapterHandle,
+    ShardedTransport, StreamsTransport, SubscriptionMode,
 };
 
 pub mod harness;
@@ -39,6 +40,16 @@ impl Node<ShardedTransport> {
     pub async fn sharded(cluster: &RedisCluster, mode: SubscriptionMode) -> Self {
         let config = ShardedConfig::builder().subscription_mode(mode).build();
         let redis = ShardedRedisAdapterHandle::connect(cluster.urls(), config)
+            .await
+            .unwrap();
+        Node::on(redis).await
+    }
+}
+
+impl Node<StreamsTransport> {
+    /// A node on the Redis Streams adapter at `url`.
+    pub async fn streams(url: &str, config: RedisStreamsConfig) -> Self {
+        let redis = RedisStreamsAdapterHandle::connect(url, config)
             .await
             .unwrap();
         Node::on(redis).await
