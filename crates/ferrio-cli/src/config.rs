@@ -80,8 +80,9 @@ pub struct ServeOptions {
     #[arg(long, env = "FERRIO_LOG")]
     pub log: Option<String>,
     /// Adapter for running several nodes as one server: `redis://HOST:PORT[/DB]` (the classic
-    /// `@socket.io/redis-adapter`, pub/sub) or `redis-sharded://HOST:PORT[,HOST:PORT…]` (the sharded
-    /// adapter on a Redis Cluster, sharded pub/sub, Redis 7; seed nodes); `local` or none: one node.
+    /// `@socket.io/redis-adapter`, pub/sub), `redis-sharded://HOST:PORT[,HOST:PORT…]` (the sharded
+    /// adapter on a Redis Cluster, sharded pub/sub, Redis 7; seed nodes) or `redis-streams://HOST:PORT`
+    /// (`@socket.io/redis-streams-adapter`: recovery across nodes); `local` or none: one node.
     #[arg(long, env = "FERRIO_ADAPTER")]
     pub adapter: Option<String>,
     /// Key prefix of the adapter's Redis channels (`socket.io`), as the Node adapter's `key` option.
@@ -175,6 +176,14 @@ pub enum AdapterSpec {
         /// Channel prefix.
         key: String,
     },
+    /// The Redis Streams adapter (`@socket.io/redis-streams-adapter`): one stream, and sessions kept in
+    /// Redis so that connection state recovery works across nodes.
+    RedisStreams {
+        /// `redis://…` URL (the `redis-streams` scheme rewritten).
+        url: String,
+        /// Stream name (`--adapter-key`, "socket.io" by default as in the official adapter).
+        key: String,
+    },
 }
 
 impl AdapterSpec {
@@ -188,9 +197,9 @@ impl AdapterSpec {
             return Ok(AdapterSpec::Local);
         };
         let bad = |why: &str| ConfigError::Adapter(raw.to_owned(), why.to_owned());
-        let (scheme, rest) = raw
-            .split_once("://")
-            .ok_or_else(|| bad("expected redis://HOST:PORT or redis-sharded://HOST:PORT"))?;
+        let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
+            bad("expected redis://, redis-sharded:// or redis-streams://HOST:PORT")
+        })?;
         if rest.split('/').next().unwrap_or_default().is_empty() {
             return Err(bad("no host"));
         }
@@ -216,7 +225,13 @@ impl AdapterSpec {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(AdapterSpec::RedisSharded { urls, key })
             }
-            _ => Err(bad("unknown scheme (redis://, redis-sharded://)")),
+            "redis-streams" => Ok(AdapterSpec::RedisStreams {
+                url: format!("redis://{rest}"),
+                key,
+            }),
+            _ => Err(bad(
+                "unknown scheme (redis://, redis-sharded://, redis-streams://)",
+            )),
         }
     }
 }
@@ -531,6 +546,13 @@ log = "warn"
             AdapterSpec::RedisSharded {
                 urls: vec!["redis://h:7000/0".into()],
                 key: "app".into()
+            }
+        );
+        assert_eq!(
+            AdapterSpec::parse(Some("redis-streams://h:6380"), None).unwrap(),
+            AdapterSpec::RedisStreams {
+                url: "redis://h:6380".into(),
+                key: "socket.io".into()
             }
         );
         assert_eq!(

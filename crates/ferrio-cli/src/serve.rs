@@ -101,6 +101,7 @@ enum AdapterHandle {
     Local,
     Redis(ferrio_redis::RedisAdapterHandle),
     Sharded(ferrio_redis::ShardedRedisAdapterHandle),
+    Streams(ferrio_redis::RedisStreamsAdapterHandle),
 }
 
 impl AdapterHandle {
@@ -109,6 +110,7 @@ impl AdapterHandle {
             AdapterHandle::Local => {}
             AdapterHandle::Redis(h) => h.close(),
             AdapterHandle::Sharded(h) => h.close(),
+            AdapterHandle::Streams(h) => h.close(),
         }
     }
 }
@@ -152,6 +154,22 @@ async fn connect_adapter(
             config.adapter = handle.factory();
             tracing::info!(?urls, %key, "sharded redis adapter connected");
             Ok(AdapterHandle::Sharded(handle))
+        }
+        AdapterSpec::RedisStreams { url, key } => {
+            tracing::info!(%url, stream = %key, "connecting to the redis streams adapter");
+            let streams_config = ferrio_redis::RedisStreamsConfig::builder()
+                .stream_name(key.clone())
+                .build();
+            let handle = ferrio_redis::RedisStreamsAdapterHandle::connect(url, streams_config)
+                .await
+                .map_err(|e| {
+                    ServeError::Adapter(format!(
+                        "redis-streams adapter: {e} (no answer within {REDIS_WAIT}; is redis-server running there?)"
+                    ))
+                })?;
+            config.adapter = handle.factory();
+            tracing::info!(%url, stream = %key, "redis streams adapter connected");
+            Ok(AdapterHandle::Streams(handle))
         }
     }
 }

@@ -174,6 +174,37 @@ async fn chat_reaches_every_node() {
     assert!(summary["deliveries"].as_u64().unwrap() > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_reaches_every_node_over_redis_streams() {
+    let Some((_redis, redis_url)) = start_redis() else {
+        return;
+    };
+    let streams_url = redis_url.replacen("redis://", "redis-streams://", 1);
+    let (_n1, url1) = start_node(&["--adapter", &streams_url, "--connection-state-recovery"]);
+    let (_n2, url2) = start_node(&["--adapter", &streams_url, "--connection-state-recovery"]);
+    let (a, mut a_rx) = member(&url1, "r").await;
+    let (b, mut b_rx) = member(&url2, "r").await;
+    for (from, to_rx, text) in [
+        (&a, &mut b_rx, "streamed from 1"),
+        (&b, &mut a_rx, "streamed from 2"),
+    ] {
+        from.emit("chat", &serde_json::json!({ "room": "r", "text": text }))
+            .expect("emit chat");
+        let got = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(t) = to_rx.recv().await {
+                if t == text {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(got, Ok(true), "{text:?} did not reach the other node");
+    }
+    a.disconnect();
+    b.disconnect();
+}
+
 #[test]
 fn unreachable_redis_is_a_clear_error() {
     let port = free_port();
