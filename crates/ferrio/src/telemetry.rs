@@ -12,13 +12,13 @@
 //! | `ferrio_sockets_connected_total` | counter | `namespace` |
 //! | `ferrio_sockets` | gauge | `namespace` |
 //! | `ferrio_packets_in_total`, `ferrio_bytes_in_total` | counter | messages received |
-//! | `ferrio_packets_out_total`, `ferrio_bytes_out_total` | counter | frames queued for sending |
+//! | `ferrio_packets_out_total`, `ferrio_bytes_out_total` | counter | frames taken by a session's writer |
 //! | `ferrio_volatile_drops_total` | counter | volatile packets dropped on a full queue |
 //! | `ferrio_slow_consumer_disconnects_total` | counter | sessions closed on a full queue |
 //! | `ferrio_ack_timeouts_total` | counter | acks of `emit_with_ack` past their deadline |
 
-use ferrio_proto::engine::{CloseReason, Data, Frame, TransportKind};
-use metrics::{counter, gauge};
+use ferrio_proto::engine::{CloseReason, Data, TransportKind};
+use metrics::{Counter, counter, gauge};
 
 pub(crate) fn connection(transport: TransportKind) {
     counter!("ferrio_connections_total", "transport" => transport.as_str()).increment(1);
@@ -49,18 +49,51 @@ pub(crate) fn socket_disconnected(namespace: &str) {
     gauge!("ferrio_sockets", "namespace" => namespace.to_owned()).decrement(1.0);
 }
 
-pub(crate) fn message_in(data: &Data) {
-    counter!("ferrio_packets_in_total").increment(1);
-    counter!("ferrio_bytes_in_total").increment(data.len() as u64);
+/// The in counters of one session, registered once when it opens (every message goes through them).
+#[derive(Debug)]
+pub(crate) struct MessagesIn {
+    packets: Counter,
+    bytes: Counter,
 }
 
-pub(crate) fn frame_out(frame: &Frame) {
-    counter!("ferrio_packets_out_total").increment(1);
-    let bytes = match frame {
-        Frame::Text(t) => t.len(),
-        Frame::Binary(b) => b.len(),
-    };
-    counter!("ferrio_bytes_out_total").increment(bytes as u64);
+impl MessagesIn {
+    pub(crate) fn new() -> Self {
+        MessagesIn {
+            packets: counter!("ferrio_packets_in_total"),
+            bytes: counter!("ferrio_bytes_in_total"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, data: &Data) {
+        self.packets.increment(1);
+        self.bytes.increment(data.len() as u64);
+    }
+}
+
+/// The out counters of one session, registered once when it opens: frames leave a session one by one
+/// (every recipient of every broadcast), so each is an atomic add on a held handle, not a registry
+/// lookup by name.
+#[derive(Debug)]
+pub(crate) struct FramesOut {
+    packets: Counter,
+    bytes: Counter,
+}
+
+impl FramesOut {
+    pub(crate) fn new() -> Self {
+        FramesOut {
+            packets: counter!("ferrio_packets_out_total"),
+            bytes: counter!("ferrio_bytes_out_total"),
+        }
+    }
+
+    /// A frame of `bytes` encoded bytes left the queue for the transport.
+    #[inline]
+    pub(crate) fn record(&self, bytes: usize) {
+        self.packets.increment(1);
+        self.bytes.increment(bytes as u64);
+    }
 }
 
 /// Counts a volatile frame that was not queued; returns `queued`.

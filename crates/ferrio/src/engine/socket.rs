@@ -68,6 +68,9 @@ pub(crate) struct Outbox {
     queued: Arc<AtomicUsize>,
     /// A frame taken from the queue that did not fit in the last poll response; it goes first next time.
     carry: Option<Frame>,
+    /// `ferrio_packets_out_total` / `ferrio_bytes_out_total`, counted as frames leave the queue: on the
+    /// writer's side, so a broadcast's loop over its recipients does no metrics work.
+    out: crate::telemetry::FramesOut,
 }
 
 impl Outbox {
@@ -76,7 +79,7 @@ impl Outbox {
             return Some(f);
         }
         let f = self.rx.recv().await?;
-        self.queued.fetch_sub(cost(&f), Ordering::Relaxed);
+        self.taken(&f);
         Some(f)
     }
 
@@ -85,8 +88,16 @@ impl Outbox {
             return Some(f);
         }
         let f = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(cost(&f), Ordering::Relaxed);
+        self.taken(&f);
         Some(f)
+    }
+
+    /// A frame left the queue: it stops counting against the budget and counts as sent.
+    #[inline]
+    fn taken(&self, f: &Frame) {
+        let c = cost(f);
+        self.queued.fetch_sub(c, Ordering::Relaxed);
+        self.out.record(c - FRAME_COST);
     }
 
     pub(crate) fn put_back(&mut self, frame: Frame) {
@@ -118,6 +129,8 @@ pub struct Socket {
     /// Cancelled to drop the probe websocket of an upgrade that timed out.
     upgrade_cancel: Mutex<Option<CancellationToken>>,
     pub(crate) posting: AtomicBool,
+    /// `ferrio_packets_in_total` / `ferrio_bytes_in_total` of this session.
+    messages_in: crate::telemetry::MessagesIn,
     handshake: HandshakeInfo,
     /// The handler with this session's state (for Socket.IO, the `Client`), so that each message reaches
     /// it without a lookup in a shared map. Taken out when the session closes: the state usually holds
@@ -164,6 +177,7 @@ impl Socket {
                 rx,
                 queued,
                 carry: None,
+                out: crate::telemetry::FramesOut::new(),
             })),
             outbox_returned: Notify::new(),
             poll_release: Notify::new(),
@@ -171,6 +185,7 @@ impl Socket {
             closed: CancellationToken::new(),
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
+            messages_in: crate::telemetry::MessagesIn::new(),
             handshake,
             handler: Mutex::new(None),
             open: AtomicBool::new(true),
@@ -222,7 +237,6 @@ impl Socket {
         if !self.open.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        crate::telemetry::frame_out(&frame);
         self.push(frame)
     }
 
@@ -368,7 +382,7 @@ impl Socket {
         };
         match received {
             Received::Message(data) => {
-                crate::telemetry::message_in(&data);
+                self.messages_in.record(&data);
                 // Cloned out: the handler may close this session, which takes it out of the slot.
                 let Some(handler) = self.handler.lock().clone() else {
                     return;
