@@ -313,10 +313,7 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
     ) -> ListenerId {
-        let mut h = self.inner.handlers.write();
-        let id = h.next_id();
-        h.any.push((id, Arc::new(f)));
-        id
+        self.add_listener::<listeners::AnyHandler>(|h| &mut h.any, Arc::new(f), false)
     }
 
     /// Sees every incoming event, before the catch-all listeners already there.
@@ -324,10 +321,7 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
     ) -> ListenerId {
-        let mut h = self.inner.handlers.write();
-        let id = h.next_id();
-        h.any.insert(0, (id, Arc::new(f)));
-        id
+        self.add_listener::<listeners::AnyHandler>(|h| &mut h.any, Arc::new(f), true)
     }
 
     /// Removes the catch-all listeners.
@@ -340,10 +334,7 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
     ) -> ListenerId {
-        let mut h = self.inner.handlers.write();
-        let id = h.next_id();
-        h.any_outgoing.push((id, Arc::new(f)));
-        id
+        self.add_listener::<listeners::AnyHandler>(|h| &mut h.any_outgoing, Arc::new(f), false)
     }
 
     /// Sees every outgoing event, before the outgoing catch-all listeners already there.
@@ -351,10 +342,7 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
     ) -> ListenerId {
-        let mut h = self.inner.handlers.write();
-        let id = h.next_id();
-        h.any_outgoing.insert(0, (id, Arc::new(f)));
-        id
+        self.add_listener::<listeners::AnyHandler>(|h| &mut h.any_outgoing, Arc::new(f), true)
     }
 
     /// Removes the outgoing catch-all listeners.
@@ -368,10 +356,11 @@ impl Socket {
         F: Fn(Socket) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut h = self.inner.handlers.write();
-        let id = h.next_id();
-        h.connect.push((id, Arc::new(move |s| Box::pin(f(s)))));
-        id
+        self.add_listener::<listeners::ConnectHandler>(
+            |h| &mut h.connect,
+            Arc::new(move |s| Box::pin(f(s))),
+            false,
+        )
     }
 
     /// Runs when joining fails (`connect_error`): refused by the server (its message and data), or the
@@ -381,11 +370,11 @@ impl Socket {
         F: Fn(Socket, ConnectError) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut h = self.inner.handlers.write();
-        let id = h.next_id();
-        h.connect_error
-            .push((id, Arc::new(move |s, e| Box::pin(f(s, e)))));
-        id
+        self.add_listener::<listeners::ErrorHandler>(
+            |h| &mut h.connect_error,
+            Arc::new(move |s, e| Box::pin(f(s, e))),
+            false,
+        )
     }
 
     /// Runs on each disconnection (`disconnect`).
@@ -394,10 +383,28 @@ impl Socket {
         F: Fn(Socket, ClientDisconnectReason) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.add_listener::<listeners::DisconnectHandler>(
+            |h| &mut h.disconnect,
+            Arc::new(move |s, r| Box::pin(f(s, r))),
+            false,
+        )
+    }
+
+    /// Adds `handler` to one of the listener lists, at the end or (`front`) at the start.
+    fn add_listener<T>(
+        &self,
+        list: fn(&mut Handlers) -> &mut Vec<(ListenerId, T)>,
+        handler: T,
+        front: bool,
+    ) -> ListenerId {
         let mut h = self.inner.handlers.write();
         let id = h.next_id();
-        h.disconnect
-            .push((id, Arc::new(move |s, r| Box::pin(f(s, r)))));
+        let list = list(&mut h);
+        if front {
+            list.insert(0, (id, handler));
+        } else {
+            list.push((id, handler));
+        }
         id
     }
 
