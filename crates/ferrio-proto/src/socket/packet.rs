@@ -223,9 +223,22 @@ pub fn encode(packet: &Packet) -> Encoded {
         with_count.push_str(&out[header_len..]);
         out = with_count;
     }
+    trim_spare(&mut out);
     Encoded {
         head: Frame::Text(out.into()),
         attachments,
+    }
+}
+
+/// The frame keeps the buffer's whole allocation for as long as it sits in any recipient's queue, and a
+/// buffer grown by doubling may be up to half empty: a slow client then holds about twice its byte
+/// budget. Trims a large spare (a shrinking realloc, usually in place); small packets, whose spare is a
+/// few dozen bytes of the first 64, are left alone.
+#[inline]
+fn trim_spare(out: &mut String) {
+    let spare = out.capacity() - out.len();
+    if spare > 256 && spare > out.len() / 8 {
+        out.shrink_to_fit();
     }
 }
 
@@ -697,5 +710,19 @@ mod tests {
         assert_eq!(d.decode_text(&t[1..]).unwrap(), None);
         let back = d.decode_binary(e.attachments[0].clone()).unwrap().unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn encoded_buffers_keep_no_large_spare() {
+        // 1 000 bytes of text grow the buffer to 2 048: the frame must not keep the other half.
+        let mut big = String::with_capacity(2048);
+        big.push_str(&"x".repeat(1000));
+        trim_spare(&mut big);
+        assert!(big.capacity() - big.len() <= 256, "{}", big.capacity());
+        // A small packet keeps its first buffer (no realloc per small emit).
+        let mut small = String::with_capacity(64);
+        small.push_str("42[\"a\"]");
+        trim_spare(&mut small);
+        assert_eq!(small.capacity(), 64);
     }
 }
