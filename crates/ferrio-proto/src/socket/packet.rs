@@ -232,13 +232,15 @@ pub fn encode(packet: &Packet) -> Encoded {
 
 /// The frame keeps the buffer's whole allocation for as long as it sits in any recipient's queue, and a
 /// buffer grown by doubling may be up to half empty: a slow client then holds about twice its byte
-/// budget. Trims a large spare (a shrinking realloc, usually in place); small packets, whose spare is a
-/// few dozen bytes of the first 64, are left alone.
+/// budget. A large spare is dropped by copying the packet into an exact allocation; a shrinking realloc
+/// would leave the freed tail as a hole between queued frames that the next (larger) buffers cannot use,
+/// so the memory would stay resident. Small packets, whose spare is a few dozen bytes of the first 64,
+/// are left alone (no copy on the common path).
 #[inline]
 fn trim_spare(out: &mut String) {
     let spare = out.capacity() - out.len();
     if spare > 256 && spare > out.len() / 8 {
-        out.shrink_to_fit();
+        *out = out.as_str().to_owned();
     }
 }
 
