@@ -75,6 +75,9 @@ pub(crate) async fn collect_acks(
             Some(AckEvent::ClientCount(n)) => expected += n,
             Some(AckEvent::Response(args)) => responses.push(AckArgs(args)),
             Some(AckEvent::CountsComplete) => complete += 1,
+            Some(AckEvent::TimedOut) => {
+                return Err(BroadcastAckError::new(AckError::Timeout, responses));
+            }
             // Every sender is gone: no more acks can come.
             None => {
                 return if responses.len() >= expected && complete >= adapters {

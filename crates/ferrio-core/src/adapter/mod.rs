@@ -61,6 +61,9 @@ pub enum AckEvent {
     Response(Vec<Value>),
     /// Every node has reported its client count.
     CountsComplete,
+    /// The adapter's own request timeout ended the wait (a node that never answered): what arrived is
+    /// all there will be, and the wait failed by timeout, not by a disconnection.
+    TimedOut,
 }
 
 /// Where acks of a broadcast go.

@@ -310,7 +310,7 @@ async fn collect(
                 assert_eq!(args.len(), 1, "an ack's first argument");
                 acks.responses.push(args.remove(0));
             }
-            Ok(None) | Err(_) => return,
+            Ok(Some(AckEvent::TimedOut)) | Ok(None) | Err(_) => return,
         }
     }
 }

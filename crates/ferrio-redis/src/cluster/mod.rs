@@ -663,7 +663,12 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
             let timeout = core.options.requests_timeout;
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                core.requests.lock().remove(&request_id);
+                let timed_out = core.requests.lock().remove(&request_id);
+                // Still pending: some node never answered. Said as a timeout, so the caller does not
+                // mistake the end of the wait for a disconnection.
+                if let Some(Pending::ServerSideEmit { sink, .. }) = timed_out {
+                    let _ = sink.send(AckEvent::TimedOut);
+                }
             });
             Ok(())
         })
