@@ -2,7 +2,7 @@
 # Side-by-side benchmark: the same `ferrio bench` scenario against the official Node socket.io 4.8
 # server, socketioxide and `ferrio serve`, each server pinned to core 0, the generator to core 1.
 #
-#   bash bench/run.sh SCENARIO      # idle | echo | fanout | rooms | polling
+#   bash bench/run.sh SCENARIO      # idle | echo | fanout | rooms | polling | storm
 #   bash bench/run.sh all
 #
 # Sizes can be overridden from the environment, e.g. IDLE_CLIENTS=5000 FANOUT_CLIENTS=2000 DURATION=6.
@@ -16,13 +16,13 @@ SERVERS=${SERVERS:-"node socketioxide ferrio"}
 DURATION=${DURATION:-10}
 
 usage() {
-  echo "usage: bash bench/run.sh idle|echo|fanout|rooms|polling|all" >&2
+  echo "usage: bash bench/run.sh idle|echo|fanout|rooms|polling|storm|all" >&2
   exit 2
 }
 [ $# -eq 1 ] || usage
 case "$1" in
-  all) SCENARIOS="idle echo fanout rooms polling" ;;
-  idle | echo | fanout | rooms | polling) SCENARIOS=$1 ;;
+  all) SCENARIOS="idle echo fanout rooms polling storm" ;;
+  idle | echo | fanout | rooms | polling | storm) SCENARIOS=$1 ;;
   *) usage ;;
 esac
 
@@ -86,6 +86,7 @@ scenario_args() {
     fanout) echo "--clients ${FANOUT_CLIENTS:-5000} --duration ${FANOUT_DURATION:-20} --rate 10,20,40,80 --ramp ${RAMP:-1000} --drain 5" ;;
     rooms) echo "--clients ${ROOMS_CLIENTS:-1000} --duration $DURATION --rate 2,5 --room-size 10" ;;
     polling) echo "--clients ${POLLING_CLIENTS:-1000} --duration $DURATION --rate 1" ;;
+    storm) echo "--clients ${STORM_CLIENTS:-10000} --concurrency ${STORM_CONCURRENCY:-100}" ;;
   esac
 }
 

@@ -38,4 +38,6 @@ run echo --clients 10 --transport polling
 run fanout --clients 100 --rate 10,40
 run rooms --clients 50 --rate 5
 run polling --clients 20 --rate 2
+run storm --clients 200 --concurrency 20
+run storm --clients 50 --concurrency 10 --transport polling
 echo "smoke: every scenario passed"

@@ -11,6 +11,7 @@
 
 mod link;
 mod stats;
+mod storm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -31,7 +32,7 @@ use stats::{Counters, Latency, ProcSample, Stats, now_us};
 /// Options of `ferrio bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
-    /// Scenario: idle, echo, fanout, rooms, polling.
+    /// Scenario: idle, echo, fanout, rooms, polling, storm.
     pub scenario: String,
     /// Server URL (`http://host:port`).
     pub url: String,
@@ -84,6 +85,10 @@ pub struct BenchOptions {
     /// No progress lines on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Clients connecting at the same time (storm: each connects, does one ack and leaves, then the
+    /// next one takes its place until `--clients` are done).
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
     /// Packet parser: the server's (`json` or `msgpack`).
     #[arg(long, value_enum, default_value_t = ParserKind::Json)]
     pub parser: ParserKind,
@@ -104,6 +109,7 @@ enum Scenario {
     Fanout,
     Rooms,
     Polling,
+    Storm,
 }
 
 /// Everything a client task needs to know, shared.
@@ -177,14 +183,22 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         "fanout" => Scenario::Fanout,
         "rooms" => Scenario::Rooms,
         "polling" => Scenario::Polling,
+        "storm" => Scenario::Storm,
         s => {
             return Err(format!(
-                "unknown scenario {s:?} (idle, echo, fanout, rooms, polling)"
+                "unknown scenario {s:?} (idle, echo, fanout, rooms, polling, storm)"
             ));
         }
     };
-    if opts.clients == 0 || opts.duration <= 0.0 || opts.ramp <= 0.0 || opts.room_size == 0 {
-        return Err("--clients, --duration, --ramp and --room-size must be positive".into());
+    if opts.clients == 0
+        || opts.duration <= 0.0
+        || opts.ramp <= 0.0
+        || opts.room_size == 0
+        || opts.concurrency == 0
+    {
+        return Err(
+            "--clients, --duration, --ramp, --room-size and --concurrency must be positive".into(),
+        );
     }
     let rates: Vec<f64> = match (&opts.rate, scenario) {
         (Some(r), _) => r
@@ -415,7 +429,8 @@ impl Client {
         stats.sent.fetch_add(1, Relaxed);
         let ts = now_us();
         let packet = match self.plan.scenario {
-            Scenario::Echo | Scenario::Polling => {
+            // (A storm's clients run in `storm.rs`, not here.)
+            Scenario::Echo | Scenario::Polling | Scenario::Storm => {
                 stats.expected.fetch_add(1, Relaxed);
                 let id = self.next_id;
                 self.next_id += 1;
@@ -634,6 +649,10 @@ impl Progress {
 }
 
 async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
+    if plan.scenario == Scenario::Storm {
+        let summary = storm::drive(plan.clone(), &opts).await?;
+        return report(&summary, &opts, plan.clients as u64);
+    }
     let stats = Arc::new(Stats::new());
     now_us();
     let pids = opts.server_pid.clone();
@@ -851,16 +870,21 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
         server,
         generator_cpu_percent: gen_cpu as f64 / 1e4 / measured,
     };
+    report(&summary, &opts, total as u64)
+}
+
+/// Prints the summary (table or JSON) and applies `--check`.
+fn report(summary: &Summary, opts: &BenchOptions, total: u64) -> Result<(), String> {
     if opts.json {
         println!(
             "{}",
-            serde_json::to_string(&summary).map_err(|e| e.to_string())?
+            serde_json::to_string(summary).map_err(|e| e.to_string())?
         );
     } else {
-        print_table(&summary);
+        print_table(summary);
     }
     if opts.check {
-        check(&summary, total as u64)?;
+        check(summary, total)?;
     }
     Ok(())
 }
@@ -880,7 +904,8 @@ fn check(s: &Summary, total: u64) -> Result<(), String> {
             total - s.connections.ok
         ));
     }
-    if s.connections.up_at_end < s.connections.ok as i64 {
+    // A storm's clients leave on purpose.
+    if s.scenario != Scenario::Storm && s.connections.up_at_end < s.connections.ok as i64 {
         problems.push(format!(
             "{} connections dropped",
             s.connections.ok as i64 - s.connections.up_at_end
