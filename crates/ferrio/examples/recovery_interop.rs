@@ -23,7 +23,9 @@
 //!
 //! To cut connections, the example runs its own accept loop over `ferrio::serve_connection` and keeps
 //! a handle on each connection; a connection is tied to a session by the `sid` of its requests, or by
-//! the session's handshake address (a websocket-only session's one connection).
+//! the session's handshake address (a websocket-only session's one connection). (`serve_connection`
+//! peeks for a client's EOF before writing a polling answer only on a `tokio::net::TcpStream`, which
+//! this shared stream is not; the tests run here do not depend on that peek.)
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
