@@ -5,9 +5,10 @@
 // ../target/debug/examples/recovery_interop relative to this directory (build it with
 // `cargo build -p ferrio --examples` from the repo root).
 //
-// The client's transport is cut in the middle of a burst of room broadcasts, more broadcasts are sent
-// while it is away, and it must come back with the same id, rooms and data, then get every broadcast
-// exactly once and in order, the missed ones before the live ones. Each scenario runs over polling,
+// The client's transport is cut in the middle of a burst of room broadcasts (by the client: an engine
+// close, a TCP reset; or by the server: it shuts the session's TCP connections down), more broadcasts
+// are sent while it is away, and it must come back with the same id, rooms and data, then get every
+// broadcast exactly once and in order, the missed ones before the live ones. Each scenario runs over polling,
 // WebSocket and polling upgraded to WebSocket; sessions that must not come back (voluntary
 // disconnect, forged pid, expired, offset fallen off the log) get a new socket.
 
@@ -62,14 +63,24 @@ async function recording(c, mode, extra = {}) {
 const received = (got, n, what) =>
   eventually(() => (got.length >= n ? true : undefined), STEP_TIMEOUT * 2, what);
 
-/** Cuts the client's transport when it has received `at` numbers; resolves on its `disconnect`. */
+/**
+ * Cuts the client's transport once it has received `at` numbers; resolves on its `disconnect`.
+ *
+ * The cut waits for the end of the payload being read: socket.io-client keeps the events that follow
+ * a cut in the same polling payload in its receive buffer, emits them after the reconnection, and
+ * yet sends the offset of the last event it emitted before the cut, so they would arrive twice (once
+ * from the buffer, once replayed).
+ */
 function cutAt(socket, got, at, cut) {
   const gone = next(socket, "disconnect", STEP_TIMEOUT * 2);
   socket.on("n", () => {
-    if (got.length === at) cut(socket);
+    if (got.length === at) setTimeout(() => cut(socket), 0);
   });
   return gone;
 }
+
+/** The disconnect reasons that keep a session for recovery. */
+const RECOVERABLE = ["transport close", "transport error", "ping timeout"];
 
 /** A clean close of the Engine.IO connection by the client ("transport close" on the server). */
 const closeEngine = (socket) => socket.io.engine.close();
@@ -97,10 +108,22 @@ for (const [mode, transport] of Object.entries(TRANSPORTS)) {
       return clients;
     };
 
-    const cuts = [["the client closes its connection", closeEngine]];
-    if (mode !== "polling") cuts.push(["the TCP connection is reset", resetTcp]);
+    // How the transport is cut while the first burst is under way: `start(socket, got, id)` returns
+    // the extra fields of that burst, a promise of the client's `disconnect` (its reason), and the
+    // reasons the client may give when it did not cut itself.
+    const clientCut = (cut) => (socket, got) => ({ spec: {}, gone: cutAt(socket, got, 100, cut) });
+    const cuts = [["the client closes its connection", clientCut(closeEngine)]];
+    if (mode !== "polling") cuts.push(["the TCP connection is reset", clientCut(resetTcp)]);
+    // The server shuts down every TCP connection of the session, without a close packet or frame.
+    const serverCut = (socket, got, id) => ({
+      spec: { cut: id, cutAfter: 100 },
+      gone: next(socket, "disconnect", STEP_TIMEOUT * 2),
+      // (Or its heartbeat, should the cut leave a poll of it hanging.)
+      reasons: RECOVERABLE,
+    });
+    cuts.push(["the server drops the transport", serverCut]);
 
-    for (const [how, cut] of cuts) {
+    for (const [how, start] of cuts) {
       t(`${how} mid-burst: same id, rooms and data, every broadcast once and in order`, async () => {
         const c = fresh();
         const { socket, got } = await recording(c, mode);
@@ -109,10 +132,12 @@ for (const [mode, transport] of Object.entries(TRANSPORTS)) {
         assert.equal(await socket.emitWithAck("set-data", { name: "ann" }), true);
         const observer = await connect(c.socket("/", { auth: { observer: true } }));
 
-        // 1000 broadcasts to `r`; the transport is cut after the 100th arrived.
-        const gone = cutAt(socket, got, 100, cut);
-        assert.equal(await observer.emitWithAck("burst", { room: "r", from: 0, count: 1000 }), true);
-        await gone;
+        // 1000 broadcasts to `r`; the transport is cut after the 100th arrived (client side) or went
+        // out (server side).
+        const { spec, gone, reasons } = start(socket, got, id);
+        assert.equal(await observer.emitWithAck("burst", { room: "r", from: 0, count: 1000, ...spec }), true);
+        const [clientReason] = await gone;
+        if (reasons) assert.ok(reasons.includes(clientReason), `the client saw ${clientReason}`);
         // 1000 more while the client is away (it comes back after RECONNECTION_DELAY).
         assert.equal(await observer.emitWithAck("burst", { room: "r", from: 1000, count: 1000 }), true);
         assert.equal(socket.connected, false, "the broadcasts were sent during the gap");
@@ -122,6 +147,8 @@ for (const [mode, transport] of Object.entries(TRANSPORTS)) {
         assert.equal(socket.id, id);
         const me = await socket.emitWithAck("whoami");
         assert.deepEqual(me, { id, recovered: true, rooms: [id, "r"].sort(), data: { name: "ann" } });
+        const serverReason = await observer.emitWithAck("last-disconnect", id);
+        assert.ok(RECOVERABLE.includes(serverReason), `the server saw ${serverReason}`);
 
         // Live traffic after the replay.
         assert.equal(await observer.emitWithAck("burst", { room: "r", from: 2000, count: 10 }), true);

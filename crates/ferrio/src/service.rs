@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::{Engine, RemoteAddr};
 use crate::serve_client::ClientFiles;
+use crate::transport::delivery::{AnswerIo, AnswerWatch};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -227,8 +228,12 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
+    // Lets a polling answer find out whether it reached the client (see `transport::delivery`).
+    let watch = AnswerWatch::default();
+    let io = AnswerIo::new(io, watch.clone());
     let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(RemoteAddr(peer));
+        req.extensions_mut().insert(watch.clone());
         let mut service = service.clone();
         async move {
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;

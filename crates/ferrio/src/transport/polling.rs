@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
+use super::delivery::AnswerWatch;
 use crate::engine::{RequestError, Socket, apply_headers_hooks};
 
 /// A `200` carrying a polling payload.
@@ -121,6 +122,10 @@ pub(crate) async fn poll(
         None => payload_response(body),
     };
     apply_headers_hooks(config, res.headers_mut(), parts, false);
+    // Served by `serve_connection`: the answer counts as delivered once written to a live client.
+    if let Some(watch) = parts.extensions.get::<AnswerWatch>() {
+        watch.arm(socket.clone(), res.body().len());
+    }
     Ok(res)
 }
 
