@@ -375,7 +375,7 @@ mod tests {
         let events = AggregatedEvents::new();
         let _ = events.take();
         connection(TransportKind::Polling);
-        connection(TransportKind::Websocket);
+        connection(TransportKind::WebSocket);
         disconnection(CloseReason::PingTimeout);
         MessagesIn::new().record(&Data::Text("hello".into()));
         FramesOut::new().record(7);
