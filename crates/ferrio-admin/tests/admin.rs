@@ -14,9 +14,12 @@ async fn server(mode: Mode) -> (Io, String) {
     let io = Io::new(IoConfig::default());
     io.on_connection(|socket: ServerSocket| async move {
         socket.on("hello", |_s, _ev| async move {});
-        socket.on("set-data", |s: ServerSocket, ev: ferrio::Event| async move {
-            s.set_data(serde_json::to_value(ev.args()).unwrap());
-        });
+        socket.on(
+            "set-data",
+            |s: ServerSocket, ev: ferrio::Event| async move {
+                s.set_data(serde_json::to_value(ev.args()).unwrap());
+            },
+        );
     });
     let mut options = AdminOptions::new(Auth::Basic {
         username: "admin".into(),
@@ -256,7 +259,10 @@ struct Totals(std::collections::HashMap<(String, String), u64>);
 
 impl Totals {
     fn add(&mut self, stats: &serde_json::Value) {
-        for e in stats[0]["aggregatedEvents"].as_array().expect("aggregatedEvents") {
+        for e in stats[0]["aggregatedEvents"]
+            .as_array()
+            .expect("aggregatedEvents")
+        {
             let ts = e["timestamp"].as_u64().expect("a timestamp");
             assert_eq!(ts % 1000, 0, "whole seconds: {e}");
             let key = (
@@ -325,7 +331,9 @@ async fn server_stats_aggregate_the_traffic_per_second() {
     client.disconnect();
     tokio::time::timeout(
         Duration::from_secs(10),
-        totals.until(&mut rx, |t| t.get("rawDisconnection", "transport close") == 1),
+        totals.until(&mut rx, |t| {
+            t.get("rawDisconnection", "transport close") == 1
+        }),
     )
     .await
     .unwrap_or_else(|_| panic!("disconnection not aggregated: {totals:?}"));
@@ -347,7 +355,11 @@ async fn socket_updated_follows_an_upgrade_and_new_data() {
     let id = connected(&client).await;
     let got = next(&mut rx, "socket_connected", |a| a[0]["id"] == json!(id)).await;
     assert_eq!(got[0]["transport"], "polling");
-    assert_eq!(got[0]["data"], json!({}), "the instrumentation's own entry stays out");
+    assert_eq!(
+        got[0]["data"],
+        json!({}),
+        "the instrumentation's own entry stays out"
+    );
     let up = next(&mut rx, "socket_updated", |a| a[0]["id"] == json!(id)).await;
     assert_eq!(
         up[0],

@@ -167,9 +167,7 @@ async fn metrics_move_with_the_traffic() {
 /// The sum of the samples of `name` carrying every `key="value"` of `labels`.
 fn sum(m: &HashMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
     m.iter()
-        .filter(|(k, _)| {
-            k.split('{').next() == Some(name) && labels.iter().all(|l| k.contains(l))
-        })
+        .filter(|(k, _)| k.split('{').next() == Some(name) && labels.iter().all(|l| k.contains(l)))
         .map(|(_, v)| v)
         .sum()
 }
@@ -269,7 +267,11 @@ async fn recovery_and_redis_adapter_metrics_move() {
 
     // Its session back (a hit), then an unknown one (a miss).
     let mut again = ws(&url).await;
-    send(&mut again, format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#)).await;
+    send(
+        &mut again,
+        format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#),
+    )
+    .await;
     let back = read_until(&mut again, "40").await;
     let back: serde_json::Value = serde_json::from_str(&back[2..]).unwrap();
     assert_eq!(back["sid"], sid, "recovered: {back}");
@@ -285,11 +287,18 @@ async fn recovery_and_redis_adapter_metrics_move() {
     let streams_label = r#"adapter="redis-streams""#;
     let m = scrape(&url).await;
     assert!(
-        sum(&m, "ferrio_redis_publishes_total", &[streams_label, r#"result="ok""#]) >= 1.0,
+        sum(
+            &m,
+            "ferrio_redis_publishes_total",
+            &[streams_label, r#"result="ok""#]
+        ) >= 1.0,
         "the chat broadcast appended: {m:?}"
     );
     assert!(sum(&m, "ferrio_redis_receives_total", &[streams_label]) >= 1.0);
-    assert_eq!(sum(&m, "ferrio_redis_reconnects_total", &[streams_label]), 0.0);
+    assert_eq!(
+        sum(&m, "ferrio_redis_reconnects_total", &[streams_label]),
+        0.0
+    );
 
     // A chat on the classic adapter's server: published, and received back on the channel.
     let classic_label = r#"adapter="redis""#;
@@ -299,12 +308,19 @@ async fn recovery_and_redis_adapter_metrics_move() {
     send(&mut other, r#"42["chat",{"text":"hi"}]"#.into()).await;
     read_until(&mut other, "42").await;
     eventually(&classic_url, "the classic adapter's traffic", |m| {
-        sum(m, "ferrio_redis_publishes_total", &[classic_label, r#"result="ok""#]) >= 1.0
+        sum(
+            m,
+            "ferrio_redis_publishes_total",
+            &[classic_label, r#"result="ok""#],
+        ) >= 1.0
             && sum(m, "ferrio_redis_receives_total", &[classic_label]) >= 1.0
     })
     .await;
     let m = scrape(&classic_url).await;
-    assert_eq!(sum(&m, "ferrio_redis_reconnects_total", &[classic_label]), 0.0);
+    assert_eq!(
+        sum(&m, "ferrio_redis_reconnects_total", &[classic_label]),
+        0.0
+    );
 
     // Redis restarts on the same port: the connections of both adapters come back, and count it.
     drop(redis);

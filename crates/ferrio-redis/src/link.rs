@@ -104,6 +104,13 @@ impl Counters {
     }
 }
 
+/// Counters of no particular link (unit tests, fuzzing): exported as `adapter="none"`.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::new("none")
+    }
+}
+
 pub(crate) fn bump(c: &Count) {
     c.add(1);
 }

@@ -38,5 +38,5 @@ pub use service::{
     DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, close_sessions_gracefully,
     listen, local_addr, serve, serve_connection, serve_until,
 };
-pub use telemetry::{AggregatedEvent, AggregatedEvents};
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};
+pub use telemetry::{AggregatedEvent, AggregatedEvents};

@@ -197,7 +197,13 @@ enum Kind {
     Disconnection,
 }
 
-const TYPES: [&str; 5] = ["rawConnection", "packetsIn", "bytesIn", "packetsOut", "bytesOut"];
+const TYPES: [&str; 5] = [
+    "rawConnection",
+    "packetsIn",
+    "bytesIn",
+    "packetsOut",
+    "bytesOut",
+];
 
 /// The close reasons counted, each its own `subType` of `rawDisconnection`.
 const REASONS: [CloseReason; 5] = [
@@ -392,7 +398,10 @@ mod tests {
         assert_eq!(count("bytesIn", None), 5);
         assert_eq!(count("packetsOut", None), 1);
         assert_eq!(count("bytesOut", None), 7);
-        assert!(got.iter().all(|e| e.timestamp % 1000 == 0 && e.timestamp > 0));
+        assert!(
+            got.iter()
+                .all(|e| e.timestamp % 1000 == 0 && e.timestamp > 0)
+        );
         assert!(events.take().is_empty(), "each count is taken once");
     }
 }
