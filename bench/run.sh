@@ -6,7 +6,8 @@
 #   bash bench/run.sh all
 #
 # Sizes can be overridden from the environment, e.g. IDLE_CLIENTS=5000 FANOUT_CLIENTS=2000 DURATION=6.
-# SERVERS="node ferrio" runs a subset. Results (one JSON per run, plus logs) go to bench/results/.
+# SERVERS="node ferrio" runs a subset. Results (one JSON per run, plus logs) go to bench/results/, with
+# the text table (table.txt) and an HTML report with charts (report.html).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -107,3 +108,6 @@ for scenario in $SCENARIOS; do
 done
 
 node bench/table.mjs "$RESULTS" $SCENARIOS | tee "$RESULTS/table.txt"
+# The same runs as charts (throughput per rate step, latency distributions), one self-contained page.
+node bench/report.mjs "$RESULTS" $SCENARIOS >"$RESULTS/report.html"
+echo "report: $RESULTS/report.html" >&2

@@ -3,8 +3,10 @@
 //! [`instrument`] opens the admin namespace (`/admin` by default) that the official web app connects to,
 //! and speaks its protocol: a basic authentication with a bcrypt-hashed password (or none), a session id
 //! so that the app reconnects without asking again, `config` (the actions this server allows),
-//! `server_stats` every [`AdminOptions::server_stats_interval`], and in development mode `all_sockets`
-//! plus one event per socket connection, update, disconnection, room change and event.
+//! `server_stats` every [`AdminOptions::server_stats_interval`] (with the Engine.IO traffic of each
+//! second since the last one, `aggregatedEvents`, which the app's dashboard charts), and in development
+//! mode `all_sockets` plus one event per socket connection, update (`socket_updated`: its transport after
+//! an upgrade, or its `data`, noticed at the next `server_stats`), disconnection, room change and event.
 //!
 //! Everything goes through the server's adapter (broadcasts on the admin namespace, `fetch_sockets`,
 //! `sockets_join`, `sockets_leave`, `disconnect_sockets`), as in the official implementation: on a Redis
@@ -12,6 +14,7 @@
 //! reach them wherever they are.
 
 mod serialize;
+mod updates;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -25,7 +28,8 @@ use parking_lot::Mutex;
 use serde::ser::SerializeTuple;
 
 pub use serialize::iso_now;
-use serialize::{serialize_remote, serialize_socket};
+use serialize::{public_data, serialize_remote, serialize_socket};
+use updates::Tracked;
 
 /// A boxed future, as the [`Store`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -187,15 +191,17 @@ pub fn instrument(io: &Io, options: AdminOptions) -> Result<(), AdminError> {
         }
     });
 
+    let tracked = Arc::new(Tracked::default());
     if options.mode == Mode::Development {
         // Every namespace, the admin one included (the app lists its own sockets too), and each new one.
         let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
         let watch = {
             let admin = admin.clone();
             let seen = seen.clone();
+            let tracked = tracked.clone();
             move |ns: &Namespace| {
                 if seen.lock().insert(ns.name().to_owned()) {
-                    watch_namespace(&admin, ns);
+                    watch_namespace(&admin, ns, &tracked);
                 }
             }
         };
@@ -205,7 +211,9 @@ pub fn instrument(io: &Io, options: AdminOptions) -> Result<(), AdminError> {
         }
     }
 
-    tokio::spawn(emit_stats(io.clone(), admin, options));
+    // Counted from now on, in production mode too, as the official package does.
+    let events = ferrio::AggregatedEvents::new();
+    tokio::spawn(emit_stats(io.clone(), admin, options, events, tracked));
     Ok(())
 }
 
@@ -365,11 +373,13 @@ fn client_id(socket: &Socket) -> String {
     socket.conn_id().chars().take(12).collect()
 }
 
-fn watch_namespace(admin: &Namespace, ns: &Namespace) {
+fn watch_namespace(admin: &Namespace, ns: &Namespace, tracked: &Arc<Tracked>) {
     let is_admin = ns == admin;
     let admin2 = admin.clone();
+    let tracked2 = tracked.clone();
     ns.on_connection(move |socket: Socket| {
         let admin = admin2.clone();
+        let tracked = tracked2.clone();
         async move {
             // Other nodes describe this socket from its data, as the official package stores it there:
             // only when the application left it unset, so that its own data keeps its type.
@@ -379,10 +389,9 @@ fn watch_namespace(admin: &Namespace, ns: &Namespace) {
                 }));
             }
             let nsp = socket.nsp().to_owned();
-            let _ = admin.emit(
-                "socket_connected",
-                &(serialize_socket(&socket, &nsp), iso_now()),
-            );
+            let described = serialize_socket(&socket, &nsp);
+            tracked.insert(&socket, described["data"].clone());
+            let _ = admin.emit("socket_connected", &(described, iso_now()));
             if !is_admin {
                 let a = admin.clone();
                 socket.on_any(move |s, event, args| {
@@ -402,6 +411,7 @@ fn watch_namespace(admin: &Namespace, ns: &Namespace) {
             let a = admin.clone();
             socket.on_disconnect(move |s: Socket, reason: DisconnectReason| {
                 let a = a.clone();
+                tracked.remove(&s);
                 async move {
                     let _ = a.emit(
                         "socket_disconnected",
@@ -431,7 +441,13 @@ fn hostname() -> String {
 }
 
 /// Sends `server_stats` to every admin socket of the cluster at each interval, while the server runs.
-async fn emit_stats(io: Io, admin: Namespace, options: Arc<AdminOptions>) {
+async fn emit_stats(
+    io: Io,
+    admin: Namespace,
+    options: Arc<AdminOptions>,
+    events: ferrio::AggregatedEvents,
+    tracked: Arc<Tracked>,
+) {
     let host = hostname();
     let server_id = options.server_id.clone().unwrap_or_else(|| host.clone());
     let started = Instant::now();
@@ -439,6 +455,9 @@ async fn emit_stats(io: Io, admin: Namespace, options: Arc<AdminOptions>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if options.mode == Mode::Development {
+            tracked.emit_updates(&io, &admin);
+        }
         let mut polling = HashSet::new();
         let namespaces: Vec<serde_json::Value> = io
             .namespaces()
@@ -460,9 +479,28 @@ async fn emit_stats(io: Io, admin: Namespace, options: Arc<AdminOptions>) {
             "uptime": started.elapsed().as_secs_f64(),
             "clientsCount": io.clients_count(),
             "pollingClientsCount": polling.len(),
-            "aggregatedEvents": [],
+            "aggregatedEvents": aggregated(&events),
             "namespaces": namespaces,
         });
         let _ = admin.emit("server_stats", &stats);
     }
+}
+
+/// The Engine.IO traffic since the last `server_stats`, one entry per second, type and close reason.
+fn aggregated(events: &ferrio::AggregatedEvents) -> Vec<serde_json::Value> {
+    events
+        .take()
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::json!({
+                "timestamp": e.timestamp,
+                "type": e.kind,
+                "count": e.count,
+            });
+            if let Some(sub) = e.sub_type {
+                v["subType"] = sub.into();
+            }
+            v
+        })
+        .collect()
 }

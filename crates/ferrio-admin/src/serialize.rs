@@ -59,7 +59,7 @@ fn handshake(h: &Handshake) -> serde_json::Value {
 }
 
 /// `data` without the instrumentation's own `_admin` entry.
-fn public_data(data: Value) -> serde_json::Value {
+pub(crate) fn public_data(data: Value) -> serde_json::Value {
     let mut data = serde_json::to_value(&data).unwrap_or_else(|_| json!({}));
     if let Some(m) = data.as_object_mut() {
         m.remove("_admin");

@@ -1,5 +1,6 @@
 //! ferrio-client plays the official admin UI against an instrumented server: login, config, sockets,
-//! rooms, events, the disconnect action, refused credentials, a session id reused.
+//! rooms, events, the disconnect action, refused credentials, a session id reused, the dashboard's
+//! aggregated events and `socket_updated`.
 
 use std::time::Duration;
 
@@ -13,6 +14,12 @@ async fn server(mode: Mode) -> (Io, String) {
     let io = Io::new(IoConfig::default());
     io.on_connection(|socket: ServerSocket| async move {
         socket.on("hello", |_s, _ev| async move {});
+        socket.on(
+            "set-data",
+            |s: ServerSocket, ev: ferrio::Event| async move {
+                s.set_data(serde_json::to_value(ev.args()).unwrap());
+            },
+        );
     });
     let mut options = AdminOptions::new(Auth::Basic {
         username: "admin".into(),
@@ -242,6 +249,141 @@ async fn production_mode_sends_stats_only_and_read_only_no_actions() {
         }),
     );
     assert!(bad.is_err(), "a clear password is refused");
+    client.disconnect();
+    admin.disconnect();
+}
+
+/// Sums of the `aggregatedEvents` of every `server_stats`, by `type` and `subType`.
+#[derive(Default, Debug)]
+struct Totals(std::collections::HashMap<(String, String), u64>);
+
+impl Totals {
+    fn add(&mut self, stats: &serde_json::Value) {
+        for e in stats[0]["aggregatedEvents"]
+            .as_array()
+            .expect("aggregatedEvents")
+        {
+            let ts = e["timestamp"].as_u64().expect("a timestamp");
+            assert_eq!(ts % 1000, 0, "whole seconds: {e}");
+            let key = (
+                e["type"].as_str().unwrap().to_owned(),
+                e["subType"].as_str().unwrap_or("").to_owned(),
+            );
+            *self.0.entry(key).or_default() += e["count"].as_u64().unwrap();
+        }
+    }
+
+    fn get(&self, kind: &str, sub: &str) -> u64 {
+        self.0
+            .get(&(kind.to_owned(), sub.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Reads `server_stats` until `done` holds for the totals.
+    async fn until(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+        done: impl Fn(&Totals) -> bool,
+    ) {
+        while !done(self) {
+            let stats = next(rx, "server_stats", |_| true).await;
+            self.add(&stats);
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_stats_aggregate_the_traffic_per_second() {
+    let (_io, url) = server(Mode::Production).await;
+    let admin = ferrio_client::connect(
+        &format!("{url}/admin"),
+        options(json!({ "username": "admin", "password": "s3cret" })),
+    );
+    let mut rx = all_events(&admin);
+    let mut totals = Totals::default();
+    // The admin UI's own session was counted before the first stats it gets (it may be in them).
+    let stats = next(&mut rx, "server_stats", |_| true).await;
+    totals.add(&stats);
+    let base = totals.get("rawConnection", "");
+
+    let client = ferrio_client::connect(&url, options_none());
+    connected(&client).await;
+    let payload = "x".repeat(1000);
+    for _ in 0..5 {
+        client.emit("hello", &payload).unwrap();
+    }
+    // The client's session; five events of 1000 bytes and more, in; CONNECT acks and stats, out.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        totals.until(&mut rx, |t| {
+            t.get("rawConnection", "") > base
+                && t.get("packetsIn", "") >= 5
+                && t.get("bytesIn", "") >= 5000
+                && t.get("packetsOut", "") >= 2
+                && t.get("bytesOut", "") > 0
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("traffic not aggregated: {totals:?}"));
+    assert_eq!(totals.get("rawDisconnection", "transport close"), 0);
+
+    client.disconnect();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        totals.until(&mut rx, |t| {
+            t.get("rawDisconnection", "transport close") == 1
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("disconnection not aggregated: {totals:?}"));
+    assert_eq!(totals.get("rawConnection", ""), base + 1, "{totals:?}");
+    admin.disconnect();
+}
+
+#[tokio::test]
+async fn socket_updated_follows_an_upgrade_and_new_data() {
+    let (_io, url) = server(Mode::Development).await;
+    let admin = ferrio_client::connect(
+        &format!("{url}/admin"),
+        options(json!({ "username": "admin", "password": "s3cret" })),
+    );
+    let mut rx = all_events(&admin);
+    next(&mut rx, "all_sockets", |_| true).await;
+
+    let client = ferrio_client::connect(&url, options_none());
+    let id = connected(&client).await;
+    let got = next(&mut rx, "socket_connected", |a| a[0]["id"] == json!(id)).await;
+    assert_eq!(got[0]["transport"], "polling");
+    assert_eq!(
+        got[0]["data"],
+        json!({}),
+        "the instrumentation's own entry stays out"
+    );
+    let up = next(&mut rx, "socket_updated", |a| a[0]["id"] == json!(id)).await;
+    assert_eq!(
+        up[0],
+        json!({ "id": id, "nsp": "/", "transport": "websocket" })
+    );
+
+    client.emit("set-data", &("name", 7)).unwrap();
+    let data = next(&mut rx, "socket_updated", |a| {
+        a[0]["id"] == json!(id) && a[0].get("data").is_some()
+    })
+    .await;
+    assert_eq!(
+        data[0],
+        json!({ "id": id, "nsp": "/", "data": ["name", 7] })
+    );
+    // Told once: the next stats come without another update of this socket.
+    next(&mut rx, "server_stats", |_| true).await;
+    next(&mut rx, "server_stats", |_| true).await;
+    while let Ok((event, args)) = rx.try_recv() {
+        assert!(
+            !(event == "socket_updated" && args[0]["id"] == json!(id)),
+            "{event} {args}"
+        );
+    }
     client.disconnect();
     admin.disconnect();
 }

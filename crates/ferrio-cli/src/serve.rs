@@ -180,6 +180,9 @@ const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs the server until SIGTERM or Ctrl-C, then drains it (see [`ops::Ops::drain`]); a second signal
 /// during the drain ends it at once.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    // First: a metric handle taken before the recorder exists (the Redis link's, made with the adapter)
+    // would count into nothing.
+    let metrics = admin::metrics(&opts).map_err(ServeError::Admin)?;
     let spec = opts
         .adapter_spec()
         .map_err(|e| ServeError::Adapter(e.to_string()))?;
@@ -196,7 +199,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let io = Io::new(config);
     demo_app(&io);
     let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
-    let metrics = admin::metrics(&opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;

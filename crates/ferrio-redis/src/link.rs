@@ -6,15 +6,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ferrio_core::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Counters of one server's Redis link (all namespaces).
-#[derive(Debug, Default)]
+/// One count of a server's Redis link: read by [`Metrics`] snapshots and, through the `metrics` crate
+/// facade, by the application's exporter (the handle registered once, with the link, so that counting a
+/// message is two atomic adds and no registry lookup).
+#[derive(Debug)]
+pub(crate) struct Count {
+    n: AtomicU64,
+    exported: metrics::Counter,
+}
+
+impl Count {
+    fn new(exported: metrics::Counter) -> Self {
+        Count {
+            n: AtomicU64::new(0),
+            exported,
+        }
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.n.fetch_add(n, Ordering::Relaxed);
+        self.exported.increment(n);
+    }
+
+    fn get(&self) -> u64 {
+        self.n.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one server's Redis link (all namespaces), exported as
+///
+/// | name | labels |
+/// |---|---|
+/// | `ferrio_redis_publishes_total` | `adapter`, `result`: `ok`, or `dropped` (Redis unreachable, queue full) |
+/// | `ferrio_redis_publish_errors_total` | `adapter`: failed publish pipelines |
+/// | `ferrio_redis_receives_total` | `adapter`: messages (stream entries) received |
+/// | `ferrio_redis_reconnects_total` | `adapter`: connections made again after a loss |
+/// | `ferrio_redis_malformed_total` | `adapter`: messages ignored as malformed |
+///
+/// with `adapter` one of `redis`, `redis-sharded`, `redis-streams`.
+#[derive(Debug)]
 pub(crate) struct Counters {
-    pub(crate) malformed: AtomicU64,
-    pub(crate) published: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) publish_errors: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
+    pub(crate) malformed: Count,
+    pub(crate) published: Count,
+    pub(crate) dropped: Count,
+    pub(crate) publish_errors: Count,
+    pub(crate) received: Count,
+    pub(crate) reconnects: Count,
 }
 
 /// A snapshot of the adapter's counters.
@@ -36,20 +73,46 @@ pub struct Metrics {
 }
 
 impl Counters {
+    /// The counters of a link of `adapter` (`redis`, `redis-sharded`, `redis-streams`).
+    pub(crate) fn new(adapter: &'static str) -> Self {
+        use metrics::counter;
+        Counters {
+            malformed: Count::new(counter!("ferrio_redis_malformed_total", "adapter" => adapter)),
+            published: Count::new(
+                counter!("ferrio_redis_publishes_total", "adapter" => adapter, "result" => "ok"),
+            ),
+            dropped: Count::new(
+                counter!("ferrio_redis_publishes_total", "adapter" => adapter, "result" => "dropped"),
+            ),
+            publish_errors: Count::new(
+                counter!("ferrio_redis_publish_errors_total", "adapter" => adapter),
+            ),
+            received: Count::new(counter!("ferrio_redis_receives_total", "adapter" => adapter)),
+            reconnects: Count::new(counter!("ferrio_redis_reconnects_total", "adapter" => adapter)),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Metrics {
         Metrics {
-            malformed: self.malformed.load(Ordering::Relaxed),
-            published: self.published.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            publish_errors: self.publish_errors.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
+            malformed: self.malformed.get(),
+            published: self.published.get(),
+            dropped: self.dropped.get(),
+            publish_errors: self.publish_errors.get(),
+            received: self.received.get(),
+            reconnects: self.reconnects.get(),
         }
     }
 }
 
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+/// Counters of no particular link (unit tests, fuzzing): exported as `adapter="none"`.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::new("none")
+    }
+}
+
+pub(crate) fn bump(c: &Count) {
+    c.add(1);
 }
 
 /// Why a command did not run: Redis is unreachable, or the queue to it is full.
@@ -64,9 +127,10 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    pub(crate) fn new() -> Control {
+    /// The control of a driver of `adapter` (its metrics label).
+    pub(crate) fn new(adapter: &'static str) -> Control {
         Control {
-            counters: Counters::default(),
+            counters: Counters::new(adapter),
             stop: watch::channel(false).0,
         }
     }
@@ -133,7 +197,6 @@ pub(crate) struct Publish {
 impl Publish {
     /// Redis took it (`ok`) or not; counted either way, and the waiter told.
     pub(crate) fn finish(self, counters: &Counters, ok: bool) {
-        metrics::counter!("ferrio_redis_publishes_total", "result" => if ok { "ok" } else { "dropped" }).increment(1);
         bump(if ok {
             &counters.published
         } else {

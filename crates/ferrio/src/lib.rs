@@ -39,3 +39,4 @@ pub use service::{
     listen, local_addr, serve, serve_connection, serve_until,
 };
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};
+pub use telemetry::{AggregatedEvent, AggregatedEvents};

@@ -164,7 +164,9 @@ impl NamespaceInner {
         offset: Option<&str>,
     ) -> Option<BoxFuture<Result<Option<RestoredSession>, AdapterError>>> {
         match (self.recovery, pid, offset) {
-            (true, Some(pid), Some(offset)) => Some(self.adapter.restore_session(pid, offset)),
+            (true, Some(pid), Some(offset)) => Some(Box::pin(crate::telemetry::recovery(
+                self.adapter.restore_session(pid, offset),
+            ))),
             _ => None,
         }
     }

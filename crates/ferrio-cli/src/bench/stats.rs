@@ -140,6 +140,11 @@ impl std::ops::Sub for Counters {
     }
 }
 
+/// The quantiles of [`Latency::quantiles`]: enough points to draw the distribution (bench/report.mjs).
+const QUANTILES: [f64; 11] = [
+    0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0,
+];
+
 /// p50/p90/p99/max of a histogram, in microseconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Latency {
@@ -148,6 +153,8 @@ pub struct Latency {
     pub p90: u64,
     pub p99: u64,
     pub max: u64,
+    /// `[quantile, µs]` pairs from the minimum to the maximum, the latency distribution.
+    pub quantiles: [(f64, u64); QUANTILES.len()],
 }
 
 impl Latency {
@@ -161,6 +168,7 @@ impl Latency {
             p90: h.value_at_quantile(0.90),
             p99: h.value_at_quantile(0.99),
             max: h.max(),
+            quantiles: QUANTILES.map(|q| (q, h.value_at_quantile(q))),
         }
     }
 }

@@ -87,7 +87,7 @@ impl Driver {
         let driver = Arc::new(Driver {
             tx,
             subs: Mutex::new(Subs::default()),
-            control: Control::new(),
+            control: Control::new("redis"),
             pub_up: AtomicBool::new(false),
             sub_up: AtomicBool::new(false),
         });
@@ -186,7 +186,6 @@ impl Driver {
         };
         let Some(subscriber) = target else { return };
         bump(&self.control.counters.received);
-        metrics::counter!("ferrio_redis_receives_total").increment(1);
         let channel = msg.get_channel_name();
         if channel == "?" {
             bump(&self.control.counters.malformed);
@@ -259,7 +258,6 @@ async fn publisher(
                     d.pub_up.store(true, Ordering::Relaxed);
                     if connected_once {
                         bump(&d.counters().reconnects);
-                        metrics::counter!("ferrio_redis_reconnects_total").increment(1);
                         tracing::info!("redis adapter: publisher reconnected");
                     }
                     connected_once = true;
@@ -400,7 +398,6 @@ async fn subscriber(client: redis::Client, driver: Weak<Driver>, mut stop: watch
         d.sub_up.store(true, Ordering::Relaxed);
         if connected_once {
             bump(&d.counters().reconnects);
-            metrics::counter!("ferrio_redis_reconnects_total").increment(1);
             tracing::info!("redis adapter: subscriber reconnected and resubscribed");
         }
         connected_once = true;

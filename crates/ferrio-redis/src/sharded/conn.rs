@@ -109,7 +109,7 @@ impl ShardedDriver {
             conn,
             tx,
             routes: Mutex::new(HashMap::new()),
-            control: Control::new(),
+            control: Control::new("redis-sharded"),
             up: AtomicBool::new(true),
         });
         tokio::spawn(publisher(
@@ -181,7 +181,6 @@ impl ShardedDriver {
             return;
         };
         bump(&self.control.counters.received);
-        metrics::counter!("ferrio_redis_receives_total").increment(1);
         let Ok(channel) = String::from_utf8(channel) else {
             return;
         };
@@ -268,7 +267,11 @@ async fn publisher(
                 p.finish(d.counters(), ok);
             }
         }
-        d.up.store(all_ok, Ordering::Relaxed);
+        // The cluster connection reconnects by itself: what this side sees of it is publishes failing,
+        // then going through again, which counts as one reconnection.
+        if !d.up.swap(all_ok, Ordering::Relaxed) && all_ok {
+            bump(&d.counters().reconnects);
+        }
     }
 }
 

@@ -89,7 +89,7 @@ impl StreamsDriver {
         let driver = Arc::new(StreamsDriver {
             client,
             config,
-            control: Control::new(),
+            control: Control::new("redis-streams"),
             cmd: tokio::sync::Mutex::new(Some(conn)),
             namespaces: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(true),
@@ -208,6 +208,7 @@ impl StreamsDriver {
     }
 
     fn dispatch(&self, entries: Vec<Entry>) {
+        self.control.counters.received.add(entries.len() as u64);
         for (id, pairs) in entries {
             let fields = Fields::from_pairs(pairs);
             let ns = self
@@ -329,6 +330,6 @@ async fn write_loop(driver: Weak<StreamsDriver>, mut queue: mpsc::Receiver<redis
             Ok(()) => &d.control.counters.published,
             Err(_) => &d.control.counters.dropped,
         };
-        counter.fetch_add(n, Ordering::Relaxed);
+        counter.add(n);
     }
 }
