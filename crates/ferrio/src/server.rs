@@ -236,6 +236,8 @@ impl IoConfigBuilder {
         close_timeout: Duration,
         /// Time allowed between two chunks of a request body.
         body_read_timeout: Duration,
+        /// Also accept Engine.IO v3 / Socket.IO v4 clients (socket.io-client 2.x) and JSONP polling.
+        allow_eio3: bool,
     }
 
     /// Applies Engine.IO options that take a closure (`allow_request`, `initial_headers`, `headers`,
