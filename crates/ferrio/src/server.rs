@@ -396,6 +396,9 @@ impl EngineHandler for Handler {
         let conn = Conn::new(session.clone(), self.0.config.parser.clone());
         let client = Client::new(conn, self.0.clone(), self.0.config.parser.decoder());
         self.0.connect_timeouts.push(&client);
+        if session.protocol() == ferrio_proto::engine::Protocol::V3 {
+            client.connect_main();
+        }
         client
     }
 
