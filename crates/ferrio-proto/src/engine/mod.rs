@@ -6,6 +6,7 @@ mod handshake;
 mod packet;
 mod payload;
 mod session;
+mod v3_client;
 
 pub use client::{ClientConfig, ClientSession};
 pub use handshake::OpenPacket;
@@ -15,3 +16,4 @@ pub use session::{
     CloseReason, ProbeOutcome, Received, Session, SessionConfig, Timeout, TransportKind,
     UpgradeError,
 };
+pub use v3_client::Protocol;
