@@ -9,6 +9,9 @@
 //! connection it emits `auth` with the handshake auth; `message` is answered with `message-back` and the
 //! same arguments; `message-with-ack` is acked with the same arguments.
 //!
+//! `--allow-eio3` also accepts Engine.IO v3 / Socket.IO v4 clients (socket.io-client 2.x) and JSONP
+//! polling, for the official v3 test suite.
+//!
 //! `--port 0` picks a free port; the bound address is printed as `listening on http://ADDR` so that test
 //! harnesses can find it.
 
@@ -45,10 +48,11 @@ async fn main() -> std::io::Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
+    let allow_eio3 = args.iter().any(|a| a == "--allow-eio3");
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     match mode {
-        "engine" => serve_engine(listener).await,
-        "socket" => serve_socket(listener).await,
+        "engine" => serve_engine(listener, allow_eio3).await,
+        "socket" => serve_socket(listener, allow_eio3).await,
         _ => {
             eprintln!("unknown mode {mode:?}: engine or socket");
             std::process::exit(2);
@@ -56,9 +60,10 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
-fn timings(path: &str) -> EngineConfig {
+fn timings(path: &str, allow_eio3: bool) -> EngineConfig {
     EngineConfig::builder()
         .path(path)
+        .allow_eio3(allow_eio3)
         .ping_interval(Duration::from_millis(300))
         .ping_timeout(Duration::from_millis(200))
         .max_http_buffer_size(1_000_000)
@@ -66,10 +71,10 @@ fn timings(path: &str) -> EngineConfig {
         .build()
 }
 
-async fn serve_socket(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+async fn serve_socket(listener: tokio::net::TcpListener, allow_eio3: bool) -> std::io::Result<()> {
     let io = Io::new(
         IoConfig::builder()
-            .engine(timings("/socket.io/"))
+            .engine(timings("/socket.io/", allow_eio3))
             .connect_timeout(Duration::from_millis(1000))
             .build(),
     );
@@ -91,8 +96,8 @@ async fn serve_socket(listener: tokio::net::TcpListener) -> std::io::Result<()> 
     io.serve(listener).await
 }
 
-async fn serve_engine(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let config = timings("/engine.io/");
+async fn serve_engine(listener: tokio::net::TcpListener, allow_eio3: bool) -> std::io::Result<()> {
+    let config = timings("/engine.io/", allow_eio3);
     let engine = Engine::new(config, Echo);
     println!("listening on http://{}", listener.local_addr()?);
     ferrio::serve(

@@ -5,7 +5,8 @@
 //! to stdout.
 //!
 //! Flags: `--port N` (0, the default, picks a free port); `--ping-interval MS` / `--ping-timeout MS`
-//! (300 / 200); `--parser json|msgpack` (json; msgpack is `socket.io-msgpack-parser`).
+//! (300 / 200); `--parser json|msgpack` (json; msgpack is `socket.io-msgpack-parser`); `--allow-eio3`
+//! (also accept socket.io-client 2.x: Engine.IO v3, Socket.IO v4, JSONP).
 //!
 //! Namespaces:
 //! - `/` and `/custom`: the events below;
@@ -67,11 +68,12 @@ struct Args {
     ping_interval: u64,
     ping_timeout: u64,
     msgpack: bool,
+    allow_eio3: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "{msg}\nusage: socket_interop [--port N] [--ping-interval MS] [--ping-timeout MS] [--parser json|msgpack]"
+        "{msg}\nusage: socket_interop [--port N] [--ping-interval MS] [--ping-timeout MS] [--parser json|msgpack] [--allow-eio3]"
     );
     std::process::exit(2);
 }
@@ -82,9 +84,14 @@ fn parse_args() -> Args {
         ping_interval: 300,
         ping_timeout: 200,
         msgpack: false,
+        allow_eio3: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--allow-eio3" {
+            args.allow_eio3 = true;
+            continue;
+        }
         let value = it
             .next()
             .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -552,7 +559,8 @@ async fn main() -> std::io::Result<()> {
     let mut config = IoConfig::builder()
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
-        .cors(Cors::any());
+        .cors(Cors::any())
+        .allow_eio3(args.allow_eio3);
     if args.msgpack {
         config = config.parser(Arc::new(ferrio::MsgpackParser::new()));
     }

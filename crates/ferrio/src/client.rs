@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use ferrio_proto::engine::{CloseReason, Data};
+use ferrio_proto::engine::{CloseReason, Data, Protocol};
 use ferrio_proto::socket::{ConnectRequest, Packet, PacketDecoder, invalid_namespace};
 use ferrio_proto::value::Value;
 use parking_lot::Mutex;
@@ -91,11 +91,20 @@ impl Client {
         };
         match packet {
             Packet::Connect { nsp, data } => {
+                let (nsp, request) = match self.conn.protocol() {
+                    Protocol::V4 => (nsp, ConnectRequest::parse(data)),
+                    // Socket.IO v4: the auth is the namespace's query, and there is no payload.
+                    Protocol::V3 if data.is_none() => ConnectRequest::parse_v4(&nsp),
+                    Protocol::V3 => {
+                        self.reject();
+                        return;
+                    }
+                };
                 if self.sockets.lock().contains_key(&nsp) {
                     // A second CONNECT to a namespace already joined: never a duplicate socket.
                     self.reject();
                 } else {
-                    self.connect(nsp, data);
+                    self.connect(nsp, request);
                 }
             }
             Packet::ConnectError { .. } => self.reject(),
@@ -130,8 +139,14 @@ impl Client {
         self.overflowing.lock().take()
     }
 
-    fn connect(self: &Arc<Self>, nsp: String, data: Option<Value>) {
-        let request = ConnectRequest::parse(data);
+    /// A Socket.IO v4 client (socket.io-client 2.x) is in the main namespace as soon as it connects, as
+    /// socket.io does for these clients: they never send a CONNECT for `/`.
+    pub(crate) fn connect_main(self: &Arc<Self>) {
+        let (nsp, request) = ConnectRequest::parse_v4("/");
+        self.connect(nsp, request);
+    }
+
+    fn connect(self: &Arc<Self>, nsp: String, request: ConnectRequest) {
         let Some(ns) = self.namespaces.namespace_for(&nsp, Some(&request.auth)) else {
             self.conn.send(&invalid_namespace(&nsp));
             return;
@@ -172,9 +187,13 @@ impl Client {
     ) {
         let handshake = self.handshake(auth);
         let me: Weak<dyn ClientLink> = Arc::downgrade(self) as Weak<Client>;
-        let id: Sid = match &restored {
-            Some(r) => r.session.sid.clone(),
-            None => new_id().into(),
+        let id: Sid = match (&restored, self.conn.protocol()) {
+            (Some(r), _) => r.session.sid.clone(),
+            (None, Protocol::V4) => new_id().into(),
+            // socket.io-client 2.x computes its socket's id from the Engine.IO id: `nsp#id`, or the id
+            // itself for `/`, so the server must use the same one.
+            (None, Protocol::V3) if nsp == "/" => self.conn.id().into(),
+            (None, Protocol::V3) => format!("{nsp}#{}", self.conn.id()).into(),
         };
         let recovery = ns.recovery_for(restored);
         let (socket, run) = ns.add_socket(id, me, self.conn.clone(), handshake, recovery);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferrio_proto::engine::{Frame, TransportKind};
+use ferrio_proto::engine::{Frame, Protocol, TransportKind};
 use ferrio_proto::socket::{Encoded, Packet, Parser};
 
 use crate::engine::Socket as Session;
@@ -25,6 +25,12 @@ impl Conn {
 
     pub(crate) fn id(&self) -> &str {
         self.session.id()
+    }
+
+    /// The Engine.IO revision, which fixes the Socket.IO one: v3 carries Socket.IO v4 (socket.io-client
+    /// 2.x), v4 carries v5.
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.session.protocol()
     }
 
     pub(crate) fn transport(&self) -> TransportKind {

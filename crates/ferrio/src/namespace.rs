@@ -11,7 +11,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use ferrio_proto::socket::{Encoded, Packet, Parser, connect_ok};
+use ferrio_proto::engine::Protocol;
+use ferrio_proto::socket::{Encoded, Packet, Parser, connect_ok, connect_ok_v4};
 use ferrio_proto::value::Value;
 use parking_lot::{Mutex, RwLock};
 
@@ -247,7 +248,11 @@ impl NamespaceInner {
                 if let Some(r) = &restored {
                     self.abandon(r);
                 }
-                let _ = socket.write_packet(&e.packet(&self.name), false);
+                let refusal = match socket.protocol() {
+                    Protocol::V4 => e.packet(&self.name),
+                    Protocol::V3 => e.packet_v4(&self.name),
+                };
+                let _ = socket.write_packet(&refusal, false);
                 socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
                 self.after_socket_left();
                 return;
@@ -263,7 +268,11 @@ impl NamespaceInner {
         }
         socket.set_connected();
         crate::telemetry::socket_connected(&self.name);
-        let _ = socket.write_packet(&connect_ok(&self.name, socket.id(), socket.pid()), false);
+        let connected = match socket.protocol() {
+            Protocol::V4 => connect_ok(&self.name, socket.id(), socket.pid()),
+            Protocol::V3 => connect_ok_v4(&self.name),
+        };
+        let _ = socket.write_packet(&connected, false);
         match restored {
             None => {
                 self.publish(&socket);

@@ -236,6 +236,8 @@ impl IoConfigBuilder {
         close_timeout: Duration,
         /// Time allowed between two chunks of a request body.
         body_read_timeout: Duration,
+        /// Also accept Engine.IO v3 / Socket.IO v4 clients (socket.io-client 2.x) and JSONP polling.
+        allow_eio3: bool,
     }
 
     /// Applies Engine.IO options that take a closure (`allow_request`, `initial_headers`, `headers`,
@@ -394,6 +396,9 @@ impl EngineHandler for Handler {
         let conn = Conn::new(session.clone(), self.0.config.parser.clone());
         let client = Client::new(conn, self.0.clone(), self.0.config.parser.decoder());
         self.0.connect_timeouts.push(&client);
+        if session.protocol() == ferrio_proto::engine::Protocol::V3 {
+            client.connect_main();
+        }
         client
     }
 

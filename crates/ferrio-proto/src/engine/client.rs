@@ -25,8 +25,8 @@ use bytestring::ByteString;
 use super::handshake::OpenPacket;
 use super::packet::{Data, DecodeError, Frame, Packet, PacketType, decode_binary, decode_text};
 use super::payload::{PayloadEncoder, decode_payload};
-use super::session::{CloseReason, TransportKind};
-use super::v3_client::{self as v3, Protocol};
+use super::session::{CloseReason, Protocol, TransportKind};
+use super::v3;
 
 /// The `maxPayload` of a v3 server, which does not announce one: engine.io 3's default
 /// `maxHttpBufferSize` (100 MB).

@@ -140,6 +140,12 @@ pub enum DecodeError {
     /// A text payload that is not UTF-8.
     #[error("payload is not valid UTF-8")]
     InvalidUtf8,
+    /// A v3 payload whose length prefix is malformed or does not match its packet.
+    #[error("malformed payload length")]
+    InvalidLength,
+    /// A JSONP POST body that is not a form with one `d` field.
+    #[error("malformed JSONP form body")]
+    InvalidForm,
 }
 
 /// Decodes one text packet (a websocket text frame, or one record of a polling payload).

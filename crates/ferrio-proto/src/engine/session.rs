@@ -19,6 +19,32 @@ pub struct SessionConfig {
     pub upgrade_timeout: Duration,
     /// Time a graceful close waits for the queued packets to be fetched by a poll.
     pub close_timeout: Duration,
+    /// The Engine.IO protocol revision the client speaks (its `EIO` query parameter).
+    pub protocol: Protocol,
+}
+
+/// The Engine.IO protocol revision of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// v3 (engine.io 3.x, socket.io 2.x clients): the client pings, the server answers; the server
+    /// closes the session when no ping came within `ping_interval + ping_timeout`.
+    V3,
+    /// v4 (engine.io 4+, socket.io 3+ clients): the server pings, the client answers.
+    #[default]
+    V4,
+}
+
+impl Protocol {
+    /// Reads the `EIO` query parameter: `4` or `3`. engine.io takes anything but `4` (even nothing) for
+    /// v3; only the explicit `3` is v3 here, so a missing or malformed version is refused (code 5) on
+    /// every server, as the v4 test suite expects.
+    pub fn from_query(eio: Option<&str>) -> Option<Protocol> {
+        match eio {
+            Some("4") => Some(Protocol::V4),
+            Some("3") => Some(Protocol::V3),
+            _ => None,
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -28,6 +54,7 @@ impl Default for SessionConfig {
             ping_timeout: Duration::from_millis(20_000),
             upgrade_timeout: Duration::from_millis(10_000),
             close_timeout: Duration::from_millis(30_000),
+            protocol: Protocol::V4,
         }
     }
 }
@@ -102,6 +129,8 @@ pub enum Received {
     Message(Data),
     /// Nothing to do (a pong, a noop).
     Nothing,
+    /// A v3 client pinged: answer with a pong.
+    SendPong,
     /// The session is now closed for this reason.
     Close(CloseReason),
 }
@@ -147,8 +176,16 @@ pub enum UpgradeError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Heartbeat {
-    Waiting { ping_at: Instant },
-    AwaitingPong { deadline: Instant },
+    Waiting {
+        ping_at: Instant,
+    },
+    AwaitingPong {
+        deadline: Instant,
+    },
+    /// v3: the client pings; without a ping by `deadline` the session times out.
+    AwaitingPing {
+        deadline: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +195,7 @@ enum Ready {
     Closed(CloseReason),
 }
 
-/// One Engine.IO v4 session, server side.
+/// One Engine.IO session, server side (v4, or v3 with its reversed heartbeat).
 #[derive(Debug, Clone)]
 pub struct Session {
     config: SessionConfig,
@@ -174,15 +211,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session opened at `now` on `transport`; its first ping is due `ping_interval` later.
+    /// A session opened at `now` on `transport`; its first ping is due `ping_interval` later (v4), or
+    /// the client's first ping within `ping_interval + ping_timeout` (v3).
     pub fn new(now: Instant, config: SessionConfig, transport: TransportKind) -> Self {
+        let heartbeat = match config.protocol {
+            Protocol::V4 => Heartbeat::Waiting {
+                ping_at: now + config.ping_interval,
+            },
+            Protocol::V3 => Heartbeat::AwaitingPing {
+                deadline: now + config.ping_interval + config.ping_timeout,
+            },
+        };
         Session {
             config,
             ready: Ready::Open,
             transport,
-            heartbeat: Heartbeat::Waiting {
-                ping_at: now + config.ping_interval,
-            },
+            heartbeat,
             upgrade_deadline: None,
             probed: false,
             reader_paused: false,
@@ -192,6 +236,11 @@ impl Session {
     /// The session's timing.
     pub fn config(&self) -> &SessionConfig {
         &self.config
+    }
+
+    /// The protocol revision.
+    pub fn protocol(&self) -> Protocol {
+        self.config.protocol
     }
 
     /// The current transport.
@@ -227,8 +276,14 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let beat = match self.heartbeat {
             Heartbeat::Waiting { ping_at } => Some(ping_at),
-            Heartbeat::AwaitingPong { .. } if self.reader_paused => None,
-            Heartbeat::AwaitingPong { deadline } => Some(deadline),
+            Heartbeat::AwaitingPong { .. } | Heartbeat::AwaitingPing { .. }
+                if self.reader_paused =>
+            {
+                None
+            }
+            Heartbeat::AwaitingPong { deadline } | Heartbeat::AwaitingPing { deadline } => {
+                Some(deadline)
+            }
         };
         let ready = match self.ready {
             Ready::Open => None,
@@ -265,7 +320,9 @@ impl Session {
                 };
                 Some(Timeout::SendPing)
             }
-            Heartbeat::AwaitingPong { deadline } if now >= deadline && !self.reader_paused => {
+            Heartbeat::AwaitingPong { deadline } | Heartbeat::AwaitingPing { deadline }
+                if now >= deadline && !self.reader_paused =>
+            {
                 self.ready = Ready::Closed(CloseReason::PingTimeout);
                 self.upgrade_deadline = None;
                 Some(Timeout::PingTimedOut)
@@ -279,8 +336,18 @@ impl Session {
         if self.closed().is_some() {
             return Received::Nothing;
         }
-        match packet {
-            Packet::Pong(_) => {
+        match (self.config.protocol, packet) {
+            (Protocol::V3, Packet::Ping(_)) => {
+                // Each ping gives the client a new full window; a probe ping is answered by the probe
+                // transport, never here, so its payload needs no echo.
+                self.heartbeat = Heartbeat::AwaitingPing {
+                    deadline: now + self.config.ping_interval + self.config.ping_timeout,
+                };
+                Received::SendPong
+            }
+            // In v3 only the client pings: a pong from it breaks the protocol.
+            (Protocol::V3, Packet::Pong(_)) => self.close(CloseReason::TransportError),
+            (_, Packet::Pong(_)) => {
                 // An unsolicited pong changes nothing: it must not postpone the next ping.
                 if let Heartbeat::AwaitingPong { .. } = self.heartbeat {
                     self.heartbeat = Heartbeat::Waiting {
@@ -290,10 +357,10 @@ impl Session {
                 Received::Nothing
             }
             // In v4 only the server pings; a client ping breaks the protocol.
-            Packet::Ping(_) => self.close(CloseReason::TransportError),
-            Packet::Message(data) => Received::Message(data),
-            Packet::Close => self.close(CloseReason::TransportClose),
-            Packet::Open(_) | Packet::Upgrade | Packet::Noop => Received::Nothing,
+            (_, Packet::Ping(_)) => self.close(CloseReason::TransportError),
+            (_, Packet::Message(data)) => Received::Message(data),
+            (_, Packet::Close) => self.close(CloseReason::TransportClose),
+            (_, Packet::Open(_) | Packet::Upgrade | Packet::Noop) => Received::Nothing,
         }
     }
 
@@ -317,7 +384,9 @@ impl Session {
     /// have been sitting unread behind the backlog.
     pub fn resume_reader(&mut self, now: Instant) {
         self.reader_paused = false;
-        if let Heartbeat::AwaitingPong { deadline } = &mut self.heartbeat {
+        if let Heartbeat::AwaitingPong { deadline } | Heartbeat::AwaitingPing { deadline } =
+            &mut self.heartbeat
+        {
             *deadline = (*deadline).max(now + self.config.ping_timeout);
         }
     }
@@ -390,7 +459,69 @@ mod tests {
             ping_timeout: 200 * MS,
             upgrade_timeout: 1000 * MS,
             close_timeout: 500 * MS,
+            protocol: Protocol::V4,
         }
+    }
+
+    fn config_v3() -> SessionConfig {
+        SessionConfig {
+            protocol: Protocol::V3,
+            ..config()
+        }
+    }
+
+    #[test]
+    fn v3_client_pings_and_server_answers() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config_v3(), TransportKind::Polling);
+        assert_eq!(s.protocol(), Protocol::V3);
+        // No server ping ever: the only deadline is the client's, interval + timeout away.
+        assert_eq!(s.poll_timeout(), Some(t0 + 500 * MS));
+        assert!(advance(&mut s, t0 + 499 * MS).is_empty());
+        let mut now = t0 + 400 * MS;
+        for _ in 0..50 {
+            assert_eq!(s.on_packet(now, Packet::Ping(None)), Received::SendPong);
+            assert_eq!(s.poll_timeout(), Some(now + 500 * MS));
+            now += 450 * MS;
+            assert!(advance(&mut s, now).is_empty());
+        }
+        assert!(s.is_open());
+        // Messages do not count as pings.
+        s.on_packet(now, Packet::Message(Data::Text("x".into())));
+        assert_eq!(advance(&mut s, now + 50 * MS), vec![Timeout::PingTimedOut]);
+        assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
+    }
+
+    #[test]
+    fn v3_silent_client_times_out_and_pong_is_refused() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config_v3(), TransportKind::WebSocket);
+        assert_eq!(advance(&mut s, t0 + 500 * MS), vec![Timeout::PingTimedOut]);
+        let mut s = Session::new(t0, config_v3(), TransportKind::WebSocket);
+        assert_eq!(
+            s.on_packet(t0, Packet::Pong(None)),
+            Received::Close(CloseReason::TransportError)
+        );
+    }
+
+    #[test]
+    fn v3_paused_reader_suspends_the_timeout() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config_v3(), TransportKind::WebSocket);
+        s.pause_reader();
+        assert_eq!(s.poll_timeout(), None);
+        assert!(advance(&mut s, t0 + 5_000 * MS).is_empty());
+        s.resume_reader(t0 + 5_000 * MS);
+        assert_eq!(s.poll_timeout(), Some(t0 + 5_200 * MS));
+    }
+
+    #[test]
+    fn protocol_from_query() {
+        assert_eq!(Protocol::from_query(Some("4")), Some(Protocol::V4));
+        assert_eq!(Protocol::from_query(Some("3")), Some(Protocol::V3));
+        assert_eq!(Protocol::from_query(Some("abc")), None);
+        assert_eq!(Protocol::from_query(Some("")), None);
+        assert_eq!(Protocol::from_query(None), None);
     }
 
     /// Drives every deadline up to `now`, as the shell does, and returns what fired.

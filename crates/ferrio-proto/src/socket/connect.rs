@@ -4,6 +4,11 @@
 //!   a session (connection state recovery);
 //! - server → client CONNECT: `{"sid":…}`, plus `"pid"` when the server offers recovery;
 //! - server → client CONNECT_ERROR: `{"message":…,"data":…}` (old servers sent a bare string).
+//!
+//! Socket.IO protocol v4 (socket.io-client 2.x, over Engine.IO v3) differs: the client's CONNECT carries
+//! its query in the namespace (`0/chat?token=x`) and no payload, the server's CONNECT has no payload,
+//! and a middleware's refusal is the bare `data` or message. `socket.io` 4 answers these clients the
+//! same way.
 
 use serde::Serialize;
 
@@ -75,6 +80,20 @@ impl ConnectError {
             data: self.to_value(),
         }
     }
+
+    /// The refusal a Socket.IO v4 client (socket.io-client 2.x) gets: its `error` event receives the
+    /// error's data when there is some (not null or false, as JavaScript's `err.data || err.message`),
+    /// else the message as a string.
+    pub fn packet_v4(&self, nsp: &str) -> Packet {
+        let data = match &self.data {
+            Some(d) if is_truthy(d) => d.clone(),
+            _ => Value::String(self.message.clone()),
+        };
+        Packet::ConnectError {
+            nsp: nsp.to_owned(),
+            data,
+        }
+    }
 }
 
 impl std::fmt::Display for ConnectError {
@@ -100,6 +119,25 @@ pub fn connect_ok(nsp: &str, sid: &str, pid: Option<&str>) -> Packet {
     Packet::Connect {
         nsp: nsp.to_owned(),
         data: Some(Value::Object(map)),
+    }
+}
+
+/// The server's CONNECT answer to a Socket.IO v4 client: no payload (its socket id is derived from the
+/// Engine.IO id on both sides).
+pub fn connect_ok_v4(nsp: &str) -> Packet {
+    Packet::Connect {
+        nsp: nsp.to_owned(),
+        data: None,
+    }
+}
+
+/// JavaScript truthiness of a JSON value.
+fn is_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        _ => true,
     }
 }
 
@@ -154,6 +192,55 @@ impl ConnectRequest {
     }
 }
 
+impl ConnectRequest {
+    /// Reads the CONNECT of a Socket.IO v4 client: `nsp` may carry a query (`/chat?token=x`), which is
+    /// the handshake's `auth` (string values, as `URLSearchParams` reads them). Returns the namespace
+    /// name without the query. Such clients never recover sessions: no `pid` or `offset` is read.
+    pub fn parse_v4(nsp: &str) -> (String, Self) {
+        let nsp = nsp.split_once('#').map_or(nsp, |(n, _)| n);
+        let (path, query) = nsp.split_once('?').unwrap_or((nsp, ""));
+        let mut auth = Map::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            // The last occurrence wins, as `Object.fromEntries` does.
+            auth.insert(form_component(k), Value::String(form_component(v)));
+        }
+        let request = ConnectRequest {
+            auth: Value::Object(auth),
+            pid: None,
+            offset: None,
+        };
+        (path.to_owned(), request)
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte; a malformed
+/// escape stays as it is, and bytes that are not UTF-8 become U+FFFD (what `URLSearchParams` does).
+fn form_component(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// What the client reads from the server's CONNECT answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectAck {
@@ -183,6 +270,51 @@ mod tests {
             crate::engine::Frame::Text(s) => s[1..].to_owned(),
             other => panic!("not text: {other:?}"),
         }
+    }
+
+    #[test]
+    fn socket_io_v4_shapes() {
+        assert_eq!(text(&connect_ok_v4("/")), "0");
+        assert_eq!(text(&connect_ok_v4("/chat")), "0/chat,");
+        assert_eq!(
+            text(&ConnectError::new("Not authorized").packet_v4("/")),
+            r#"4"Not authorized""#
+        );
+        let with_data = ConnectError::new("no")
+            .with_data(&serde_json::json!({"code": 7}))
+            .unwrap();
+        assert_eq!(text(&with_data.packet_v4("/a")), r#"4/a,{"code":7}"#);
+        // Falsy data gives the message, as `err.data || err.message`.
+        for falsy in [
+            serde_json::json!(null),
+            serde_json::json!(false),
+            serde_json::json!(0),
+            serde_json::json!(""),
+        ] {
+            let e = ConnectError::new("m").with_data(&falsy).unwrap();
+            assert_eq!(text(&e.packet_v4("/")), r#"4"m""#, "{falsy}");
+        }
+        // Invalid namespace keeps the object form, as socket.io 4 sends it to every client.
+        assert_eq!(
+            text(&invalid_namespace("/x")),
+            r#"4/x,{"message":"Invalid namespace"}"#
+        );
+    }
+
+    #[test]
+    fn socket_io_v4_connect_query_is_auth() {
+        let (nsp, req) = ConnectRequest::parse_v4("/chat?token=a%20b&x=1+2&x=3&flag&bad=%zz");
+        assert_eq!(nsp, "/chat");
+        assert_eq!(
+            serde_json::to_string(&req.auth).unwrap(),
+            r#"{"token":"a b","x":"3","flag":"","bad":"%zz"}"#
+        );
+        assert_eq!(req.pid, None);
+        let (nsp, req) = ConnectRequest::parse_v4("/?pid=p&offset=o");
+        assert_eq!(nsp, "/");
+        assert_eq!(req.pid, None, "v4 clients do not recover");
+        let (nsp, req) = ConnectRequest::parse_v4("/a#frag");
+        assert_eq!((nsp.as_str(), req.auth), ("/a", Value::Object(Map::new())));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Socket.IO protocol v5: packets, the [`Parser`] trait with the default JSON parser (and its binary
+//! Socket.IO protocol v5 (and v4, for socket.io-client 2.x: only its CONNECT shapes differ, see
+//! `connect.rs`; events, acks and binary packets are encoded alike): packets, the [`Parser`] trait with the default JSON parser (and its binary
 //! reassembly) and the msgpack parser, and the rules both sides share (CONNECT payloads, reserved names,
 //! namespaces, disconnect reasons, acks, retries, the events handed to listeners).
 
@@ -13,7 +14,8 @@ mod rules;
 
 pub use ack::{AckArgs, AckError, AckTable, EmitError};
 pub use connect::{
-    ConnectAck, ConnectError, ConnectRequest, connect_ok, connect_request, invalid_namespace,
+    ConnectAck, ConnectError, ConnectRequest, connect_ok, connect_ok_v4, connect_request,
+    invalid_namespace,
 };
 pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;

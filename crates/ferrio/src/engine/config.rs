@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrio_proto::engine::{SessionConfig, TransportKind};
+use ferrio_proto::engine::{Protocol, SessionConfig, TransportKind};
 use http::HeaderMap;
 use http::request::Parts;
 
@@ -172,6 +172,9 @@ pub struct EngineConfig {
     pub close_timeout: Duration,
     /// Time allowed between two chunks of a request body before the request fails (10 s).
     pub body_read_timeout: Duration,
+    /// Also accept Engine.IO v3 clients (socket.io-client 2.x, engine.io-client 3.x) and their
+    /// JSONP polling, beside v4 (off, as in socket.io: `EIO=3` is then refused with code 5).
+    pub allow_eio3: bool,
 }
 
 impl Default for EngineConfig {
@@ -196,6 +199,7 @@ impl Default for EngineConfig {
             max_buffered_packets: 1 << 20,
             close_timeout: Duration::from_millis(30_000),
             body_read_timeout: Duration::from_millis(10_000),
+            allow_eio3: false,
         }
     }
 }
@@ -216,6 +220,7 @@ impl fmt::Debug for EngineConfig {
             .field("http_compression", &self.http_compression)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_buffered_packets", &self.max_buffered_packets)
+            .field("allow_eio3", &self.allow_eio3)
             .finish_non_exhaustive()
     }
 }
@@ -272,6 +277,8 @@ impl EngineConfigBuilder {
         close_timeout: Duration,
         /// Time allowed between two chunks of a request body.
         body_read_timeout: Duration,
+        /// Also accept Engine.IO v3 clients (socket.io-client 2.x) and JSONP polling.
+        allow_eio3: bool,
     }
 
     /// Accepts or rejects a handshake or an upgrade (`allowRequest`), from an async closure.
@@ -341,12 +348,13 @@ impl EngineConfig {
             .build()
     }
 
-    pub(crate) fn session_config(&self) -> SessionConfig {
+    pub(crate) fn session_config(&self, protocol: Protocol) -> SessionConfig {
         SessionConfig {
             ping_interval: self.ping_interval,
             ping_timeout: self.ping_timeout,
             upgrade_timeout: self.upgrade_timeout,
             close_timeout: self.close_timeout,
+            protocol,
         }
     }
 
@@ -389,6 +397,7 @@ mod tests {
             Some(HttpCompression { threshold: 1024 })
         );
         assert!(c.cookie.is_none() && c.cors.is_none());
+        assert!(!c.allow_eio3);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config;
 mod cors;
 mod error;
 mod socket;
+mod wire;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,7 +15,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use bytes::Bytes;
 use dashmap::DashMap;
-use ferrio_proto::engine::{CloseReason, Data, OpenPacket};
+use ferrio_proto::engine::{CloseReason, Data, OpenPacket, Protocol};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -27,10 +28,12 @@ pub use config::{
 pub use cors::{Cors, CorsOrigin};
 pub use error::RequestError;
 pub use ferrio_proto::engine::{
-    CloseReason as EngineCloseReason, Data as EngineData, Frame, TransportKind,
+    CloseReason as EngineCloseReason, Data as EngineData, Frame, Protocol as EngineProtocol,
+    TransportKind,
 };
 pub(crate) use socket::Outbox;
 pub use socket::{HandshakeInfo, SendError, Socket};
+pub(crate) use wire::Wire;
 
 use crate::transport::{polling, websocket};
 
@@ -129,6 +132,10 @@ struct Query<'a> {
     eio: Option<&'a str>,
     transport: Option<&'a str>,
     sid: Option<&'a str>,
+    /// v3: the client wants binary data as base64.
+    b64: Option<&'a str>,
+    /// JSONP polling: the client's callback index.
+    j: Option<&'a str>,
 }
 
 impl<'a> Query<'a> {
@@ -141,6 +148,8 @@ impl<'a> Query<'a> {
                 "EIO" => &mut q.eio,
                 "transport" => &mut q.transport,
                 "sid" => &mut q.sid,
+                "b64" => &mut q.b64,
+                "j" => &mut q.j,
                 _ => continue,
             };
             if slot.is_none() {
@@ -285,6 +294,10 @@ impl Engine {
                         return Err(RequestError::BadRequest);
                     }
                     let accept = websocket::check_upgrade_request(parts)?;
+                    // A v3 client chooses base64 per transport: the websocket says so on its own.
+                    socket
+                        .wire()
+                        .set_websocket_b64(wire::wants_base64(query.b64));
                     let mut res = websocket::switching_protocols(&accept);
                     self.apply_headers_hooks(res.headers_mut(), parts, false);
                     match socket.begin_upgrade() {
@@ -313,9 +326,21 @@ impl Engine {
                 },
             });
         }
-        if query.eio != Some("4") {
-            return Err(RequestError::UnsupportedProtocolVersion);
-        }
+        let protocol = match Protocol::from_query(query.eio) {
+            Some(Protocol::V3) if config.allow_eio3 => Protocol::V3,
+            Some(Protocol::V4) => Protocol::V4,
+            _ => return Err(RequestError::UnsupportedProtocolVersion),
+        };
+        let jsonp = match (transport, query.j) {
+            (TransportKind::Polling, Some(j)) if config.allow_eio3 => Some(
+                ferrio_proto::engine::v3::jsonp_index(j)
+                    .ok_or(RequestError::BadRequest)?
+                    .into(),
+            ),
+            _ => None,
+        };
+        let b64 = wire::wants_base64(query.b64);
+        let wire = Wire::new(protocol, b64, jsonp, b64);
         let accept = match transport {
             TransportKind::WebSocket => Some(websocket::check_upgrade_request(parts)?),
             TransportKind::Polling => None,
@@ -334,7 +359,7 @@ impl Engine {
             remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
             issued: SystemTime::now(),
         };
-        let socket = Socket::new(id.clone(), self.inner.clone(), transport, handshake);
+        let socket = Socket::new(id.clone(), self.inner.clone(), transport, handshake, wire);
         let upgrades = match transport {
             TransportKind::Polling
                 if config.allow_upgrades
@@ -354,10 +379,7 @@ impl Engine {
         .to_frame();
 
         let mut res = match &accept {
-            None => polling::payload_response(match open {
-                Frame::Text(s) => s.into_bytes(),
-                Frame::Binary(b) => b,
-            }),
+            None => crate::transport::payload::first_response(&socket, open),
             Some(accept) => {
                 // The open packet is the first frame the websocket writer sends.
                 let _ = socket.send_frame(open);
@@ -424,7 +446,8 @@ mod tests {
             Query {
                 eio: Some("4"),
                 transport: Some("polling"),
-                sid: Some("abc")
+                sid: Some("abc"),
+                ..Query::default()
             }
         );
         assert_eq!(Query::parse(None), Query::default());

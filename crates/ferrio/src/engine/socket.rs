@@ -7,13 +7,14 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use ferrio_proto::engine::{
-    CloseReason, Data, Frame, Packet, Received, Session, Timeout, TransportKind,
+    CloseReason, Data, Frame, Packet, Protocol, Received, Session, Timeout, TransportKind,
 };
 use http::{HeaderMap, Uri};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::wire::Wire;
 use super::{EngineInner, SessionHandler};
 
 /// What the client's handshake request looked like.
@@ -141,6 +142,8 @@ pub struct Socket {
     /// wherever the state leaves `Open`: `close` (start closing), a full queue, and `finish`, which every
     /// other way to close goes through.
     open: AtomicBool,
+    /// The protocol revision and encodings of this session.
+    wire: Wire,
 }
 
 impl std::fmt::Debug for Socket {
@@ -158,13 +161,18 @@ impl Socket {
         engine: Arc<EngineInner>,
         transport: TransportKind,
         handshake: HandshakeInfo,
+        wire: Wire,
     ) -> Arc<Socket> {
         // The channel's capacity is only the frame bound: tokio allocates its slots in blocks as they fill,
         // not up front.
         let (tx, rx) = mpsc::channel(engine.config.max_buffered_packets.max(2));
         let queued = Arc::new(AtomicUsize::new(0));
         let budget = engine.config.max_buffered_bytes;
-        let session = Session::new(Instant::now(), engine.config.session_config(), transport);
+        let session = Session::new(
+            Instant::now(),
+            engine.config.session_config(wire.protocol),
+            transport,
+        );
         crate::telemetry::connection(transport);
         Arc::new(Socket {
             id,
@@ -189,6 +197,7 @@ impl Socket {
             handshake,
             handler: Mutex::new(None),
             open: AtomicBool::new(true),
+            wire,
         })
     }
 
@@ -199,6 +208,15 @@ impl Socket {
     /// The session id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The Engine.IO protocol revision the client speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.wire.protocol
+    }
+
+    pub(crate) fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     /// The transport in use.
@@ -395,6 +413,9 @@ impl Socket {
                     self.state.lock().resume_reader(Instant::now());
                     self.wake.notify_one();
                 }
+            }
+            Received::SendPong => {
+                let _ = self.push(ferrio_proto::engine::v3::pong());
             }
             Received::Nothing => {}
             Received::Close(reason) => self.finish(reason),

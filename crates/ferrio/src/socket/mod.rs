@@ -223,6 +223,12 @@ impl Socket {
         self.inner.connected.store(true, Ordering::Release);
     }
 
+    /// The Engine.IO revision of the socket's connection (v3: a socket.io-client 2.x client, which
+    /// speaks Socket.IO protocol v4).
+    pub fn protocol(&self) -> ferrio_proto::engine::Protocol {
+        self.inner.conn.protocol()
+    }
+
     /// The id of the underlying Engine.IO connection (shared by the namespaces of one client).
     pub fn conn_id(&self) -> &str {
         self.inner.conn.id()

@@ -1,4 +1,5 @@
 //! The two transports a session can run on.
 
+pub(crate) mod payload;
 pub(crate) mod polling;
 pub(crate) mod websocket;

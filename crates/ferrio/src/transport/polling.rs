@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use ferrio_proto::engine::{CloseReason, Frame, PacketType, PayloadEncoder, decode_payload};
+use ferrio_proto::engine::{CloseReason, Frame, PacketType, Protocol};
 use flate2::Compression;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
+use super::payload::{PollPayload, decode_post, mark_binary};
 use crate::engine::{RequestError, Socket, apply_headers_hooks};
 
 /// A `200` carrying a polling payload.
@@ -63,7 +64,7 @@ pub(crate) async fn poll(
         answered: false,
     };
     let config = &socket.engine.config;
-    let mut payload = PayloadEncoder::new(config.max_http_buffer_size);
+    let mut payload = PollPayload::new(socket, config.max_http_buffer_size);
     let mut delivered_close = false;
     {
         let outbox = guard.outbox.as_mut().expect("set above");
@@ -112,7 +113,9 @@ pub(crate) async fn poll(
     if delivered_close {
         socket.close_delivered();
     }
-    let body = payload.finish();
+    let body = payload.finish(socket);
+    let binary = body.binary;
+    let body = body.body;
     let mut res = match config
         .http_compression
         .filter(|c| body.len() >= c.threshold)
@@ -120,6 +123,7 @@ pub(crate) async fn poll(
         Some(_) => compress(body, parts),
         None => payload_response(body),
     };
+    mark_binary(&mut res, binary);
     apply_headers_hooks(config, res.headers_mut(), parts, false);
     Ok(res)
 }
@@ -206,11 +210,12 @@ where
 
     let config = &socket.engine.config;
     // In v4 binary data travels base64-encoded in a text payload; a binary body is a broken client.
-    if parts
+    // A v3 client sends binary payloads that way.
+    let octet_stream = parts
         .headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/octet-stream")
-    {
+        .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    if octet_stream && socket.protocol() == Protocol::V4 {
         socket.close_with(CloseReason::TransportError);
         return Err(RequestError::BadRequest);
     }
@@ -255,7 +260,7 @@ where
         }
     }
 
-    let packets = match decode_payload(buf.freeze()) {
+    let packets = match decode_post(socket, buf.freeze(), octet_stream) {
         Ok(p) => p,
         Err(_) => {
             socket.close_with(CloseReason::ParseError);

@@ -202,18 +202,20 @@ async fn run(socket: Arc<Socket>, ws: Ws) {
         .await;
         let Some(msg) = msg else { return };
         match msg {
-            Some(Ok(Message::Text(t))) => match decode_text(to_byte_string(t)) {
+            Some(Ok(Message::Text(t))) => match socket.wire().decode_text(to_byte_string(t)) {
                 Ok(p) => socket.on_packet(p).await,
                 Err(_) => {
                     socket.close_with(CloseReason::ParseError);
                     return;
                 }
             },
-            Some(Ok(Message::Binary(b))) => {
-                socket
-                    .on_packet(ferrio_proto::engine::decode_binary(b))
-                    .await
-            }
+            Some(Ok(Message::Binary(b))) => match socket.wire().decode_binary(b) {
+                Ok(p) => socket.on_packet(p).await,
+                Err(_) => {
+                    socket.close_with(CloseReason::ParseError);
+                    return;
+                }
+            },
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(_))) | None => {
                 socket.close_with(CloseReason::TransportClose);
@@ -301,7 +303,8 @@ async fn write_loop(
                     graceful_close = true;
                     break;
                 }
-                sink.feed(to_message(f)).await?;
+                sink.feed(to_message(socket.wire().websocket_frame(f)))
+                    .await?;
                 n += 1;
                 if n < MAX_BATCH {
                     next = outbox.try_recv();
