@@ -30,7 +30,7 @@ pub enum ManagerEvent {
     Error(String),
     /// The connection closed, with the reason.
     Close(String),
-    /// The server pinged.
+    /// A heartbeat: the server pinged (Engine.IO v4), or the client sent its ping (v3).
     Ping,
     /// A reconnection attempt starts (its number).
     ReconnectAttempt(u32),

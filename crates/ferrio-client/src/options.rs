@@ -90,7 +90,7 @@ pub struct ClientOptions {
     pub multiplex: bool,
     /// Always open a new connection (off).
     pub force_new: bool,
-    /// The CONNECT payload.
+    /// The CONNECT payload (not sent with Engine.IO v3: Socket.IO protocol v4 has none).
     pub auth: Auth,
     /// Default ack timeout of `emit_with_ack` (none: wait until disconnected); `socket.timeout(d)`
     /// overrides it for one emit.

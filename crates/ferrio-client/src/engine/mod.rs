@@ -106,7 +106,7 @@ pub struct EngineConnection {
 pub enum EngineEvent {
     /// The server sent a message.
     Message(Data),
-    /// The server sent a heartbeat (already answered).
+    /// A heartbeat: the server pinged and the pong is queued (v4), or the client sent its ping (v3).
     Ping,
     /// The session moved to this transport.
     Upgrade(TransportKind),
