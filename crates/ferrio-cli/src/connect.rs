@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ferrio_client::{AckSender, Auth, ClientOptions, Manager, ManagerEvent, Socket, Value};
-use ferrio_proto::engine::TransportKind;
+use ferrio_proto::engine::{Protocol, TransportKind};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -48,6 +48,10 @@ pub struct ConnectOptions {
     /// Packet parser: the server's (`json` or `msgpack`).
     #[arg(long, value_enum, default_value_t = ParserKind::Json)]
     pub parser: ParserKind,
+    /// Engine.IO protocol revision: 4, or 3 for socket.io 2.x servers (Socket.IO protocol v4 then;
+    /// `--auth` is not sent, as that protocol has none).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+    pub eio: u8,
 }
 
 /// One JSON line on stdout, the only thing stdout carries (help, prompts and errors go to stderr).
@@ -172,6 +176,11 @@ pub async fn run(opts: ConnectOptions) -> Result<(), String> {
     let mut client = ClientOptions::default();
     client.engine.path = opts.path.clone();
     client.parser = opts.parser.parser();
+    client.engine.protocol = if opts.eio == 3 {
+        Protocol::V3
+    } else {
+        Protocol::V4
+    };
     if let Some(t) = &opts.transport {
         client.engine.transports = vec![TransportKind::parse(t).ok_or("unknown transport")?];
     }

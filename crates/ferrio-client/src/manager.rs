@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use ferrio_proto::engine::TransportKind;
+use ferrio_proto::engine::{Protocol, TransportKind};
 use ferrio_proto::reconnect::{Event, Output, Reconnect};
 use ferrio_proto::socket::{Packet, PacketDecoder, normalize_namespace};
 use parking_lot::{Mutex, RwLock};
@@ -30,7 +30,7 @@ pub enum ManagerEvent {
     Error(String),
     /// The connection closed, with the reason.
     Close(String),
-    /// The server pinged.
+    /// A heartbeat: the server pinged (Engine.IO v4), or the client sent its ping (v3).
     Ping,
     /// A reconnection attempt starts (its number).
     ReconnectAttempt(u32),
@@ -51,6 +51,31 @@ struct State {
     /// Whether the manager's task runs; it ends when the machine has nothing left to do.
     running: bool,
     machine: Reconnect,
+    /// Engine.IO v3 (socket.io 2.x): where the server's implicit connection to `/` stands.
+    root: Root,
+}
+
+/// A socket.io 2.x server connects every new connection to `/` by itself and says so with a CONNECT
+/// packet for `/`; this is where that connection stands on the current connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    /// Not yet announced: a `/` socket waits for the server's CONNECT.
+    Awaiting,
+    /// Announced while no `/` socket wanted it: the next `/` socket to connect takes it.
+    Available,
+    /// Taken by the `/` socket, or left by it: joining `/` again takes a CONNECT of its own.
+    Claimed,
+}
+
+/// What a `/` socket does to join on a v3 connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RootJoin {
+    /// Wait for the server's implicit CONNECT.
+    Wait,
+    /// The server already connected it: the socket is connected now.
+    Take,
+    /// Send a CONNECT, as for any namespace.
+    Send,
 }
 
 pub(crate) struct ManagerInner {
@@ -89,6 +114,7 @@ impl Manager {
                     sockets: HashMap::new(),
                     running: false,
                     machine,
+                    root: Root::Awaiting,
                 }),
                 listeners: RwLock::new(Vec::new()),
                 wake: Notify::new(),
@@ -164,6 +190,68 @@ fn now() -> std::time::Instant {
 }
 
 impl ManagerInner {
+    /// The Engine.IO protocol revision, which also decides the Socket.IO one (v3 goes with Socket.IO
+    /// protocol v4, that of socket.io 2.x).
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.opts.engine.protocol
+    }
+
+    /// The Engine.IO session id, when connected.
+    pub(crate) fn engine_id(&self) -> Option<String> {
+        self.state.lock().sender.as_ref().map(|s| s.id().to_owned())
+    }
+
+    /// How a `/` socket joins on a v3 connection (see [`Root`]).
+    pub(crate) fn join_root(&self) -> RootJoin {
+        let mut st = self.state.lock();
+        match std::mem::replace(&mut st.root, Root::Claimed) {
+            Root::Awaiting => {
+                st.root = Root::Awaiting;
+                RootJoin::Wait
+            }
+            Root::Available => RootJoin::Take,
+            Root::Claimed => RootJoin::Send,
+        }
+    }
+
+    /// A v3 packet the manager routes itself; `None` when it did, the packet back otherwise.
+    async fn route_v3(&self, packet: Packet) -> Option<Packet> {
+        match &packet {
+            Packet::Connect { nsp, .. } if nsp == "/" => {
+                let root = {
+                    let mut st = self.state.lock();
+                    let socket = st
+                        .sockets
+                        .get("/")
+                        .and_then(Weak::upgrade)
+                        .map(|inner| Socket { inner })
+                        .filter(|s| s.is_active() && !s.connected());
+                    st.root = if socket.is_some() {
+                        Root::Claimed
+                    } else {
+                        Root::Available
+                    };
+                    socket
+                };
+                if let Some(s) = root {
+                    s.on_packet(packet).await;
+                }
+                None
+            }
+            // socket.io 2.x clients hand an error of `/` to every socket: the server connects the
+            // other namespaces only once `/` is joined, so they are refused with it.
+            Packet::ConnectError { nsp, .. } if nsp == "/" => {
+                for s in self.sockets() {
+                    if s.nsp() == "/" || (s.is_active() && !s.connected()) {
+                        s.on_packet(packet.clone()).await;
+                    }
+                }
+                None
+            }
+            _ => Some(packet),
+        }
+    }
+
     fn emit(&self, ev: ManagerEvent) {
         let listeners = self.listeners.read().clone();
         for l in &listeners {
@@ -298,6 +386,13 @@ impl ManagerInner {
         let reason = match ev {
             Some(EngineEvent::Message(data)) => match task.decoder.decode(data) {
                 Ok(Some(packet)) => {
+                    let packet = match self.protocol() {
+                        Protocol::V3 => match self.route_v3(packet).await {
+                            Some(p) => p,
+                            None => return,
+                        },
+                        Protocol::V4 => packet,
+                    };
                     let socket = self
                         .state
                         .lock()
@@ -369,6 +464,7 @@ impl ManagerInner {
                     // The sender and the list of sockets to tell change together: a socket attached
                     // from now on sends its own CONNECT, one attached before is in this list.
                     st.sender = task.conn.as_ref().map(|c| c.sender.clone());
+                    st.root = Root::Awaiting;
                     Self::live(&st)
                 };
                 self.emit(ManagerEvent::Open);

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrio_proto::engine::TransportKind;
+use ferrio_proto::engine::{Protocol, TransportKind};
 use ferrio_proto::reconnect::ReconnectConfig;
 use ferrio_proto::socket::{JsonParser, Parser};
 use ferrio_proto::value::{Value, ValueError};
@@ -90,7 +90,7 @@ pub struct ClientOptions {
     pub multiplex: bool,
     /// Always open a new connection (off).
     pub force_new: bool,
-    /// The CONNECT payload.
+    /// The CONNECT payload (not sent with Engine.IO v3: Socket.IO protocol v4 has none).
     pub auth: Auth,
     /// Default ack timeout of `emit_with_ack` (none: wait until disconnected); `socket.timeout(d)`
     /// overrides it for one emit.
@@ -262,6 +262,21 @@ impl ClientOptionsBuilder {
         self
     }
 
+    /// The Engine.IO protocol revision (v4): [`Protocol::V3`] talks to socket.io 2.x servers, with
+    /// Engine.IO v3 and Socket.IO protocol v4. There, the server joins `/` by itself, a namespace's
+    /// CONNECT carries the `query` parameters instead of `auth` (which v4 does not have: it is not
+    /// sent), and a socket's id is `<nsp>#<engine id>` outside `/`.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.opts.engine.protocol = protocol;
+        self
+    }
+
+    /// Ask the server for base64-encoded binary (`b64=1`) (off).
+    pub fn force_base64(mut self, on: bool) -> Self {
+        self.opts.engine.force_base64 = on;
+        self
+    }
+
     /// TLS settings for `https://` and `wss://`.
     pub fn tls(mut self, tls: TlsOptions) -> Self {
         self.opts.engine.tls = tls;
@@ -392,6 +407,13 @@ mod tests {
         assert_eq!(o.ack_timeout, Some(Duration::from_secs(2)));
         assert_eq!(o.retries, 2);
         assert_eq!(o.engine.query, [("k".to_owned(), "v".to_owned())]);
+        assert_eq!(o.engine.protocol, Protocol::V4, "v4 unless asked");
+        let o = ClientOptions::builder()
+            .protocol(Protocol::V3)
+            .force_base64(true)
+            .build();
+        assert_eq!(o.engine.protocol, Protocol::V3);
+        assert!(o.engine.force_base64);
         let r = o.reconnect_config();
         assert_eq!(r.reconnection_attempts, Some(3));
         assert_eq!(r.timeout, Some(Duration::from_millis(20_000)));

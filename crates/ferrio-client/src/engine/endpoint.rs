@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferrio_proto::engine::TransportKind;
+use ferrio_proto::engine::{Protocol, TransportKind};
 use http::HeaderMap;
 
 use super::tls::{self, BoxIo};
@@ -22,6 +22,7 @@ pub(crate) struct Endpoint {
     extra_query: String,
     timestamp_param: Option<String>,
     force_base64: bool,
+    protocol: Protocol,
     pub(crate) headers: HeaderMap,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -98,6 +99,7 @@ impl Endpoint {
             extra_query: pairs.join("&"),
             timestamp_param,
             force_base64: opts.force_base64,
+            protocol: opts.protocol,
             headers: opts.extra_headers.clone(),
             tls,
         })
@@ -113,7 +115,11 @@ impl Endpoint {
 
     /// Path and query of a request on `transport` (origin form).
     pub(crate) fn path_and_query(&self, transport: TransportKind, sid: Option<&str>) -> String {
-        let mut q = format!("{}?EIO=4&transport={}", self.path, transport.as_str());
+        let eio = match self.protocol {
+            Protocol::V3 => 3,
+            Protocol::V4 => 4,
+        };
+        let mut q = format!("{}?EIO={eio}&transport={}", self.path, transport.as_str());
         if let Some(sid) = sid {
             q.push_str("&sid=");
             q.push_str(&encode(sid));
@@ -128,6 +134,9 @@ impl Endpoint {
             if self.force_base64 {
                 q.push_str("&b64=1");
             }
+        } else if self.force_base64 && self.protocol == Protocol::V3 {
+            // A v3 server sends binary as base64 text frames to a websocket client that asks.
+            q.push_str("&b64=1");
         }
         if !self.extra_query.is_empty() {
             q.push('&');
@@ -193,6 +202,21 @@ mod tests {
         assert_eq!(
             e.websocket_url(None),
             "ws://localhost:3000/engine.io/?EIO=4&transport=websocket&x=1&token=a%20b%26c"
+        );
+        let v3 = EngineOptions {
+            protocol: Protocol::V3,
+            force_base64: true,
+            timestamp_requests: false,
+            ..EngineOptions::default()
+        };
+        let e = Endpoint::new("http://h", &v3).unwrap();
+        assert_eq!(
+            e.path_and_query(TransportKind::Polling, None),
+            "/engine.io/?EIO=3&transport=polling&b64=1"
+        );
+        assert_eq!(
+            e.websocket_url(Some("s")),
+            "ws://h:80/engine.io/?EIO=3&transport=websocket&sid=s&b64=1"
         );
         let e = Endpoint::new("https://[::1]", &EngineOptions::default()).unwrap();
         assert_eq!(e.host, "::1");

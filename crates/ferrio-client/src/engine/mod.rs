@@ -9,7 +9,7 @@
 //! codecs the server uses.
 
 mod driver;
-mod endpoint;
+pub(crate) mod endpoint;
 mod polling;
 mod tls;
 mod websocket;
@@ -24,7 +24,7 @@ use ferrio_proto::engine::ClientConfig;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
-pub use ferrio_proto::engine::{CloseReason, Data, Frame, OpenPacket, TransportKind};
+pub use ferrio_proto::engine::{CloseReason, Data, Frame, OpenPacket, Protocol, TransportKind};
 pub use tls::{ClientCertificate, TlsOptions};
 
 use endpoint::Endpoint;
@@ -66,6 +66,9 @@ pub struct EngineOptions {
     pub tls: TlsOptions,
     /// Time allowed for the whole handshake (connection, TLS, open packet); `None` waits forever.
     pub connect_timeout: Option<Duration>,
+    /// The Engine.IO protocol revision (`EIO` query parameter): v4, or v3 to talk to engine.io 3.x
+    /// servers (socket.io 2.x). With v3 the client sends the heartbeat pings, as engine.io-client 3.x.
+    pub protocol: Protocol,
 }
 
 impl Default for EngineOptions {
@@ -82,6 +85,7 @@ impl Default for EngineOptions {
             force_base64: false,
             tls: TlsOptions::default(),
             connect_timeout: Some(Duration::from_secs(20)),
+            protocol: Protocol::V4,
         }
     }
 }
@@ -102,7 +106,7 @@ pub struct EngineConnection {
 pub enum EngineEvent {
     /// The server sent a message.
     Message(Data),
-    /// The server sent a heartbeat (already answered).
+    /// A heartbeat: the server pinged and the pong is queued (v4), or the client sent its ping (v3).
     Ping,
     /// The session moved to this transport.
     Upgrade(TransportKind),
@@ -263,6 +267,7 @@ pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection
     };
     let config = ClientConfig {
         upgrade: opts.upgrade && opts.transports.contains(&TransportKind::WebSocket),
+        protocol: opts.protocol,
         ..ClientConfig::default()
     };
     let handshake = async {

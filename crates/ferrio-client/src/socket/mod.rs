@@ -4,6 +4,7 @@
 //! per socket; emits under `retries` go through proto's `RetryQueue`. The socket's own task
 //! (`listeners::dispatch_loop`) runs the user's listeners, one event after the other.
 
+mod legacy;
 mod listeners;
 mod send;
 
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrio_proto::engine::Protocol;
 use ferrio_proto::socket::{
     AckArgs, AckError, AckTable, ClientDisconnectReason, ConnectAck, ConnectError, EmitError,
     Packet, RetryOutcome, RetryQueue, connect_request, is_reserved_event,
@@ -21,7 +23,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::manager::ManagerInner;
+use crate::manager::{ManagerInner, RootJoin};
 use crate::options::SocketOptions;
 pub use listeners::{AckSender, Event, ListenerId};
 use listeners::{Handlers, Incoming, dispatch_loop};
@@ -714,6 +716,9 @@ impl Socket {
         if !self.is_active() {
             return;
         }
+        if self.inner.manager.protocol() == Protocol::V3 {
+            return self.on_open_v3();
+        }
         let auth = self.inner.opts.auth.resolve().await;
         let packet = {
             let st = self.state();
@@ -728,9 +733,49 @@ impl Socket {
         self.inner.manager.write_packet(&packet);
     }
 
+    /// Joins on a socket.io 2.x connection: `/` is joined by the server itself; other namespaces send
+    /// their CONNECT with the query and no auth (protocol v4 has none).
+    fn on_open_v3(&self) {
+        let manager = &self.inner.manager;
+        let packet = if self.inner.nsp == "/" {
+            match manager.join_root() {
+                RootJoin::Wait => return,
+                RootJoin::Take => {
+                    if let Some(id) = manager.engine_id() {
+                        self.handle_connect(legacy::connect_ack("/", &id));
+                    }
+                    return;
+                }
+                RootJoin::Send => Packet::Connect {
+                    nsp: "/".into(),
+                    data: None,
+                },
+            }
+        } else {
+            legacy::connect_packet(&self.inner.nsp, &manager.opts.engine.query)
+        };
+        manager.write_packet(&packet);
+    }
+
     /// A packet for this namespace.
     pub(crate) async fn on_packet(&self, packet: Packet) {
+        let v3 = self.inner.manager.protocol() == Protocol::V3;
         match packet {
+            Packet::Connect { .. } if v3 => {
+                if let Some(id) = self.inner.manager.engine_id() {
+                    self.handle_connect(legacy::connect_ack(&self.inner.nsp, &id));
+                }
+            }
+            // socket.io 2.x servers also send an ERROR to a connected socket (`socket.error(..)`): it
+            // is reported and the socket stays.
+            Packet::ConnectError { data, .. } if v3 && self.connected() => {
+                self.lifecycle(Incoming::ConnectError(legacy::connect_error(data)));
+            }
+            Packet::ConnectError { data, .. } if v3 => {
+                self.state().active = false;
+                self.lifecycle(Incoming::ConnectError(legacy::connect_error(data)));
+                self.inner.manager.detach(self);
+            }
             Packet::Connect { data, .. } => match ConnectAck::parse(&data) {
                 Some(ack) => self.handle_connect(ack),
                 None => {

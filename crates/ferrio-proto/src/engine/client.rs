@@ -6,6 +6,12 @@
 //! most `maxPayload` bytes or websocket batches, the upgrade (probe, pause polling, `5`, switch), and the
 //! close (the queued packets, then the close packet in a POST of its own).
 //!
+//! With [`Protocol::V3`] (`ClientConfig::protocol`, for engine.io 3.x / socket.io 2.x servers) the same
+//! machine speaks Engine.IO v3, as engine.io-client 3.x does: the payloads and binary frames of v3, and
+//! the heartbeat the other way round. The client pings `pingInterval` after the open packet and after
+//! each pong, and gives the server `pingTimeout` to answer; any packet from the server proves it alive
+//! for `pingInterval + pingTimeout`.
+//!
 //! The shell reports what happened through the `on_*` methods and [`ClientSession::handle_timeout`],
 //! then drains [`ClientSession::poll_output`] until it returns `None` and does what each [`Output`] says.
 //! It sleeps until [`ClientSession::poll_timeout`]; that one sleep covers every deadline of the session.
@@ -19,7 +25,12 @@ use bytestring::ByteString;
 use super::handshake::OpenPacket;
 use super::packet::{Data, DecodeError, Frame, Packet, PacketType, decode_binary, decode_text};
 use super::payload::{PayloadEncoder, decode_payload};
-use super::session::{CloseReason, TransportKind};
+use super::session::{CloseReason, Protocol, TransportKind};
+use super::v3;
+
+/// The `maxPayload` of a v3 server, which does not announce one: engine.io 3's default
+/// `maxHttpBufferSize` (100 MB).
+pub const V3_MAX_PAYLOAD: u64 = 100_000_000;
 
 /// Options of a client session that do not come from the server's handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +41,8 @@ pub struct ClientConfig {
     pub close_timeout: Duration,
     /// Most frames handed to the websocket in one [`Output::Write`] (one flush).
     pub max_write_batch: usize,
+    /// The Engine.IO protocol revision spoken (v4; v3 for engine.io 3.x servers).
+    pub protocol: Protocol,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +51,7 @@ impl Default for ClientConfig {
             upgrade: true,
             close_timeout: Duration::from_secs(5),
             max_write_batch: 128,
+            protocol: Protocol::V4,
         }
     }
 }
@@ -74,7 +88,8 @@ pub enum TransportEnd {
 pub enum Event {
     /// The server sent a message.
     Message(Data),
-    /// The server sent a ping (the pong is already queued).
+    /// A heartbeat: v4, the server sent a ping (the pong is already queued); v3, the client sent its
+    /// ping.
     Ping,
     /// The session now runs on this transport.
     Upgrade(TransportKind),
@@ -160,8 +175,13 @@ impl Probe {
 pub struct ClientSession {
     config: ClientConfig,
     handshake: OpenPacket,
-    /// `pingInterval + pingTimeout`: the longest silence allowed between two pings.
+    /// `pingInterval + pingTimeout`: the longest silence allowed between two pings (v4), or from the
+    /// server (v3).
     ping_window: Duration,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    /// v3: when the client sends its next ping (`None` while a ping awaits its pong, and in v4).
+    next_ping: Option<Instant>,
     max_payload: usize,
     ready: Ready,
     transport: TransportKind,
@@ -202,6 +222,8 @@ impl ClientSession {
                 .ping_interval
                 .saturating_add(handshake.ping_timeout),
         );
+        let ping_interval = Duration::from_millis(handshake.ping_interval);
+        let ping_timeout = Duration::from_millis(handshake.ping_timeout);
         let max_payload = usize::try_from(handshake.max_payload)
             .unwrap_or(usize::MAX)
             .max(1);
@@ -209,6 +231,9 @@ impl ClientSession {
             config,
             handshake,
             ping_window,
+            ping_interval,
+            ping_timeout,
+            next_ping: (config.protocol == Protocol::V3).then(|| now + ping_interval),
             max_payload,
             ready: Ready::Open,
             transport,
@@ -230,9 +255,10 @@ impl ClientSession {
         config: ClientConfig,
         body: Bytes,
     ) -> Result<Self, HandshakeError> {
-        let mut packets = decode_payload(body)?;
+        let mut packets = decode_body(config.protocol, body)?;
         let first = packets.next().unwrap_or(Err(DecodeError::Empty))?;
-        let mut session = Self::opened(now, config, TransportKind::Polling, parse_open(first)?);
+        let open = parse_open(config.protocol, first)?;
+        let mut session = Self::opened(now, config, TransportKind::Polling, open);
         for packet in packets {
             match packet {
                 Ok(p) => session.on_packet(now, p),
@@ -252,13 +278,18 @@ impl ClientSession {
         config: ClientConfig,
         text: ByteString,
     ) -> Result<Self, HandshakeError> {
-        let open = parse_open(decode_text(text)?)?;
+        let open = parse_open(config.protocol, decode_text_as(config.protocol, text)?)?;
         Ok(Self::new(now, config, TransportKind::WebSocket, open))
     }
 
     /// The server's handshake document.
     pub fn handshake(&self) -> &OpenPacket {
         &self.handshake
+    }
+
+    /// The protocol revision spoken.
+    pub fn protocol(&self) -> Protocol {
+        self.config.protocol
     }
 
     /// The session id.
@@ -319,9 +350,10 @@ impl ClientSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.ready {
             Ready::Open => Some(
-                self.probe
-                    .deadline()
-                    .map_or(self.ping_deadline, |d| d.min(self.ping_deadline)),
+                [self.probe.deadline(), self.next_ping]
+                    .into_iter()
+                    .flatten()
+                    .fold(self.ping_deadline, Instant::min),
             ),
             Ready::Closing { deadline } => Some(deadline),
             Ready::Closed => None,
@@ -341,6 +373,13 @@ impl ClientSession {
                 if now >= self.ping_deadline {
                     self.close_with(CloseReason::PingTimeout, None);
                     return;
+                }
+                if self.next_ping.is_some_and(|t| now >= t) {
+                    // v3: the client pings; the server has `pingTimeout` to answer.
+                    self.next_ping = None;
+                    self.ping_deadline = now + self.ping_timeout;
+                    self.buffer.push_back(Frame::ping());
+                    self.outputs.push_back(Output::Event(Event::Ping));
                 }
                 if self.probe.deadline().is_some_and(|d| now >= d) {
                     self.drop_probe("probe timed out".into());
@@ -371,7 +410,17 @@ impl ClientSession {
             TransportKind::Polling => Output::Post(self.payload()),
             TransportKind::WebSocket => {
                 let n = self.buffer.len().min(self.config.max_write_batch.max(1));
-                Output::Write(self.buffer.drain(..n).collect())
+                let frames = self.buffer.drain(..n);
+                Output::Write(match self.config.protocol {
+                    Protocol::V4 => frames.collect(),
+                    // A v3 binary frame starts with its packet type.
+                    Protocol::V3 => frames
+                        .map(|f| match f {
+                            Frame::Binary(b) => Frame::Binary(v3::binary_frame(&b)),
+                            text => text,
+                        })
+                        .collect(),
+                })
             }
         };
         // Nothing is queued behind the close packet of a closing session, so an empty buffer means that
@@ -384,7 +433,24 @@ impl ClientSession {
     /// goes alone), and the close packet alone, since a server handles a payload's close packet before
     /// the packets beside it and would drop them.
     fn payload(&mut self) -> Bytes {
-        let mut enc = PayloadEncoder::new(self.max_payload);
+        match self.config.protocol {
+            Protocol::V4 => {
+                let mut enc = PayloadEncoder::new(self.max_payload);
+                self.fill(&mut enc);
+                enc.finish()
+            }
+            // Binary goes base64 in a string payload (`b4…`), which every v3 server reads whatever the
+            // content type, as a `b64` client's POSTs do.
+            Protocol::V3 => {
+                let mut enc = v3::PayloadEncoder::new(self.max_payload, false);
+                self.fill(&mut enc);
+                enc.finish().body
+            }
+        }
+    }
+
+    /// Moves frames from the front of the buffer into `enc` while they fit.
+    fn fill(&mut self, enc: &mut impl Records) {
         while let Some(f) = self.buffer.front() {
             let close = f.packet_type() == PacketType::Close;
             if close && !enc.is_empty() || !enc.push(f) {
@@ -395,7 +461,6 @@ impl ClientSession {
                 break;
             }
         }
-        enc.finish()
     }
 
     /// A packet arrived on the session's transport.
@@ -403,20 +468,27 @@ impl ClientSession {
         if !self.is_open() {
             return;
         }
+        let v3 = self.config.protocol == Protocol::V3;
+        if v3 {
+            // engine.io-client 3: any packet proves the server alive.
+            self.ping_deadline = now + self.ping_window;
+        }
         match packet {
             Packet::Message(data) => self.outputs.push_back(Output::Event(Event::Message(data))),
-            Packet::Ping(None) => {
+            Packet::Ping(None) if !v3 => {
                 // Only the server's pings prove it alive; in v4 the client never pings.
                 self.ping_deadline = now + self.ping_window;
                 self.buffer
                     .push_back(Frame::text_packet(PacketType::Pong, ""));
                 self.outputs.push_back(Output::Event(Event::Ping));
             }
+            // The answer to the client's ping: the next one is due `pingInterval` later.
+            Packet::Pong(None) if v3 => self.next_ping = Some(now + self.ping_interval),
             Packet::Close => self.close_with(CloseReason::TransportClose, None),
-            // A second open packet, pongs, probe packets on the main transport, upgrade and noop carry
-            // nothing for the client.
+            // A second open packet, pongs (v4), pings (v3, where only the client pings), probe packets
+            // on the main transport, upgrade and noop carry nothing for the client.
             Packet::Open(_)
-            | Packet::Ping(Some(_))
+            | Packet::Ping(_)
             | Packet::Pong(_)
             | Packet::Upgrade
             | Packet::Noop => {}
@@ -425,7 +497,7 @@ impl ClientSession {
 
     /// A websocket text message arrived on the session's transport.
     pub fn on_text(&mut self, now: Instant, text: ByteString) {
-        match decode_text(text) {
+        match decode_text_as(self.config.protocol, text) {
             Ok(p) => self.on_packet(now, p),
             Err(_) => self.on_parse_error(),
         }
@@ -433,7 +505,13 @@ impl ClientSession {
 
     /// A websocket binary message arrived on the session's transport.
     pub fn on_binary(&mut self, now: Instant, bytes: Bytes) {
-        self.on_packet(now, decode_binary(bytes));
+        match self.config.protocol {
+            Protocol::V4 => self.on_packet(now, decode_binary(bytes)),
+            Protocol::V3 => match v3::decode_binary(bytes) {
+                Ok(p) => self.on_packet(now, p),
+                Err(_) => self.on_parse_error(),
+            },
+        }
     }
 
     /// Something the server sent could not be decoded.
@@ -451,7 +529,7 @@ impl ClientSession {
             return;
         }
         match result {
-            Ok(body) => match decode_payload(body) {
+            Ok(body) => match decode_body(self.config.protocol, body) {
                 Ok(packets) => {
                     for packet in packets {
                         match packet {
@@ -601,12 +679,82 @@ impl ClientSession {
     }
 }
 
-fn parse_open(packet: Packet) -> Result<OpenPacket, HandshakeError> {
-    match packet {
-        Packet::Open(json) => {
-            serde_json::from_str(&json).map_err(|e| HandshakeError::InvalidOpen(e.to_string()))
+/// A polling payload encoder of either revision.
+trait Records {
+    fn push(&mut self, frame: &Frame) -> bool;
+    fn is_empty(&self) -> bool;
+}
+
+impl Records for PayloadEncoder {
+    fn push(&mut self, frame: &Frame) -> bool {
+        PayloadEncoder::push(self, frame)
+    }
+    fn is_empty(&self) -> bool {
+        PayloadEncoder::is_empty(self)
+    }
+}
+
+impl Records for v3::PayloadEncoder {
+    fn push(&mut self, frame: &Frame) -> bool {
+        v3::PayloadEncoder::push(self, frame)
+    }
+    fn is_empty(&self) -> bool {
+        v3::PayloadEncoder::is_empty(self)
+    }
+}
+
+type Packets = Box<dyn Iterator<Item = Result<Packet, DecodeError>>>;
+
+/// Starts decoding a polling body. A v3 server answers with a binary payload (its first byte is the
+/// `0`/`1` marker of a record) when a packet is binary and the client did not ask for base64, and with
+/// a string payload (`<length>:<packet>`, its first byte a digit character) otherwise.
+fn decode_body(protocol: Protocol, body: Bytes) -> Result<Packets, DecodeError> {
+    Ok(match protocol {
+        Protocol::V4 => Box::new(decode_payload(body)?),
+        Protocol::V3 if matches!(body.first(), Some(0 | 1)) => {
+            Box::new(v3::decode_binary_payload(body))
         }
-        other => Err(HandshakeError::NotOpen(other.packet_type())),
+        Protocol::V3 => {
+            let text = ByteString::try_from(body).map_err(|_| DecodeError::InvalidUtf8)?;
+            Box::new(v3::decode_string_payload(text))
+        }
+    })
+}
+
+fn decode_text_as(protocol: Protocol, text: ByteString) -> Result<Packet, DecodeError> {
+    match protocol {
+        Protocol::V4 => decode_text(text),
+        Protocol::V3 => v3::decode_text(text),
+    }
+}
+
+/// The v3 handshake document: no `maxPayload`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenV3 {
+    sid: String,
+    upgrades: Vec<String>,
+    ping_interval: u64,
+    ping_timeout: u64,
+}
+
+fn parse_open(protocol: Protocol, packet: Packet) -> Result<OpenPacket, HandshakeError> {
+    let Packet::Open(json) = packet else {
+        return Err(HandshakeError::NotOpen(packet.packet_type()));
+    };
+    let invalid = |e: serde_json::Error| HandshakeError::InvalidOpen(e.to_string());
+    match protocol {
+        Protocol::V4 => serde_json::from_str(&json).map_err(invalid),
+        Protocol::V3 => {
+            let open: OpenV3 = serde_json::from_str(&json).map_err(invalid)?;
+            Ok(OpenPacket {
+                sid: open.sid,
+                upgrades: open.upgrades,
+                ping_interval: open.ping_interval,
+                ping_timeout: open.ping_timeout,
+                max_payload: V3_MAX_PAYLOAD,
+            })
+        }
     }
 }
 
@@ -1260,6 +1408,282 @@ mod tests {
             vec![
                 close_event(CloseReason::PingTimeout, None),
                 Output::Shutdown
+            ]
+        );
+    }
+
+    // ---- Engine.IO v3 (engine.io 3.x / socket.io 2.x servers) ----
+
+    fn v3_config() -> ClientConfig {
+        ClientConfig {
+            protocol: Protocol::V3,
+            ..ClientConfig::default()
+        }
+    }
+
+    /// A v3 open packet: no `maxPayload`.
+    fn open_v3(upgrades: &[&str]) -> String {
+        let upgrades: Vec<String> = upgrades.iter().map(|u| format!("\"{u}\"")).collect();
+        format!(
+            r#"0{{"sid":"s3","upgrades":[{}],"pingInterval":300,"pingTimeout":200}}"#,
+            upgrades.join(",")
+        )
+    }
+
+    /// `<length in UTF-16 units>:<packet>` for each packet.
+    fn string_payload(packets: &[&str]) -> Bytes {
+        packets
+            .iter()
+            .map(|p| format!("{}:{p}", p.encode_utf16().count()))
+            .collect::<String>()
+            .into()
+    }
+
+    fn polling_v3(t0: Instant, upgrades: &[&str]) -> ClientSession {
+        ClientSession::from_payload(t0, v3_config(), string_payload(&[&open_v3(upgrades)])).unwrap()
+    }
+
+    #[test]
+    fn v3_polling_handshake_reads_string_payloads() {
+        let t0 = Instant::now();
+        let body = string_payload(&[&open_v3(&[]), "40", "4héllo 😀", "b4AAE="]);
+        let mut s = ClientSession::from_payload(t0, v3_config(), body).unwrap();
+        assert_eq!(s.protocol(), Protocol::V3);
+        assert_eq!(s.sid(), "s3");
+        assert_eq!(s.handshake().max_payload, V3_MAX_PAYLOAD);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Message(Data::Text("0".into()))),
+                Output::Event(Event::Message(Data::Text("héllo 😀".into()))),
+                Output::Event(Event::Message(Data::Binary(Bytes::from_static(&[0, 1])))),
+                Output::Poll,
+            ]
+        );
+        // A v4 open packet is not what a v3 session reads, nor the other way round.
+        assert!(
+            ClientSession::from_payload(
+                t0,
+                ClientConfig::default(),
+                string_payload(&[&open_v3(&[])])
+            )
+            .is_err()
+        );
+        assert!(
+            ClientSession::from_payload(t0, v3_config(), Bytes::from(open_json(&[], 10))).is_err()
+        );
+    }
+
+    #[test]
+    fn v3_reads_binary_payloads() {
+        let t0 = Instant::now();
+        let mut s = polling_v3(t0, &[]);
+        assert_eq!(drain(&mut s), vec![Output::Poll]);
+        // `0` text record of 3 bytes `451`… then a `1` binary record: type byte 4 and the data.
+        let mut body = vec![0u8, 3, 255];
+        body.extend_from_slice(b"4hi");
+        body.extend_from_slice(&[1, 4, 255, 4, 0xde, 0xad, 0xff]);
+        s.on_poll(t0, Ok(Bytes::from(body)));
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Message(Data::Text("hi".into()))),
+                Output::Event(Event::Message(Data::Binary(Bytes::from_static(&[
+                    0xde, 0xad, 0xff
+                ])))),
+                Output::Poll,
+            ]
+        );
+        // A truncated binary record is a parse error.
+        s.on_poll(t0, Ok(Bytes::from_static(&[1, 9, 255, 4, 1])));
+        assert_eq!(
+            drain(&mut s),
+            vec![close_event(CloseReason::ParseError, None), Output::Shutdown]
+        );
+    }
+
+    #[test]
+    fn v3_bad_payloads_close_with_parse_error() {
+        let t0 = Instant::now();
+        for bad in [
+            &b"5:4abc"[..],     // shorter than announced
+            b"x:4a",            // no length
+            b"2:4a1:",          // a record cut short
+            b"3:b7AAE",         // base64 binary of an unknown packet type
+            b"\xff\xfe",        // not UTF-8, not a binary payload
+            b"99999999999999:", // too many digits
+        ] {
+            let mut s = polling_v3(t0, &[]);
+            drain(&mut s);
+            s.on_poll(t0, Ok(Bytes::from_static(bad)));
+            // The records before the bad one are delivered; the bad one closes the session.
+            assert!(
+                drain(&mut s)
+                    .ends_with(&[close_event(CloseReason::ParseError, None), Output::Shutdown]),
+                "{bad:?}"
+            );
+        }
+        // A websocket binary frame must start with the message type.
+        let mut s = ClientSession::from_text(t0, v3_config(), open_v3(&[]).into()).unwrap();
+        s.on_binary(t0, Bytes::from_static(&[9, 1, 2]));
+        assert_eq!(
+            drain(&mut s),
+            vec![close_event(CloseReason::ParseError, None), Output::Shutdown]
+        );
+    }
+
+    #[test]
+    fn v3_posts_string_payloads_with_utf16_lengths() {
+        let t0 = Instant::now();
+        let mut s = polling_v3(t0, &[]);
+        assert_eq!(drain(&mut s), vec![Output::Poll]);
+        s.send(text("2[\"é😀\"]"));
+        s.send(Frame::binary(vec![1u8, 2, 3, 4]));
+        assert_eq!(
+            drain(&mut s),
+            vec![Output::Post(Bytes::from(
+                "9:42[\"é😀\"]10:b4AQIDBA==".to_string()
+            ))]
+        );
+    }
+
+    #[test]
+    fn v3_client_pings_and_times_out_without_pong() {
+        let t0 = Instant::now();
+        let mut s = polling_v3(t0, &[]);
+        assert_eq!(drain(&mut s), vec![Output::Poll]);
+        // The first ping is due pingInterval after the open packet.
+        assert_eq!(s.poll_timeout(), Some(t0 + 300 * MS));
+        s.handle_timeout(t0 + 299 * MS);
+        assert_eq!(drain(&mut s), vec![]);
+        s.handle_timeout(t0 + 300 * MS);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Ping),
+                Output::Post(Bytes::from_static(b"1:2"))
+            ]
+        );
+        s.on_post(t0 + 300 * MS, Ok(()));
+        // The server has pingTimeout to answer.
+        assert_eq!(s.poll_timeout(), Some(t0 + 500 * MS));
+        s.on_poll(t0 + 350 * MS, Ok(string_payload(&["3"])));
+        assert_eq!(drain(&mut s), vec![Output::Poll]);
+        // The pong sets the next ping pingInterval later; the server is alive for the whole window.
+        assert_eq!(s.poll_timeout(), Some(t0 + 650 * MS));
+        s.handle_timeout(t0 + 650 * MS);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Ping),
+                Output::Post(Bytes::from_static(b"1:2"))
+            ]
+        );
+        // No pong, but a message: any packet proves the server alive for pingInterval + pingTimeout.
+        s.on_poll(t0 + 800 * MS, Ok(string_payload(&["4x"])));
+        drain(&mut s);
+        assert_eq!(s.poll_timeout(), Some(t0 + 1300 * MS));
+        s.handle_timeout(t0 + 1299 * MS);
+        assert_eq!(drain(&mut s), vec![], "no second ping before the pong");
+        s.handle_timeout(t0 + 1300 * MS);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                close_event(CloseReason::PingTimeout, None),
+                Output::Shutdown
+            ]
+        );
+    }
+
+    #[test]
+    fn v3_server_pings_are_not_answered() {
+        let t0 = Instant::now();
+        let mut s = ClientSession::from_text(t0, v3_config(), open_v3(&[]).into()).unwrap();
+        s.on_text(t0 + 10 * MS, "2".into());
+        assert_eq!(drain(&mut s), vec![], "in v3 only the client pings");
+        s.handle_timeout(t0 + 300 * MS);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Ping),
+                Output::Write(vec![Frame::ping()])
+            ]
+        );
+        s.on_write(t0 + 300 * MS, Ok(()));
+        s.handle_timeout(t0 + 499 * MS);
+        assert_eq!(drain(&mut s), vec![]);
+        s.handle_timeout(t0 + 500 * MS);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                close_event(CloseReason::PingTimeout, None),
+                Output::Shutdown
+            ]
+        );
+    }
+
+    #[test]
+    fn v3_websocket_frames() {
+        let t0 = Instant::now();
+        let mut s = ClientSession::from_text(t0, v3_config(), open_v3(&[]).into()).unwrap();
+        s.on_binary(t0, Bytes::from_static(&[4, 7, 8]));
+        s.on_text(t0, "b4AQI=".into());
+        s.on_text(t0, "4text".into());
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Message(Data::Binary(Bytes::from_static(&[7, 8])))),
+                Output::Event(Event::Message(Data::Binary(Bytes::from_static(&[1, 2])))),
+                Output::Event(Event::Message(Data::Text("text".into()))),
+            ]
+        );
+        s.send(text("a"));
+        s.send(Frame::binary(vec![9u8]));
+        assert_eq!(
+            drain(&mut s),
+            vec![Output::Write(vec![
+                text("a"),
+                Frame::Binary(Bytes::from_static(&[4, 9]))
+            ])]
+        );
+    }
+
+    #[test]
+    fn v3_upgrade() {
+        let t0 = Instant::now();
+        let mut s = polling_v3(t0, &["websocket"]);
+        assert_eq!(drain(&mut s), vec![Output::OpenProbe, Output::Poll]);
+        s.on_probe_open(t0);
+        assert_eq!(
+            drain(&mut s),
+            vec![Output::ProbeWrite(Frame::text_packet(
+                PacketType::Ping,
+                "probe"
+            ))]
+        );
+        s.on_probe_packet(t0, Packet::Pong(Some("probe".into())));
+        s.send(Frame::binary(vec![5u8]));
+        assert_eq!(drain(&mut s), vec![], "paused while the GET is in flight");
+        s.on_poll(t0, Ok(string_payload(&["6"])));
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::SwitchToProbe,
+                Output::Event(Event::Upgrade(TransportKind::WebSocket)),
+                Output::Write(vec![
+                    Frame::text_packet(PacketType::Upgrade, ""),
+                    Frame::Binary(Bytes::from_static(&[4, 5])),
+                ]),
+            ]
+        );
+        // The heartbeat goes on over the websocket.
+        s.on_write(t0, Ok(()));
+        s.handle_timeout(t0 + 300 * MS);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Event(Event::Ping),
+                Output::Write(vec![Frame::ping()])
             ]
         );
     }
