@@ -81,7 +81,7 @@ async fn server() -> (Io, JoinHandle<()>, std::net::SocketAddr, Connections) {
         let seen = seen.clone();
         async move {
             if !socket.recovered() {
-                socket.join(["r"]);
+                socket.join(["r"]).unwrap();
             }
             seen.lock()
                 .push((socket.id().to_owned(), socket.recovered()));

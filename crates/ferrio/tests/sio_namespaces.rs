@@ -242,7 +242,7 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
             socket.on("join", move |s: Socket, _ev| {
                 let j = j.clone();
                 async move {
-                    s.join((0..ROOMS).map(|i| format!("room-{i}")));
+                    s.join((0..ROOMS).map(|i| format!("room-{i}"))).unwrap();
                     j.incr();
                 }
             });
@@ -285,7 +285,7 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
 async fn c31_rooms_are_freed_on_transport_close() {
     let server = TestServer::start(config()).await;
     server.io.on_connection(|socket: Socket| async move {
-        socket.join(["a", "b", "c"]);
+        socket.join(["a", "b", "c"]).unwrap();
     });
     let c1 = server.joined().await;
     let _c2 = server.joined().await;

@@ -172,6 +172,16 @@ pub struct EngineConfig {
     pub close_timeout: Duration,
     /// Time allowed between two chunks of a request body before the request fails (10 s).
     pub body_read_timeout: Duration,
+    /// Handshakes in progress from one remote address at most (none here; the Socket.IO server sets
+    /// 1 000). A session counts from its handshake until its handler calls [`Socket::established`]
+    /// (the Socket.IO server does at the first namespace joined) or until it closes; past the cap a
+    /// handshake is refused with HTTP 403 `{"code":4,"message":"Too many pending handshakes"}`, as
+    /// `allow_request` refuses one. The address is the peer socket's IP (an IPv6 address counts by its
+    /// /64): behind a reverse proxy it is the proxy's, so every client shares the cap. No address
+    /// (a transport without one), no cap.
+    ///
+    /// [`Socket::established`]: super::Socket::established
+    pub max_pending_handshakes_per_address: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -196,6 +206,7 @@ impl Default for EngineConfig {
             max_buffered_packets: 1 << 20,
             close_timeout: Duration::from_millis(30_000),
             body_read_timeout: Duration::from_millis(10_000),
+            max_pending_handshakes_per_address: None,
         }
     }
 }
@@ -216,6 +227,10 @@ impl fmt::Debug for EngineConfig {
             .field("http_compression", &self.http_compression)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_buffered_packets", &self.max_buffered_packets)
+            .field(
+                "max_pending_handshakes_per_address",
+                &self.max_pending_handshakes_per_address,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -272,6 +287,8 @@ impl EngineConfigBuilder {
         close_timeout: Duration,
         /// Time allowed between two chunks of a request body.
         body_read_timeout: Duration,
+        /// Handshakes in progress from one remote address at most (`None`: no limit).
+        max_pending_handshakes_per_address: Option<usize>,
     }
 
     /// Accepts or rejects a handshake or an upgrade (`allowRequest`), from an async closure.

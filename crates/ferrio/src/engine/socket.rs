@@ -141,6 +141,8 @@ pub struct Socket {
     /// wherever the state leaves `Open`: `close` (start closing), a full queue, and `finish`, which every
     /// other way to close goes through.
     open: AtomicBool,
+    /// Counts this session against `max_pending_handshakes_per_address` until it is established.
+    handshake_slot: Mutex<Option<super::limits::HandshakeSlot>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -189,7 +191,19 @@ impl Socket {
             handshake,
             handler: Mutex::new(None),
             open: AtomicBool::new(true),
+            handshake_slot: Mutex::new(None),
         })
+    }
+
+    pub(crate) fn hold_handshake_slot(&self, slot: Option<super::limits::HandshakeSlot>) {
+        *self.handshake_slot.lock() = slot;
+    }
+
+    /// The session finished its handshake at the application's level (the Socket.IO server calls it
+    /// when the client joins its first namespace): it stops counting against
+    /// `max_pending_handshakes_per_address`. Closing the session does the same.
+    pub fn established(&self) {
+        self.handshake_slot.lock().take();
     }
 
     pub(crate) fn set_handler(&self, handler: Arc<dyn SessionHandler>) {
@@ -352,6 +366,7 @@ impl Socket {
         if let Some(c) = self.upgrade_cancel.lock().take() {
             c.cancel();
         }
+        self.established();
         if let Some((_, socket)) = self.engine.sessions.remove(&self.id) {
             crate::telemetry::disconnection(reason);
             let handler = self.handler.lock().take();
