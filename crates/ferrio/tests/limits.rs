@@ -283,24 +283,20 @@ async fn bulk_joins_skip_a_socket_at_its_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_room_cap_when_turned_off() {
-    let server = TestServer::start(
-        IoConfigBuilder::from(config())
-            .max_rooms_per_socket(None)
-            .build(),
-    )
-    .await;
+    // Default heartbeats: the join of many rooms holds a worker for a while in a debug build.
+    let server = TestServer::start(IoConfig::builder().max_rooms_per_socket(None).build()).await;
     let ok = Counter::new();
     let o = ok.clone();
     server.io.on_connection(move |socket: Socket| {
         let o = o.clone();
         async move {
-            socket.join((0..20_000).map(|i| format!("r{i}"))).unwrap();
+            socket.join((0..12_000).map(|i| format!("r{i}"))).unwrap();
             o.incr();
         }
     });
     let _c = server.joined().await;
-    wait_until(WITHIN, "joined", || ok.get() == 1).await;
-    assert_eq!(server.io.of("/").all_rooms().await.len(), 20_001);
+    wait_until(Duration::from_secs(10), "joined", || ok.get() == 1).await;
+    assert_eq!(server.io.of("/").all_rooms().await.len(), 12_001);
 }
 
 // ---- attachments per packet ----

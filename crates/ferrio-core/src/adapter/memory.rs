@@ -148,6 +148,8 @@ impl Adapter for MemoryAdapter {
         let mut joined = Vec::new();
         {
             let mut s = self.state.write();
+            // One growth step for a join of many rooms, not one rehash per doubling.
+            s.rooms.reserve(rooms.len());
             let entry = s.sids.entry(sid.clone()).or_default();
             if let Some(max) = max
                 && entry.len() + rooms.len() > max
@@ -170,6 +172,7 @@ impl Adapter for MemoryAdapter {
                     return Err(JoinError::TooManyRooms { max });
                 }
             }
+            entry.reserve(rooms.len());
             for r in rooms {
                 if entry.insert(r.clone()) && listened {
                     joined.push((r.clone(), true));
