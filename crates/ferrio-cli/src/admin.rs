@@ -132,6 +132,19 @@ pub fn metrics(opts: &ServeOptions) -> Result<Option<PrometheusHandle>, String> 
         .map_err(|e| format!("--metrics: {e}"))
 }
 
+/// Figures of the process read when `/metrics` is scraped: tasks alive on the tokio runtime (a task
+/// leak shows as a figure that only grows while the clients come and go).
+fn runtime_gauges() -> String {
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    format!(
+        "# HELP ferrio_runtime_alive_tasks Tasks alive on the tokio runtime.\n\
+         # TYPE ferrio_runtime_alive_tasks gauge\n\
+         ferrio_runtime_alive_tasks {tasks}\n"
+    )
+}
+
 /// `/metrics` with `--metrics`, the admin app under `/admin` when instrumented, else the demo page.
 pub async fn admin_or_page(
     req: Request<hyper::body::Incoming>,
@@ -145,7 +158,7 @@ pub async fn admin_or_page(
         return Ok(response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            m.render(),
+            m.render() + &runtime_gauges(),
         ));
     }
     if let Some(ui) = &admin {

@@ -26,10 +26,8 @@ pub fn demo_app(io: &Io) {
         async move {
             socket.on("join", |socket: Socket, mut ev: Event| async move {
                 let ok = match ev.parse::<String>() {
-                    Ok(room) => {
-                        socket.join([room]);
-                        true
-                    }
+                    // Past max_rooms_per_socket the join is refused (and logged): answer false.
+                    Ok(room) => socket.join([room]).is_ok(),
                     Err(_) => false,
                 };
                 let _ = ev.ack(&ok);

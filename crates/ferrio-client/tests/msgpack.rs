@@ -91,7 +91,7 @@ fn app(io: &Io) {
                     let _ = s.namespace().write(&"namespace");
                 },
             );
-            socket.join([socket.id().to_string()]);
+            socket.join([socket.id().to_string()]).unwrap();
             let _ = socket.emit("welcome", &socket.nsp());
         });
     }

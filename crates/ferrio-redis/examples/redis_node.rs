@@ -132,10 +132,11 @@ async fn main() -> std::io::Result<()> {
 
 fn install(socket: &Socket, io: &Io, name: &Arc<str>) {
     socket.on("join", |s: Socket, mut ev: Event| async move {
-        if let Some(r) = ev.args().first().and_then(Value::as_str) {
-            s.join([r]);
-        }
-        ack(&mut ev, &json!(true));
+        let ok = match ev.args().first().and_then(Value::as_str) {
+            Some(r) => s.join([r]).is_ok(),
+            None => true,
+        };
+        ack(&mut ev, &json!(ok));
     });
     socket.on("recovered", |s: Socket, mut ev: Event| async move {
         ack(&mut ev, &json!(s.recovered()));

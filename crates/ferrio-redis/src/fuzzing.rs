@@ -21,3 +21,26 @@ pub fn decode_all(payload: &[u8]) -> usize {
     .filter(|ok| *ok)
     .count()
 }
+
+/// Runs one Redis Streams entry through the streams adapter's decoders as a node reading the stream
+/// does: `pairs` are the entry's `[field, value, …]` (unknown fields ignored), turned into the
+/// `{type, data, uid, nsp}` object (JSON data, or base64 MessagePack), then the cluster decoder as a
+/// message and as a response. Returns whether the entry decoded.
+pub fn decode_stream_entry(pairs: Vec<(String, String)>) -> bool {
+    let counters = Counters::default();
+    let fields = crate::streams::entry::Fields::from_pairs(pairs);
+    let Ok(value) = fields.to_value() else {
+        return false;
+    };
+    let as_message = crate::cluster::wire::decode_value(value.clone(), NSP, false, &counters);
+    let as_response = crate::cluster::wire::decode_value(value, NSP, true, &counters);
+    as_message.is_ok() || as_response.is_ok()
+}
+
+/// What else of the streams adapter comes from outside: a stored session (`sio:session:<pid>`, base64
+/// MessagePack, written by any node) and a recovery offset (an entry id, sent by a client in its
+/// CONNECT). Returns how many decoded.
+pub fn decode_stream_session_and_offset(raw: &str) -> usize {
+    usize::from(crate::streams::session::decode(raw).is_some())
+        + usize::from(crate::streams::session::parse_id(raw).is_some())
+}

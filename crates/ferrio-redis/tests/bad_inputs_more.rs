@@ -41,7 +41,7 @@ async fn c40_a_node_that_dies_mid_request_leaves_requests_to_their_timeout() {
     wait_cluster(&a, 2).await;
     let (_c1, s1) = a.client().await;
     let (_c2, s2) = b.client().await;
-    b.io().of("/").socket(&s2).unwrap().join(["far"]);
+    b.io().of("/").socket(&s2).unwrap().join(["far"]).unwrap();
     b.io().of("/").on_server_side("sync", |_, sink| {
         if let Some(sink) = sink {
             let _ = sink.send(AckEvent::Response(vec![Value::from("b")]));

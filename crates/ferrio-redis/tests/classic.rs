@@ -27,7 +27,7 @@ async fn all_rooms_of_every_node_on_specific_response_channels() {
     wait_cluster(&a, 2).await;
     let (_c1, s1) = a.client().await;
     let (_c2, s2) = b.client().await;
-    b.io().of("/").socket(&s2).unwrap().join(["far"]);
+    b.io().of("/").socket(&s2).unwrap().join(["far"]).unwrap();
     let rooms = a.io().of("/").all_rooms().await;
     for want in ["far", s1.as_str(), s2.as_str()] {
         assert!(rooms.iter().any(|r| &**r == want), "{want} in {rooms:?}");
@@ -149,7 +149,7 @@ async fn rust_emitter_reaches_every_node() {
     wait_cluster(&a, 2).await;
     let (mut c1, s1) = a.client().await;
     let (mut c2, _) = b.client().await;
-    a.io().of("/").socket(&s1).unwrap().join(["r"]);
+    a.io().of("/").socket(&s1).unwrap().join(["r"]).unwrap();
     let emitter = ferrio_redis::Emitter::connect(&redis.url(), Default::default())
         .await
         .unwrap();

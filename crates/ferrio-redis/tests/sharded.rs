@@ -57,7 +57,7 @@ async fn dynamic_room_channels_follow_the_rooms() {
     let (cluster, a, _b) = two_nodes(SubscriptionMode::Dynamic).await;
     let (_c1, s1) = a.client().await;
     let socket = a.io().of("/").socket(&s1).unwrap();
-    socket.join(["room-x"]);
+    socket.join(["room-x"]).unwrap();
     wait_room_subscribers(&cluster, "socket.io#/#room-x#", 1).await;
     socket.leave("room-x");
     let urls = cluster.urls();

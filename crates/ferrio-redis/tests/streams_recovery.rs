@@ -108,7 +108,7 @@ impl Node {
             let seen = seen.clone();
             async move {
                 if !socket.recovered() {
-                    socket.join(["r"]);
+                    socket.join(["r"]).unwrap();
                 }
                 seen.lock()
                     .push((socket.id().to_owned(), socket.recovered()));

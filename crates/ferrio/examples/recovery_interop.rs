@@ -124,7 +124,7 @@ async fn main() -> std::io::Result<()> {
             });
             let observer = socket.handshake().auth.get("observer") == Some(&Value::Bool(true));
             if !socket.recovered() && !observer {
-                socket.join(["r"]);
+                socket.join(["r"]).expect("one room");
             }
             socket.on("whoami", |s: Socket, mut ev: Event| async move {
                 let mut rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();

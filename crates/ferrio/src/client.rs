@@ -261,6 +261,8 @@ impl ClientLink for Client {
 
     fn joined(&self) {
         self.joined.store(true, Ordering::Release);
+        // No longer a handshake in progress (`max_pending_handshakes_per_address`).
+        self.conn.session().established();
     }
 
     fn close_all(&self, reason: DisconnectReason) {

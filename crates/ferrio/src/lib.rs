@@ -28,6 +28,7 @@ mod transport;
 
 pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};
 pub use engine::TransportKind;
+pub use ferrio_core::adapter::JoinError;
 pub use ferrio_proto::socket::{JsonParser, MsgpackParser, PacketDecoder, ParseError, Parser};
 pub use ferrio_proto::value::{self, Value, from_args, from_value, to_args, to_value};
 pub use namespace::{ConnectError, Namespace};

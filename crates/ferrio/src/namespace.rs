@@ -45,6 +45,7 @@ pub(crate) struct NamespaceConfig {
     pub(crate) max_pending_events: usize,
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) recovery: Option<ConnectionStateRecovery>,
+    pub(crate) max_rooms_per_socket: Option<usize>,
 }
 
 /// What a restored socket's namespace kept for it between the adapter's snapshot and its takeover.
@@ -144,6 +145,11 @@ impl NamespaceInner {
 
     pub(crate) fn adapter(&self) -> &Arc<dyn Adapter> {
         &self.adapter
+    }
+
+    /// Whether this is a child of a dynamic namespace.
+    pub(crate) fn is_child(&self) -> bool {
+        self.parent.is_some()
     }
 
     fn socket(&self, sid: &str) -> Option<Socket> {
@@ -450,6 +456,10 @@ impl LocalNamespace for NamespaceInner {
         &self.name
     }
 
+    fn max_rooms_per_socket(&self) -> Option<usize> {
+        self.config.max_rooms_per_socket
+    }
+
     fn encode(&self, packet: &Packet) -> Encoded {
         self.config.parser.encode(packet)
     }
@@ -567,7 +577,7 @@ impl Namespace {
     /// io.on_connection(|socket: ferrio::Socket| async move {
     ///     socket.on("join", |socket: ferrio::Socket, ev: ferrio::Event| async move {
     ///         if let Ok(room) = ev.parse::<String>() {
-    ///             socket.join([room]);
+    ///             let _ = socket.join([room]);
     ///         }
     ///     });
     ///     // Events reach "join" while this waits for the client's answer.

@@ -46,7 +46,9 @@ pub struct IoConfig {
     pub ack_timeout: Option<Duration>,
     /// Adapter of each namespace (in-memory).
     pub adapter: AdapterFactory,
-    /// Packet parser (JSON, at most 10 attachments per packet).
+    /// Packet parser (JSON, at most 10 attachments per packet: socket.io-parser's `maxAttachments`,
+    /// set with `JsonParser { max_attachments: n }`). A packet announcing more closes the connection
+    /// ("parse error").
     pub parser: Arc<dyn Parser>,
     /// Serve the official browser bundle under the path (on).
     pub serve_client: bool,
@@ -56,6 +58,21 @@ pub struct IoConfig {
     /// Connection state recovery (off): a client whose connection dropped comes back with its id,
     /// rooms, `data` and the broadcasts it missed.
     pub connection_state_recovery: Option<ConnectionStateRecovery>,
+    /// Children of dynamic namespaces (`of_fn`, `of_regex`) alive at once, over the whole server
+    /// (10 000). Past it, a CONNECT to a new matching name is answered CONNECT_ERROR "Invalid
+    /// namespace", as if it did not match; names already created keep working. Without
+    /// `cleanup_empty_child_namespaces` a child lives as long as the server, so a pattern such as
+    /// `^/room-\d+$` would let clients create namespaces (an adapter each, a few KB) without bound.
+    /// `None`: no limit.
+    pub max_dynamic_namespaces: Option<usize>,
+    /// Rooms one socket may be in at once, its own room included (10 000). A join that would go past
+    /// it adds none of its rooms: [`Socket::join`] returns [`JoinError::TooManyRooms`] and a warning is
+    /// logged (bulk joins such as `sockets_join` skip that socket, with the same warning). Each
+    /// membership costs about 150 bytes, so the default bounds one socket's rooms to about 1.5 MB while
+    /// leaving room for an application that follows thousands of topics. `None`: no limit.
+    ///
+    /// [`JoinError::TooManyRooms`]: crate::JoinError::TooManyRooms
+    pub max_rooms_per_socket: Option<usize>,
 }
 
 /// Connection state recovery options (`connectionStateRecovery`).
@@ -124,6 +141,11 @@ impl Default for IoConfig {
         IoConfig {
             engine: EngineConfig {
                 path: "/socket.io/".into(),
+                // Generous enough for a reconnection storm behind a reverse proxy (every client then
+                // shares the proxy's address, and a handshake lasts until the CONNECT, one or two round
+                // trips), small enough that one address cannot hold sessions without bound until
+                // `connect_timeout`.
+                max_pending_handshakes_per_address: Some(1_000),
                 ..EngineConfig::default()
             },
             connect_timeout: Duration::from_millis(45_000),
@@ -135,6 +157,8 @@ impl Default for IoConfig {
             serve_client: true,
             client_dist: "node_modules/socket.io-client/dist".into(),
             connection_state_recovery: None,
+            max_dynamic_namespaces: Some(10_000),
+            max_rooms_per_socket: Some(10_000),
         }
     }
 }
@@ -151,6 +175,8 @@ impl std::fmt::Debug for IoConfig {
             .field("max_pending_events", &self.max_pending_events)
             .field("ack_timeout", &self.ack_timeout)
             .field("connection_state_recovery", &self.connection_state_recovery)
+            .field("max_dynamic_namespaces", &self.max_dynamic_namespaces)
+            .field("max_rooms_per_socket", &self.max_rooms_per_socket)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +230,10 @@ impl IoConfigBuilder {
         client_dist: impl Into<std::path::PathBuf>,
         /// Connection state recovery (`Some(ConnectionStateRecovery::default())` turns it on).
         connection_state_recovery: impl Into<Option<ConnectionStateRecovery>>,
+        /// Children of dynamic namespaces alive at once (`None`: no limit).
+        max_dynamic_namespaces: Option<usize>,
+        /// Rooms one socket may be in at once (`None`: no limit).
+        max_rooms_per_socket: Option<usize>,
     }
 
     engine_setters! {
@@ -238,6 +268,8 @@ impl IoConfigBuilder {
         body_read_timeout: Duration,
         /// Also accept Engine.IO v3 / Socket.IO v4 clients (socket.io-client 2.x) and JSONP polling.
         allow_eio3: bool,
+        /// Handshakes in progress from one remote address at most (`None`: no limit).
+        max_pending_handshakes_per_address: Option<usize>,
     }
 
     /// Applies Engine.IO options that take a closure (`allow_request`, `initial_headers`, `headers`,
@@ -283,6 +315,8 @@ pub(crate) struct IoInner {
     pub(crate) nsps: DashMap<String, Arc<NamespaceInner>>,
     parents: RwLock<Vec<(NamespaceMatcher, Arc<NamespaceInner>)>>,
     connect_timeouts: Arc<ConnectTimeouts>,
+    /// Children of dynamic namespaces in `nsps` (`max_dynamic_namespaces`).
+    dynamic_children: std::sync::atomic::AtomicUsize,
     me: Weak<IoInner>,
     pub(crate) namespace_hooks: crate::introspect::NamespaceHooks,
 }
@@ -370,9 +404,24 @@ impl Namespaces for IoInner {
         let parents = self.parents.read().clone();
         for (matches, parent) in parents {
             if matches(name, auth) {
+                use std::sync::atomic::Ordering;
+                if let Some(max) = self.config.max_dynamic_namespaces
+                    && self.dynamic_children.load(Ordering::Acquire) >= max
+                {
+                    // Answered as a name that matches nothing: the client learns no more than that.
+                    tracing::warn!(
+                        namespace = name,
+                        max,
+                        "namespace refused: max_dynamic_namespaces reached"
+                    );
+                    return None;
+                }
                 let child = parent.child(name);
-                self.nsps.insert(name.to_owned(), child.clone());
-                self.namespace_hooks.created(&child);
+                // Two CONNECTs racing for one new name get the same child; it is counted once.
+                if self.nsps.insert(name.to_owned(), child.clone()).is_none() {
+                    self.dynamic_children.fetch_add(1, Ordering::AcqRel);
+                    self.namespace_hooks.created(&child);
+                }
                 return Some(child);
             }
         }
@@ -382,7 +431,12 @@ impl Namespaces for IoInner {
 
 impl Registry for IoInner {
     fn forget_namespace(&self, name: &str) {
-        self.nsps.remove(name);
+        if let Some((_, ns)) = self.nsps.remove(name)
+            && ns.is_child()
+        {
+            self.dynamic_children
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }
 
@@ -450,6 +504,7 @@ impl Io {
             max_pending_events: config.max_pending_events,
             ack_timeout: config.ack_timeout,
             recovery: config.connection_state_recovery.clone(),
+            max_rooms_per_socket: config.max_rooms_per_socket,
         });
         let inner = Arc::new_cyclic(|me| IoInner {
             config,
@@ -457,6 +512,7 @@ impl Io {
             nsps: DashMap::new(),
             parents: RwLock::new(Vec::new()),
             connect_timeouts: Arc::new(ConnectTimeouts::new(connect_timeout)),
+            dynamic_children: Default::default(),
             me: me.clone(),
             namespace_hooks: Default::default(),
         });

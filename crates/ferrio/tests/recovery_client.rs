@@ -128,7 +128,7 @@ async fn server() -> (Io, JoinHandle<()>, std::net::SocketAddr, Arc<Seen>) {
         let record = record.clone();
         async move {
             if !socket.recovered() {
-                socket.join(["r"]);
+                socket.join(["r"]).unwrap();
             }
             let on_gone = record.clone();
             socket.on_disconnect(move |s: ServerSocket, reason| {

@@ -236,7 +236,7 @@ async fn slow_and_healthy() -> (TestServer, Log<DisconnectReason>, Client, Ws) {
     server.io.on_connection(move |socket: Socket| {
         let r = r.clone();
         async move {
-            socket.join(["all"]);
+            socket.join(["all"]).unwrap();
             socket.on_disconnect(move |_s, reason| {
                 let r = r.clone();
                 async move { r.push(reason) }

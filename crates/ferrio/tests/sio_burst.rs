@@ -36,7 +36,7 @@ async fn relay_server(config: IoConfig) -> (TestServer, Counter, Log<DisconnectR
     server.io.on_connection(move |socket: Socket| {
         let (c, r) = (c.clone(), r.clone());
         async move {
-            socket.join(["r"]);
+            socket.join(["r"]).unwrap();
             socket.on("chat", move |s: Socket, ev: Event| {
                 let c = c.clone();
                 async move {

@@ -26,7 +26,7 @@ async fn recording_server() -> (TestServer, Seen) {
         server.io.of(nsp).on_connection(move |socket: Socket| {
             let s = s.clone();
             async move {
-                socket.join(["r1"]);
+                socket.join(["r1"]).unwrap();
                 let s1 = s.clone();
                 socket.on_disconnecting(move |sock: Socket, reason| {
                     let s = s1.clone();
@@ -261,7 +261,7 @@ async fn disconnecting_sees_current_rooms() {
     server.io.on_connection(move |socket: Socket| {
         let s = s.clone();
         async move {
-            socket.join(["a", "b", "c"]);
+            socket.join(["a", "b", "c"]).unwrap();
             socket.leave("b");
             socket.on_disconnecting(move |sock: Socket, reason| {
                 let s = s.clone();

@@ -221,17 +221,20 @@ async fn c30_connect_race_makes_one_socket() {
 
 // ---- 31 ----
 
-/// A million rooms in a release build (`cargo test --release`); a debug build takes ~5 s per million for
-/// the join alone, so it uses fewer (the property is the same).
-const ROOMS: usize = if cfg!(debug_assertions) {
-    200_000
-} else {
-    1_000_000
-};
+/// A million rooms, in the debug build too: the in-memory adapter is built optimized in test builds
+/// (`[profile.dev.package.ferrio-core]`) and reserves room for a large join at once, so the whole test
+/// costs about 3.5 s of CPU in a debug build.
+const ROOMS: usize = 1_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c31_a_million_rooms_are_freed_on_disconnect() {
-    let server = TestServer::start(config()).await;
+    // Far past the default `max_rooms_per_socket` (10 000): the limit is off here.
+    let server = TestServer::start(
+        IoConfigBuilder::from(config())
+            .max_rooms_per_socket(None)
+            .build(),
+    )
+    .await;
     install_echo(&server.io);
     let joined = Counter::new();
     let left = Log::<Vec<ferrio::adapter::Room>>::new();
@@ -242,7 +245,7 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
             socket.on("join", move |s: Socket, _ev| {
                 let j = j.clone();
                 async move {
-                    s.join((0..ROOMS).map(|i| format!("room-{i}")));
+                    s.join((0..ROOMS).map(|i| format!("room-{i}"))).unwrap();
                     j.incr();
                 }
             });
@@ -255,7 +258,8 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
     let mut other = server.joined().await;
     let mut c = server.joined().await;
     c.send(r#"42["join"]"#).await;
-    wait_until(Duration::from_secs(10), "rooms joined", || {
+    // Generous waits: they end as soon as the work is done, and a loaded machine may be slow.
+    wait_until(Duration::from_secs(30), "rooms joined", || {
         joined.get() == 1
     })
     .await;
@@ -263,7 +267,7 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
     // Both own rooms, plus the joined ones.
     assert_eq!(main.all_rooms().await.len(), ROOMS + 2);
     c.send("41").await;
-    wait_until(Duration::from_secs(10), "disconnect handler", || {
+    wait_until(Duration::from_secs(30), "disconnect handler", || {
         left.len() == 1
     })
     .await;
@@ -285,7 +289,7 @@ async fn c31_a_million_rooms_are_freed_on_disconnect() {
 async fn c31_rooms_are_freed_on_transport_close() {
     let server = TestServer::start(config()).await;
     server.io.on_connection(|socket: Socket| async move {
-        socket.join(["a", "b", "c"]);
+        socket.join(["a", "b", "c"]).unwrap();
     });
     let c1 = server.joined().await;
     let _c2 = server.joined().await;

@@ -51,7 +51,7 @@ async fn start_with(
         let (seen, gone) = (seen.clone(), gone.clone());
         async move {
             if !socket.recovered() {
-                socket.join(["r"]);
+                socket.join(["r"]).unwrap();
                 socket.set_data(json!({ "name": "ann" }));
             }
             let data =

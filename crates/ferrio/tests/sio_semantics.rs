@@ -268,7 +268,7 @@ async fn namespace_handle_and_room_count() {
         .on_connection(|socket: Socket| async move {
             socket.on("join", |s: Socket, mut ev: Event| async move {
                 let room = ev.parse::<String>().unwrap();
-                s.join([room.clone()]);
+                s.join([room.clone()]).unwrap();
                 let ns = s.namespace();
                 let n = ns.to(room.as_str()).count().await.unwrap();
                 let _ = ev.ack(&(ns.name(), n, s.transport() == TransportKind::WebSocket));

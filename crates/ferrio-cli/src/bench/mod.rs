@@ -10,6 +10,7 @@
 //! last deliveries (`lost` is what never came), then every connection closes.
 
 mod link;
+mod soak;
 mod stats;
 mod storm;
 
@@ -32,7 +33,7 @@ use stats::{Counters, Latency, ProcSample, Stats, now_us};
 /// Options of `ferrio bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
-    /// Scenario: idle, echo, fanout, rooms, polling, storm.
+    /// Scenario: idle, echo, fanout, rooms, polling, soak, storm.
     pub scenario: String,
     /// Server URL (`http://host:port`).
     pub url: String,
@@ -92,6 +93,19 @@ pub struct BenchOptions {
     /// Packet parser: the server's (`json` or `msgpack`).
     #[arg(long, value_enum, default_value_t = ParserKind::Json)]
     pub parser: ParserKind,
+    /// soak: clients sharing one TCP proxy, whose connections are cut together.
+    #[arg(long, default_value_t = 25)]
+    pub group_size: usize,
+    /// soak: seconds between two cuts (each drops the connections of one random group).
+    #[arg(long, default_value_t = 2.0)]
+    pub cut_every: f64,
+    /// soak: seconds between two progress lines.
+    #[arg(long, default_value_t = 10.0)]
+    pub report_every: f64,
+    /// soak: a file of `down <unix ms>` / `up <unix ms>` lines marking Redis outages; messages sent
+    /// around them are counted apart.
+    #[arg(long)]
+    pub redis_marks: Option<std::path::PathBuf>,
 }
 
 /// `--transport`.
@@ -175,8 +189,46 @@ impl Plan {
     }
 }
 
+/// The soak scenario (`soak.rs`): full clients churning, with a lost/duplicated count at the end.
+async fn run_soak(opts: BenchOptions) -> Result<(), String> {
+    if opts.clients == 0
+        || opts.duration <= 0.0
+        || opts.cut_every <= 0.0
+        || opts.report_every <= 0.0
+    {
+        return Err(
+            "--clients, --duration, --cut-every and --report-every must be positive".into(),
+        );
+    }
+    let mut urls = vec![opts.url.clone()];
+    urls.extend(opts.urls.iter().cloned());
+    let summary = soak::run(soak::SoakOptions {
+        urls,
+        clients: opts.clients,
+        duration: Duration::from_secs_f64(opts.duration),
+        group_size: opts.group_size.max(1),
+        room_size: opts.room_size.max(1),
+        cut_every: Duration::from_secs_f64(opts.cut_every),
+        report_every: Duration::from_secs_f64(opts.report_every),
+        redis_marks: opts.redis_marks.clone(),
+        quiet: opts.quiet,
+    })
+    .await?;
+    soak::print(&summary, opts.json);
+    if opts.check && (summary.lost > 0 || summary.duplicated > 0) {
+        return Err(format!(
+            "check failed: {} lost, {} duplicated",
+            summary.lost, summary.duplicated
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a benchmark scenario.
 pub async fn run(opts: BenchOptions) -> Result<(), String> {
+    if opts.scenario == "soak" {
+        return run_soak(opts).await;
+    }
     let scenario = match opts.scenario.as_str() {
         "idle" => Scenario::Idle,
         "echo" => Scenario::Echo,
@@ -186,7 +238,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         "storm" => Scenario::Storm,
         s => {
             return Err(format!(
-                "unknown scenario {s:?} (idle, echo, fanout, rooms, polling, storm)"
+                "unknown scenario {s:?} (idle, echo, fanout, rooms, polling, soak, storm)"
             ));
         }
     };

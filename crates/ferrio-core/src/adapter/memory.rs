@@ -9,8 +9,8 @@ use ferrio_proto::value::Value;
 use parking_lot::{Mutex, RwLock};
 
 use super::{
-    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, LocalNamespace, RecoveryOptions,
-    RestoredSession, Room, RoomListener, Session, SessionLog, Sid, SocketInfo,
+    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, JoinError, LocalNamespace,
+    RecoveryOptions, RestoredSession, Room, RoomListener, Session, SessionLog, Sid, SocketInfo,
 };
 use crate::BoxFuture;
 
@@ -28,6 +28,9 @@ pub struct MemoryAdapter {
     listeners: RwLock<Vec<RoomListener>>,
     /// Set once when connection state recovery is on; unset, broadcasts take no lock and no offset.
     recovery: OnceLock<Mutex<SessionLog>>,
+    /// The namespace's `max_rooms_per_socket`, read on the first join (the namespace cannot be reached
+    /// while the factory builds the adapter).
+    max_rooms: OnceLock<Option<usize>>,
 }
 
 impl std::fmt::Debug for MemoryAdapter {
@@ -48,7 +51,16 @@ impl MemoryAdapter {
             state: RwLock::new(Rooms::default()),
             listeners: RwLock::new(Vec::new()),
             recovery: OnceLock::new(),
+            max_rooms: OnceLock::new(),
         }
+    }
+
+    fn max_rooms(&self) -> Option<usize> {
+        if let Some(max) = self.max_rooms.get() {
+            return *max;
+        }
+        let ns = self.ns.upgrade()?;
+        *self.max_rooms.get_or_init(|| ns.max_rooms_per_socket())
     }
 
     fn ns(&self) -> Result<std::sync::Arc<dyn LocalNamespace>, AdapterError> {
@@ -126,11 +138,41 @@ impl MemoryAdapter {
 
 impl Adapter for MemoryAdapter {
     fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        // The refusal is logged by `try_add_all`; a caller that must know uses it directly.
+        let _ = self.try_add_all(sid, rooms);
+    }
+
+    fn try_add_all(&self, sid: &Sid, rooms: &[Room]) -> Result<(), JoinError> {
+        let max = self.max_rooms();
         let listened = self.listened();
         let mut joined = Vec::new();
         {
             let mut s = self.state.write();
+            // One growth step for a join of many rooms, not one rehash per doubling.
+            s.rooms.reserve(rooms.len());
             let entry = s.sids.entry(sid.clone()).or_default();
+            if let Some(max) = max
+                && entry.len() + rooms.len() > max
+            {
+                // Only the rooms it is not in yet count (a join may repeat rooms).
+                let new: HashSet<&Room> = rooms.iter().filter(|r| !entry.contains(*r)).collect();
+                if entry.len() + new.len() > max {
+                    let have = entry.len();
+                    if have == 0 {
+                        s.sids.remove(sid);
+                    }
+                    drop(s);
+                    tracing::warn!(
+                        sid = %sid,
+                        rooms = have,
+                        joining = new.len(),
+                        max,
+                        "join refused: max_rooms_per_socket reached"
+                    );
+                    return Err(JoinError::TooManyRooms { max });
+                }
+            }
+            entry.reserve(rooms.len());
             for r in rooms {
                 if entry.insert(r.clone()) && listened {
                     joined.push((r.clone(), true));
@@ -141,6 +183,7 @@ impl Adapter for MemoryAdapter {
             }
         }
         self.notify(&joined, sid);
+        Ok(())
     }
 
     fn del(&self, sid: &Sid, room: &Room) {

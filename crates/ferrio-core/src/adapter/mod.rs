@@ -121,6 +121,19 @@ pub enum AdapterError {
     Transport(String),
 }
 
+/// Why a socket could not join rooms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The socket would be in more than `max` rooms (`max_rooms_per_socket`); none of the rooms of
+    /// this join were added.
+    #[error("too many rooms: a socket may be in {max} rooms at most")]
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
+}
+
 /// The sockets of this node in one namespace, as the adapter may use them.
 pub trait LocalNamespace: Send + Sync + 'static {
     /// Namespace name.
@@ -145,12 +158,25 @@ pub trait LocalNamespace: Send + Sync + 'static {
     /// puts `sid` back into its rooms, so that each broadcast is either missed or held, never both or
     /// neither.
     fn hold(&self, _sid: &str) {}
+    /// Rooms one socket may be in at once (`max_rooms_per_socket`); `None`: no limit. An adapter that
+    /// keeps rooms refuses a join past it.
+    fn max_rooms_per_socket(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The adapter of a namespace.
 pub trait Adapter: Send + Sync + 'static {
-    /// Adds a socket to rooms.
+    /// Adds a socket to rooms. A join past [`LocalNamespace::max_rooms_per_socket`] adds nothing (and
+    /// logs a warning): see [`try_add_all`](Adapter::try_add_all).
     fn add_all(&self, sid: &Sid, rooms: &[Room]);
+    /// Adds a socket to rooms, or none of them when it would then be in more than
+    /// [`LocalNamespace::max_rooms_per_socket`] rooms. The default (an adapter keeping no rooms of its
+    /// own) adds them.
+    fn try_add_all(&self, sid: &Sid, rooms: &[Room]) -> Result<(), JoinError> {
+        self.add_all(sid, rooms);
+        Ok(())
+    }
     /// Removes a socket from a room.
     fn del(&self, sid: &Sid, room: &Room);
     /// Removes a socket from every room; frees its entry.

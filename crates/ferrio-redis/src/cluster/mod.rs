@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use ferrio_core::BoxFuture;
 use ferrio_core::adapter::{
-    AckEvent, AckSink, Adapter, AdapterError, AdapterFactory, BroadcastOptions, LocalNamespace,
-    MemoryAdapter, RecoveryOptions, RestoredSession, Room, Session, SessionLog, Sid, SocketInfo,
+    AckEvent, AckSink, Adapter, AdapterError, AdapterFactory, BroadcastOptions, JoinError,
+    LocalNamespace, MemoryAdapter, RecoveryOptions, RestoredSession, Room, Session, SessionLog,
+    Sid, SocketInfo,
 };
 use ferrio_proto::socket::Packet;
 use ferrio_proto::value::Value;
@@ -250,14 +251,20 @@ impl<T: Transport> Core<T> {
     // ---- local rooms
 
     fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        // Refusals are logged by the local adapter.
+        let _ = self.try_add_all(sid, rooms);
+    }
+
+    fn try_add_all(&self, sid: &Sid, rooms: &[Room]) -> Result<(), JoinError> {
         let Some(counts) = &self.rooms else {
-            return self.local.add_all(sid, rooms);
+            return self.local.try_add_all(sid, rooms);
         };
         let mut created = Vec::new();
         {
             let mut counts = counts.lock();
             let before: HashSet<Room> = self.local.socket_rooms(sid).into_iter().collect();
-            self.local.add_all(sid, rooms);
+            // A refused join added nothing: no count changes.
+            self.local.try_add_all(sid, rooms)?;
             let mut seen = HashSet::new();
             for r in rooms {
                 if before.contains(r) || !seen.insert(r) {
@@ -270,14 +277,14 @@ impl<T: Transport> Core<T> {
                 }
             }
         }
-        if created.is_empty() {
-            return;
-        }
-        if let Some(t) = self.transport() {
+        if let Some(t) = self.transport()
+            && !created.is_empty()
+        {
             for r in created {
                 t.room_created(&r, &r == sid || self.is_socket(&r));
             }
         }
+        Ok(())
     }
 
     fn forget(counts: &mut HashMap<Room, usize>, room: &Room, deleted: &mut Vec<Room>) {
@@ -429,7 +436,12 @@ impl<T: Transport> Adapter for ClusterAdapter<T> {
     }
 
     fn add_all(&self, sid: &Sid, rooms: &[Room]) {
-        self.core.add_all(sid, rooms)
+        // Refusals are logged by the local adapter.
+        let _ = self.core.try_add_all(sid, rooms);
+    }
+
+    fn try_add_all(&self, sid: &Sid, rooms: &[Room]) -> Result<(), JoinError> {
+        self.core.try_add_all(sid, rooms)
     }
 
     fn del(&self, sid: &Sid, room: &Room) {

@@ -17,8 +17,8 @@
 //! ```
 
 mod conn;
-mod entry;
-mod session;
+pub(crate) mod entry;
+pub(crate) mod session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};

@@ -38,7 +38,7 @@ pub(crate) fn encode(session: &Session) -> String {
     STANDARD.encode(crate::msgpack::encode(&value))
 }
 
-fn decode(raw: &str) -> Option<Session> {
+pub(crate) fn decode(raw: &str) -> Option<Session> {
     let bytes = STANDARD.decode(raw).ok()?;
     let v = crate::msgpack::decode(&bytes).ok()?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -58,7 +58,7 @@ fn decode(raw: &str) -> Option<Session> {
 }
 
 /// A stream entry id, `<ms>-<seq>`.
-fn parse_id(id: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }

@@ -175,6 +175,16 @@ pub struct EngineConfig {
     /// Also accept Engine.IO v3 clients (socket.io-client 2.x, engine.io-client 3.x) and their
     /// JSONP polling, beside v4 (off, as in socket.io: `EIO=3` is then refused with code 5).
     pub allow_eio3: bool,
+    /// Handshakes in progress from one remote address at most (none here; the Socket.IO server sets
+    /// 1 000). A session counts from its handshake until its handler calls [`Socket::established`]
+    /// (the Socket.IO server does at the first namespace joined) or until it closes; past the cap a
+    /// handshake is refused with HTTP 403 `{"code":4,"message":"Too many pending handshakes"}`, as
+    /// `allow_request` refuses one. The address is the peer socket's IP (an IPv6 address counts by its
+    /// /64): behind a reverse proxy it is the proxy's, so every client shares the cap. No address
+    /// (a transport without one), no cap.
+    ///
+    /// [`Socket::established`]: super::Socket::established
+    pub max_pending_handshakes_per_address: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -200,6 +210,7 @@ impl Default for EngineConfig {
             close_timeout: Duration::from_millis(30_000),
             body_read_timeout: Duration::from_millis(10_000),
             allow_eio3: false,
+            max_pending_handshakes_per_address: None,
         }
     }
 }
@@ -221,6 +232,10 @@ impl fmt::Debug for EngineConfig {
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_buffered_packets", &self.max_buffered_packets)
             .field("allow_eio3", &self.allow_eio3)
+            .field(
+                "max_pending_handshakes_per_address",
+                &self.max_pending_handshakes_per_address,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -279,6 +294,8 @@ impl EngineConfigBuilder {
         body_read_timeout: Duration,
         /// Also accept Engine.IO v3 clients (socket.io-client 2.x) and JSONP polling.
         allow_eio3: bool,
+        /// Handshakes in progress from one remote address at most (`None`: no limit).
+        max_pending_handshakes_per_address: Option<usize>,
     }
 
     /// Accepts or rejects a handshake or an upgrade (`allowRequest`), from an async closure.

@@ -6,6 +6,7 @@
 mod config;
 mod cors;
 mod error;
+mod limits;
 mod socket;
 mod wire;
 
@@ -106,6 +107,8 @@ pub(crate) struct EngineInner {
     pub(crate) config: EngineConfig,
     pub(crate) sessions: DashMap<Arc<str>, Arc<Socket>>,
     handler: Box<dyn OpenSession>,
+    /// Handshakes in progress per address (`max_pending_handshakes_per_address`).
+    pending_handshakes: Arc<limits::PendingHandshakes>,
 }
 
 /// An Engine.IO server. Cloning shares it.
@@ -171,6 +174,9 @@ impl Engine {
     pub fn new(config: EngineConfig, handler: impl EngineHandler) -> Engine {
         Engine {
             inner: Arc::new(EngineInner {
+                pending_handshakes: limits::PendingHandshakes::new(
+                    config.max_pending_handshakes_per_address,
+                ),
                 config,
                 sessions: DashMap::new(),
                 handler: Box::new(Typed(Arc::new(handler))),
@@ -346,6 +352,15 @@ impl Engine {
             TransportKind::Polling => None,
         };
 
+        let remote_addr = parts.extensions.get::<RemoteAddr>().map(|a| a.0);
+        let slot = self
+            .inner
+            .pending_handshakes
+            .acquire(remote_addr)
+            .map_err(|()| {
+                tracing::warn!(?remote_addr, "handshake refused: too many in progress");
+                RequestError::Forbidden("Too many pending handshakes".into())
+            })?;
         let id: Arc<str> = match &config.generate_id {
             Some(generate) => generate(parts).into(),
             None => default_id().into(),
@@ -356,10 +371,11 @@ impl Engine {
         let handshake = HandshakeInfo {
             headers: parts.headers.clone(),
             uri: parts.uri.clone(),
-            remote_addr: parts.extensions.get::<RemoteAddr>().map(|a| a.0),
+            remote_addr,
             issued: SystemTime::now(),
         };
         let socket = Socket::new(id.clone(), self.inner.clone(), transport, handshake, wire);
+        socket.hold_handshake_slot(slot);
         let upgrades = match transport {
             TransportKind::Polling
                 if config.allow_upgrades

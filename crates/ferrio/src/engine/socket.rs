@@ -144,6 +144,8 @@ pub struct Socket {
     open: AtomicBool,
     /// The protocol revision and encodings of this session.
     wire: Wire,
+    /// Counts this session against `max_pending_handshakes_per_address` until it is established.
+    handshake_slot: Mutex<Option<super::limits::HandshakeSlot>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -198,7 +200,19 @@ impl Socket {
             handler: Mutex::new(None),
             open: AtomicBool::new(true),
             wire,
+            handshake_slot: Mutex::new(None),
         })
+    }
+
+    pub(crate) fn hold_handshake_slot(&self, slot: Option<super::limits::HandshakeSlot>) {
+        *self.handshake_slot.lock() = slot;
+    }
+
+    /// The session finished its handshake at the application's level (the Socket.IO server calls it
+    /// when the client joins its first namespace): it stops counting against
+    /// `max_pending_handshakes_per_address`. Closing the session does the same.
+    pub fn established(&self) {
+        self.handshake_slot.lock().take();
     }
 
     pub(crate) fn set_handler(&self, handler: Arc<dyn SessionHandler>) {
@@ -370,6 +384,7 @@ impl Socket {
         if let Some(c) = self.upgrade_cancel.lock().take() {
             c.cancel();
         }
+        self.established();
         if let Some((_, socket)) = self.engine.sessions.remove(&self.id) {
             crate::telemetry::disconnection(reason);
             let handler = self.handler.lock().take();

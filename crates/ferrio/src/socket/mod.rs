@@ -36,7 +36,9 @@ use queue::Queue;
 pub(crate) use queue::{Job, Jobs};
 
 use crate::ack::{AckArgs, AckError, EmitError};
-use crate::adapter::{AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, Room, Session, Sid};
+use crate::adapter::{
+    AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, JoinError, Room, Session, Sid,
+};
 use crate::conn::Conn;
 use crate::operators::{BroadcastOperator, Scope};
 
@@ -560,14 +562,15 @@ impl Socket {
 
     // ---- rooms and broadcasting ----
 
-    /// Joins rooms.
-    pub fn join<I, R>(&self, rooms: I)
+    /// Joins rooms: all of them, or none when the socket would then be in more than
+    /// `max_rooms_per_socket` rooms ([`JoinError::TooManyRooms`], also logged as a warning).
+    pub fn join<I, R>(&self, rooms: I) -> Result<(), JoinError>
     where
         I: IntoIterator<Item = R>,
         R: Into<Room>,
     {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        self.adapter().add_all(&self.inner.id, &rooms);
+        self.adapter().try_add_all(&self.inner.id, &rooms)
     }
 
     /// Leaves a room.
