@@ -51,7 +51,7 @@ async fn server() -> (Io, String) {
             });
             socket.on("join", |s: ServerSocket, ev: ferrio::Event| async move {
                 if let Some(room) = ev.args().first().and_then(Value::as_str) {
-                    s.join([room.to_owned()]);
+                    s.join([room.to_owned()]).unwrap();
                 }
             });
         });

@@ -72,7 +72,7 @@ fn server() -> (Io, Seen) {
                     s.conn_id().to_owned(),
                     s.handshake().auth.to_string(),
                 ));
-                s.join(["room"]);
+                s.join(["room"]).unwrap();
                 s.on("echo", |_s, mut ev: Event| async move {
                     let args = ev.take_args();
                     if let Some(ack) = ev.take_ack() {

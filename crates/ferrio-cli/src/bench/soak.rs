@@ -353,13 +353,11 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
     let group = slot / opts.group_size.max(1);
     let room = slot / opts.room_size.max(1);
     let room_name = format!("soak-{room}");
-    let mut client = ClientOptions {
-        force_new: true,
-        reconnection_delay: Duration::from_millis(300),
-        reconnection_delay_max: Duration::from_millis(2_000),
-        timeout: Some(Duration::from_secs(10)),
-        ..ClientOptions::default()
-    };
+    let mut client = ClientOptions::default();
+    client.force_new = true;
+    client.reconnection_delay = Duration::from_millis(300);
+    client.reconnection_delay_max = Duration::from_millis(2_000);
+    client.timeout = Some(Duration::from_secs(10));
     if group % 2 == 0 {
         client.engine.transports = vec![TransportKind::WebSocket];
     }
