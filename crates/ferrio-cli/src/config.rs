@@ -41,6 +41,10 @@ pub struct ServeOptions {
     /// Allow polling clients to upgrade to websocket.
     #[arg(long, env = "FERRIO_ALLOW_UPGRADES")]
     pub allow_upgrades: Option<bool>,
+    /// Also accept socket.io-client 2.x (Engine.IO v3, Socket.IO protocol v4) and JSONP polling
+    /// (`--allow-eio3` alone means true).
+    #[arg(long = "allow-eio3", env = "FERRIO_ALLOW_EIO3", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_eio3: Option<bool>,
     /// Allowed CORS origins, comma-separated; `*` for any (without credentials).
     #[arg(long, env = "FERRIO_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Option<Vec<String>>,
@@ -301,6 +305,7 @@ impl ServeOptions {
             max_http_buffer_size,
             transports,
             allow_upgrades,
+            allow_eio3,
             cors_origin,
             cors_credentials,
             cookie,
@@ -396,6 +401,9 @@ impl ServeOptions {
         }
         if let Some(v) = self.allow_upgrades {
             e.allow_upgrades = v;
+        }
+        if let Some(v) = self.allow_eio3 {
+            e.allow_eio3 = v;
         }
         if let Some(origins) = &self.cors_origin {
             let mut cors = if origins.iter().any(|o| o == "*") {
@@ -621,6 +629,32 @@ log = "warn"
         assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
         assert!(c.serve_client);
         assert_eq!(c.connection_state_recovery, None);
+        assert!(!c.engine.allow_eio3);
+    }
+
+    #[test]
+    fn allow_eio3_flag_and_file() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: ServeOptions,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("serve").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .options
+            .io_config()
+            .engine
+            .allow_eio3
+        };
+        assert!(parse(&["--allow-eio3"]));
+        assert!(parse(&["--allow-eio3", "true"]));
+        assert!(!parse(&["--allow-eio3", "false"]));
+        assert!(!parse(&[]));
+        let file: FileConfig = FileConfig::parse("allow_eio3 = true\n").unwrap();
+        assert!(file.base.io_config().engine.allow_eio3);
     }
 
     #[test]

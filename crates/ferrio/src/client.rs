@@ -93,12 +93,9 @@ impl Client {
             Packet::Connect { nsp, data } => {
                 let (nsp, request) = match self.conn.protocol() {
                     Protocol::V4 => (nsp, ConnectRequest::parse(data)),
-                    // Socket.IO v4: the auth is the namespace's query, and there is no payload.
-                    Protocol::V3 if data.is_none() => ConnectRequest::parse_v4(&nsp),
-                    Protocol::V3 => {
-                        self.reject();
-                        return;
-                    }
+                    // Socket.IO v4: the auth is the namespace's query; a payload means nothing there
+                    // and is ignored, as socket.io does.
+                    Protocol::V3 => ConnectRequest::parse_v4(&nsp),
                 };
                 if self.sockets.lock().contains_key(&nsp) {
                     // A second CONNECT to a namespace already joined: never a duplicate socket.
