@@ -48,8 +48,8 @@ pub struct ConnectOptions {
     /// Packet parser: the server's (`json` or `msgpack`).
     #[arg(long, value_enum, default_value_t = ParserKind::Json)]
     pub parser: ParserKind,
-    /// Engine.IO protocol revision: 4, or 3 for socket.io 2.x servers (Socket.IO protocol v4 then;
-    /// `--auth` is not sent, as that protocol has none).
+    /// Engine.IO protocol revision: 4, or 3 for socket.io 2.x servers (Socket.IO protocol v4 then,
+    /// which has no `--auth`).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
     pub eio: u8,
 }
@@ -183,6 +183,13 @@ pub async fn run(opts: ConnectOptions) -> Result<(), String> {
     };
     if let Some(t) = &opts.transport {
         client.engine.transports = vec![TransportKind::parse(t).ok_or("unknown transport")?];
+    }
+    if opts.auth.is_some() && opts.eio == 3 {
+        // Socket.IO protocol v4 has no CONNECT payload: dropping it silently would hide why a server
+        // refuses the connection.
+        return Err(
+            "--auth needs Engine.IO v4 (socket.io 2.x servers read the query instead)".into(),
+        );
     }
     if let Some(a) = &opts.auth {
         client.auth = Auth::Value(Value::from_json(a).map_err(|e| format!("invalid --auth: {e}"))?);

@@ -98,4 +98,15 @@ fn connects_to_a_socket_io_2_server() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // v3 has no CONNECT payload: `--auth` is refused rather than dropped.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrio"))
+        .args(["connect", &url, "--eio", "3", "--auth", "{\"token\":\"x\"}"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--auth needs Engine.IO v4"),
+        "{out:?}"
+    );
 }

@@ -2,6 +2,23 @@
 //!
 //! [`connect`] mirrors JavaScript's `io(url, opts)`: it returns a [`Socket`] for the namespace in the URL,
 //! sharing one [`Manager`] (one Engine.IO connection, reconnecting with backoff) per server.
+//!
+//! Servers of the socket.io 2.x generation (Engine.IO v3, Socket.IO protocol v4) are reached with the
+//! `protocol` option; there, `query` parameters go with each namespace's CONNECT instead of `auth`:
+//!
+//! ```no_run
+//! use ferrio_client::ClientOptions;
+//! use ferrio_client::engine::Protocol;
+//!
+//! # async fn run() {
+//! let opts = ClientOptions::builder()
+//!     .protocol(Protocol::V3)
+//!     .query("token", "abc")
+//!     .build();
+//! let socket = ferrio_client::connect("http://localhost:3000/chat", opts);
+//! socket.emit("hello", &"from Rust").unwrap();
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub mod engine;

@@ -408,12 +408,12 @@ mod tests {
         assert_eq!(o.retries, 2);
         assert_eq!(o.engine.query, [("k".to_owned(), "v".to_owned())]);
         assert_eq!(o.engine.protocol, Protocol::V4, "v4 unless asked");
-        let o = ClientOptions::builder()
+        let v3 = ClientOptions::builder()
             .protocol(Protocol::V3)
             .force_base64(true)
             .build();
-        assert_eq!(o.engine.protocol, Protocol::V3);
-        assert!(o.engine.force_base64);
+        assert_eq!(v3.engine.protocol, Protocol::V3);
+        assert!(v3.engine.force_base64);
         let r = o.reconnect_config();
         assert_eq!(r.reconnection_attempts, Some(3));
         assert_eq!(r.timeout, Some(Duration::from_millis(20_000)));

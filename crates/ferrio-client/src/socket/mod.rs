@@ -762,6 +762,10 @@ impl Socket {
         let v3 = self.inner.manager.protocol() == Protocol::V3;
         match packet {
             Packet::Connect { .. } if v3 => {
+                // A CONNECT nobody waits for any more (the socket left meanwhile) joins nothing.
+                if !self.is_active() {
+                    return;
+                }
                 if let Some(id) = self.inner.manager.engine_id() {
                     self.handle_connect(legacy::connect_ack(&self.inner.nsp, &id));
                 }
