@@ -170,7 +170,11 @@ async fn from_a_to_b(transports: &[TransportKind]) {
             }
         }
     });
-    wait_until("connected to A", || a.connections.lock().len() == 1).await;
+    // The server knows the socket before the client has read its CONNECT answer: wait for both.
+    wait_until("connected to A", || {
+        a.connections.lock().len() == 1 && socket.connected()
+    })
+    .await;
     let id = socket.id().unwrap();
 
     // Live on A, from both nodes.
