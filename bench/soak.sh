@@ -48,6 +48,7 @@ cleanup() {
   for p in "${PIDS[@]}" $REDIS_PID; do wait "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+trap "exit 143" INT TERM
 
 REDIS_PORT=$(free_port)
 start_redis() {
