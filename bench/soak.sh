@@ -94,8 +94,10 @@ PID1=$NODE_PID URL1=$NODE_URL
 start_node 2
 PID2=$NODE_PID URL2=$NODE_URL
 
-metric() { # URL NAME -> value (sum over label sets)
-  curl -s --max-time 5 "$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }'
+metric() { # URL NAME -> value (sum over label sets); "?" when the node does not answer in time
+  local body
+  body=$(curl -s --max-time 10 "$1/metrics") || { printf '?'; return 0; }
+  awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$body"
 }
 sample() { # ELAPSED
   local t=$1
