@@ -48,6 +48,7 @@ cleanup() {
   for p in "${PIDS[@]}" $REDIS_PID; do wait "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+trap "exit 143" INT TERM
 
 REDIS_PORT=$(free_port)
 start_redis() {
@@ -93,11 +94,14 @@ PID1=$NODE_PID URL1=$NODE_URL
 start_node 2
 PID2=$NODE_PID URL2=$NODE_URL
 
-metric() { # URL NAME -> value (sum over label sets)
-  curl -s --max-time 5 "$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }'
+metric() { # URL NAME -> value (sum over label sets); "?" when the node does not answer in time
+  local body
+  body=$(curl -s --max-time 10 "$1/metrics") || { printf '?'; return 0; }
+  awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$body"
 }
 sample() { # ELAPSED
-  local t=$1 line="t=${t}s"
+  local t=$1
+  local line="t=${t}s"
   for i in 1 2; do
     local pid url rss fds tasks sockets
     pid=$([ "$i" = 1 ] && echo "$PID1" || echo "$PID2")
@@ -138,8 +142,11 @@ while kill -0 "$GEN" 2>/dev/null; do
 done
 wait "$GEN" && status=0 || status=$?
 echo "== $(date +%T) generator done (exit $status); every client has left"
-sleep 10
-sample "$(($(date +%s) - START))"
+# A session whose client vanished without a close is dropped after ping_interval + ping_timeout (45 s).
+for _ in 1 2 3 4; do
+  sleep 15
+  sample "$(($(date +%s) - START))"
+done
 echo "== summary"
 cat "$OUT/summary.txt"
 grep -E "ERROR|panicked" "$OUT"/node*.log | head -5 || true

@@ -154,7 +154,10 @@ struct Counters {
 
 /// What one life of a client saw, for the final count.
 struct LifeRecord {
+    slot: usize,
     room: usize,
+    /// When reconnections that restored the session were noticed.
+    restores: Vec<u64>,
     joined: u64,
     end: u64,
     /// Windows in which nothing was expected (reconnections that did not restore the session).
@@ -208,6 +211,10 @@ pub struct SoakSummary {
     pub expected: u64,
     /// Expected deliveries that never came, outside Redis outages.
     pub lost: u64,
+    /// Messages that no client received at all: their sender's transport was cut while the packet was
+    /// on its way, so the server never had it (an emit without ack is at most once). Not deliveries
+    /// a member missed, so not counted in `expected`.
+    pub never_reached_the_server: u64,
     /// Deliveries that came twice or more (counted once per extra copy).
     pub duplicated: u64,
     /// Expected deliveries of messages sent around a Redis restart.
@@ -420,6 +427,7 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
     let mut next_send =
         tokio::time::Instant::now() + Duration::from_millis(rng.between(500, 4_000));
     let mut gaps = Vec::new();
+    let mut restores = Vec::new();
     while tokio::time::Instant::now() < ends_at && !shared.stop.load(Relaxed) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let down_since = state.lock().down_since;
@@ -430,6 +438,7 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
             shared.counters.reconnections.fetch_add(1, Relaxed);
             if socket.recovered() {
                 shared.counters.restored.fetch_add(1, Relaxed);
+                restores.push(now_ms());
             } else {
                 // A new socket, in no room: join again; nothing was promised meanwhile.
                 shared.counters.not_restored.fetch_add(1, Relaxed);
@@ -484,7 +493,9 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
         (std::mem::take(&mut st.got), st.duplicates)
     };
     shared.ledger.lock().lives.push(LifeRecord {
+        slot,
         room,
+        restores,
         joined,
         end,
         gaps,
@@ -528,6 +539,18 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
     let mut expected_outage = 0u64;
     let mut lost_outage = 0u64;
     let mut examples = Vec::new();
+    // A message that reached the server reached at least one member (its sender is one).
+    let reached: HashSet<u64> = ledger
+        .lives
+        .iter()
+        .flat_map(|l| l.got.iter().copied())
+        .collect();
+    let never_reached = ledger
+        .sent
+        .values()
+        .flatten()
+        .filter(|(_, id)| !reached.contains(id))
+        .count() as u64;
     let in_outage = |t: u64| {
         redis
             .iter()
@@ -541,7 +564,11 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         let from = life.joined + MARGIN_MS;
         let to = life.end.saturating_sub(MARGIN_MS);
         for &(t, id) in sent {
-            if t < from || t > to || life.gaps.iter().any(|&(a, b)| t >= a && t <= b) {
+            if t < from
+                || t > to
+                || !reached.contains(&id)
+                || life.gaps.iter().any(|&(a, b)| t >= a && t <= b)
+            {
                 continue;
             }
             let got = life.got.contains(&id);
@@ -553,7 +580,17 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
                 if !got {
                     lost += 1;
                     if examples.len() < 10 {
-                        examples.push(format!("message {id} (sent at {t}) -> life {i}"));
+                        let near = life
+                            .restores
+                            .iter()
+                            .map(|&r| r as i64 - t as i64)
+                            .min_by_key(|d| d.abs());
+                        examples.push(format!(
+                            "message {id} (room {}) -> slot {} life {i}, joined {} ms before it was sent, nearest restore {near:?} ms after it",
+                            life.room,
+                            life.slot,
+                            t.saturating_sub(life.joined)
+                        ));
                     }
                 }
             }
@@ -574,6 +611,7 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         received: c.received.load(Relaxed),
         expected,
         lost,
+        never_reached_the_server: never_reached,
         duplicated,
         expected_during_redis_outages: expected_outage,
         lost_during_redis_outages: lost_outage,
@@ -607,6 +645,10 @@ pub fn print(summary: &SoakSummary, json: bool) {
     println!(
         "  deliveries expected {}: lost {}, duplicated {}",
         s.expected, s.lost, s.duplicated
+    );
+    println!(
+        "  messages no client received (sender cut while sending; not expected of anyone): {}",
+        s.never_reached_the_server
     );
     println!(
         "  around Redis restarts: expected {}, lost {}",
