@@ -24,7 +24,11 @@ pub(crate) type Ws = WebSocketStream<BoxIo>;
 const HANDSHAKE_READ_LIMIT: usize = 64 * 1024 * 1024;
 
 fn config(limit: usize) -> WebSocketConfig {
+    // A small read buffer instead of tungstenite's 128 KiB default, which is zero-filled before every
+    // read: under callgrind that memset was 85% of the client's instructions in a closed-loop echo, and
+    // the buffer ~140 KB of every idle client's memory. Larger messages grow the buffer as they arrive.
     WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
 }
