@@ -12,7 +12,7 @@
 #
 # Environment: FERRIO (a ferrio binary; default target/release/ferrio if built, else target/debug/ferrio,
 # built if missing), CLIENTS (2000), REPORT (seconds between two lines, 30), CUT_EVERY (seconds between two
-# transport cuts, 2), OUT (directory for logs, a temporary one by default). Redis runs with an append-only
+# transport cuts: each group of 25 clients is cut about every 160 s, so 2 with 2 000 clients), OUT (directory for logs, a temporary one by default). Redis runs with an append-only
 # file in OUT, so a restart keeps the stream and the sessions, as a production Redis would.
 set -euo pipefail
 
@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 MINUTES=${1:-3}
 CLIENTS=${CLIENTS:-2000}
 REPORT=${REPORT:-30}
-CUT_EVERY=${CUT_EVERY:-2}
+# One cut every 160 s per group of 25 clients: 2 s with 2 000 clients, 40 s with 100.
+CUT_EVERY=${CUT_EVERY:-$(( (160 * 25 / CLIENTS) > 1 ? 160 * 25 / CLIENTS : 1 ))}
 OUT=${OUT:-$(mktemp -d -t ferrio-soak.XXXXXX)}
 mkdir -p "$OUT"
 

@@ -30,7 +30,7 @@ fn socket_io(json: &mut Decoder, msgpack: &mut dyn PacketDecoder, data: Data) {
             let _ = ConnectRequest::parse(data);
         }
         Ok(Some(Packet::ConnectError { data, .. })) => {
-            let _ = ConnectError::from_value(data.unwrap_or_default());
+            let _ = ConnectError::from_value(data);
         }
         Ok(_) => {}
         Err(_) => json.reset(),
@@ -78,8 +78,10 @@ fuzz_target!(|data: &[u8]| {
             6 => session.on_post(now, Ok(())),
             7 => session.on_write(now, Ok(())),
             _ => {
+                // What the application sends is a message frame built by the client, never raw text
+                // (`Frame::packet_type` reads the first byte of a text frame as the packet type).
                 if let Some(t) = text {
-                    session.send(Frame::Text(t));
+                    session.send(Frame::message(&t));
                 }
             }
         }
