@@ -236,7 +236,13 @@ impl Frame {
     /// The type of the packet this frame holds.
     pub fn packet_type(&self) -> PacketType {
         match self {
-            Frame::Text(s) => PacketType::from_byte(s.as_bytes()[0]).unwrap_or(PacketType::Message),
+            // An empty text frame (only an application can build one; decoded frames always carry
+            // their type byte) is read as a message rather than indexing past its end.
+            Frame::Text(s) => s
+                .as_bytes()
+                .first()
+                .and_then(|&b| PacketType::from_byte(b))
+                .unwrap_or(PacketType::Message),
             Frame::Binary(_) => PacketType::Message,
         }
     }
@@ -268,6 +274,12 @@ impl Frame {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_empty_text_frame_has_a_type_and_does_not_panic() {
+        assert_eq!(Frame::Text("".into()).packet_type(), PacketType::Message);
+        assert_eq!(Frame::Text("2".into()).packet_type(), PacketType::Ping);
+    }
     use super::*;
 
     fn text(s: &str) -> Result<Packet, DecodeError> {
