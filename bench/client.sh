@@ -4,11 +4,11 @@
 # each client in turn on core 1 (current-thread runtime for the Rust clients), so the client's CPU per
 # ack is its own. Then IDLE more sockets of each are held for the RSS an idle client costs.
 #
-#   bash bench/client.sh            # CLIENTS=50 SECONDS=10 IDLE=1000
+#   bash bench/client.sh            # CLIENTS=50 DURATION=10 IDLE=1000 (seconds measured: DURATION)
 # Results (one JSON per client, and the table) go to bench/results/client-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CLIENTS=${CLIENTS:-50} SECONDS_=${SECONDS:-10} IDLE=${IDLE:-1000}
+CLIENTS=${CLIENTS:-50} DURATION=${DURATION:-10} IDLE=${IDLE:-1000}
 RESULTS=bench/results
 mkdir -p "$RESULTS"
 ulimit -n 65536 2>/dev/null || true
@@ -32,9 +32,9 @@ done
 for lib in ferrio rust_socketio node; do
   echo "== client $lib against $url" >&2
   if [ "$lib" = node ]; then
-    taskset -c 1 node --expose-gc bench/client/node.mjs "$url" "$CLIENTS" "$SECONDS_" "$IDLE"
+    taskset -c 1 node --expose-gc bench/client/node.mjs "$url" "$CLIENTS" "$DURATION" "$IDLE"
   else
-    taskset -c 1 bench/client/target/release/bench-client "$lib" "$url" "$CLIENTS" "$SECONDS_" "$IDLE"
+    taskset -c 1 bench/client/target/release/bench-client "$lib" "$url" "$CLIENTS" "$DURATION" "$IDLE"
   fi >"$RESULTS/client-$lib.json"
   sleep 1
 done
