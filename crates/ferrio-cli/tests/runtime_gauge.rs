@@ -2,67 +2,26 @@
 //! (`ferrio_runtime_alive_tasks`), the figure a soak watches for task leaks: it grows with connected
 //! clients and comes back down when they leave.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 use ferrio_client::ClientOptions;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
+use common::{Proc, get, serve};
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrio"))
-        .args(["serve", "--port", "0", "--metrics", "--log", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ferrio serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (proc, url)
-}
-
-/// One GET, answered in full (HTTP/1.0: the server closes after the answer).
-async fn get(url: &str, path: &str) -> (u16, String) {
-    let host = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+/// The server with its metrics; its stderr is held open for as long as it runs.
+fn start_server() -> (Proc, String, std::process::ChildStderr) {
+    serve(
+        &["--metrics", "--log", "warn"],
+        &[],
+        std::path::Path::new("."),
+    )
 }
 
 async fn alive_tasks(url: &str) -> f64 {
-    let (status, body) = get(url, "/metrics").await;
+    let (status, body) = get(url, "/metrics");
+    let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 200, "{body}");
     body.lines()
         .find_map(|l| l.strip_prefix("ferrio_runtime_alive_tasks "))
@@ -84,7 +43,7 @@ async fn settle(url: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
 
 #[tokio::test]
 async fn alive_tasks_follow_the_clients() {
-    let (_server, url) = start_server();
+    let (_server, url, _stderr) = start_server();
     let idle = alive_tasks(&url).await;
     assert!(idle >= 1.0, "the accept loop at least: {idle}");
     let clients: Vec<_> = (0..20)
