@@ -2,69 +2,33 @@
 //! the server; the counters move as the traffic says (connections, packets, recovery hits and misses,
 //! the Redis adapter's publishes, receives and reconnects).
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use ferrio_client::{ClientOptions, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
+use common::{Proc, serve};
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> (Proc, String) {
+fn start_server() -> (Proc, String, ChildStderr) {
     start_server_with(&[])
 }
 
-fn start_server_with(extra: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrio"))
-        .args(["serve", "--port", "0", "--metrics", "--log", "warn"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ferrio serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (proc, url)
+/// `ferrio serve --metrics ARGS`; its stderr is held open for as long as it runs.
+fn start_server_with(extra: &[&str]) -> (Proc, String, ChildStderr) {
+    let args: Vec<&str> = ["--metrics", "--log", "warn"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    serve(&args, &[], std::path::Path::new("."))
 }
 
-/// One GET, answered in full (HTTP/1.0: the server closes after the answer).
+/// One GET: status and body as text.
 async fn get(url: &str, path: &str) -> (u16, String) {
-    let host = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (status, body) = common::get(url, path);
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// `name{labels}` -> value, for every sample of a scrape.
@@ -96,7 +60,7 @@ async fn eventually(url: &str, what: &str, ok: impl Fn(&HashMap<String, f64>) ->
 
 #[tokio::test]
 async fn metrics_move_with_the_traffic() {
-    let (_server, url) = start_server();
+    let (_server, url, _stderr) = start_server();
     let before = scrape(&url).await;
 
     // A refused handshake: Engine.IO v3 is not spoken (code 5, unsupported protocol version).
@@ -248,9 +212,11 @@ async fn recovery_and_redis_adapter_metrics_move() {
     // Recovery across nodes needs the streams adapter; a second server on the classic adapter shares
     // the Redis.
     let streams = format!("redis-streams://127.0.0.1:{port}");
-    let (_server, url) = start_server_with(&["--connection-state-recovery", "--adapter", &streams]);
+    let (_server, url, _stderr) =
+        start_server_with(&["--connection-state-recovery", "--adapter", &streams]);
     let classic = format!("redis://127.0.0.1:{port}");
-    let (_classic_server, classic_url) = start_server_with(&["--adapter", &classic]);
+    let (_classic_server, classic_url, _classic_stderr) =
+        start_server_with(&["--adapter", &classic]);
 
     // A socket gets a chat broadcast (published to Redis, received back) with its offset, then its
     // connection drops without a goodbye.
