@@ -4,319 +4,28 @@
 //! Each test starts its own Node server on port 0 and kills it when done. `interop/node_modules` is
 //! installed with `npm ci` the first time it is missing.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+#[macro_use]
+mod node_common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrio_client::engine::TransportKind;
 use ferrio_client::{
-    AckError, Auth, ClientOptions, DisconnectReason, Manager, ManagerEvent, Socket, Value,
+    AckError, Auth, ClientOptions, DisconnectReason, Manager, ManagerEvent, Value,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use node_common::*;
 use tokio::sync::mpsc;
-
-/// Any single wait for something the server or the client should do.
-const STEP: Duration = Duration::from_secs(5);
-
-// ---------------------------------------------------------------------------------------------------
-// The Node server
-// ---------------------------------------------------------------------------------------------------
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
-/// Installs `interop/node_modules` once per test process when it is missing.
-fn ensure_node_modules() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let dir = interop_dir();
-        if dir.join("node_modules/socket.io/package.json").exists() {
-            return;
-        }
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("cannot run npm (is Node.js installed?)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    });
-}
-
-/// Bounds the Node servers running at once (each test runs on its own thread, with its own runtime), so
-/// that `--test-threads` far above the CPU count does not starve the 300 ms heartbeats.
-struct Slots {
-    used: Mutex<usize>,
-    freed: Condvar,
-    max: usize,
-}
-
-fn slots() -> &'static Slots {
-    static SLOTS: OnceLock<Slots> = OnceLock::new();
-    SLOTS.get_or_init(|| Slots {
-        used: Mutex::new(0),
-        freed: Condvar::new(),
-        max: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
-    })
-}
-
-struct Slot;
-
-impl Slot {
-    fn acquire() -> Slot {
-        let s = slots();
-        let mut used = s.used.lock().unwrap();
-        while *used >= s.max {
-            used = s.freed.wait(used).unwrap();
-        }
-        *used += 1;
-        Slot
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let s = slots();
-        *s.used.lock().unwrap() -= 1;
-        s.freed.notify_one();
-    }
-}
-
-/// A running `socketio-server.mjs`, killed on drop (it also exits when its stdin closes).
-struct NodeServer {
-    url: String,
-    _child: Child,
-    _stdin: ChildStdin,
-    _slot: Slot,
-}
-
-/// The server's own heartbeat (pingInterval 300 ms, pingTimeout 200 ms: a 500 ms window) is kept for
-/// the heartbeat check; the other scenarios use a 2 s window so that a loaded machine does not turn a
-/// late ping into an unexpected "ping timeout".
-const FAST_HEARTBEAT: &[&str] = &["--ping-interval", "300", "--ping-timeout", "200"];
-const RELAXED_HEARTBEAT: &[&str] = &["--ping-interval", "1000", "--ping-timeout", "1000"];
-
-impl NodeServer {
-    /// Starts the server with `extra` flags (and [`RELAXED_HEARTBEAT`] unless they set the heartbeat).
-    async fn start(extra: &[&str]) -> NodeServer {
-        ensure_node_modules();
-        let slot = Slot::acquire();
-        let dir = interop_dir();
-        let node = std::env::var("FERRIO_NODE").unwrap_or_else(|_| "node".into());
-        let mut child = Command::new(node)
-            .arg(dir.join("node-servers/socketio-server.mjs"))
-            .args(["--port", "0"])
-            .args(if extra.contains(&"--ping-interval") {
-                &[]
-            } else {
-                RELAXED_HEARTBEAT
-            })
-            .args(extra)
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot spawn node");
-        let stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-            .await
-            .expect("the node server did not print its listening line in time")
-            .expect("cannot read the node server's stdout")
-            .expect("the node server exited before listening");
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .trim()
-            .to_owned();
-        // Keep draining stdout so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        NodeServer {
-            url,
-            _child: child,
-            _stdin: stdin,
-            _slot: slot,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Polling,
-    WebSocket,
-    Upgrade,
-}
 
 fn options(mode: Mode) -> ClientOptions {
     let mut o = ClientOptions::default();
-    o.engine.transports = match mode {
-        Mode::Polling => vec![TransportKind::Polling],
-        Mode::WebSocket => vec![TransportKind::WebSocket],
-        Mode::Upgrade => vec![TransportKind::Polling, TransportKind::WebSocket],
-    };
+    o.engine.transports = mode.transports();
     o.engine.upgrade = true;
     o.reconnection_delay = Duration::from_millis(50);
     o.reconnection_delay_max = Duration::from_millis(200);
     o.force_new = true;
     o
-}
-
-async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
-    tokio::time::timeout(STEP, rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-        .unwrap_or_else(|| panic!("channel closed waiting for {what}"))
-}
-
-/// Nothing arrives on `rx` within `d`.
-async fn nothing_within<T: std::fmt::Debug>(rx: &mut mpsc::UnboundedReceiver<T>, d: Duration) {
-    if let Ok(Some(v)) = tokio::time::timeout(d, rx.recv()).await {
-        panic!("unexpected {v:?}");
-    }
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STEP;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn events(socket: &Socket, name: &str) -> mpsc::UnboundedReceiver<Vec<Value>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on(name, move |_s, mut ev| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ev.take_args());
-        }
-    });
-    rx
-}
-
-fn disconnects(socket: &Socket) -> mpsc::UnboundedReceiver<DisconnectReason> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on_disconnect(move |_s, r| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(r);
-        }
-    });
-    rx
-}
-
-/// Receives the socket id on every connection.
-fn connects(socket: &Socket) -> mpsc::UnboundedReceiver<Option<String>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on_connect(move |s| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(s.id());
-        }
-    });
-    rx
-}
-
-async fn ack(socket: &Socket, event: &str, args: impl serde::Serialize) -> Vec<Value> {
-    tokio::time::timeout(STEP, socket.emit_with_ack(event, &args))
-        .await
-        .unwrap_or_else(|_| panic!("no ack to {event} in time"))
-        .unwrap_or_else(|e| panic!("ack to {event} failed: {e}"))
-        .0
-}
-
-async fn whoami(socket: &Socket) -> Value {
-    ack(socket, "whoami", ())
-        .await
-        .into_iter()
-        .next()
-        .expect("whoami acked without arguments")
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string {key} in {v:?}"))
-}
-
-fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    entries.into_iter().collect()
-}
-
-fn json(v: serde_json::Value) -> Value {
-    ferrio_client::to_value(&v).unwrap()
-}
-
-/// A separate client, to ask the server about other sockets.
-async fn probe(url: &str) -> Socket {
-    let s = ferrio_client::connect(url, options(Mode::WebSocket));
-    wait_until("the probe is connected", || s.connected()).await;
-    s
-}
-
-/// The reason the server saw for socket `id` disconnecting.
-async fn server_disconnect_reason(url: &str, id: &str) -> Value {
-    let p = probe(url).await;
-    let deadline = Instant::now() + STEP;
-    loop {
-        let r = ack(&p, "disconnect-reason", id).await.remove(0);
-        if !r.is_null() || Instant::now() > deadline {
-            p.disconnect();
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn transport_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Polling => "polling",
-        Mode::WebSocket | Mode::Upgrade => "websocket",
-    }
-}
-
-/// In upgrade mode, waits for the upgrade to websocket.
-async fn settle(manager: &Manager, mode: Mode) {
-    let want = match mode {
-        Mode::Polling => TransportKind::Polling,
-        Mode::WebSocket | Mode::Upgrade => TransportKind::WebSocket,
-    };
-    wait_until("the transport settles", || {
-        manager.transport() == Some(want)
-    })
-    .await;
-}
-
-/// Three tests per scenario, one per transport setting: `scenario::polling`, `scenario::websocket`,
-/// `scenario::upgrade`.
-macro_rules! per_transport {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn polling() {
-                super::$scenario(super::Mode::Polling).await
-            }
-            #[tokio::test]
-            async fn websocket() {
-                super::$scenario(super::Mode::WebSocket).await
-            }
-            #[tokio::test]
-            async fn upgrade() {
-                super::$scenario(super::Mode::Upgrade).await
-            }
-        }
-    )*};
 }
 
 per_transport!(
@@ -340,7 +49,7 @@ per_transport!(
 // ---------------------------------------------------------------------------------------------------
 
 async fn namespaces_share_one_engine_session(mode: Mode) {
-    let server = NodeServer::start(FAST_HEARTBEAT).await;
+    let server = NodeServer::start("socketio-server.mjs", FAST_HEARTBEAT).await;
     let manager = Manager::new(&server.url, options(mode));
     let main = manager.socket("/");
     let custom = manager.socket("/custom");
@@ -365,8 +74,8 @@ async fn namespaces_share_one_engine_session(mode: Mode) {
     assert_ne!(str_of(&a, "id"), str_of(&b, "id"));
     assert_eq!(main.id().as_deref(), Some(str_of(&a, "id")));
     assert_eq!(custom.id().as_deref(), Some(str_of(&b, "id")));
-    assert_eq!(str_of(&a, "transport"), transport_name(mode));
-    assert_eq!(str_of(&b, "transport"), transport_name(mode));
+    assert_eq!(str_of(&a, "transport"), mode.transport_name());
+    assert_eq!(str_of(&b, "transport"), mode.transport_name());
 
     // Packets go to their namespace only.
     custom.emit("emit-back", &"to custom").unwrap();
@@ -411,7 +120,7 @@ async fn namespaces_share_one_engine_session(mode: Mode) {
 }
 
 async fn auth_is_refreshed_on_reconnect(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let mut opts = options(mode);
@@ -447,7 +156,7 @@ async fn auth_is_refreshed_on_reconnect(mode: Mode) {
 }
 
 async fn acks_both_ways(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let socket = ferrio_client::connect(&server.url, options(mode));
     let mut answers = events(&socket, "answer");
     let mut answer_errors = events(&socket, "answer-error");
@@ -525,7 +234,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 async fn binary_nested_both_ways(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let socket = ferrio_client::connect(&server.url, options(mode));
     let mut back = events(&socket, "echo-back");
     let mut made = events(&socket, "made-binary");
@@ -591,7 +300,7 @@ async fn binary_nested_both_ways(mode: Mode) {
 }
 
 async fn volatile_emits(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let mut opts = options(mode);
     opts.auto_connect = false;
     // Long enough for the emits of the disconnect handler to happen while disconnected.
@@ -676,7 +385,7 @@ async fn volatile_emits(mode: Mode) {
 }
 
 async fn offline_buffer_in_order(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let mut opts = options(mode);
     opts.auto_connect = false;
     let socket = Manager::new(&server.url, opts).socket("/");
@@ -731,7 +440,7 @@ async fn offline_buffer_in_order(mode: Mode) {
 }
 
 async fn retries_with_ack_timeout(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let mut opts = options(mode);
     opts.ack_timeout = Some(Duration::from_millis(300));
     opts.retries = 3;
@@ -795,7 +504,7 @@ async fn retries_with_ack_timeout(mode: Mode) {
 }
 
 async fn reconnects_after_transport_close(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let manager = Manager::new(&server.url, options(mode));
     let (tx, mut manager_events) = mpsc::unbounded_channel();
     manager.on_event(move |e| {
@@ -847,7 +556,7 @@ async fn reconnects_after_transport_close(mode: Mode) {
 }
 
 async fn manual_disconnect_does_not_reconnect(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let socket = ferrio_client::connect(&server.url, options(mode));
     let mut reasons = disconnects(&socket);
     let mut connected = connects(&socket);
@@ -878,7 +587,7 @@ async fn manual_disconnect_does_not_reconnect(mode: Mode) {
 /// transport. The official client sends the Engine.IO close packet only once the DISCONNECT has been
 /// written (in its own request over polling).
 async fn server_sees_client_namespace_disconnect(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let socket = ferrio_client::connect(&server.url, options(mode));
     let mut connected = connects(&socket);
     let id = recv(&mut connected, "connect")
@@ -887,7 +596,7 @@ async fn server_sees_client_namespace_disconnect(mode: Mode) {
     // Right away: in upgrade mode, most often before the upgrade completes.
     socket.disconnect();
     assert_eq!(
-        server_disconnect_reason(&server.url, &id).await,
+        server_disconnect_reason(&server.url, &id, options(Mode::WebSocket)).await,
         Value::from("client namespace disconnect")
     );
 }
@@ -909,7 +618,7 @@ mod server_sees_client_namespace_disconnect {
 }
 
 async fn kicked_by_the_server(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let socket = ferrio_client::connect(&server.url, options(mode));
     let mut reasons = disconnects(&socket);
     let mut connected = connects(&socket);
@@ -927,13 +636,13 @@ async fn kicked_by_the_server(mode: Mode) {
     nothing_within(&mut connected, Duration::from_millis(1)).await;
     nothing_within(&mut reasons, Duration::from_millis(1)).await;
     assert_eq!(
-        server_disconnect_reason(&server.url, &id).await,
+        server_disconnect_reason(&server.url, &id, options(Mode::WebSocket)).await,
         Value::from("server namespace disconnect")
     );
 }
 
 async fn rooms(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-server.mjs", &[]).await;
     let manager = Manager::new(&server.url, options(mode));
     let main = manager.socket("/");
     let custom = manager.socket("/custom");
@@ -972,7 +681,7 @@ async fn rooms(mode: Mode) {
 /// killed; the client comes back after `reconnect_delay`, recovers its session and gets every event once.
 async fn recovery(mode: Mode, reconnect_delay: Duration, broadcast_delay: Duration) {
     const N: u64 = 20;
-    let server = NodeServer::start(&["--recovery"]).await;
+    let server = NodeServer::start("socketio-server.mjs", &["--recovery"]).await;
     let mut opts = options(mode);
     opts.reconnection_delay = reconnect_delay;
     opts.reconnection_delay_max = reconnect_delay;

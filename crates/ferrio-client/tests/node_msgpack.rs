@@ -5,85 +5,14 @@
 //! Each test starts its own Node server on port 0 and kills it when done. `interop/node_modules` is
 //! installed with `npm ci` the first time it is missing.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::Duration;
+#[allow(unused_macros)]
+#[macro_use]
+mod node_common;
 
 use bytes::Bytes;
 use ferrio_client::engine::TransportKind;
-use ferrio_client::{ClientOptions, MsgpackParser, Socket, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
-fn ensure_node_modules() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let dir = interop_dir();
-        if dir
-            .join("node_modules/socket.io-msgpack-parser/package.json")
-            .exists()
-        {
-            return;
-        }
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("cannot run npm (is Node.js installed?)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    });
-}
-
-/// A running `socketio-server.mjs --msgpack`, killed on drop (it also exits when its stdin closes).
-struct NodeServer {
-    url: String,
-    _child: Child,
-    _stdin: ChildStdin,
-}
-
-impl NodeServer {
-    async fn start() -> NodeServer {
-        ensure_node_modules();
-        let dir = interop_dir();
-        let node = std::env::var("FERRIO_NODE").unwrap_or_else(|_| "node".into());
-        let mut child = Command::new(node)
-            .arg(dir.join("node-servers/socketio-server.mjs"))
-            .args(["--port", "0", "--msgpack"])
-            .args(["--ping-interval", "1000", "--ping-timeout", "1000"])
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot spawn node");
-        let stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-            .await
-            .expect("the node server did not print its listening line in time")
-            .expect("cannot read the node server's stdout")
-            .expect("the node server exited before listening");
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .trim()
-            .to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        NodeServer {
-            url,
-            _child: child,
-            _stdin: stdin,
-        }
-    }
-}
+use ferrio_client::{ClientOptions, MsgpackParser, Value};
+use node_common::*;
 
 const MODES: [&[TransportKind]; 3] = [
     &[TransportKind::Polling],
@@ -101,31 +30,9 @@ fn options(transports: &[TransportKind]) -> ClientOptions {
     o
 }
 
-async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("timed out")
-        .expect("closed")
-}
-
-fn events(socket: &Socket, name: &str) -> mpsc::UnboundedReceiver<Vec<Value>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on(name, move |_s, mut ev| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ev.take_args());
-        }
-    });
-    rx
-}
-
-fn json(v: serde_json::Value) -> Value {
-    ferrio_client::to_value(&v).unwrap()
-}
-
 #[tokio::test]
 async fn events_acks_and_binary_with_the_node_server() {
-    let server = NodeServer::start().await;
+    let server = NodeServer::start("socketio-server.mjs", &["--msgpack"]).await;
     for mode in MODES {
         let main = ferrio_client::connect(&server.url, options(mode));
         let who = main.emit_with_ack("whoami", &()).await.unwrap();
@@ -162,7 +69,7 @@ async fn events_acks_and_binary_with_the_node_server() {
         // Node's Buffers arrive as blobs.
         let mut made = events(&main, "made-binary");
         main.emit("make-binary", &"beef").unwrap();
-        let args = recv(&mut made).await;
+        let args = recv(&mut made, "made").await;
         let b = Value::Binary(Bytes::from_static(&[0xbe, 0xef]));
         assert_eq!(args[0].get("a").and_then(|a| a.get_index(0)), Some(&b));
         assert_eq!(args[1].get_index(2).and_then(|e| e.get("e")), Some(&b));
@@ -175,7 +82,7 @@ async fn events_acks_and_binary_with_the_node_server() {
         let mut answers = events(&main, "answer");
         main.emit("ask", &"why?").unwrap();
         assert_eq!(
-            recv(&mut answers).await,
+            recv(&mut answers, "answers").await,
             vec![Value::Array(vec![Value::from("why?")])]
         );
 
@@ -183,7 +90,7 @@ async fn events_acks_and_binary_with_the_node_server() {
         let mut messages = events(&main, "message");
         main.send(&(1, "a")).unwrap();
         assert_eq!(
-            recv(&mut messages).await,
+            recv(&mut messages, "messages").await,
             vec![Value::from(1u64), Value::from("a")]
         );
 
@@ -194,18 +101,15 @@ async fn events_acks_and_binary_with_the_node_server() {
 
 #[tokio::test]
 async fn connect_error_from_the_node_server() {
-    let server = NodeServer::start().await;
+    let server = NodeServer::start("socketio-server.mjs", &["--msgpack"]).await;
     let socket = ferrio_client::connect(
         &format!("{}/nowhere", server.url),
         options(&[TransportKind::WebSocket]),
     );
-    let (tx, mut errors) = mpsc::unbounded_channel();
-    socket.on_connect_error(move |_s, err| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(err);
-        }
-    });
-    assert_eq!(recv(&mut errors).await.message, "Invalid namespace");
+    let mut errors = connect_errors(&socket);
+    assert_eq!(
+        recv(&mut errors, "errors").await.message,
+        "Invalid namespace"
+    );
     socket.disconnect();
 }

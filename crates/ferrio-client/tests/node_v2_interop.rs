@@ -5,263 +5,25 @@
 //! Each test starts its own Node server on port 0 and kills it when done. `interop/node_modules` is
 //! installed with `npm ci` the first time it is missing.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+#[macro_use]
+mod node_common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use ferrio_client::engine::{Protocol, TransportKind};
-use ferrio_client::{ClientOptions, ConnectError, DisconnectReason, Manager, Socket, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
-
-/// Any single wait for something the server or the client should do.
-const STEP: Duration = Duration::from_secs(5);
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
-/// Installs `interop/node_modules` once per test process when it is missing.
-fn ensure_node_modules() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let dir = interop_dir();
-        if dir.join("node_modules/socket.io-v2/package.json").exists() {
-            return;
-        }
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("cannot run npm (is Node.js installed?)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    });
-}
-
-/// A running `socketio-v2-server.mjs`, killed on drop (it also exits when its stdin closes).
-struct NodeServer {
-    url: String,
-    _child: Child,
-    _stdin: ChildStdin,
-}
-
-impl NodeServer {
-    /// Starts the server with `extra` flags (a 1 s + 1 s heartbeat unless they set one).
-    async fn start(extra: &[&str]) -> NodeServer {
-        ensure_node_modules();
-        let dir = interop_dir();
-        let node = std::env::var("FERRIO_NODE").unwrap_or_else(|_| "node".into());
-        let heartbeat: &[&str] = if extra.contains(&"--ping-interval") {
-            &[]
-        } else {
-            &["--ping-interval", "1000", "--ping-timeout", "1000"]
-        };
-        let mut child = Command::new(node)
-            .arg(dir.join("node-servers/socketio-v2-server.mjs"))
-            .args(["--port", "0"])
-            .args(heartbeat)
-            .args(extra)
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot spawn node");
-        let stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-            .await
-            .expect("the node server did not print its listening line in time")
-            .expect("cannot read the node server's stdout")
-            .expect("the node server exited before listening");
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .trim()
-            .to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        NodeServer {
-            url,
-            _child: child,
-            _stdin: stdin,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Polling,
-    WebSocket,
-    Upgrade,
-}
+use ferrio_client::engine::Protocol;
+use ferrio_client::{ClientOptions, ConnectError, DisconnectReason, Manager, Value};
+use node_common::*;
 
 fn options(mode: Mode) -> ClientOptions {
-    let transports = match mode {
-        Mode::Polling => vec![TransportKind::Polling],
-        Mode::WebSocket => vec![TransportKind::WebSocket],
-        Mode::Upgrade => vec![TransportKind::Polling, TransportKind::WebSocket],
-    };
     ClientOptions::builder()
         .protocol(Protocol::V3)
-        .transports(transports)
+        .transports(mode.transports())
         .reconnection_delay(Duration::from_millis(50))
         .reconnection_delay_max(Duration::from_millis(200))
         .force_new(true)
         .build()
-}
-
-async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
-    tokio::time::timeout(STEP, rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-        .unwrap_or_else(|| panic!("channel closed waiting for {what}"))
-}
-
-async fn nothing_within<T: std::fmt::Debug>(rx: &mut mpsc::UnboundedReceiver<T>, d: Duration) {
-    if let Ok(Some(v)) = tokio::time::timeout(d, rx.recv()).await {
-        panic!("unexpected {v:?}");
-    }
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STEP;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn events(socket: &Socket, name: &str) -> mpsc::UnboundedReceiver<Vec<Value>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on(name, move |_s, mut ev| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ev.take_args());
-        }
-    });
-    rx
-}
-
-fn disconnects(socket: &Socket) -> mpsc::UnboundedReceiver<DisconnectReason> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on_disconnect(move |_s, r| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(r);
-        }
-    });
-    rx
-}
-
-fn connects(socket: &Socket) -> mpsc::UnboundedReceiver<Option<String>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on_connect(move |s| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(s.id());
-        }
-    });
-    rx
-}
-
-fn connect_errors(socket: &Socket) -> mpsc::UnboundedReceiver<ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on_connect_error(move |_s, e| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(e);
-        }
-    });
-    rx
-}
-
-async fn ack(socket: &Socket, event: &str, args: impl serde::Serialize) -> Vec<Value> {
-    tokio::time::timeout(STEP, socket.emit_with_ack(event, &args))
-        .await
-        .unwrap_or_else(|_| panic!("no ack to {event} in time"))
-        .unwrap_or_else(|e| panic!("ack to {event} failed: {e}"))
-        .0
-}
-
-async fn whoami(socket: &Socket) -> Value {
-    ack(socket, "whoami", ())
-        .await
-        .into_iter()
-        .next()
-        .expect("whoami acked without arguments")
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string {key} in {v:?}"))
-}
-
-fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    entries.into_iter().collect()
-}
-
-fn json(v: serde_json::Value) -> Value {
-    ferrio_client::to_value(&v).unwrap()
-}
-
-fn transport_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Polling => "polling",
-        Mode::WebSocket | Mode::Upgrade => "websocket",
-    }
-}
-
-/// In upgrade mode, waits for the upgrade to websocket.
-async fn settle(manager: &Manager, mode: Mode) {
-    let want = match mode {
-        Mode::Polling => TransportKind::Polling,
-        Mode::WebSocket | Mode::Upgrade => TransportKind::WebSocket,
-    };
-    wait_until("the transport settles", || {
-        manager.transport() == Some(want)
-    })
-    .await;
-}
-
-/// The reason the server saw for socket `id` disconnecting, asked from another connection.
-async fn server_disconnect_reason(url: &str, id: &str) -> Value {
-    let p = ferrio_client::connect(url, options(Mode::WebSocket));
-    wait_until("the probe is connected", || p.connected()).await;
-    let deadline = Instant::now() + STEP;
-    loop {
-        let r = ack(&p, "disconnect-reason", id).await.remove(0);
-        if !r.is_null() || Instant::now() > deadline {
-            p.disconnect();
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Three tests per scenario, one per transport setting.
-macro_rules! per_transport {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn polling() {
-                super::$scenario(super::Mode::Polling).await
-            }
-            #[tokio::test]
-            async fn websocket() {
-                super::$scenario(super::Mode::WebSocket).await
-            }
-            #[tokio::test]
-            async fn upgrade() {
-                super::$scenario(super::Mode::Upgrade).await
-            }
-        }
-    )*};
 }
 
 per_transport!(
@@ -275,7 +37,7 @@ per_transport!(
 
 async fn namespaces_ids_and_heartbeat(mode: Mode) {
     // The client pings every 300 ms and the server gives up 500 ms after the last one.
-    let server = NodeServer::start(&["--ping-interval", "300", "--ping-timeout", "200"]).await;
+    let server = NodeServer::start("socketio-v2-server.mjs", FAST_HEARTBEAT).await;
     let manager = Manager::new(&server.url, options(mode));
     let main = manager.socket("/");
     let custom = manager.socket("/custom");
@@ -299,7 +61,7 @@ async fn namespaces_ids_and_heartbeat(mode: Mode) {
     assert_eq!(str_of(&b, "id"), format!("/custom#{engine_id}"));
     assert_eq!(main.id().as_deref(), Some(str_of(&a, "id")));
     assert_eq!(custom.id().as_deref(), Some(str_of(&b, "id")));
-    assert_eq!(str_of(&a, "transport"), transport_name(mode));
+    assert_eq!(str_of(&a, "transport"), mode.transport_name());
 
     custom.emit("emit-back", &"to custom").unwrap();
     main.emit("emit-back", &"to main").unwrap();
@@ -322,7 +84,7 @@ async fn namespaces_ids_and_heartbeat(mode: Mode) {
 }
 
 async fn events_and_acks_both_ways(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-v2-server.mjs", &[]).await;
     let socket = ferrio_client::connect(&server.url, options(mode));
     let mut answers = events(&socket, "answer");
     let questions = Arc::new(Mutex::new(Vec::new()));
@@ -384,7 +146,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 async fn binary_both_ways(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-v2-server.mjs", &[]).await;
     // Binary payloads from the server, and base64 (`b64=1`) on a second connection.
     for force_base64 in [false, true] {
         let mut opts = options(mode);
@@ -449,7 +211,7 @@ async fn binary_both_ways(mode: Mode) {
 }
 
 async fn rooms_and_broadcast(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-v2-server.mjs", &[]).await;
     let manager = Manager::new(&server.url, options(mode));
     let main = manager.socket("/");
     let custom = manager.socket("/custom");
@@ -500,7 +262,7 @@ async fn rooms_and_broadcast(mode: Mode) {
 }
 
 async fn namespace_errors(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-v2-server.mjs", &[]).await;
     let manager = Manager::new(&server.url, options(mode));
 
     // A middleware refusal with a message: a string on the wire.
@@ -542,7 +304,7 @@ async fn namespace_errors(mode: Mode) {
     allowed.disconnect();
 
     // A refusal of `/` reaches every socket: the server joins no namespace before `/`.
-    let refusing = NodeServer::start(&["--refuse-root"]).await;
+    let refusing = NodeServer::start("socketio-v2-server.mjs", &["--refuse-root"]).await;
     let manager = Manager::new(&refusing.url, options(mode));
     let custom = manager.socket("/custom");
     let root = manager.socket("/");
@@ -560,7 +322,7 @@ async fn namespace_errors(mode: Mode) {
 }
 
 async fn disconnect_reasons(mode: Mode) {
-    let server = NodeServer::start(&[]).await;
+    let server = NodeServer::start("socketio-v2-server.mjs", &[]).await;
     let manager = Manager::new(&server.url, options(mode));
     let socket = manager.socket("/");
     let custom = manager.socket("/custom");
@@ -591,7 +353,7 @@ async fn disconnect_reasons(mode: Mode) {
     assert_eq!(custom_id, format!("/custom#{second}"));
     // socket.io 2.x names the close it made itself "forced close".
     assert_eq!(
-        server_disconnect_reason(&server.url, &first).await,
+        server_disconnect_reason(&server.url, &first, options(Mode::WebSocket)).await,
         Value::from("forced close")
     );
 
@@ -605,7 +367,7 @@ async fn disconnect_reasons(mode: Mode) {
     assert!(!custom.connected() && !custom.active());
     assert!(socket.connected());
     assert_eq!(
-        server_disconnect_reason(&server.url, &custom_id).await,
+        server_disconnect_reason(&server.url, &custom_id, options(Mode::WebSocket)).await,
         Value::from("server namespace disconnect")
     );
 
@@ -616,7 +378,7 @@ async fn disconnect_reasons(mode: Mode) {
         DisconnectReason::IoClientDisconnect
     );
     assert_eq!(
-        server_disconnect_reason(&server.url, &second).await,
+        server_disconnect_reason(&server.url, &second, options(Mode::WebSocket)).await,
         Value::from("client namespace disconnect")
     );
 
