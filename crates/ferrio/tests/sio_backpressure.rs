@@ -22,7 +22,15 @@ enum FloodEnd {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c33_slow_consumer_is_disconnected() {
-    let server = TestServer::start(config()).await;
+    // Heartbeats far apart: the slow client answers no ping, and on a loaded machine the 400 ms window of
+    // the default test heartbeat can run out before the flood fills its budget ("ping timeout" first).
+    let server = TestServer::start(
+        IoConfig::builder()
+            .ping_interval(Duration::from_secs(5))
+            .ping_timeout(Duration::from_secs(5))
+            .build(),
+    )
+    .await;
     install_echo(&server.io);
     let ends = Log::<FloodEnd>::new();
     let reasons = Log::<DisconnectReason>::new();
