@@ -6,31 +6,16 @@
 // action, sent to ferrio, disconnects the client of the Node node.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { createServer } from "node:http";
-import { fileURLToPath } from "node:url";
-import path from "node:path";
-import { chromium } from "playwright-core";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { instrument } from "@socket.io/admin-ui";
 import { createClient } from "redis";
 import { io as connect } from "socket.io-client";
 import { startRedis, waitServers, within } from "./redis/cluster.js";
+import { ADMIN_UI_DIST, FERRIO_BIN, adminLogin, launchChromium, skipReason, startServe } from "./lib/browser.js";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
-const BIN = process.env.FERRIO_BIN ?? path.join(root, "target/debug/ferrio");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const DIST = path.join(here, "node_modules/@socket.io/admin-ui/ui/dist");
-const skip = !existsSync(CHROMIUM)
-  ? `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's package)`
-  : !existsSync(DIST)
-    ? `no ${DIST} (npm ci in interop/)`
-    : !existsSync(BIN)
-      ? `no ${BIN} (cargo build -p ferrio-cli)`
-      : false;
+const skip = skipReason([ADMIN_UI_DIST, FERRIO_BIN]);
 
 let redis;
 let ferrio;
@@ -39,22 +24,7 @@ let node;
 let browser;
 
 function startFerrio(redisUrl) {
-  return new Promise((resolve, reject) => {
-    const client = path.join(here, "node_modules/socket.io-client/dist");
-    const args = ["serve", "--port", "0", "--client-dist", client, "--admin", "admin:s3cret",
-      "--admin-ui-dist", DIST, "--adapter", redisUrl, "--log", "warn"];
-    const p = spawn(BIN, args, { stdio: ["ignore", "pipe", "inherit"] });
-    const timer = setTimeout(() => reject(new Error("ferrio serve did not start")), 20000);
-    p.stdout.setEncoding("utf8");
-    p.stdout.on("data", (chunk) => {
-      const m = chunk.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ p, url: m[1] });
-      }
-    });
-    p.on("exit", (code) => reject(new Error(`ferrio serve exited with ${code}`)));
-  });
+  return startServe(["--admin", "admin:s3cret", "--admin-ui-dist", ADMIN_UI_DIST, "--adapter", redisUrl]);
 }
 
 /** A Node socket.io node on the Redis adapter, instrumented by the official package (no login: the
@@ -90,11 +60,7 @@ before(async () => {
   [{ p: ferrio, url: ferrioUrl }, node] = await Promise.all([startFerrio(redis.url), startNode(redis.url)]);
   // Both nodes' "/" and "/admin" namespaces are listening on Redis.
   await waitServers(redis.url, 2);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -128,16 +94,7 @@ test("the admin UI on a ferrio node sees and acts on the sockets of a ferrio + N
       assert.equal(await cN.timeout(5000).emitWithAck("join", "room-on-node"), true);
       const disconnected = new Promise((resolve) => cN.once("disconnect", resolve));
 
-      // The app's fonts and icons come from CDNs: refused at once rather than left to time out offline.
-      await context.route((u) => !u.href.startsWith(ferrioUrl), (route) => route.abort());
-      const page = await context.newPage();
-      await page.goto(`${ferrioUrl}/admin/`, { waitUntil: "domcontentloaded" });
-      const form = page.locator("form");
-      await form.locator("input[type=text]").nth(0).fill(ferrioUrl);
-      await form.locator("input[type=text]").nth(1).fill("admin");
-      await form.locator("input[type=password]").fill("s3cret");
-      await form.locator("button[type=submit]").click();
-      await page.waitForFunction(() => localStorage.getItem("session_id"), null, { timeout: 15000 });
+      const page = await adminLogin(context, ferrioUrl);
 
       // The dashboard's charts are fed: ferrio's server_stats carry the Engine.IO traffic per second.
       await page.waitForFunction(() => {

@@ -3,55 +3,19 @@
 // action disconnects the client.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import path from "node:path";
-import { chromium } from "playwright-core";
 import { io as connect } from "socket.io-client";
+import { ADMIN_UI_DIST, adminLogin, launchChromium, skipReason, startServe } from "./lib/browser.js";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
-const BIN = process.env.FERRIO_BIN ?? path.join(root, "target/debug/ferrio");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const DIST = path.join(here, "node_modules/@socket.io/admin-ui/ui/dist");
-const skip = !existsSync(CHROMIUM)
-  ? `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's package)`
-  : !existsSync(DIST)
-    ? `no ${DIST} (npm ci in interop/)`
-    : false;
+const skip = skipReason([ADMIN_UI_DIST]);
 
 let server;
 let url;
 let browser;
 
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const client = path.join(here, "node_modules/socket.io-client/dist");
-    const args = ["serve", "--port", "0", "--client-dist", client, "--admin", "admin:s3cret",
-      "--admin-ui-dist", DIST, "--log", "warn"];
-    const p = spawn(BIN, args, { stdio: ["ignore", "pipe", "inherit"] });
-    const timer = setTimeout(() => reject(new Error("ferrio serve did not start")), 20000);
-    p.stdout.setEncoding("utf8");
-    p.stdout.on("data", (chunk) => {
-      const m = chunk.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ p, url: m[1] });
-      }
-    });
-    p.on("exit", (code) => reject(new Error(`ferrio serve exited with ${code}`)));
-  });
-}
-
 before(async () => {
   if (skip) return;
-  ({ p: server, url } = await startServer());
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  ({ p: server, url } = await startServe(["--admin", "admin:s3cret", "--admin-ui-dist", ADMIN_UI_DIST]));
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -72,17 +36,7 @@ test("the official admin UI logs in, finds a client and its room, and disconnect
       assert.equal(await client.emitWithAck("join", "room-admin-test"), true);
       const disconnected = new Promise((resolve) => client.once("disconnect", resolve));
 
-      // The app's fonts and icons come from CDNs: refused at once rather than left to time out offline.
-      await context.route((u) => !u.href.startsWith(url), (route) => route.abort());
-      const page = await context.newPage();
-      await page.goto(`${url}/admin/`, { waitUntil: "domcontentloaded" });
-      // The login dialog: server URL, user name, password.
-      const form = page.locator("form");
-      await form.locator("input[type=text]").nth(0).fill(url);
-      await form.locator("input[type=text]").nth(1).fill("admin");
-      await form.locator("input[type=password]").fill("s3cret");
-      await form.locator("button[type=submit]").click();
-      await page.waitForFunction(() => localStorage.getItem("session_id"), null, { timeout: 15000 });
+      const page = await adminLogin(context, url);
 
       // The sockets of "/": the test client is there.
       await page.evaluate(() => { location.hash = "#/sockets/"; });

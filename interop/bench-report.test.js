@@ -4,17 +4,16 @@
 // fetched, and a screenshot of the page is not blank.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, skipReason } from "./lib/browser.js";
 import { buildReport, load } from "../bench/report.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, "fixtures/bench");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's package)`;
+const skip = skipReason();
 const SCENARIOS = ["echo", "fanout"];
 const SERVERS = ["node", "ferrio"];
 
@@ -24,10 +23,7 @@ let dir;
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "ferrio-report-"));
   if (skip) return;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

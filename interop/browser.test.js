@@ -2,49 +2,18 @@
 // over polling only and over websocket only, with the official browser bundle served by `serve_client`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import path from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, skipReason, startServe } from "./lib/browser.js";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
-const BIN = process.env.FERRIO_BIN ?? path.join(root, "target/debug/ferrio");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's package)`;
+const skip = skipReason();
 
 let server;
 let url;
 let browser;
 
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const dist = path.join(here, "node_modules/socket.io-client/dist");
-    const p = spawn(BIN, ["serve", "--port", "0", "--client-dist", dist, "--log", "warn"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const timer = setTimeout(() => reject(new Error("ferrio serve did not start")), 10000);
-    p.stdout.setEncoding("utf8");
-    p.stdout.on("data", (chunk) => {
-      const m = chunk.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ p, url: m[1] });
-      }
-    });
-    p.on("exit", (code) => reject(new Error(`ferrio serve exited with ${code}`)));
-  });
-}
-
 before(async () => {
   if (skip) return;
-  ({ p: server, url } = await startServer());
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  ({ p: server, url } = await startServe());
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -7,16 +7,15 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, skipReason } from "./lib/browser.js";
 import { startServer } from "./lib/socketio.js";
 
 const require = createRequire(import.meta.url);
 const BUNDLE = path.join(path.dirname(require.resolve("socket.io-client-v2/package.json")), "dist/socket.io.js");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's package)`;
+const skip = skipReason();
 
 const PAGE = `<!doctype html><meta charset="utf-8"><script src="/socket.io.js"></script><body></body>`;
 
@@ -40,11 +39,7 @@ before(async () => {
   await new Promise((res) => pages.listen(0, "127.0.0.1", res));
   // "localhost" for the page and 127.0.0.1 for ferrio: different origins.
   pagesUrl = `http://localhost:${pages.address().port}/`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
