@@ -49,36 +49,17 @@ if [[ " $RUNS " == *" node-"* ]] && [ ! -d bench/node/node_modules/socket.io ]; 
 fi
 mkdir -p "$RESULTS"
 
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-trap stop_server EXIT
+source bench/lib.sh
 
-URL=""
-start_server() { # RUN LOG  (any free port: each server prints "listening on http://ADDR")
+start_server() { # RUN LOG
   local run=$1 log=$2
   case "$run" in
-    ferrio-off) $PIN0 "$FERRIO" serve --port 0 --log warn --serve-client false >"$log" 2>&1 & ;;
-    ferrio-on) $PIN0 "$FERRIO" serve --port 0 --log warn --serve-client false --connection-state-recovery >"$log" 2>&1 & ;;
-    node-off) $PIN0 node bench/recovery.mjs 0 off >"$log" 2>&1 & ;;
-    node-on) $PIN0 node bench/recovery.mjs 0 on >"$log" 2>&1 & ;;
+    ferrio-off) launch "$run" "$log" $PIN0 "$FERRIO" serve --port 0 --log warn --serve-client false ;;
+    ferrio-on) launch "$run" "$log" $PIN0 "$FERRIO" serve --port 0 --log warn --serve-client false --connection-state-recovery ;;
+    node-off) launch "$run" "$log" $PIN0 node bench/recovery.mjs 0 off ;;
+    node-on) launch "$run" "$log" $PIN0 node bench/recovery.mjs 0 on ;;
     *) echo "unknown run $run (ferrio-off ferrio-on node-off node-on)" >&2; exit 2 ;;
   esac
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    URL=$(sed -n 's/^listening on //p' "$log" 2>/dev/null | head -1)
-    [ -n "$URL" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$run did not start:" >&2
-  cat "$log" >&2
-  exit 1
 }
 
 for run in $RUNS; do

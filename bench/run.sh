@@ -50,34 +50,15 @@ fi
 mkdir -p "$RESULTS"
 
 # ---- one server, one scenario ---------------------------------------------------------------------
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-trap stop_server EXIT
+source bench/lib.sh
 
-URL=""
-start_server() { # NAME LOG  (any free port: each server prints "listening on http://ADDR")
+start_server() { # NAME LOG
   local name=$1 log=$2
   case "$name" in
-    node) taskset -c 0 node bench/node/server.mjs 0 >"$log" 2>&1 & ;;
-    socketioxide) taskset -c 0 bench/socketioxide/target/release/bench-socketioxide 0 >"$log" 2>&1 & ;;
-    ferrio) taskset -c 0 "$FERRIO" serve --port 0 --log warn --serve-client false >"$log" 2>&1 & ;;
+    node) launch "$name" "$log" taskset -c 0 node bench/node/server.mjs 0 ;;
+    socketioxide) launch "$name" "$log" taskset -c 0 bench/socketioxide/target/release/bench-socketioxide 0 ;;
+    ferrio) launch "$name" "$log" taskset -c 0 "$FERRIO" serve --port 0 --log warn --serve-client false ;;
   esac
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    URL=$(sed -n 's/^listening on //p' "$log" 2>/dev/null | head -1)
-    [ -n "$URL" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$name did not start:" >&2
-  cat "$log" >&2
-  exit 1
 }
 
 scenario_args() {

@@ -12,18 +12,11 @@ else
   FERRIO=target/debug/ferrio
 fi
 
+source bench/lib.sh
 log=$(mktemp)
-"$FERRIO" serve --port 0 --log warn >"$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log"' EXIT
-url=""
-for _ in $(seq 100); do
-  url=$(sed -n 's/^listening on //p' "$log" | head -1)
-  [ -n "$url" ] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "ferrio serve did not start:" >&2; cat "$log" >&2; exit 1; }
+trap 'stop_server; rm -f "$log"' EXIT
+launch "ferrio serve" "$log" "$FERRIO" serve --port 0 --log warn
+url=$URL
 
 run() { # SCENARIO ARGS...
   local scenario=$1
