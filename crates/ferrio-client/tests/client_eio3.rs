@@ -7,14 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrio::{ConnectError, Io, IoConfig, Socket as ServerSocket};
 use ferrio_client::engine::{Protocol, TransportKind};
-use ferrio_client::{ClientOptions, DisconnectReason, Manager, Socket, Value};
+use ferrio_client::{ClientOptions, DisconnectReason, Manager, Value};
 use tokio::sync::mpsc;
 
-const MODES: [&[TransportKind]; 3] = [
-    &[TransportKind::Polling],
-    &[TransportKind::WebSocket],
-    &[TransportKind::Polling, TransportKind::WebSocket],
-];
+#[allow(unused_macros)]
+#[macro_use]
+mod common;
+use common::*;
 
 async fn server() -> (Io, String) {
     let mut config = IoConfig::default();
@@ -81,43 +80,6 @@ fn options(transports: &[TransportKind]) -> ClientOptions {
         .build()
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("timed out")
-        .expect("closed")
-}
-
-fn events(socket: &Socket, name: &str) -> mpsc::UnboundedReceiver<Vec<Value>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on(name, move |_s, mut ev| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ev.take_args());
-        }
-    });
-    rx
-}
-
-async fn ack(socket: &Socket, event: &str, args: impl serde::Serialize) -> Vec<Value> {
-    tokio::time::timeout(Duration::from_secs(5), socket.emit_with_ack(event, &args))
-        .await
-        .expect("no ack in time")
-        .expect("ack failed")
-        .0
-}
-
 #[tokio::test]
 async fn v3_client_with_the_ferrio_server() {
     let (_io, url) = server().await;
@@ -178,7 +140,7 @@ async fn v3_client_with_the_ferrio_server() {
         );
         main.emit("ask", &()).unwrap();
         assert_eq!(
-            recv(&mut answers).await,
+            recv(&mut answers, "answers").await,
             vec![
                 Value::Binary(Bytes::from_static(b"\x01\x02")),
                 Value::from("from the client")
@@ -205,7 +167,10 @@ async fn v3_namespace_refusal_and_query() {
                 let _ = tx.send(e);
             }
         });
-        assert_eq!(recv(&mut errors).await, ConnectError::new("not authorized"));
+        assert_eq!(
+            recv(&mut errors, "errors").await,
+            ConnectError::new("not authorized")
+        );
         assert!(!refused.active());
 
         // The query travels in the namespace's CONNECT, where the server reads it as the auth.

@@ -6,9 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferrio::{ConnectError, Io, IoConfig, Socket as ServerSocket};
-use ferrio_client::{AckError, Auth, ClientOptions, DisconnectReason, ManagerEvent, Socket, Value};
+use ferrio_client::{AckError, Auth, ClientOptions, DisconnectReason, ManagerEvent, Value};
 use ferrio_proto::engine::TransportKind;
 use tokio::sync::mpsc;
+
+#[allow(unused_macros)]
+#[macro_use]
+mod common;
+use common::*;
 
 async fn server(config: IoConfig) -> (Io, String) {
     let io = Io::new(config);
@@ -76,30 +81,6 @@ fn options(transports: &[TransportKind]) -> ClientOptions {
     o
 }
 
-const MODES: [&[TransportKind]; 3] = [
-    &[TransportKind::Polling],
-    &[TransportKind::WebSocket],
-    &[TransportKind::Polling, TransportKind::WebSocket],
-];
-
-async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("timed out")
-        .expect("closed")
-}
-
-fn events(socket: &Socket, name: &str) -> mpsc::UnboundedReceiver<Vec<Value>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on(name, move |_s, mut ev| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ev.take_args());
-        }
-    });
-    rx
-}
-
 #[tokio::test]
 async fn namespaces_acks_and_binary_over_every_transport() {
     let (io, url) = server(fast_config()).await;
@@ -107,11 +88,11 @@ async fn namespaces_acks_and_binary_over_every_transport() {
     for mode in MODES {
         let main = ferrio_client::connect(&url, options(mode));
         let mut welcome = events(&main, "welcome");
-        assert_eq!(recv(&mut welcome).await, vec![Value::from("/")]);
+        assert_eq!(recv(&mut welcome, "welcome").await, vec![Value::from("/")]);
         let custom = main.io().socket("/custom");
         let mut welcome2 = events(&custom, "welcome");
         assert_eq!(
-            recv(&mut welcome2).await,
+            recv(&mut welcome2, "welcome2").await,
             vec![Value::from("/custom")],
             "{mode:?}"
         );
@@ -144,7 +125,10 @@ async fn namespaces_acks_and_binary_over_every_transport() {
         });
         let mut answers = events(&main, "answer");
         main.emit("ask-me", &()).unwrap();
-        assert_eq!(recv(&mut answers).await, vec![Value::from("because")]);
+        assert_eq!(
+            recv(&mut answers, "answers").await,
+            vec![Value::from("because")]
+        );
 
         main.disconnect();
         custom.disconnect();
@@ -182,7 +166,7 @@ async fn offline_buffer_then_reconnection_after_the_server_kills_the_transport()
         let (a, b) = tokio::join!(a, b);
         assert_eq!(a.unwrap().parse::<u32>().unwrap(), 1);
         assert_eq!(b.unwrap().parse::<u32>().unwrap(), 2);
-        recv(&mut connects).await;
+        recv(&mut connects, "connects").await;
 
         let events_seen = Arc::new(AtomicUsize::new(0));
         let seen = events_seen.clone();
@@ -190,9 +174,9 @@ async fn offline_buffer_then_reconnection_after_the_server_kills_the_transport()
             seen.fetch_add(1, Ordering::Relaxed);
         });
         socket.emit("kill-transport", &()).unwrap();
-        let reason = recv(&mut reasons).await;
+        let reason = recv(&mut reasons, "reasons").await;
         assert!(reason.will_reconnect(), "{reason:?} in {mode:?}");
-        recv(&mut connects).await;
+        recv(&mut connects, "connects").await;
         assert!(socket.connected());
         let ok = socket.emit_with_ack("echo", &"after").await.unwrap();
         assert_eq!(ok.parse::<String>().unwrap(), "after");
@@ -200,7 +184,7 @@ async fn offline_buffer_then_reconnection_after_the_server_kills_the_transport()
         // Kicked by the server: no reconnection.
         socket.emit("kick", &()).unwrap();
         assert_eq!(
-            recv(&mut reasons).await,
+            recv(&mut reasons, "reasons").await,
             DisconnectReason::IoServerDisconnect
         );
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -223,7 +207,7 @@ async fn manual_disconnect_does_not_reconnect_and_fails_pending_acks() {
     socket.emit_with_ack("echo", &0).await.unwrap();
     socket.disconnect();
     assert_eq!(
-        recv(&mut reasons).await,
+        recv(&mut reasons, "reasons").await,
         DisconnectReason::IoClientDisconnect
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -257,7 +241,7 @@ async fn connect_error_carries_message_and_data_and_auth_is_refreshed() {
             let _ = tx.send(err);
         }
     });
-    let err = recv(&mut errors).await;
+    let err = recv(&mut errors, "errors").await;
     assert_eq!(err.message, "not authorized");
     assert_eq!(
         err.data
@@ -348,7 +332,7 @@ async fn manager_events_and_gave_up() {
     let _socket = manager.socket("/");
     let mut seen = vec![];
     loop {
-        let e = recv(&mut evs).await;
+        let e = recv(&mut evs, "evs").await;
         let done = e == ManagerEvent::ReconnectFailed;
         seen.push(e);
         if done {

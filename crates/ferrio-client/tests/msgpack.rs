@@ -5,9 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrio::{ConnectError, Io, IoConfig, MsgpackParser, Socket as ServerSocket};
-use ferrio_client::{ClientOptions, Socket, Value};
+use ferrio_client::{ClientOptions, Value};
 use ferrio_proto::engine::TransportKind;
 use tokio::sync::mpsc;
+
+#[allow(unused_macros)]
+#[macro_use]
+mod common;
+use common::*;
 
 async fn server() -> (Io, String) {
     let config = IoConfig::builder()
@@ -30,30 +35,6 @@ fn options(transports: &[TransportKind]) -> ClientOptions {
         .build();
     o.engine.transports = transports.to_vec();
     o
-}
-
-const MODES: [&[TransportKind]; 3] = [
-    &[TransportKind::Polling],
-    &[TransportKind::WebSocket],
-    &[TransportKind::Polling, TransportKind::WebSocket],
-];
-
-async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("timed out")
-        .expect("closed")
-}
-
-fn events(socket: &Socket, name: &str) -> mpsc::UnboundedReceiver<Vec<Value>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    socket.on(name, move |_s, mut ev| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ev.take_args());
-        }
-    });
-    rx
 }
 
 fn app(io: &Io) {
@@ -104,10 +85,17 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
     for mode in MODES {
         let main = ferrio_client::connect(&url, options(mode));
         let mut welcome = events(&main, "welcome");
-        assert_eq!(recv(&mut welcome).await, vec![Value::from("/")], "{mode:?}");
+        assert_eq!(
+            recv(&mut welcome, "welcome").await,
+            vec![Value::from("/")],
+            "{mode:?}"
+        );
         let custom = main.io().socket("/custom");
         let mut welcome2 = events(&custom, "welcome");
-        assert_eq!(recv(&mut welcome2).await, vec![Value::from("/custom")]);
+        assert_eq!(
+            recv(&mut welcome2, "welcome2").await,
+            vec![Value::from("/custom")]
+        );
         assert_eq!(io.clients_count(), 1, "one connection for both namespaces");
 
         // Binary travels in place (no attachments), nested or not, with numbers of every size.
@@ -141,14 +129,17 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
         });
         let mut answers = events(&main, "answer");
         main.emit("ask-me", &()).unwrap();
-        assert_eq!(recv(&mut answers).await, vec![Value::from("because")]);
+        assert_eq!(
+            recv(&mut answers, "answers").await,
+            vec![Value::from("because")]
+        );
 
         // send / write both ways.
         let mut messages = events(&main, "message");
         main.send(&(1, "a")).unwrap();
         let mut got = Vec::new();
         for _ in 0..5 {
-            got.push(recv(&mut messages).await);
+            got.push(recv(&mut messages, "messages").await);
         }
         got.sort_by_key(|v| format!("{v:?}"));
         assert_eq!(
@@ -163,28 +154,31 @@ async fn events_acks_binary_and_namespaces_over_every_transport() {
         );
         main.write(&"again").unwrap();
         assert_eq!(
-            recv(&mut messages).await,
+            recv(&mut messages, "messages").await,
             vec![Value::Array(vec![Value::from("again")])]
         );
         for _ in 0..4 {
-            recv(&mut messages).await;
+            recv(&mut messages, "messages").await;
         }
         // Io::send reaches the main namespace only.
         let mut custom_messages = events(&custom, "message");
         io.send(&"everyone").unwrap();
-        assert_eq!(recv(&mut messages).await, vec![Value::from("everyone")]);
+        assert_eq!(
+            recv(&mut messages, "messages").await,
+            vec![Value::from("everyone")]
+        );
         io.of("/custom").send(&"custom").unwrap();
         assert_eq!(
-            recv(&mut custom_messages).await,
+            recv(&mut custom_messages, "custom_messages").await,
             vec![Value::from("custom")]
         );
         main.volatile().send(&"from the emitter").unwrap();
         assert_eq!(
-            recv(&mut messages).await,
+            recv(&mut messages, "messages").await,
             vec![Value::Array(vec![Value::from("from the emitter")])]
         );
         for _ in 0..4 {
-            recv(&mut messages).await;
+            recv(&mut messages, "messages").await;
         }
 
         main.disconnect();
@@ -215,7 +209,7 @@ async fn connect_errors_of_middlewares_and_unknown_namespaces() {
                 let _ = tx.send(err);
             }
         });
-        let err = recv(&mut errors).await;
+        let err = recv(&mut errors, "errors").await;
         assert_eq!(err.message, message);
         if nsp == "/private" {
             assert_eq!(

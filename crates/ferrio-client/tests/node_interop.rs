@@ -5,17 +5,17 @@
 //! installed with `npm ci` the first time it is missing.
 
 #[macro_use]
-mod node_common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::*;
 use ferrio_client::{
     AckError, Auth, ClientOptions, DisconnectReason, Manager, ManagerEvent, Value,
 };
-use node_common::*;
 use tokio::sync::mpsc;
 
 fn options(mode: Mode) -> ClientOptions {

@@ -7,12 +7,12 @@
 
 #[allow(unused_macros)]
 #[macro_use]
-mod node_common;
+mod common;
 
 use bytes::Bytes;
+use common::*;
 use ferrio_client::engine::TransportKind;
 use ferrio_client::{ClientOptions, MsgpackParser, Value};
-use node_common::*;
 
 const MODES: [&[TransportKind]; 3] = [
     &[TransportKind::Polling],

@@ -6,15 +6,15 @@
 //! installed with `npm ci` the first time it is missing.
 
 #[macro_use]
-mod node_common;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::*;
 use ferrio_client::engine::Protocol;
 use ferrio_client::{ClientOptions, ConnectError, DisconnectReason, Manager, Value};
-use node_common::*;
 
 fn options(mode: Mode) -> ClientOptions {
     ClientOptions::builder()

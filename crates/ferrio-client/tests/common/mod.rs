@@ -1,6 +1,6 @@
-//! What the tests against the official Node servers share: starting a server script from
-//! `interop/node-servers/` on port 0 (installing `interop/node_modules` with `npm ci` when missing), the
-//! transport settings, and waiting for what a socket receives.
+//! What the client's integration tests share: the transport settings, waiting for what a socket
+//! receives, and for the tests against the official Node servers, starting a server script from
+//! `interop/node-servers/` on port 0 (installing `interop/node_modules` with `npm ci` when missing).
 //!
 //! Each test file uses part of it.
 #![allow(dead_code)]
@@ -149,6 +149,13 @@ impl NodeServer {
         }
     }
 }
+
+/// Every transport setting: polling only, websocket only, polling then the upgrade.
+pub const MODES: [&[TransportKind]; 3] = [
+    &[TransportKind::Polling],
+    &[TransportKind::WebSocket],
+    &[TransportKind::Polling, TransportKind::WebSocket],
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
