@@ -8,11 +8,20 @@
 # Sizes can be overridden from the environment, e.g. IDLE_CLIENTS=5000 FANOUT_CLIENTS=2000 DURATION=6.
 # SERVERS="node ferrio" runs a subset. Results (one JSON per run, plus logs) go to bench/results/, with
 # the text table (table.txt) and an HTML report with charts (report.html).
+#
+# CPUS=2: the multi-core runs. Server and generator both get cores 0 and 1 (this box has two), and the
+# results go to bench/results-2cpu/. The table's figures are per CPU-second of the server, so a server
+# that uses its second core well keeps them; one that spends it on contention loses.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RESULTS="$ROOT/bench/results"
+case "${CPUS:-1}" in
+  1) SERVER_CPUS=0 GENERATOR_CPUS=1 ;;
+  2) SERVER_CPUS=0,1 GENERATOR_CPUS=0,1 RESULTS="$ROOT/bench/results-2cpu" ;;
+  *) echo "CPUS is 1 or 2" >&2; exit 2 ;;
+esac
 SERVERS=${SERVERS:-"node socketioxide ferrio"}
 DURATION=${DURATION:-10}
 
@@ -55,9 +64,9 @@ source bench/lib.sh
 start_server() { # NAME LOG
   local name=$1 log=$2
   case "$name" in
-    node) launch "$name" "$log" taskset -c 0 node bench/node/server.mjs 0 ;;
-    socketioxide) launch "$name" "$log" taskset -c 0 bench/socketioxide/target/release/bench-socketioxide 0 ;;
-    ferrio) launch "$name" "$log" taskset -c 0 "$FERRIO" serve --port 0 --log warn --serve-client false ;;
+    node) launch "$name" "$log" taskset -c $SERVER_CPUS node bench/node/server.mjs 0 ;;
+    socketioxide) launch "$name" "$log" taskset -c $SERVER_CPUS bench/socketioxide/target/release/bench-socketioxide 0 ;;
+    ferrio) launch "$name" "$log" taskset -c $SERVER_CPUS "$FERRIO" serve --port 0 --log warn --serve-client false ;;
   esac
 }
 
@@ -76,10 +85,10 @@ for scenario in $SCENARIOS; do
   for server in $SERVERS; do
     log="$RESULTS/$scenario-$server.server.log"
     start_server "$server" "$log"
-    echo "== $scenario against $server ($URL, pid $SERVER_PID)" >&2
+    echo "== $scenario against $server ($URL, pid $SERVER_PID, server cores $SERVER_CPUS)" >&2
     sleep 0.5
     # shellcheck disable=SC2046
-    if ! taskset -c 1 "$FERRIO" bench "$scenario" "$URL" $(scenario_args "$scenario") \
+    if ! taskset -c $GENERATOR_CPUS "$FERRIO" bench "$scenario" "$URL" $(scenario_args "$scenario") \
       --server-pid "$SERVER_PID" --json >"$RESULTS/$scenario-$server.json" 2> >(tee "$RESULTS/$scenario-$server.log" >&2); then
       echo "{\"scenario\":\"$scenario\",\"failed\":true}" >"$RESULTS/$scenario-$server.json"
     fi
