@@ -18,7 +18,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::ack::{AckArgs, BroadcastAckError, EmitError};
 use crate::adapter::{
-    AckSink, Adapter, AdapterError, AdapterFactory, BroadcastFlags, BroadcastOptions, Handshake,
+    AckSink, Adapter, AdapterError, AdapterFactory, BroadcastFlags, BroadcastOptions,
     LocalNamespace, RestoredSession, Room, Sid, SocketInfo,
 };
 use crate::conn::Conn;
@@ -204,7 +204,7 @@ impl NamespaceInner {
         id: Sid,
         client: Weak<dyn ClientLink>,
         conn: Conn,
-        handshake: Handshake,
+        auth: Value,
         recovery: Option<Recovery>,
     ) -> (Socket, BoxFuture<()>) {
         let (pid, restored) = match recovery {
@@ -217,7 +217,7 @@ impl NamespaceInner {
             scope: self.clone(),
             client,
             conn,
-            handshake,
+            auth,
             queue_capacity: self.config.max_pending_events,
             ack_timeout: self.config.ack_timeout,
             pid,
@@ -276,11 +276,15 @@ impl NamespaceInner {
         }
         socket.set_connected();
         crate::telemetry::socket_connected(&self.name);
-        let connected = match socket.protocol() {
-            Protocol::V4 => connect_ok(&self.name, socket.id(), socket.pid()),
-            Protocol::V3 => connect_ok_v4(&self.name),
-        };
-        let _ = socket.write_packet(&connected, false);
+        {
+            // In a block of its own: a packet alive across the awaits below would stay in the socket's
+            // future for the socket's whole life.
+            let connected = match socket.protocol() {
+                Protocol::V4 => connect_ok(&self.name, socket.id(), socket.pid()),
+                Protocol::V3 => connect_ok_v4(&self.name),
+            };
+            let _ = socket.write_packet(&connected, false);
+        }
         match restored {
             None => {
                 self.publish(&socket);

@@ -6,12 +6,12 @@
 mod config;
 mod cors;
 mod error;
+mod handshake;
 mod limits;
 mod socket;
 mod wire;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -32,8 +32,9 @@ pub use ferrio_proto::engine::{
     CloseReason as EngineCloseReason, Data as EngineData, Frame, Protocol as EngineProtocol,
     TransportKind,
 };
+pub use handshake::HandshakeInfo;
 pub(crate) use socket::Outbox;
-pub use socket::{HandshakeInfo, SendError, Socket};
+pub use socket::{SendError, Socket};
 pub(crate) use wire::Wire;
 
 use crate::transport::{polling, websocket};
@@ -368,12 +369,7 @@ impl Engine {
         if id.is_empty() || self.inner.sessions.contains_key(&id) {
             return Err(RequestError::BadRequest);
         }
-        let handshake = HandshakeInfo {
-            headers: parts.headers.clone(),
-            uri: parts.uri.clone(),
-            remote_addr,
-            issued: SystemTime::now(),
-        };
+        let handshake = HandshakeInfo::new(parts, remote_addr);
         let socket = Socket::new(id.clone(), self.inner.clone(), transport, handshake, wire);
         socket.hold_handshake_slot(slot);
         let upgrades = match transport {

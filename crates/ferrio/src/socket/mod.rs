@@ -16,7 +16,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use ferrio_proto::engine::TransportKind;
@@ -32,8 +32,8 @@ pub use ferrio_proto::socket::DisconnectReason;
 pub use listeners::ListenerId;
 pub(crate) use listeners::Listeners;
 use listeners::Matched;
+pub(crate) use queue::Job;
 use queue::Queue;
-pub(crate) use queue::{Job, Jobs};
 
 use crate::ack::{AckArgs, AckError, EmitError};
 use crate::adapter::{
@@ -91,7 +91,11 @@ pub(crate) struct SocketInner {
     scope: Arc<dyn Scope>,
     client: Weak<dyn ClientLink>,
     conn: Conn,
-    handshake: Handshake,
+    /// Built on first use from what the session kept of its request (see `Conn::handshake`): most
+    /// applications never read it, and the maps cost more than the rest of an idle socket.
+    handshake: OnceLock<Handshake>,
+    /// The `auth` payload of the CONNECT packet, for the handshake.
+    auth: Value,
     connected: AtomicBool,
     /// Owned by the socket's task (see `listeners`).
     listeners: Weak<Listeners>,
@@ -137,22 +141,30 @@ pub(crate) struct SocketParts {
     pub(crate) scope: Arc<dyn Scope>,
     pub(crate) client: Weak<dyn ClientLink>,
     pub(crate) conn: Conn,
-    pub(crate) handshake: Handshake,
+    pub(crate) auth: Value,
     pub(crate) queue_capacity: usize,
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) pid: Option<Arc<str>>,
     pub(crate) recovered: bool,
 }
 
-/// What the socket's task owns: its job queue and its listeners.
+/// What the socket's task owns: the reading end of its job queue and its listeners.
 pub(crate) struct SocketTask {
-    jobs: Jobs,
     listeners: Arc<Listeners>,
+    /// Whose queue this task reads: closed when the task ends, however it ends (middlewares refused,
+    /// the client left meanwhile, or the disconnect ran).
+    socket: Socket,
+}
+
+impl Drop for SocketTask {
+    fn drop(&mut self) {
+        self.socket.inner.queue.close();
+    }
 }
 
 impl Socket {
     pub(crate) fn new(parts: SocketParts) -> (Socket, SocketTask) {
-        let (queue, jobs) = Queue::new(parts.queue_capacity);
+        let queue = Queue::new(parts.queue_capacity);
         let listeners = Arc::new(Listeners::default());
         let socket = Socket {
             inner: Arc::new(SocketInner {
@@ -161,7 +173,8 @@ impl Socket {
                 scope: parts.scope,
                 client: parts.client,
                 conn: parts.conn,
-                handshake: parts.handshake,
+                handshake: OnceLock::new(),
+                auth: parts.auth,
                 connected: AtomicBool::new(false),
                 listeners: Arc::downgrade(&listeners),
                 acks: Mutex::new(AckTable::new()),
@@ -173,7 +186,11 @@ impl Socket {
                 recovered: parts.recovered,
             }),
         };
-        (socket, SocketTask { jobs, listeners })
+        let task = SocketTask {
+            listeners,
+            socket: socket.clone(),
+        };
+        (socket, task)
     }
 
     /// The socket id (also the name of its own room).
@@ -200,7 +217,9 @@ impl Socket {
 
     /// The handshake: headers, query, auth, address, time.
     pub fn handshake(&self) -> &Handshake {
-        &self.inner.handshake
+        self.inner
+            .handshake
+            .get_or_init(|| self.inner.conn.handshake(self.inner.auth.clone()))
     }
 
     /// Whether this socket took over a session that dropped (connection state recovery): same id,
@@ -646,11 +665,17 @@ impl Socket {
         // Pending acks will never be answered: dropping their senders fails them with `Disconnected`.
         let pending = self.inner.acks.lock().drain();
         drop(pending);
-        if let Some(queue) = self.inner.queue.disconnect(reason) {
+        if !self.inner.queue.disconnect(reason) {
             // The queue is full or gone: the disconnect still has to run, right after the queued events.
             let socket = self.clone();
             tokio::spawn(async move {
-                if queue.send(Job::Disconnect(reason)).await.is_err() {
+                if socket
+                    .inner
+                    .queue
+                    .send(Job::Disconnect(reason))
+                    .await
+                    .is_err()
+                {
                     socket.adapter().del_all(socket.sid());
                 }
             });
@@ -705,7 +730,7 @@ impl SocketTask {
     /// `on_connect` (the connection handlers) runs alongside: it is polled first, so listeners it adds
     /// before its first `await` see the first event, and events keep flowing while it awaits, as in
     /// socket.io. Events still run one at a time, in order.
-    pub(crate) async fn run(mut self, socket: Socket, on_connect: crate::engine::BoxFuture<()>) {
+    pub(crate) async fn run(self, socket: Socket, on_connect: crate::engine::BoxFuture<()>) {
         let mut on_connect = on_connect.fuse();
         let mut connecting = true;
         loop {
@@ -715,19 +740,18 @@ impl SocketTask {
                     connecting = false;
                     continue;
                 }
-                job = self.jobs.recv() => job,
+                job = socket.inner.queue.recv() => job,
             };
             match job {
-                Some(Job::Event(e)) => {
+                Job::Event(e) => {
                     let dispatch = dispatch(&socket, &self.listeners, e);
                     alongside(dispatch, &mut on_connect, &mut connecting).await;
                 }
-                Some(Job::Disconnect(reason)) => {
+                Job::Disconnect(reason) => {
                     let disconnect = run_disconnect(&socket, &self.listeners, reason);
                     alongside(disconnect, &mut on_connect, &mut connecting).await;
                     break;
                 }
-                None => break,
             }
         }
         // A connection handler still awaiting (an ack that now fails, a sleep) finishes its course.
