@@ -744,12 +744,20 @@ impl SocketTask {
             };
             match job {
                 Job::Event(e) => {
-                    let dispatch = dispatch(&socket, &self.listeners, e);
-                    alongside(dispatch, &mut on_connect, &mut connecting).await;
+                    // The connection handlers go first, as when they are polled beside a listener:
+                    // what they add before their next await sees this event.
+                    if connecting && poll_once(&mut on_connect).await {
+                        connecting = false;
+                    }
+                    if let Some(mut listeners) = dispatch(&socket, &self.listeners, e) {
+                        alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
+                    }
                 }
                 Job::Disconnect(reason) => {
-                    let disconnect = run_disconnect(&socket, &self.listeners, reason);
-                    alongside(disconnect, &mut on_connect, &mut connecting).await;
+                    // Boxed: it runs once, and held inline it would take most of the socket's future
+                    // (which lives as long as the socket) for the adapter's `persist_session`.
+                    let mut disconnect = Box::pin(run_disconnect(&socket, &self.listeners, reason));
+                    alongside(disconnect.as_mut(), &mut on_connect, &mut connecting).await;
                     break;
                 }
             }
@@ -761,24 +769,58 @@ impl SocketTask {
     }
 }
 
+/// Polls `f` once (with the task's waker); whether it is done.
+async fn poll_once(f: &mut futures_util::future::Fuse<crate::engine::BoxFuture<()>>) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.poll_unpin(cx).is_ready())).await
+}
+
 /// Runs `main` to completion while also driving `side` (until it ends).
-async fn alongside<F: Future<Output = ()>>(
-    main: F,
+async fn alongside<F: Future<Output = ()> + ?Sized>(
+    mut main: std::pin::Pin<&mut F>,
     side: &mut futures_util::future::Fuse<crate::engine::BoxFuture<()>>,
     side_running: &mut bool,
 ) {
-    let mut main = std::pin::pin!(main);
     loop {
         tokio::select! {
             biased;
             () = &mut *side, if *side_running => *side_running = false,
-            () = &mut main => return,
+            () = main.as_mut() => return,
         }
     }
 }
 
-/// Runs one incoming event: catch-alls, middlewares, then its listeners.
-async fn dispatch(socket: &Socket, listeners: &Listeners, event: Event) {
+/// One incoming event: runs its catch-alls and middlewares, and returns the run of its listeners.
+///
+/// Not an async fn: the listeners' futures are boxed already (one listener, the usual case, is run
+/// as it is), while an async fn's state, with the event in it, would take room in the socket's future
+/// for the socket's whole life.
+fn dispatch(
+    socket: &Socket,
+    listeners: &Listeners,
+    event: Event,
+) -> Option<crate::engine::BoxFuture<()>> {
+    if !admit(socket, listeners, &event) {
+        return None;
+    }
+    match listeners.take(event.name()) {
+        Matched::None => None,
+        Matched::One(h) => Some(h(socket.clone(), event)),
+        Matched::Many(hs) => {
+            let socket = socket.clone();
+            Some(Box::pin(async move {
+                let mut event = event;
+                let last = hs.len() - 1;
+                for h in &hs[..last] {
+                    h(socket.clone(), event.fork()).await;
+                }
+                hs[last](socket.clone(), event).await;
+            }))
+        }
+    }
+}
+
+/// Catch-alls and middlewares: whether the event goes on to its listeners.
+fn admit(socket: &Socket, listeners: &Listeners, event: &Event) -> bool {
     let (any, middlewares) = {
         let r = listeners.read();
         (r.any.clone(), r.middlewares.clone())
@@ -788,26 +830,15 @@ async fn dispatch(socket: &Socket, listeners: &Listeners, event: Event) {
         f(socket, event.name(), event.args());
     }
     for f in &middlewares {
-        if let Err(err) = f(socket, &event) {
+        if let Err(err) = f(socket, event) {
             let errors = listeners.read().errors.clone();
             for e in &errors {
                 e(socket, &err);
             }
-            return;
+            return false;
         }
     }
-    match listeners.take(event.name()) {
-        Matched::None => {}
-        Matched::One(h) => h(socket.clone(), event).await,
-        Matched::Many(hs) => {
-            let mut event = event;
-            let last = hs.len() - 1;
-            for h in &hs[..last] {
-                h(socket.clone(), event.fork()).await;
-            }
-            hs[last](socket.clone(), event).await;
-        }
-    }
+    true
 }
 
 /// Runs the disconnect sequence: `disconnecting` (rooms still known), leave rooms, `disconnect`.
