@@ -22,6 +22,7 @@ RULES = [
     ("socket future (run_socket)", "socket.io", r"run_socket::\{async_fn_env"),
     ("hyper read buffer", "hyper", r"hyper::proto::h1::io::Buffered<T,B>::poll_read_from_io"),
     ("pending GET: request future (EngineService::call)", "engine", r"EngineService<S> as tower_service::Service.*>::call$"),
+    ("hyper: last response's headers, kept for reuse", "hyper", r"ferrio::transport::polling::payload_response|ferrio::transport::websocket::switching_protocols"),
     ("session: handshake copy (headers, URI)", "engine", r"HandshakeInfo|HeaderMap<T> as core::clone::Clone"),
     ("session: Socket struct", "engine", r"ArcInner<ferrio::engine::socket::Socket>"),
     ("session: frame queue", "engine", r"FrameQueue|(channel|Chan)<ferrio_proto::engine::packet::Frame"),
@@ -87,7 +88,7 @@ def main():
     if show_unknown or show:
         for b, frames in sorted(unknown, key=lambda x: -x[0])[:20]:
             print(f"\n{b / n:.0f} B/conn")
-            for f in frames[:14]:
+            for f in frames[:int(__import__("os").environ.get("DEPTH", "14"))]:
                 print("    " + f[:160])
 
 
