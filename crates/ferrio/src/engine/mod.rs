@@ -9,6 +9,7 @@ mod error;
 mod handshake;
 mod limits;
 mod socket;
+mod timer;
 mod wire;
 
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub(crate) struct EngineInner {
     handler: Box<dyn OpenSession>,
     /// Handshakes in progress per address (`max_pending_handshakes_per_address`).
     pending_handshakes: Arc<limits::PendingHandshakes>,
+    /// Every session's deadlines, on one task.
+    pub(crate) timers: Arc<timer::Timers>,
 }
 
 /// An Engine.IO server. Cloning shares it.
@@ -181,6 +184,7 @@ impl Engine {
                 config,
                 sessions: DashMap::new(),
                 handler: Box::new(Typed(Arc::new(handler))),
+                timers: Arc::default(),
             }),
         }
     }
@@ -409,7 +413,7 @@ impl Engine {
         // yet and its websocket is not read yet, so no message or close comes before `on_open` returns.
         socket.set_handler(self.inner.handler.open(&socket));
         self.inner.sessions.insert(id, socket.clone());
-        tokio::spawn(socket.clone().run_timers());
+        socket.reschedule();
         if accept.is_some() {
             websocket::spawn_session(socket.clone(), parts);
         }

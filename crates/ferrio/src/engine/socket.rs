@@ -1,8 +1,8 @@
 //! One Engine.IO session in the server shell: its state machine, its outgoing queue and its timer task.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -225,8 +225,11 @@ pub struct Socket {
     outbox_returned: Notify,
     /// Wakes the pending poll so that it answers at once (upgrade under way).
     pub(crate) poll_release: Notify,
-    /// Signalled when a deadline may have moved earlier.
-    wake: Notify,
+    /// This session, for the engine's timers (which hold it weakly).
+    me: Weak<Socket>,
+    /// Its place among the engine's timers: a serial number, and the deadline filed there, if any.
+    serial: u64,
+    filed: Mutex<Option<Instant>>,
     /// Cancelled once the session is closed.
     pub(crate) closed: CancellationToken,
     /// Cancelled to drop the probe websocket of an upgrade that timed out.
@@ -286,7 +289,8 @@ impl Socket {
             transport,
         );
         crate::telemetry::connection(transport);
-        Arc::new(Socket {
+        let serial = engine.timers.serial();
+        Arc::new_cyclic(|me| Socket {
             id,
             engine,
             state: Mutex::new(session),
@@ -298,7 +302,9 @@ impl Socket {
             })),
             outbox_returned: Notify::new(),
             poll_release: Notify::new(),
-            wake: Notify::new(),
+            me: me.clone(),
+            serial,
+            filed: Mutex::new(None),
             closed: CancellationToken::new(),
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
@@ -464,7 +470,7 @@ impl Socket {
                 // No room for the close marker: nothing more can be delivered in order, so end now.
                 self.close_with(CloseReason::ForcedClose);
             }
-            self.wake.notify_one();
+            self.reschedule();
         }
     }
 
@@ -480,6 +486,9 @@ impl Socket {
         self.open.store(false, Ordering::Release);
         tracing::debug!(sid = %self.id, %reason, "session closed");
         self.closed.cancel();
+        if let Some(at) = self.filed.lock().take() {
+            self.engine.timers.cancel(self.serial, at);
+        }
         if let Some(c) = self.upgrade_cancel.lock().take() {
             c.cancel();
         }
@@ -506,9 +515,11 @@ impl Socket {
             let before = state.poll_timeout();
             let received = state.on_packet(Instant::now(), packet);
             // A pong can move the next deadline earlier (the next ping, when ping_interval is shorter than
-            // ping_timeout): the timer task sleeps until the old one unless told.
-            if is_pong && state.poll_timeout() < before {
-                self.wake.notify_one();
+            // ping_timeout): the timers keep the old one unless told.
+            let earlier = is_pong && state.poll_timeout() < before;
+            drop(state);
+            if earlier {
+                self.reschedule();
             }
             received
         };
@@ -525,7 +536,7 @@ impl Socket {
                     self.state.lock().pause_reader();
                     wait.await;
                     self.state.lock().resume_reader(Instant::now());
-                    self.wake.notify_one();
+                    self.reschedule();
                 }
             }
             Received::SendPong => {
@@ -573,7 +584,7 @@ impl Socket {
         self.state.lock().begin_upgrade(Instant::now()).ok()?;
         let token = self.closed.child_token();
         *self.upgrade_cancel.lock() = Some(token.clone());
-        self.wake.notify_one();
+        self.reschedule();
         Some(token)
     }
 
@@ -601,33 +612,53 @@ impl Socket {
         self.close_with(CloseReason::ForcedClose);
     }
 
-    /// The timer task of the session: one sleep until the state machine's next deadline.
-    pub(crate) async fn run_timers(self: Arc<Self>) {
-        loop {
-            let Some(deadline) = self.state.lock().poll_timeout() else {
+    /// Files the state machine's next deadline with the engine's timers, unless an earlier or equal one
+    /// is filed already (a later one fires early and finds nothing to do).
+    pub(crate) fn reschedule(&self) {
+        let Some(at) = self.state.lock().poll_timeout() else {
+            return;
+        };
+        let mut filed = self.filed.lock();
+        if filed.is_some_and(|f| f <= at) {
+            return;
+        }
+        self.engine
+            .timers
+            .file(self.me.clone(), self.serial, *filed, at);
+        *filed = Some(at);
+    }
+
+    /// The deadline filed for `at` passed: runs what is due, then files the next one.
+    pub(crate) fn on_deadline(&self, at: Instant) {
+        {
+            let mut filed = self.filed.lock();
+            if *filed != Some(at) {
+                // Replaced by an earlier one meanwhile, which fires on its own.
                 return;
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-                _ = self.wake.notified() => continue,
-                _ = self.closed.cancelled() => return,
             }
-            loop {
-                let fired = self.state.lock().handle_timeout(Instant::now());
-                match fired {
-                    None => break,
-                    Some(Timeout::SendPing) => {
-                        let _ = self.push(Frame::ping());
-                    }
-                    Some(Timeout::PingTimedOut) => self.finish(CloseReason::PingTimeout),
-                    Some(Timeout::CloseTimedOut) => self.finish(CloseReason::ForcedClose),
-                    Some(Timeout::UpgradeTimedOut) => {
-                        if let Some(c) = self.upgrade_cancel.lock().take() {
-                            c.cancel();
-                        }
+            *filed = None;
+        }
+        if self.closed.is_cancelled() {
+            return;
+        }
+        loop {
+            let fired = self.state.lock().handle_timeout(Instant::now());
+            match fired {
+                None => break,
+                Some(Timeout::SendPing) => {
+                    let _ = self.push(Frame::ping());
+                }
+                Some(Timeout::PingTimedOut) => self.finish(CloseReason::PingTimeout),
+                Some(Timeout::CloseTimedOut) => self.finish(CloseReason::ForcedClose),
+                Some(Timeout::UpgradeTimedOut) => {
+                    if let Some(c) = self.upgrade_cancel.lock().take() {
+                        c.cancel();
                     }
                 }
             }
+        }
+        if !self.closed.is_cancelled() {
+            self.reschedule();
         }
     }
 }

@@ -92,8 +92,9 @@ pub(crate) struct SocketInner {
     client: Weak<dyn ClientLink>,
     conn: Conn,
     /// Built on first use from what the session kept of its request (see `Conn::handshake`): most
-    /// applications never read it, and the maps cost more than the rest of an idle socket.
-    handshake: OnceLock<Handshake>,
+    /// applications never read it, and the maps cost more than the rest of an idle socket. Boxed, so
+    /// that an unread one takes a pointer's room.
+    handshake: OnceLock<Box<Handshake>>,
     /// The `auth` payload of the CONNECT packet, for the handshake.
     auth: Value,
     connected: AtomicBool,
@@ -219,7 +220,7 @@ impl Socket {
     pub fn handshake(&self) -> &Handshake {
         self.inner
             .handshake
-            .get_or_init(|| self.inner.conn.handshake(self.inner.auth.clone()))
+            .get_or_init(|| Box::new(self.inner.conn.handshake(self.inner.auth.clone())))
     }
 
     /// Whether this socket took over a session that dropped (connection state recovery): same id,
