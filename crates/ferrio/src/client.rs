@@ -28,6 +28,9 @@ pub(crate) struct Client {
     decoder: Mutex<Box<dyn PacketDecoder>>,
     sockets: Mutex<HashMap<String, Socket>>,
     joined: AtomicBool,
+    /// The connection was closed for a protocol violation: what the client sends until the close
+    /// reaches it is ignored (a CONNECT right behind a duplicate one must not make a socket again).
+    rejected: AtomicBool,
     /// The socket whose event queue was full when the last message arrived.
     overflowing: Mutex<Option<Socket>>,
 }
@@ -44,6 +47,7 @@ impl Client {
             decoder: Mutex::new(decoder),
             sockets: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
+            rejected: AtomicBool::new(false),
             overflowing: Mutex::new(None),
         })
     }
@@ -59,6 +63,7 @@ impl Client {
 
     /// Closes the connection for a protocol violation ("forced server close").
     fn reject(&self) {
+        self.rejected.store(true, Ordering::Release);
         let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
         for s in sockets {
             s.on_close(DisconnectReason::ForcedServerClose);
@@ -78,6 +83,9 @@ impl Client {
 
     /// Handles one Engine.IO message.
     pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
+        if self.rejected.load(Ordering::Acquire) {
+            return;
+        }
         let decoded = self.decoder.lock().decode(data);
         let packet = match decoded {
             Ok(Some(p)) => p,
