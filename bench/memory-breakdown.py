@@ -25,7 +25,7 @@ RULES = [
     ("pending GET: its request's URI and headers", "engine", r"own_request_bytes"),
     ("hyper: last response's headers, kept for reuse", "hyper", r"ferrio::transport::polling::payload_response|ferrio::transport::websocket::switching_protocols|HeaderMap<T>::insert"),
     ("session: handshake copy (headers, URI)", "engine", r"HandshakeInfo|HeaderMap<T> as core::clone::Clone"),
-    ("session: Socket struct", "engine", r"ArcInner<ferrio::engine::socket::Socket>|new_cyclic_in<ferrio::engine::socket::Socket"),
+    ("session: Socket struct (and its close token)", "engine", r"ArcInner<ferrio::engine::socket::Socket>|new_cyclic_in<ferrio::engine::socket::Socket"),
     ("session: frame queue", "engine", r"FrameQueue|(channel|Chan)<ferrio_proto::engine::packet::Frame"),
     ("session: timer entry", "engine", r"ferrio::engine::timer"),
     ("socket: job queue", "socket.io", r"ferrio::socket::queue|(channel|Chan)<ferrio::socket::queue::Job"),
@@ -37,7 +37,7 @@ RULES = [
     ("client: Client, decoder, sockets map", "socket.io", r"ferrio::client::|JsonParser as ferrio_proto::socket::Parser>::decoder"),
     ("namespace: sockets map, connect packet", "socket.io", r"ferrio::namespace::"),
     ("websocket codec and stream (tungstenite, split)", "websocket", r"tungstenite|ferrio::transport::websocket::(run|accept|CancelWatch)"),
-    ("session: id, close token, handler, sessions map", "engine", r"dashmap.*ferrio::engine::socket::Socket|ferrio::engine::Engine::dispatch"),
+    ("session: id, handler, sessions map (close token before)", "engine", r"dashmap.*ferrio::engine::socket::Socket|ferrio::engine::Engine::dispatch"),
     ("tokio IO registration (ScheduledIo)", "tokio", r"tokio::runtime::io::"),
     ("hyper HTTP/1 connection (write buffer, dispatcher)", "hyper", r"^hyper::|serve_connection"),
 ]
