@@ -155,3 +155,69 @@ impl Queue {
         drop((jobs, overflow));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn reason(job: Job) -> DisconnectReason {
+        match job {
+            Job::Disconnect(r) => r,
+            Job::Event(_) => panic!("an event"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bounded_in_order_and_the_overflow_waits_for_room() {
+        let q = Queue::new(2);
+        assert!(q.push(Job::Disconnect(DisconnectReason::PingTimeout)));
+        assert!(q.push(Job::Disconnect(DisconnectReason::TransportClose)));
+        // Full: the third waits in `overflow` until the task takes one.
+        assert!(!q.push(Job::Disconnect(DisconnectReason::TransportError)));
+        let flush = q.flush_overflow();
+        let mut flush = std::pin::pin!(flush);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), flush.as_mut())
+                .await
+                .is_err()
+        );
+        assert_eq!(reason(q.recv().await), DisconnectReason::PingTimeout);
+        flush.await;
+        assert_eq!(reason(q.recv().await), DisconnectReason::TransportClose);
+        assert_eq!(reason(q.recv().await), DisconnectReason::TransportError);
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_drops_jobs_and_fails_waiting_senders() {
+        let q = Queue::new(1);
+        assert!(q.disconnect(DisconnectReason::PingTimeout));
+        // Full: a disconnect must wait for room.
+        assert!(!q.disconnect(DisconnectReason::TransportClose));
+        let send = q.send(Job::Disconnect(DisconnectReason::TransportClose));
+        let mut send = std::pin::pin!(send);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), send.as_mut())
+                .await
+                .is_err()
+        );
+        q.close();
+        assert_eq!(send.await, Err(()));
+        // The task is gone: an event is dropped (not an overflow), a disconnect is refused.
+        assert!(q.push(Job::Disconnect(DisconnectReason::TransportError)));
+        assert!(!q.disconnect(DisconnectReason::TransportError));
+        assert!(q.state.lock().jobs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_drained_queue_gives_back_a_large_buffer() {
+        let q = Queue::new(64);
+        for _ in 0..32 {
+            assert!(q.push(Job::Disconnect(DisconnectReason::PingTimeout)));
+        }
+        for _ in 0..32 {
+            q.recv().await;
+        }
+        assert_eq!(q.state.lock().jobs.capacity(), 0);
+    }
+}
