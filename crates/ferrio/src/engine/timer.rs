@@ -111,3 +111,35 @@ async fn run(timers: Weak<Timers>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fired(next: Next) -> Option<Instant> {
+        match next {
+            Next::Fire(at, _) => Some(at),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn deadlines_fire_in_order_and_a_refiled_one_replaces_the_old() {
+        let timers = Arc::new(Timers::default());
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let (a, b, c) = (timers.serial(), timers.serial(), timers.serial());
+        timers.file(Weak::new(), a, None, at(30));
+        timers.file(Weak::new(), b, None, at(10));
+        timers.file(Weak::new(), c, None, at(20));
+        // `a` moves earlier: its old deadline goes.
+        timers.file(Weak::new(), a, Some(at(30)), at(5));
+        // `c` closes.
+        timers.cancel(c, at(20));
+        assert!(matches!(timers.next(t0), Next::Sleep(d) if d == at(5)));
+        let now = at(100);
+        assert_eq!(fired(timers.next(now)), Some(at(5)));
+        assert_eq!(fired(timers.next(now)), Some(at(10)));
+        assert!(matches!(timers.next(now), Next::Idle));
+    }
+}
