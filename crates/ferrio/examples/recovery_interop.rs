@@ -274,7 +274,7 @@ impl Connections {
         let handshake_peer = io
             .engine()
             .socket(&sid)
-            .and_then(|s| s.handshake().remote_addr);
+            .and_then(|s| s.handshake().remote_addr());
         let mut c = self.0.lock();
         c.cut.insert(sid.clone());
         c.open.retain(|_, t| {

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use ferrio_proto::engine::{CloseReason, Data, Protocol};
@@ -11,7 +10,7 @@ use ferrio_proto::socket::{ConnectRequest, Packet, PacketDecoder, invalid_namesp
 use ferrio_proto::value::Value;
 use parking_lot::Mutex;
 
-use crate::adapter::{AdapterError, Handshake, RestoredSession, Sid};
+use crate::adapter::{AdapterError, RestoredSession, Sid};
 use crate::conn::Conn;
 use crate::namespace::NamespaceInner;
 use crate::socket::{ClientLink, DisconnectReason, Job, Socket};
@@ -29,6 +28,9 @@ pub(crate) struct Client {
     decoder: Mutex<Box<dyn PacketDecoder>>,
     sockets: Mutex<HashMap<String, Socket>>,
     joined: AtomicBool,
+    /// The connection was closed for a protocol violation: what the client sends until the close
+    /// reaches it is ignored (a CONNECT right behind a duplicate one must not make a socket again).
+    rejected: AtomicBool,
     /// The socket whose event queue was full when the last message arrived.
     overflowing: Mutex<Option<Socket>>,
 }
@@ -45,6 +47,7 @@ impl Client {
             decoder: Mutex::new(decoder),
             sockets: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
+            rejected: AtomicBool::new(false),
             overflowing: Mutex::new(None),
         })
     }
@@ -60,6 +63,7 @@ impl Client {
 
     /// Closes the connection for a protocol violation ("forced server close").
     fn reject(&self) {
+        self.rejected.store(true, Ordering::Release);
         let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
         for s in sockets {
             s.on_close(DisconnectReason::ForcedServerClose);
@@ -79,6 +83,9 @@ impl Client {
 
     /// Handles one Engine.IO message.
     pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
+        if self.rejected.load(Ordering::Acquire) {
+            return;
+        }
         let decoded = self.decoder.lock().decode(data);
         let packet = match decoded {
             Ok(Some(p)) => p,
@@ -182,7 +189,6 @@ impl Client {
         auth: Value,
         restored: Option<RestoredSession>,
     ) {
-        let handshake = self.handshake(auth);
         let me: Weak<dyn ClientLink> = Arc::downgrade(self) as Weak<Client>;
         let id: Sid = match (&restored, self.conn.protocol()) {
             (Some(r), _) => r.session.sid.clone(),
@@ -193,57 +199,10 @@ impl Client {
             (None, Protocol::V3) => format!("{nsp}#{}", self.conn.id()).into(),
         };
         let recovery = ns.recovery_for(restored);
-        let (socket, run) = ns.add_socket(id, me, self.conn.clone(), handshake, recovery);
+        let (socket, run) = ns.add_socket(id, me, self.conn.clone(), auth, recovery);
         // Registered before it runs: the socket's task checks that it is still the client's socket.
         self.sockets.lock().insert(nsp, socket);
         tokio::spawn(run);
-    }
-
-    fn handshake(&self, auth: Value) -> Handshake {
-        let info = self.conn.session().handshake();
-        let headers = info
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
-        let query = info
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_owned(), v.to_owned())
-            })
-            .collect();
-        let issued = info
-            .issued
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let origin = info
-            .headers
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let host = info
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok());
-        Handshake {
-            headers,
-            time: httpdate(info.issued),
-            address: info
-                .remote_addr
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default(),
-            xdomain: origin.is_some_and(|o| host.is_none_or(|h| !o.ends_with(h))),
-            secure: info.uri.scheme_str() == Some("https"),
-            issued,
-            url: info.uri.to_string(),
-            query,
-            auth,
-        }
     }
 }
 
@@ -296,57 +255,9 @@ pub(crate) fn new_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// An RFC 7231 date, as JavaScript's `Date.toString()` is not worth imitating.
-fn httpdate(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(mo - 1) as usize],
-        y,
-        h,
-        m,
-        s
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn http_dates() {
-        assert_eq!(httpdate(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            httpdate(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-            "Tue, 14 Nov 2023 22:13:20 GMT"
-        );
-        assert_eq!(
-            httpdate(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "Tue, 29 Feb 2000 00:00:00 GMT"
-        );
-    }
 
     #[test]
     fn ids_are_distinct() {

@@ -2,8 +2,13 @@
 
 use std::sync::Arc;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use ferrio_proto::engine::{Frame, Protocol, TransportKind};
 use ferrio_proto::socket::{Encoded, Packet, Parser};
+use ferrio_proto::value::Value;
+
+use crate::adapter::Handshake;
 
 use crate::engine::Socket as Session;
 
@@ -89,5 +94,105 @@ impl Conn {
     /// Closes the connection gracefully (what is queued is still delivered).
     pub(crate) fn close(&self) {
         self.session.close();
+    }
+
+    /// The handshake of a socket of this connection, as `socket.handshake` reads in socket.io: built
+    /// from what the session kept of its request when the application first asks, not per socket.
+    pub(crate) fn handshake(&self, auth: Value) -> Handshake {
+        let info = self.session.handshake();
+        // Values that are not visible ASCII are left out, as `HeaderValue::to_str` would.
+        let text = |v: &[u8]| {
+            v.iter()
+                .all(|&b| b == b'\t' || (32..127).contains(&b))
+                .then(|| String::from_utf8_lossy(v).into_owned())
+        };
+        let headers = info
+            .headers()
+            .filter_map(|(k, v)| Some((k.to_owned(), text(v)?)))
+            .collect();
+        let query = info
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let issued = info
+            .issued()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let header = |name| info.header(name).and_then(|v| std::str::from_utf8(v).ok());
+        let (origin, host) = (header("origin"), header("host"));
+        Handshake {
+            headers,
+            time: httpdate(info.issued()),
+            address: info
+                .remote_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            xdomain: origin.is_some_and(|o| host.is_none_or(|h| !o.ends_with(h))),
+            secure: info.uri().starts_with("https://"),
+            issued,
+            url: info.uri().to_owned(),
+            query,
+            auth,
+        }
+    }
+}
+
+/// An RFC 7231 date, as JavaScript's `Date.toString()` is not worth imitating.
+fn httpdate(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(mo - 1) as usize],
+        y,
+        h,
+        m,
+        s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(httpdate(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            httpdate(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+        assert_eq!(
+            httpdate(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
     }
 }

@@ -18,7 +18,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::ack::{AckArgs, BroadcastAckError, EmitError};
 use crate::adapter::{
-    AckSink, Adapter, AdapterError, AdapterFactory, BroadcastFlags, BroadcastOptions, Handshake,
+    AckSink, Adapter, AdapterError, AdapterFactory, BroadcastFlags, BroadcastOptions,
     LocalNamespace, RestoredSession, Room, Sid, SocketInfo,
 };
 use crate::conn::Conn;
@@ -204,7 +204,7 @@ impl NamespaceInner {
         id: Sid,
         client: Weak<dyn ClientLink>,
         conn: Conn,
-        handshake: Handshake,
+        auth: Value,
         recovery: Option<Recovery>,
     ) -> (Socket, BoxFuture<()>) {
         let (pid, restored) = match recovery {
@@ -217,23 +217,51 @@ impl NamespaceInner {
             scope: self.clone(),
             client,
             conn,
-            handshake,
+            auth,
             queue_capacity: self.config.max_pending_events,
             ack_timeout: self.config.ack_timeout,
             pid,
             recovered: restored.is_some(),
         });
-        let run = Box::pin(self.clone().run_socket(socket.clone(), task, restored));
+        // Joining runs once, while the socket's future lives as long as the socket: boxed apart, its
+        // state (middlewares, a restored session and its replay) is freed once done instead of sizing
+        // that future for good.
+        let joining = {
+            let (ns, socket) = (self.clone(), socket.clone());
+            Box::pin(async move { ns.join(&socket, restored).await })
+        };
+        let run = Box::pin(self.clone().run_socket(socket.clone(), task, joining));
         (socket, run)
     }
 
-    /// Runs a socket from its middlewares to its disconnection.
+    /// Runs a socket from its joining (`joining`: middlewares, CONNECT answer) to its disconnection.
     async fn run_socket(
         self: Arc<Self>,
         socket: Socket,
         task: SocketTask,
-        restored: Option<RestoredSession>,
+        joining: BoxFuture<bool>,
     ) {
+        if !joining.await {
+            return;
+        }
+        let handlers: Vec<ConnectionHandler> = self
+            .chain()
+            .flat_map(|n| n.connection_handlers.read().clone())
+            .collect();
+        let s = socket.clone();
+        let on_connect = Box::pin(async move {
+            for h in handlers {
+                h(s.clone()).await;
+            }
+        });
+        task.run(socket, on_connect).await;
+        crate::telemetry::socket_disconnected(&self.name);
+        self.after_socket_left();
+    }
+
+    /// Runs the middlewares, answers the CONNECT and makes the socket reachable (or takes over a restored
+    /// session). False when the socket did not join: refused, gone meanwhile, or its replay overflowed.
+    async fn join(self: &Arc<Self>, socket: &Socket, restored: Option<RestoredSession>) -> bool {
         if let Some(r) = &restored {
             // Middlewares that run see the restored data.
             socket.set_data(r.session.data.clone());
@@ -263,7 +291,7 @@ impl NamespaceInner {
                 let _ = socket.write_packet(&refusal, false);
                 socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
                 self.after_socket_left();
-                return;
+                return false;
             }
         }
         if !socket.is_current() {
@@ -272,47 +300,38 @@ impl NamespaceInner {
                 self.abandon(r);
             }
             self.after_socket_left();
-            return;
+            return false;
         }
         socket.set_connected();
         crate::telemetry::socket_connected(&self.name);
-        let connected = match socket.protocol() {
-            Protocol::V4 => connect_ok(&self.name, socket.id(), socket.pid()),
-            Protocol::V3 => connect_ok_v4(&self.name),
-        };
-        let _ = socket.write_packet(&connected, false);
+        {
+            // In a block of its own: a packet alive across the awaits below would stay in the socket's
+            // future for the socket's whole life.
+            let connected = match socket.protocol() {
+                Protocol::V4 => connect_ok(&self.name, socket.id(), socket.pid()),
+                Protocol::V3 => connect_ok_v4(&self.name),
+            };
+            let _ = socket.write_packet(&connected, false);
+        }
         match restored {
             None => {
-                self.publish(&socket);
+                self.publish(socket);
                 self.adapter
                     .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
             }
             Some(r) => {
-                if !self.take_over(&socket, r).await {
+                if !self.take_over(socket, r).await {
                     // Some packets could not be kept for it: better no socket than a gap. The
                     // client reconnects and asks again with its offset.
                     socket.on_close(DisconnectReason::TransportError);
                     socket.close_connection();
                     self.after_socket_left();
-                    return;
+                    return false;
                 }
             }
         }
         socket.mark_joined();
-
-        let handlers: Vec<ConnectionHandler> = self
-            .chain()
-            .flat_map(|n| n.connection_handlers.read().clone())
-            .collect();
-        let s = socket.clone();
-        let on_connect = Box::pin(async move {
-            for h in handlers {
-                h(s.clone()).await;
-            }
-        });
-        task.run(socket, on_connect).await;
-        crate::telemetry::socket_disconnected(&self.name);
-        self.after_socket_left();
+        true
     }
 
     /// A restored socket takes over: the packets it missed, then what was held for it since the

@@ -6,12 +6,13 @@
 mod config;
 mod cors;
 mod error;
+mod handshake;
 mod limits;
 mod socket;
+mod timer;
 mod wire;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -32,8 +33,9 @@ pub use ferrio_proto::engine::{
     CloseReason as EngineCloseReason, Data as EngineData, Frame, Protocol as EngineProtocol,
     TransportKind,
 };
+pub use handshake::HandshakeInfo;
 pub(crate) use socket::Outbox;
-pub use socket::{HandshakeInfo, SendError, Socket};
+pub use socket::{SendError, Socket};
 pub(crate) use wire::Wire;
 
 use crate::transport::{polling, websocket};
@@ -109,6 +111,8 @@ pub(crate) struct EngineInner {
     handler: Box<dyn OpenSession>,
     /// Handshakes in progress per address (`max_pending_handshakes_per_address`).
     pending_handshakes: Arc<limits::PendingHandshakes>,
+    /// Every session's deadlines, on one task.
+    pub(crate) timers: Arc<timer::Timers>,
 }
 
 /// An Engine.IO server. Cloning shares it.
@@ -180,6 +184,7 @@ impl Engine {
                 config,
                 sessions: DashMap::new(),
                 handler: Box::new(Typed(Arc::new(handler))),
+                timers: Arc::default(),
             }),
         }
     }
@@ -368,12 +373,7 @@ impl Engine {
         if id.is_empty() || self.inner.sessions.contains_key(&id) {
             return Err(RequestError::BadRequest);
         }
-        let handshake = HandshakeInfo {
-            headers: parts.headers.clone(),
-            uri: parts.uri.clone(),
-            remote_addr,
-            issued: SystemTime::now(),
-        };
+        let handshake = HandshakeInfo::new(parts, remote_addr);
         let socket = Socket::new(id.clone(), self.inner.clone(), transport, handshake, wire);
         socket.hold_handshake_slot(slot);
         let upgrades = match transport {
@@ -413,7 +413,7 @@ impl Engine {
         // yet and its websocket is not read yet, so no message or close comes before `on_open` returns.
         socket.set_handler(self.inner.handler.open(&socket));
         self.inner.sessions.insert(id, socket.clone());
-        tokio::spawn(socket.clone().run_timers());
+        socket.reschedule();
         if accept.is_some() {
             websocket::spawn_session(socket.clone(), parts);
         }

@@ -1,34 +1,22 @@
 //! One Engine.IO session in the server shell: its state machine, its outgoing queue and its timer task.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 use ferrio_proto::engine::{
     CloseReason, Data, Frame, Packet, Protocol, Received, Session, Timeout, TransportKind,
 };
-use http::{HeaderMap, Uri};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::handshake::HandshakeInfo;
 use super::wire::Wire;
 use super::{EngineInner, SessionHandler};
-
-/// What the client's handshake request looked like.
-#[derive(Debug, Clone)]
-pub struct HandshakeInfo {
-    /// Request headers.
-    pub headers: HeaderMap,
-    /// Request URI (path and query).
-    pub uri: Uri,
-    /// The peer's address, when the server knows it.
-    pub remote_addr: Option<SocketAddr>,
-    /// When the session was created.
-    pub issued: SystemTime,
-}
 
 /// Why a packet could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,14 +47,125 @@ fn cost(frame: &Frame) -> usize {
         }
 }
 
+/// A session's outgoing frames, bounded in frames (`max_buffered_packets`) and in bytes
+/// (`max_buffered_bytes`, see [`cost`]).
+///
+/// A deque under a lock rather than a channel: a tokio channel allocates its shared state and a first
+/// block of 32 slots up front (about 1.8 KB a session), while an idle session has nothing queued. This
+/// one allocates only while frames wait, and keeps a few slots for the next ones.
+#[derive(Debug)]
+struct FrameQueue {
+    state: Mutex<QueueState>,
+    max_frames: usize,
+    /// `max_buffered_bytes`.
+    budget: usize,
+    /// Signalled when frames leave the queue while a replay waits for room, and when the queue closes.
+    room: Notify,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    frames: VecDeque<Frame>,
+    /// Bytes in the queue (see [`cost`]): the slow-consumer rule counts bytes, not frames, so that a
+    /// polling client can take a burst of small messages between two polls.
+    bytes: usize,
+    /// The writer, while it waits for a frame.
+    waker: Option<Waker>,
+    /// A replay waits for room (`send_frame_waiting`).
+    waiting_room: bool,
+    /// No writer will take frames any more (the outbox was dropped): sending fails.
+    closed: bool,
+    /// The session is gone: the writer takes what is left, then `None`.
+    ended: bool,
+}
+
+/// Slots a drained queue keeps for the next frames (a ping, an answer); a burst's larger buffer is given
+/// back once it is drained.
+const KEPT_SLOTS: usize = 4;
+
+/// Why a frame was not queued.
+enum Refused {
+    Full,
+    Closed,
+}
+
+impl FrameQueue {
+    /// Queues `frame` and wakes the writer. With `budgeted`, refuses it when it would take the queue
+    /// past `max_buffered_bytes`; without, only the frame bound applies (the close marker, a replay).
+    #[inline]
+    fn push(&self, frame: Frame, budgeted: bool) -> Result<(), Refused> {
+        let c = cost(&frame);
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(Refused::Closed);
+        }
+        if st.frames.len() >= self.max_frames || (budgeted && st.bytes + c > self.budget) {
+            return Err(Refused::Full);
+        }
+        st.bytes += c;
+        st.frames.push_back(frame);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Takes the next frame; `Pending` registers the writer's waker.
+    fn poll_pop(&self, cx: Option<&mut Context<'_>>) -> Poll<Option<Frame>> {
+        let mut st = self.state.lock();
+        if let Some(f) = st.frames.pop_front() {
+            st.bytes -= cost(&f);
+            if st.frames.is_empty() && st.frames.capacity() > KEPT_SLOTS {
+                st.frames = VecDeque::new();
+            }
+            let room = std::mem::take(&mut st.waiting_room);
+            drop(st);
+            if room {
+                self.room.notify_waiters();
+            }
+            return Poll::Ready(Some(f));
+        }
+        if st.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(cx) = cx
+            && !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            st.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn close(&self) {
+        let frames = {
+            let mut st = self.state.lock();
+            st.closed = true;
+            st.bytes = 0;
+            std::mem::take(&mut st.frames)
+        };
+        self.room.notify_waiters();
+        drop(frames);
+    }
+
+    fn end(&self) {
+        let waker = {
+            let mut st = self.state.lock();
+            st.ended = true;
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
 /// The receiving end of a session's queue. Whoever holds it is the session's only writer: the pending
 /// poll, or the websocket's writer task. It moves from one to the other on upgrade.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    rx: mpsc::Receiver<Frame>,
-    /// Bytes in the queue (see [`cost`]), shared with the sending side; a frame stops counting once it
-    /// leaves the queue.
-    queued: Arc<AtomicUsize>,
+    queue: Arc<FrameQueue>,
     /// A frame taken from the queue that did not fit in the last poll response; it goes first next time.
     carry: Option<Frame>,
     /// `ferrio_packets_out_total` / `ferrio_bytes_out_total`, counted as frames leave the queue: on the
@@ -79,7 +178,7 @@ impl Outbox {
         if let Some(f) = self.carry.take() {
             return Some(f);
         }
-        let f = self.rx.recv().await?;
+        let f = std::future::poll_fn(|cx| self.queue.poll_pop(Some(cx))).await?;
         self.taken(&f);
         Some(f)
     }
@@ -88,17 +187,18 @@ impl Outbox {
         if let Some(f) = self.carry.take() {
             return Some(f);
         }
-        let f = self.rx.try_recv().ok()?;
+        let Poll::Ready(f) = self.queue.poll_pop(None) else {
+            return None;
+        };
+        let f = f?;
         self.taken(&f);
         Some(f)
     }
 
-    /// A frame left the queue: it stops counting against the budget and counts as sent.
+    /// A frame left the queue: it counts as sent.
     #[inline]
     fn taken(&self, f: &Frame) {
-        let c = cost(f);
-        self.queued.fetch_sub(c, Ordering::Relaxed);
-        self.out.record(c - FRAME_COST);
+        self.out.record(cost(f) - FRAME_COST);
     }
 
     pub(crate) fn put_back(&mut self, frame: Frame) {
@@ -107,24 +207,29 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    /// No writer any more: later frames would never leave, so sending fails from now on.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 /// An Engine.IO session (`engine.io` `Socket`).
 pub struct Socket {
     id: Arc<str>,
     pub(crate) engine: Arc<EngineInner>,
     state: Mutex<Session>,
-    tx: mpsc::Sender<Frame>,
-    /// Bytes in the queue: the slow-consumer rule counts bytes, not frames, so that a polling client can
-    /// take a burst of small messages between two polls. Checked beside the queue, no lock.
-    queued: Arc<AtomicUsize>,
-    /// `max_buffered_bytes`.
-    budget: usize,
+    queue: Arc<FrameQueue>,
     outbox: Mutex<Option<Outbox>>,
     /// Signalled each time a poll hands the outbox back.
     outbox_returned: Notify,
     /// Wakes the pending poll so that it answers at once (upgrade under way).
     pub(crate) poll_release: Notify,
-    /// Signalled when a deadline may have moved earlier.
-    wake: Notify,
+    /// This session, for the engine's timers (which hold it weakly).
+    me: Weak<Socket>,
+    /// Its place among the engine's timers: a serial number, and the deadline filed there, if any.
+    serial: u64,
+    filed: Mutex<Option<Instant>>,
     /// Cancelled once the session is closed.
     pub(crate) closed: CancellationToken,
     /// Cancelled to drop the probe websocket of an upgrade that timed out.
@@ -148,6 +253,13 @@ pub struct Socket {
     handshake_slot: Mutex<Option<super::limits::HandshakeSlot>>,
 }
 
+impl Drop for Socket {
+    /// The writer, if any, takes what is left and ends.
+    fn drop(&mut self) {
+        self.queue.end();
+    }
+}
+
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
@@ -165,33 +277,34 @@ impl Socket {
         handshake: HandshakeInfo,
         wire: Wire,
     ) -> Arc<Socket> {
-        // The channel's capacity is only the frame bound: tokio allocates its slots in blocks as they fill,
-        // not up front.
-        let (tx, rx) = mpsc::channel(engine.config.max_buffered_packets.max(2));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let budget = engine.config.max_buffered_bytes;
+        let queue = Arc::new(FrameQueue {
+            state: Mutex::new(QueueState::default()),
+            max_frames: engine.config.max_buffered_packets.max(2),
+            budget: engine.config.max_buffered_bytes,
+            room: Notify::new(),
+        });
         let session = Session::new(
             Instant::now(),
             engine.config.session_config(wire.protocol),
             transport,
         );
         crate::telemetry::connection(transport);
-        Arc::new(Socket {
+        let serial = engine.timers.serial();
+        Arc::new_cyclic(|me| Socket {
             id,
             engine,
             state: Mutex::new(session),
-            tx,
-            queued: queued.clone(),
-            budget,
+            queue: queue.clone(),
             outbox: Mutex::new(Some(Outbox {
-                rx,
-                queued,
+                queue,
                 carry: None,
                 out: crate::telemetry::FramesOut::new(),
             })),
             outbox_returned: Notify::new(),
             poll_release: Notify::new(),
-            wake: Notify::new(),
+            me: me.clone(),
+            serial,
+            filed: Mutex::new(None),
             closed: CancellationToken::new(),
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
@@ -280,17 +393,23 @@ impl Socket {
         if !self.open.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        let c = cost(&frame);
-        // Counted before the frame is visible to the writer, as in `enqueue`, so the counter never wraps.
-        self.queued.fetch_add(c, Ordering::Relaxed);
-        let sent = tokio::select! {
-            sent = self.tx.send(frame) => sent.map_err(|_| SendError::Closed),
-            () = self.closed.cancelled() => Err(SendError::Closed),
-        };
-        if sent.is_err() {
-            self.queued.fetch_sub(c, Ordering::Relaxed);
+        loop {
+            let room = self.queue.room.notified();
+            let mut room = std::pin::pin!(room);
+            // Registered before the check: room made after it wakes this wait.
+            room.as_mut().enable();
+            // Set before trying, so that a frame taken right after a refusal still signals `room`.
+            self.queue.state.lock().waiting_room = true;
+            match self.queue.push(frame.clone(), false) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Closed) => return Err(SendError::Closed),
+                Err(Refused::Full) => {}
+            }
+            tokio::select! {
+                () = room => {}
+                () = self.closed.cancelled() => return Err(SendError::Closed),
+            }
         }
-        sent
     }
 
     /// Queues a frame unless the queue is over its budget, in which case the frame is dropped (volatile
@@ -304,34 +423,20 @@ impl Socket {
     /// Bytes queued for this session and not yet taken by its writer (each frame counted as its encoded
     /// size plus a fixed slot cost); the slow-consumer rule closes the session past `max_buffered_bytes`.
     pub fn buffered_bytes(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.queue.state.lock().bytes
     }
 
-    /// Puts `frame` in the queue and counts it. With `budgeted`, refuses it (`Full`) when it would take
-    /// the queue past `max_buffered_bytes`; without, only the frame bound applies (the close marker).
+    /// Puts `frame` in the queue. With `budgeted`, refuses it when it would take the queue past
+    /// `max_buffered_bytes`; without, only the frame bound applies (the close marker).
     #[inline]
-    fn enqueue(
-        &self,
-        frame: Frame,
-        budgeted: bool,
-    ) -> Result<(), mpsc::error::TrySendError<Frame>> {
-        let c = cost(&frame);
-        // Counted before the frame is visible to the writer, so the writer's subtraction never comes
-        // first and the counter never wraps.
-        let before = self.queued.fetch_add(c, Ordering::Relaxed);
-        if budgeted && before + c > self.budget {
-            self.queued.fetch_sub(c, Ordering::Relaxed);
-            return Err(mpsc::error::TrySendError::Full(frame));
-        }
-        self.tx.try_send(frame).inspect_err(|_| {
-            self.queued.fetch_sub(c, Ordering::Relaxed);
-        })
+    fn enqueue(&self, frame: Frame, budgeted: bool) -> Result<(), Refused> {
+        self.queue.push(frame, budgeted)
     }
 
     fn push(&self, frame: Frame) -> Result<(), SendError> {
         match self.enqueue(frame, true) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 tracing::debug!(sid = %self.id, queued = self.buffered_bytes(), "slow consumer, closing");
                 crate::telemetry::slow_consumer();
                 // The session is closed at once (later sends fail), but its close handlers run on a task
@@ -351,7 +456,7 @@ impl Socket {
                 }
                 Err(SendError::SlowConsumer)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(Refused::Closed) => Err(SendError::Closed),
         }
     }
 
@@ -365,7 +470,7 @@ impl Socket {
                 // No room for the close marker: nothing more can be delivered in order, so end now.
                 self.close_with(CloseReason::ForcedClose);
             }
-            self.wake.notify_one();
+            self.reschedule();
         }
     }
 
@@ -381,6 +486,9 @@ impl Socket {
         self.open.store(false, Ordering::Release);
         tracing::debug!(sid = %self.id, %reason, "session closed");
         self.closed.cancel();
+        if let Some(at) = self.filed.lock().take() {
+            self.engine.timers.cancel(self.serial, at);
+        }
         if let Some(c) = self.upgrade_cancel.lock().take() {
             c.cancel();
         }
@@ -407,9 +515,11 @@ impl Socket {
             let before = state.poll_timeout();
             let received = state.on_packet(Instant::now(), packet);
             // A pong can move the next deadline earlier (the next ping, when ping_interval is shorter than
-            // ping_timeout): the timer task sleeps until the old one unless told.
-            if is_pong && state.poll_timeout() < before {
-                self.wake.notify_one();
+            // ping_timeout): the timers keep the old one unless told.
+            let earlier = is_pong && state.poll_timeout() < before;
+            drop(state);
+            if earlier {
+                self.reschedule();
             }
             received
         };
@@ -426,7 +536,7 @@ impl Socket {
                     self.state.lock().pause_reader();
                     wait.await;
                     self.state.lock().resume_reader(Instant::now());
-                    self.wake.notify_one();
+                    self.reschedule();
                 }
             }
             Received::SendPong => {
@@ -474,7 +584,7 @@ impl Socket {
         self.state.lock().begin_upgrade(Instant::now()).ok()?;
         let token = self.closed.child_token();
         *self.upgrade_cancel.lock() = Some(token.clone());
-        self.wake.notify_one();
+        self.reschedule();
         Some(token)
     }
 
@@ -502,33 +612,53 @@ impl Socket {
         self.close_with(CloseReason::ForcedClose);
     }
 
-    /// The timer task of the session: one sleep until the state machine's next deadline.
-    pub(crate) async fn run_timers(self: Arc<Self>) {
-        loop {
-            let Some(deadline) = self.state.lock().poll_timeout() else {
+    /// Files the state machine's next deadline with the engine's timers, unless an earlier or equal one
+    /// is filed already (a later one fires early and finds nothing to do).
+    pub(crate) fn reschedule(&self) {
+        let Some(at) = self.state.lock().poll_timeout() else {
+            return;
+        };
+        let mut filed = self.filed.lock();
+        if filed.is_some_and(|f| f <= at) {
+            return;
+        }
+        self.engine
+            .timers
+            .file(self.me.clone(), self.serial, *filed, at);
+        *filed = Some(at);
+    }
+
+    /// The deadline filed for `at` passed: runs what is due, then files the next one.
+    pub(crate) fn on_deadline(&self, at: Instant) {
+        {
+            let mut filed = self.filed.lock();
+            if *filed != Some(at) {
+                // Replaced by an earlier one meanwhile, which fires on its own.
                 return;
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-                _ = self.wake.notified() => continue,
-                _ = self.closed.cancelled() => return,
             }
-            loop {
-                let fired = self.state.lock().handle_timeout(Instant::now());
-                match fired {
-                    None => break,
-                    Some(Timeout::SendPing) => {
-                        let _ = self.push(Frame::ping());
-                    }
-                    Some(Timeout::PingTimedOut) => self.finish(CloseReason::PingTimeout),
-                    Some(Timeout::CloseTimedOut) => self.finish(CloseReason::ForcedClose),
-                    Some(Timeout::UpgradeTimedOut) => {
-                        if let Some(c) = self.upgrade_cancel.lock().take() {
-                            c.cancel();
-                        }
+            *filed = None;
+        }
+        if self.closed.is_cancelled() {
+            return;
+        }
+        loop {
+            let fired = self.state.lock().handle_timeout(Instant::now());
+            match fired {
+                None => break,
+                Some(Timeout::SendPing) => {
+                    let _ = self.push(Frame::ping());
+                }
+                Some(Timeout::PingTimedOut) => self.finish(CloseReason::PingTimeout),
+                Some(Timeout::CloseTimedOut) => self.finish(CloseReason::ForcedClose),
+                Some(Timeout::UpgradeTimedOut) => {
+                    if let Some(c) = self.upgrade_cancel.lock().take() {
+                        c.cancel();
                     }
                 }
             }
+        }
+        if !self.closed.is_cancelled() {
+            self.reschedule();
         }
     }
 }

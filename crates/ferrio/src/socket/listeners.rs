@@ -76,9 +76,10 @@ impl Listeners {
         let mut r = self.0.write();
         r.next_id += 1;
         let id = ListenerId(r.next_id);
+        // One slot first: most events have one listener, and a vector's first growth takes four.
         r.events
             .entry(event)
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(Listener { id, once, handler });
         id
     }

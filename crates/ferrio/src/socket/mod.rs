@@ -16,7 +16,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use ferrio_proto::engine::TransportKind;
@@ -32,8 +32,8 @@ pub use ferrio_proto::socket::DisconnectReason;
 pub use listeners::ListenerId;
 pub(crate) use listeners::Listeners;
 use listeners::Matched;
+pub(crate) use queue::Job;
 use queue::Queue;
-pub(crate) use queue::{Job, Jobs};
 
 use crate::ack::{AckArgs, AckError, EmitError};
 use crate::adapter::{
@@ -91,7 +91,12 @@ pub(crate) struct SocketInner {
     scope: Arc<dyn Scope>,
     client: Weak<dyn ClientLink>,
     conn: Conn,
-    handshake: Handshake,
+    /// Built on first use from what the session kept of its request (see `Conn::handshake`): most
+    /// applications never read it, and the maps cost more than the rest of an idle socket. Boxed, so
+    /// that an unread one takes a pointer's room.
+    handshake: OnceLock<Box<Handshake>>,
+    /// The `auth` payload of the CONNECT packet, for the handshake.
+    auth: Value,
     connected: AtomicBool,
     /// Owned by the socket's task (see `listeners`).
     listeners: Weak<Listeners>,
@@ -137,22 +142,30 @@ pub(crate) struct SocketParts {
     pub(crate) scope: Arc<dyn Scope>,
     pub(crate) client: Weak<dyn ClientLink>,
     pub(crate) conn: Conn,
-    pub(crate) handshake: Handshake,
+    pub(crate) auth: Value,
     pub(crate) queue_capacity: usize,
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) pid: Option<Arc<str>>,
     pub(crate) recovered: bool,
 }
 
-/// What the socket's task owns: its job queue and its listeners.
+/// What the socket's task owns: the reading end of its job queue and its listeners.
 pub(crate) struct SocketTask {
-    jobs: Jobs,
     listeners: Arc<Listeners>,
+    /// Whose queue this task reads: closed when the task ends, however it ends (middlewares refused,
+    /// the client left meanwhile, or the disconnect ran).
+    socket: Socket,
+}
+
+impl Drop for SocketTask {
+    fn drop(&mut self) {
+        self.socket.inner.queue.close();
+    }
 }
 
 impl Socket {
     pub(crate) fn new(parts: SocketParts) -> (Socket, SocketTask) {
-        let (queue, jobs) = Queue::new(parts.queue_capacity);
+        let queue = Queue::new(parts.queue_capacity);
         let listeners = Arc::new(Listeners::default());
         let socket = Socket {
             inner: Arc::new(SocketInner {
@@ -161,7 +174,8 @@ impl Socket {
                 scope: parts.scope,
                 client: parts.client,
                 conn: parts.conn,
-                handshake: parts.handshake,
+                handshake: OnceLock::new(),
+                auth: parts.auth,
                 connected: AtomicBool::new(false),
                 listeners: Arc::downgrade(&listeners),
                 acks: Mutex::new(AckTable::new()),
@@ -173,7 +187,11 @@ impl Socket {
                 recovered: parts.recovered,
             }),
         };
-        (socket, SocketTask { jobs, listeners })
+        let task = SocketTask {
+            listeners,
+            socket: socket.clone(),
+        };
+        (socket, task)
     }
 
     /// The socket id (also the name of its own room).
@@ -200,7 +218,9 @@ impl Socket {
 
     /// The handshake: headers, query, auth, address, time.
     pub fn handshake(&self) -> &Handshake {
-        &self.inner.handshake
+        self.inner
+            .handshake
+            .get_or_init(|| Box::new(self.inner.conn.handshake(self.inner.auth.clone())))
     }
 
     /// Whether this socket took over a session that dropped (connection state recovery): same id,
@@ -646,11 +666,17 @@ impl Socket {
         // Pending acks will never be answered: dropping their senders fails them with `Disconnected`.
         let pending = self.inner.acks.lock().drain();
         drop(pending);
-        if let Some(queue) = self.inner.queue.disconnect(reason) {
+        if !self.inner.queue.disconnect(reason) {
             // The queue is full or gone: the disconnect still has to run, right after the queued events.
             let socket = self.clone();
             tokio::spawn(async move {
-                if queue.send(Job::Disconnect(reason)).await.is_err() {
+                if socket
+                    .inner
+                    .queue
+                    .send(Job::Disconnect(reason))
+                    .await
+                    .is_err()
+                {
                     socket.adapter().del_all(socket.sid());
                 }
             });
@@ -705,7 +731,7 @@ impl SocketTask {
     /// `on_connect` (the connection handlers) runs alongside: it is polled first, so listeners it adds
     /// before its first `await` see the first event, and events keep flowing while it awaits, as in
     /// socket.io. Events still run one at a time, in order.
-    pub(crate) async fn run(mut self, socket: Socket, on_connect: crate::engine::BoxFuture<()>) {
+    pub(crate) async fn run(self, socket: Socket, on_connect: crate::engine::BoxFuture<()>) {
         let mut on_connect = on_connect.fuse();
         let mut connecting = true;
         loop {
@@ -715,19 +741,26 @@ impl SocketTask {
                     connecting = false;
                     continue;
                 }
-                job = self.jobs.recv() => job,
+                job = socket.inner.queue.recv() => job,
             };
             match job {
-                Some(Job::Event(e)) => {
-                    let dispatch = dispatch(&socket, &self.listeners, e);
-                    alongside(dispatch, &mut on_connect, &mut connecting).await;
+                Job::Event(e) => {
+                    // The connection handlers go first, as when they are polled beside a listener:
+                    // what they add before their next await sees this event.
+                    if connecting && poll_once(&mut on_connect).await {
+                        connecting = false;
+                    }
+                    if let Some(mut listeners) = dispatch(&socket, &self.listeners, e) {
+                        alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
+                    }
                 }
-                Some(Job::Disconnect(reason)) => {
-                    let disconnect = run_disconnect(&socket, &self.listeners, reason);
-                    alongside(disconnect, &mut on_connect, &mut connecting).await;
+                Job::Disconnect(reason) => {
+                    // Boxed: it runs once, and held inline it would take most of the socket's future
+                    // (which lives as long as the socket) for the adapter's `persist_session`.
+                    let mut disconnect = Box::pin(run_disconnect(&socket, &self.listeners, reason));
+                    alongside(disconnect.as_mut(), &mut on_connect, &mut connecting).await;
                     break;
                 }
-                None => break,
             }
         }
         // A connection handler still awaiting (an ack that now fails, a sleep) finishes its course.
@@ -737,24 +770,58 @@ impl SocketTask {
     }
 }
 
+/// Polls `f` once (with the task's waker); whether it is done.
+async fn poll_once(f: &mut futures_util::future::Fuse<crate::engine::BoxFuture<()>>) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.poll_unpin(cx).is_ready())).await
+}
+
 /// Runs `main` to completion while also driving `side` (until it ends).
-async fn alongside<F: Future<Output = ()>>(
-    main: F,
+async fn alongside<F: Future<Output = ()> + ?Sized>(
+    mut main: std::pin::Pin<&mut F>,
     side: &mut futures_util::future::Fuse<crate::engine::BoxFuture<()>>,
     side_running: &mut bool,
 ) {
-    let mut main = std::pin::pin!(main);
     loop {
         tokio::select! {
             biased;
             () = &mut *side, if *side_running => *side_running = false,
-            () = &mut main => return,
+            () = main.as_mut() => return,
         }
     }
 }
 
-/// Runs one incoming event: catch-alls, middlewares, then its listeners.
-async fn dispatch(socket: &Socket, listeners: &Listeners, event: Event) {
+/// One incoming event: runs its catch-alls and middlewares, and returns the run of its listeners.
+///
+/// Not an async fn: the listeners' futures are boxed already (one listener, the usual case, is run
+/// as it is), while an async fn's state, with the event in it, would take room in the socket's future
+/// for the socket's whole life.
+fn dispatch(
+    socket: &Socket,
+    listeners: &Listeners,
+    event: Event,
+) -> Option<crate::engine::BoxFuture<()>> {
+    if !admit(socket, listeners, &event) {
+        return None;
+    }
+    match listeners.take(event.name()) {
+        Matched::None => None,
+        Matched::One(h) => Some(h(socket.clone(), event)),
+        Matched::Many(hs) => {
+            let socket = socket.clone();
+            Some(Box::pin(async move {
+                let mut event = event;
+                let last = hs.len() - 1;
+                for h in &hs[..last] {
+                    h(socket.clone(), event.fork()).await;
+                }
+                hs[last](socket.clone(), event).await;
+            }))
+        }
+    }
+}
+
+/// Catch-alls and middlewares: whether the event goes on to its listeners.
+fn admit(socket: &Socket, listeners: &Listeners, event: &Event) -> bool {
     let (any, middlewares) = {
         let r = listeners.read();
         (r.any.clone(), r.middlewares.clone())
@@ -764,26 +831,15 @@ async fn dispatch(socket: &Socket, listeners: &Listeners, event: Event) {
         f(socket, event.name(), event.args());
     }
     for f in &middlewares {
-        if let Err(err) = f(socket, &event) {
+        if let Err(err) = f(socket, event) {
             let errors = listeners.read().errors.clone();
             for e in &errors {
                 e(socket, &err);
             }
-            return;
+            return false;
         }
     }
-    match listeners.take(event.name()) {
-        Matched::None => {}
-        Matched::One(h) => h(socket.clone(), event).await,
-        Matched::Many(hs) => {
-            let mut event = event;
-            let last = hs.len() - 1;
-            for h in &hs[..last] {
-                h(socket.clone(), event.fork()).await;
-            }
-            hs[last](socket.clone(), event).await;
-        }
-    }
+    true
 }
 
 /// Runs the disconnect sequence: `disconnecting` (rooms still known), leave rooms, `disconnect`.

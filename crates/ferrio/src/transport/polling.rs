@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::{Bytes, BytesMut};
 use ferrio_proto::engine::{CloseReason, Frame, PacketType, Protocol};
 use flate2::Compression;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -52,7 +52,7 @@ impl Drop for PollGuard<'_> {
 /// `max_http_buffer_size`.
 pub(crate) async fn poll(
     socket: &Arc<Socket>,
-    parts: &Parts,
+    parts: &mut Parts,
 ) -> Result<Response<Bytes>, RequestError> {
     let Some(outbox) = socket.take_outbox() else {
         // Two GETs at once for one session: the client is broken or hostile.
@@ -75,7 +75,11 @@ pub(crate) async fn poll(
         release.as_mut().enable();
         let first = if socket.poll_must_not_wait() {
             Some(outbox.try_recv().unwrap_or_else(Frame::noop))
+        } else if let Some(f) = outbox.try_recv() {
+            Some(f)
         } else {
+            // About to wait, maybe for a whole ping interval.
+            own_request_bytes(parts);
             tokio::select! {
                 biased;
                 f = outbox.recv() => f,
@@ -131,6 +135,31 @@ pub(crate) async fn poll(
         watch.arm(socket.clone(), res.body().len());
     }
     Ok(res)
+}
+
+/// Copies the request's URI and headers out of hyper's read buffer, of which they are slices: a poll
+/// that waits would otherwise pin that buffer (8 KiB or more) for as long as it waits, while hyper
+/// allocates another one to watch the connection. Done only when the poll is about to wait, so a busy
+/// session's polls do not pay for it.
+fn own_request_bytes(parts: &mut Parts) {
+    let shared = std::mem::take(&mut parts.headers);
+    let mut owned = HeaderMap::with_capacity(shared.len());
+    let mut name: Option<HeaderName> = None;
+    for (k, v) in shared {
+        // `None`: another value of the previous name.
+        if let Some(k) = k {
+            // Standard names are static; others hold bytes of their own once copied.
+            name = HeaderName::from_bytes(k.as_str().as_bytes()).ok();
+        }
+        if let (Some(k), Ok(mut copy)) = (&name, HeaderValue::from_bytes(v.as_bytes())) {
+            copy.set_sensitive(v.is_sensitive());
+            owned.append(k.clone(), copy);
+        }
+    }
+    parts.headers = owned;
+    if let Ok(uri) = http::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
 }
 
 /// Compresses with gzip or deflate when the client accepts one of them.
@@ -292,7 +321,26 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::pick_encoding;
+    use super::{own_request_bytes, pick_encoding};
+
+    #[test]
+    fn request_bytes_are_copied_whole() {
+        let (mut parts, ()) = http::Request::builder()
+            .uri("/socket.io/?EIO=4&transport=polling&sid=abc")
+            .header("accept-encoding", "gzip")
+            .header("x-custom", "a")
+            .header("x-custom", "b")
+            .header("cookie", "io=abc")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let before = parts.clone();
+        own_request_bytes(&mut parts);
+        assert_eq!(parts.headers, before.headers);
+        assert_eq!(parts.uri, before.uri);
+        let custom: Vec<_> = parts.headers.get_all("x-custom").iter().collect();
+        assert_eq!(custom, ["a", "b"]);
+    }
 
     #[test]
     fn accept_encoding() {
