@@ -177,6 +177,12 @@ impl Decoder {
         }
     }
 
+    /// The receive buffer, for a shell that reads straight into it while a frame is incomplete (the
+    /// decoder reserved room for the rest of the frame). Bytes added after a close are ignored.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
     /// Received bytes not decoded yet.
     pub fn buffered(&self) -> usize {
         self.buf.len()
@@ -208,6 +214,7 @@ impl Decoder {
     fn decode(&mut self) -> Result<Option<Message>, Error> {
         loop {
             if self.closed {
+                self.buf.clear();
                 return Ok(None);
             }
             let Some((h, header_len)) = parse_header(&self.buf)? else {

@@ -24,7 +24,7 @@ use http_body_util::Full;
 pub(crate) use config::setters;
 pub use config::{
     AllowRequest, BoxFuture, Cookie, EngineConfig, EngineConfigBuilder, GenerateId, HeadersHook,
-    HttpCompression, Rejection, SameSite,
+    HttpCompression, PerMessageDeflate, Rejection, SameSite,
 };
 pub use cors::{Cors, CorsOrigin};
 pub use error::RequestError;
@@ -32,8 +32,8 @@ pub use ferrio_proto::engine::{
     CloseReason as EngineCloseReason, Data as EngineData, Frame, Protocol as EngineProtocol,
     TransportKind,
 };
-pub(crate) use socket::Outbox;
 pub use socket::{HandshakeInfo, SendError, Socket};
+pub(crate) use socket::{Outbox, uncompressed_marker};
 pub(crate) use wire::Wire;
 
 use crate::transport::{polling, websocket};
@@ -299,15 +299,15 @@ impl Engine {
                     if !is_upgrade || !config.allow_upgrades {
                         return Err(RequestError::BadRequest);
                     }
-                    let accept = websocket::check_upgrade_request(parts)?;
+                    let upgrade = websocket::check_upgrade_request(parts, config)?;
                     // A v3 client chooses base64 per transport: the websocket says so on its own.
                     socket
                         .wire()
                         .set_websocket_b64(wire::wants_base64(query.b64));
-                    let mut res = websocket::switching_protocols(&accept);
+                    let mut res = websocket::switching_protocols(&upgrade);
                     self.apply_headers_hooks(res.headers_mut(), parts, false);
                     match socket.begin_upgrade() {
-                        Some(cancel) => websocket::spawn_probe(socket, parts, cancel),
+                        Some(cancel) => websocket::spawn_probe(socket, parts, cancel, upgrade),
                         None => websocket::spawn_reject(parts),
                     }
                     Ok(res)
@@ -348,7 +348,7 @@ impl Engine {
         let b64 = wire::wants_base64(query.b64);
         let wire = Wire::new(protocol, b64, jsonp, b64);
         let accept = match transport {
-            TransportKind::WebSocket => Some(websocket::check_upgrade_request(parts)?),
+            TransportKind::WebSocket => Some(websocket::check_upgrade_request(parts, config)?),
             TransportKind::Polling => None,
         };
 
@@ -414,8 +414,8 @@ impl Engine {
         socket.set_handler(self.inner.handler.open(&socket));
         self.inner.sessions.insert(id, socket.clone());
         tokio::spawn(socket.clone().run_timers());
-        if accept.is_some() {
-            websocket::spawn_session(socket.clone(), parts);
+        if let Some(upgrade) = accept {
+            websocket::spawn_session(socket.clone(), parts, upgrade);
         }
         Ok(res)
     }
