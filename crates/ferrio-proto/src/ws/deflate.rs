@@ -123,6 +123,12 @@ pub fn negotiate<'a>(
     values: impl IntoIterator<Item = &'a str>,
     config: &DeflateConfig,
 ) -> Option<(DeflateParams, String)> {
+    // Configured windows outside 8..=15 are not valid parameter values: brought into range.
+    let config = &DeflateConfig {
+        server_max_window_bits: config.server_max_window_bits.map(|b| b.clamp(8, 15)),
+        client_max_window_bits: config.client_max_window_bits.map(|b| b.clamp(8, 15)),
+        ..*config
+    };
     for offer in offers(values) {
         let Some(o) = offer else { continue };
         // The client asked for a smaller server window than configured: honoured (the smaller of the
