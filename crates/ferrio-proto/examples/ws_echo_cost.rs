@@ -1,14 +1,21 @@
 //! The codec's work for N echoes of a 10 KB JSON message, for instruction counts under callgrind
 //! (`bench/deflate.md`): the client encodes (masked), the server decodes, encodes the echo, the client
-//! decodes it. `ws_echo_cost plain|deflate|deflate-cold N`: `deflate` keeps the compression contexts
+//! decodes it. `ws_echo_cost build|plain|deflate|deflate-cold N` (`build` only builds the N messages: the
+//! baseline to subtract): `deflate` keeps the compression contexts
 //! (each message after the first refers back to the previous one, as a repeated message would);
 //! `deflate-cold` gives each echo fresh contexts on both sides (the cost of a message unlike the last).
 
-use ferrio_proto::ws::{DeflateConfig, Decoder, Encoder, Message, Role, accept_answer, negotiate};
+use ferrio_proto::ws::{Decoder, DeflateConfig, Encoder, Message, Role, accept_answer, negotiate};
 
 fn json_10k(i: usize) -> String {
     let items: Vec<String> = (0..240)
-        .map(|j| format!("{{\"id\":{},\"name\":\"user {j}\",\"online\":{}}}", i * 1000 + j, j % 3 == 0))
+        .map(|j| {
+            format!(
+                "{{\"id\":{},\"name\":\"user {j}\",\"online\":{}}}",
+                i * 1000 + j,
+                j % 3 == 0
+            )
+        })
         .collect();
     format!("42[\"update\",{{\"items\":[{}]}}]", items.join(","))
 }
@@ -23,7 +30,8 @@ fn main() {
     let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(100);
     let config = DeflateConfig::default();
     let params = (mode != "plain").then(|| {
-        let (server, answer) = negotiate(["permessage-deflate; client_max_window_bits"], &config).unwrap();
+        let (server, answer) =
+            negotiate(["permessage-deflate; client_max_window_bits"], &config).unwrap();
         let client = accept_answer([answer.as_str()], &config).unwrap().unwrap();
         (server, client)
     });
@@ -36,6 +44,11 @@ fn main() {
         )
     };
     let messages: Vec<String> = (0..n).map(json_10k).collect();
+    if mode == "build" {
+        // Only the messages: the baseline the other modes' counts are taken against.
+        println!("{}", messages.iter().map(String::len).sum::<usize>());
+        return;
+    }
     let (mut ce, mut sd, mut se, mut cd) = fresh();
     let mut wire_bytes = 0;
     let mut buf = Vec::new();
@@ -47,12 +60,16 @@ fn main() {
         ce.text(m, true, &mut buf).unwrap();
         wire_bytes += buf.len();
         sd.feed(&buf);
-        let Some(Message::Text(t)) = sd.next_message().unwrap() else { panic!() };
+        let Some(Message::Text(t)) = sd.next_message().unwrap() else {
+            panic!()
+        };
         buf.clear();
         se.text(&t, true, &mut buf).unwrap();
         wire_bytes += buf.len();
         cd.feed(&buf);
-        let Some(Message::Text(back)) = cd.next_message().unwrap() else { panic!() };
+        let Some(Message::Text(back)) = cd.next_message().unwrap() else {
+            panic!()
+        };
         assert_eq!(back.len(), m.len());
     }
     println!(

@@ -164,6 +164,24 @@ impl<'a> Query<'a> {
 }
 
 /// 128 bits from the OS CSPRNG, base64url without padding (22 characters).
+/// A copy of `headers` in allocations of its own: hyper's header values are slices of the connection's
+/// 8 KiB read buffer, and a session that kept them kept that buffer for its whole life.
+fn detached_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut v = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        v.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), v);
+    }
+    out
+}
+
+/// A copy of `uri` that shares nothing with the request's buffer (see [`detached_headers`]).
+fn detached_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::from_maybe_shared(Bytes::copy_from_slice(uri.to_string().as_bytes()))
+        .unwrap_or_else(|_| uri.clone())
+}
+
 fn default_id() -> String {
     let bytes: [u8; 16] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -369,8 +387,8 @@ impl Engine {
             return Err(RequestError::BadRequest);
         }
         let handshake = HandshakeInfo {
-            headers: parts.headers.clone(),
-            uri: parts.uri.clone(),
+            headers: detached_headers(&parts.headers),
+            uri: detached_uri(&parts.uri),
             remote_addr,
             issued: SystemTime::now(),
         };
