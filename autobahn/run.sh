@@ -12,7 +12,7 @@ rm -rf "$out"
 log=$(mktemp)
 target/release/examples/ws_echo --port 0 >"$log" &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$log"' EXIT
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 50); do grep -q listening "$log" && break; sleep 0.1; done
 addr=$(sed -n 's#listening on ws://##p' "$log")
 [ -n "$addr" ] || { echo "ws_echo did not start" >&2; exit 1; }

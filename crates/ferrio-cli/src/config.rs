@@ -641,23 +641,23 @@ log = "warn"
         assert!(!c.engine.allow_eio3);
     }
 
-    #[test]
-    fn allow_eio3_flag_and_file() {
+    /// The engine options of `serve ARGS`.
+    fn engine_of(args: &[&str]) -> ferrio::engine::EngineConfig {
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
             options: ServeOptions,
         }
-        let parse = |args: &[&str]| {
-            <Cli as clap::Parser>::try_parse_from(
-                std::iter::once("serve").chain(args.iter().copied()),
-            )
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .unwrap()
             .options
             .io_config()
             .engine
-            .allow_eio3
-        };
+    }
+
+    #[test]
+    fn allow_eio3_flag_and_file() {
+        let parse = |args: &[&str]| engine_of(args).allow_eio3;
         assert!(parse(&["--allow-eio3"]));
         assert!(parse(&["--allow-eio3", "true"]));
         assert!(!parse(&["--allow-eio3", "false"]));
@@ -668,21 +668,7 @@ log = "warn"
 
     #[test]
     fn per_message_deflate_flag_and_file() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            options: ServeOptions,
-        }
-        let parse = |args: &[&str]| {
-            <Cli as clap::Parser>::try_parse_from(
-                std::iter::once("serve").chain(args.iter().copied()),
-            )
-            .unwrap()
-            .options
-            .io_config()
-            .engine
-            .per_message_deflate
-        };
+        let parse = |args: &[&str]| engine_of(args).per_message_deflate;
         assert_eq!(
             parse(&["--per-message-deflate"]),
             Some(PerMessageDeflate::default())

@@ -107,6 +107,9 @@ pub fn is_valid_close_code(code: u16) -> bool {
 /// but must still end.
 const MIN_FRAGMENT_COST: usize = 64;
 
+/// Most the receive buffer grows by ahead of the bytes that fill it.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Cost over the size limit that a fragmented message may reach: a thousand tiny fragments are fine.
 const FRAGMENT_SLACK: usize = 1024 * MIN_FRAGMENT_COST;
 
@@ -224,7 +227,10 @@ impl Decoder {
             // `check` bounded the length by the size limit.
             let len = h.len as usize;
             if self.buf.len() < header_len + len {
-                self.buf.reserve(header_len + len - self.buf.len());
+                // Room for what is still to come, in steps: a header announcing the largest
+                // message, then silence, must not hold that much memory.
+                self.buf
+                    .reserve((header_len + len - self.buf.len()).min(RESERVE_STEP));
                 return Ok(None);
             }
             self.buf.advance(header_len);
@@ -368,6 +374,16 @@ fn parse_close(p: Bytes) -> Result<Option<CloseFrame>, Error> {
     }
 }
 
+/// The compressor of one side: its agreed window and context takeover, the configured level and threshold.
+fn deflater(window_bits: u8, no_context_takeover: bool, c: &DeflateConfig) -> Deflater {
+    Deflater::new(
+        window_bits,
+        no_context_takeover,
+        c.level.unwrap_or(6),
+        c.threshold,
+    )
+}
+
 /// The sending half of a websocket.
 #[derive(Debug)]
 pub struct Encoder {
@@ -381,14 +397,8 @@ impl Encoder {
     pub fn server(deflate: Option<(&DeflateParams, &DeflateConfig)>) -> Self {
         Encoder {
             mask: None,
-            deflater: deflate.map(|(p, c)| {
-                Deflater::new(
-                    p.server_max_window_bits,
-                    p.server_no_context_takeover,
-                    c.level.unwrap_or(6),
-                    c.threshold,
-                )
-            }),
+            deflater: deflate
+                .map(|(p, c)| deflater(p.server_max_window_bits, p.server_no_context_takeover, c)),
         }
     }
 
@@ -399,14 +409,8 @@ impl Encoder {
     ) -> Self {
         Encoder {
             mask: Some(mask),
-            deflater: deflate.map(|(p, c)| {
-                Deflater::new(
-                    p.client_max_window_bits,
-                    p.client_no_context_takeover,
-                    c.level.unwrap_or(6),
-                    c.threshold,
-                )
-            }),
+            deflater: deflate
+                .map(|(p, c)| deflater(p.client_max_window_bits, p.client_no_context_takeover, c)),
         }
     }
 

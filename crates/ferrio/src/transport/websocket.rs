@@ -329,6 +329,8 @@ pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upg
             Some(u) => accept(u, max, deflate_of(&socket, &upgrade)).await,
             None => None,
         };
+        // Not needed past the handshake: its strings are not kept for the session's life.
+        drop(upgrade);
         match ws {
             Some((r, w)) => run(socket, r, w).await,
             None => socket.close_with(CloseReason::TransportError),
@@ -363,6 +365,7 @@ pub(crate) fn spawn_probe(
             Some(u) => accept(u, max, deflate_of(&socket, &upgrade)).await,
             None => None,
         };
+        drop(upgrade);
         let Some((mut r, mut w)) = ws else {
             socket.abort_upgrade();
             return;
