@@ -429,3 +429,10 @@ fn encoder_frames_decode() {
         ]
     );
 }
+
+#[test]
+fn idle_state_is_small() {
+    // What a connection keeps per direction while it waits: no buffer, no zlib state, only these.
+    assert!(std::mem::size_of::<Decoder>() <= 160);
+    assert!(std::mem::size_of::<Encoder>() <= 64);
+}
