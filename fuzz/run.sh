@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH=${1:-60}
-TARGETS=${TARGETS:-"engine_packet engine_payload engine_v3 socket_packet value_json redis_wire client_handshake msgpack_packet redis_streams server_handshake client_session"}
+TARGETS=${TARGETS:-"engine_packet engine_payload engine_v3 socket_packet value_json redis_wire client_handshake msgpack_packet redis_streams server_handshake client_session ws_frames"}
 
 cargo +nightly fuzz build -O
 printf '%-18s %8s %12s %8s\n' target seconds execs crashes

@@ -57,6 +57,10 @@ pub struct ServeOptions {
     /// Compress polling responses.
     #[arg(long, env = "FERRIO_HTTP_COMPRESSION")]
     pub http_compression: Option<bool>,
+    /// permessage-deflate on websocket connections, threshold 1024 bytes (`--per-message-deflate` alone
+    /// means true; off by default, as in engine.io).
+    #[arg(long = "per-message-deflate", env = "FERRIO_PER_MESSAGE_DEFLATE", num_args = 0..=1, default_missing_value = "true")]
+    pub per_message_deflate: Option<bool>,
     /// Serve the browser bundle under the path.
     #[arg(long, env = "FERRIO_SERVE_CLIENT")]
     pub serve_client: Option<bool>,
@@ -310,6 +314,7 @@ impl ServeOptions {
             cors_credentials,
             cookie,
             http_compression,
+            per_message_deflate,
             serve_client,
             client_dist,
             cleanup_empty_child_namespaces,
@@ -373,7 +378,7 @@ impl ServeOptions {
 
     /// The server options these values describe (official defaults for the rest).
     pub fn io_config(&self) -> ferrio::IoConfig {
-        use ferrio::engine::{Cookie, Cors, HttpCompression};
+        use ferrio::engine::{Cookie, Cors, HttpCompression, PerMessageDeflate};
         use ferrio_proto::engine::TransportKind;
         let mut c = ferrio::IoConfig::default();
         let e = &mut c.engine;
@@ -425,6 +430,9 @@ impl ServeOptions {
         } else if self.http_compression == Some(true) {
             e.http_compression = Some(HttpCompression::default());
         }
+        if let Some(on) = self.per_message_deflate {
+            e.per_message_deflate = on.then(PerMessageDeflate::default);
+        }
         if let Some(v) = self.max_buffered_packets {
             e.max_buffered_packets = v;
         }
@@ -458,6 +466,7 @@ impl ServeOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrio::engine::PerMessageDeflate;
 
     #[test]
     fn parser_from_the_file_and_flags() {
@@ -632,29 +641,42 @@ log = "warn"
         assert!(!c.engine.allow_eio3);
     }
 
-    #[test]
-    fn allow_eio3_flag_and_file() {
+    /// The engine options of `serve ARGS`.
+    fn engine_of(args: &[&str]) -> ferrio::engine::EngineConfig {
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
             options: ServeOptions,
         }
-        let parse = |args: &[&str]| {
-            <Cli as clap::Parser>::try_parse_from(
-                std::iter::once("serve").chain(args.iter().copied()),
-            )
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .unwrap()
             .options
             .io_config()
             .engine
-            .allow_eio3
-        };
+    }
+
+    #[test]
+    fn allow_eio3_flag_and_file() {
+        let parse = |args: &[&str]| engine_of(args).allow_eio3;
         assert!(parse(&["--allow-eio3"]));
         assert!(parse(&["--allow-eio3", "true"]));
         assert!(!parse(&["--allow-eio3", "false"]));
         assert!(!parse(&[]));
         let file: FileConfig = FileConfig::parse("allow_eio3 = true\n").unwrap();
         assert!(file.base.io_config().engine.allow_eio3);
+    }
+
+    #[test]
+    fn per_message_deflate_flag_and_file() {
+        let parse = |args: &[&str]| engine_of(args).per_message_deflate;
+        assert_eq!(
+            parse(&["--per-message-deflate"]),
+            Some(PerMessageDeflate::default())
+        );
+        assert_eq!(parse(&["--per-message-deflate", "false"]), None);
+        assert_eq!(parse(&[]), None);
+        let file: FileConfig = FileConfig::parse("per_message_deflate = true\n").unwrap();
+        assert!(file.base.io_config().engine.per_message_deflate.is_some());
     }
 
     #[test]

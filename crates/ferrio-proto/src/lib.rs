@@ -12,6 +12,7 @@ pub mod engine;
 pub mod reconnect;
 pub mod socket;
 pub mod value;
+pub mod ws;
 
 pub use bytes::Bytes;
 pub use bytestring::ByteString;

@@ -6,7 +6,8 @@
 //!
 //! Flags: `--port N` (0, the default, picks a free port); `--ping-interval MS` / `--ping-timeout MS`
 //! (300 / 200); `--parser json|msgpack` (json; msgpack is `socket.io-msgpack-parser`); `--allow-eio3`
-//! (also accept socket.io-client 2.x: Engine.IO v3, Socket.IO v4, JSONP).
+//! (also accept socket.io-client 2.x: Engine.IO v3, Socket.IO v4, JSONP); `--per-message-deflate`
+//! (permessage-deflate on websockets, threshold 1024).
 //!
 //! Namespaces:
 //! - `/` and `/custom`: the events below;
@@ -69,11 +70,12 @@ struct Args {
     ping_timeout: u64,
     msgpack: bool,
     allow_eio3: bool,
+    per_message_deflate: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "{msg}\nusage: socket_interop [--port N] [--ping-interval MS] [--ping-timeout MS] [--parser json|msgpack] [--allow-eio3]"
+        "{msg}\nusage: socket_interop [--port N] [--ping-interval MS] [--ping-timeout MS] [--parser json|msgpack] [--allow-eio3] [--per-message-deflate]"
     );
     std::process::exit(2);
 }
@@ -85,11 +87,16 @@ fn parse_args() -> Args {
         ping_timeout: 200,
         msgpack: false,
         allow_eio3: false,
+        per_message_deflate: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--allow-eio3" {
             args.allow_eio3 = true;
+            continue;
+        }
+        if flag == "--per-message-deflate" {
+            args.per_message_deflate = true;
             continue;
         }
         let value = it
@@ -562,7 +569,11 @@ async fn main() -> std::io::Result<()> {
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .cors(Cors::any())
-        .allow_eio3(args.allow_eio3);
+        .allow_eio3(args.allow_eio3)
+        .per_message_deflate(
+            args.per_message_deflate
+                .then(ferrio::engine::PerMessageDeflate::default),
+        );
     if args.msgpack {
         config = config.parser(Arc::new(ferrio::MsgpackParser::new()));
     }

@@ -48,6 +48,27 @@ impl Conn {
 
     /// Writes pre-encoded frames; returns false when the connection refused them.
     pub(crate) fn write(&self, encoded: &Encoded, volatile: bool) -> bool {
+        self.write_with(encoded, volatile, true)
+    }
+
+    /// Writes pre-encoded frames; with `compress` false (`compress(false)`), a websocket sends them
+    /// uncompressed.
+    pub(crate) fn write_with(&self, encoded: &Encoded, volatile: bool, compress: bool) -> bool {
+        // Only a websocket compresses; on polling the marker would be skipped for nothing.
+        if !compress
+            && self.session.engine.config.per_message_deflate.is_some()
+            && self.session.transport() == TransportKind::WebSocket
+        {
+            let marker = crate::engine::uncompressed_marker();
+            let queued = if volatile {
+                self.session.send_frame_volatile(marker)
+            } else {
+                self.session.send_frame(marker).is_ok()
+            };
+            if !queued {
+                return false;
+            }
+        }
         if volatile {
             // All or nothing: attachments must follow their head, so only the head may be dropped.
             if !self.session.send_frame_volatile(encoded.head.clone()) {

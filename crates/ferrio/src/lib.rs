@@ -26,6 +26,13 @@ mod socket;
 mod telemetry;
 mod transport;
 
+/// ferrio's websocket layer on its own, without Engine.IO: for protocol test suites (Autobahn).
+#[doc(hidden)]
+pub mod websocket {
+    pub use crate::transport::websocket::{RawError, RawWebSocket};
+    pub use ferrio_proto::ws::{DeflateConfig, Message};
+}
+
 pub use ack::{AckArgs, AckError, BroadcastAckError, EmitError};
 pub use engine::TransportKind;
 pub use ferrio_core::adapter::JoinError;

@@ -466,7 +466,7 @@ impl NamespaceInner {
         }
         // The restored socket may have taken over between the two looks.
         self.socket(sid)
-            .is_some_and(|s| s.write_encoded(encoded, flags.volatile))
+            .is_some_and(|s| s.write_broadcast(encoded, flags))
     }
 }
 
@@ -487,7 +487,7 @@ impl LocalNamespace for NamespaceInner {
         // `socket()` clones the socket out of the map: no map guard may be held while writing, since a
         // full queue closes the connection, which removes the socket from this very map.
         match self.socket(sid) {
-            Some(s) => s.write_encoded(encoded, flags.volatile),
+            Some(s) => s.write_broadcast(encoded, flags),
             None if self.recovery => self.deliver_held(sid, encoded, flags),
             None => false,
         }

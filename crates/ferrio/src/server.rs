@@ -19,7 +19,7 @@ use crate::client::{Client, Namespaces};
 use crate::conn::Conn;
 use crate::engine::{
     BoxFuture, Cookie, Cors, Engine, EngineConfig, EngineConfigBuilder, EngineHandler,
-    HttpCompression, Socket as Session, setters,
+    HttpCompression, PerMessageDeflate, Socket as Session, setters,
 };
 use crate::namespace::{ConnectError, Namespace, NamespaceConfig, NamespaceInner, Registry};
 use crate::operators::{BroadcastOperator, RemoteSocket};
@@ -270,6 +270,8 @@ impl IoConfigBuilder {
         allow_eio3: bool,
         /// Handshakes in progress from one remote address at most (`None`: no limit).
         max_pending_handshakes_per_address: Option<usize>,
+        /// permessage-deflate on websocket connections (`None`: off, the default).
+        per_message_deflate: Option<PerMessageDeflate>,
     }
 
     /// Applies Engine.IO options that take a closure (`allow_request`, `initial_headers`, `headers`,

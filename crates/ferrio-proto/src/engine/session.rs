@@ -358,7 +358,10 @@ impl Session {
             }
             // In v4 only the server pings; a client ping breaks the protocol.
             (_, Packet::Ping(_)) => self.close(CloseReason::TransportError),
-            (_, Packet::Message(data)) => Received::Message(data),
+            // As engine.io: once the server started closing, what the client still sends is ignored
+            // (a handler that closed the session must not see the messages queued behind).
+            (_, Packet::Message(data)) if self.is_open() => Received::Message(data),
+            (_, Packet::Message(_)) => Received::Nothing,
             (_, Packet::Close) => self.close(CloseReason::TransportClose),
             (_, Packet::Open(_) | Packet::Upgrade | Packet::Noop) => Received::Nothing,
         }
@@ -705,5 +708,20 @@ mod tests {
         assert_eq!(advance(&mut s, t0 + 300 * MS), vec![Timeout::SendPing]);
         assert_eq!(advance(&mut s, t0 + 510 * MS), vec![Timeout::CloseTimedOut]);
         assert_eq!(s.closed(), Some(CloseReason::ForcedClose));
+    }
+
+    #[test]
+    fn messages_while_closing_are_ignored() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::WebSocket);
+        let msg = || Packet::Message(Data::Text("40".into()));
+        assert!(matches!(s.on_packet(t0, msg()), Received::Message(_)));
+        assert!(s.start_closing(t0));
+        assert!(matches!(s.on_packet(t0, msg()), Received::Nothing));
+        // A close from the client still ends it.
+        assert!(matches!(
+            s.on_packet(t0, Packet::Close),
+            Received::Close(CloseReason::TransportClose)
+        ));
     }
 }

@@ -185,7 +185,17 @@ pub struct EngineConfig {
     ///
     /// [`Socket::established`]: super::Socket::established
     pub max_pending_handshakes_per_address: Option<usize>,
+    /// permessage-deflate on websocket connections (off, as in engine.io 4+). When on, a client's offer
+    /// is accepted and messages of `threshold` bytes or more (1024) are compressed, unless sent with
+    /// `compress(false)`. The compressor and decompressor of a connection exist only once it sent or
+    /// received a compressed message.
+    pub per_message_deflate: Option<PerMessageDeflate>,
 }
+
+/// permessage-deflate options (`perMessageDeflate` of the `ws` package): `threshold` (1024),
+/// `server_no_context_takeover`, `client_no_context_takeover`, `server_max_window_bits`,
+/// `client_max_window_bits` (8..=15, `None`: as the client offers) and the zlib `level` (`None`: 6).
+pub use ferrio_proto::ws::DeflateConfig as PerMessageDeflate;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -211,6 +221,7 @@ impl Default for EngineConfig {
             body_read_timeout: Duration::from_millis(10_000),
             allow_eio3: false,
             max_pending_handshakes_per_address: None,
+            per_message_deflate: None,
         }
     }
 }
@@ -236,6 +247,7 @@ impl fmt::Debug for EngineConfig {
                 "max_pending_handshakes_per_address",
                 &self.max_pending_handshakes_per_address,
             )
+            .field("per_message_deflate", &self.per_message_deflate)
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +308,8 @@ impl EngineConfigBuilder {
         allow_eio3: bool,
         /// Handshakes in progress from one remote address at most (`None`: no limit).
         max_pending_handshakes_per_address: Option<usize>,
+        /// permessage-deflate on websocket connections (`None`: off).
+        per_message_deflate: Option<PerMessageDeflate>,
     }
 
     /// Accepts or rejects a handshake or an upgrade (`allowRequest`), from an async closure.
@@ -415,6 +429,8 @@ mod tests {
         );
         assert!(c.cookie.is_none() && c.cors.is_none());
         assert!(!c.allow_eio3);
+        assert!(c.per_message_deflate.is_none());
+        assert_eq!(PerMessageDeflate::default().threshold, 1024);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use http_body_util::Full;
 pub(crate) use config::setters;
 pub use config::{
     AllowRequest, BoxFuture, Cookie, EngineConfig, EngineConfigBuilder, GenerateId, HeadersHook,
-    HttpCompression, Rejection, SameSite,
+    HttpCompression, PerMessageDeflate, Rejection, SameSite,
 };
 pub use cors::{Cors, CorsOrigin};
 pub use error::RequestError;
@@ -34,7 +34,7 @@ pub use ferrio_proto::engine::{
     TransportKind,
 };
 pub use handshake::HandshakeInfo;
-pub(crate) use socket::Outbox;
+pub(crate) use socket::{Outbox, uncompressed_marker};
 pub use socket::{SendError, Socket};
 pub(crate) use wire::Wire;
 
@@ -304,15 +304,15 @@ impl Engine {
                     if !is_upgrade || !config.allow_upgrades {
                         return Err(RequestError::BadRequest);
                     }
-                    let accept = websocket::check_upgrade_request(parts)?;
+                    let upgrade = websocket::check_upgrade_request(parts, config)?;
                     // A v3 client chooses base64 per transport: the websocket says so on its own.
                     socket
                         .wire()
                         .set_websocket_b64(wire::wants_base64(query.b64));
-                    let mut res = websocket::switching_protocols(&accept);
+                    let mut res = websocket::switching_protocols(&upgrade);
                     self.apply_headers_hooks(res.headers_mut(), parts, false);
                     match socket.begin_upgrade() {
-                        Some(cancel) => websocket::spawn_probe(socket, parts, cancel),
+                        Some(cancel) => websocket::spawn_probe(socket, parts, cancel, upgrade),
                         None => websocket::spawn_reject(parts),
                     }
                     Ok(res)
@@ -353,7 +353,7 @@ impl Engine {
         let b64 = wire::wants_base64(query.b64);
         let wire = Wire::new(protocol, b64, jsonp, b64);
         let accept = match transport {
-            TransportKind::WebSocket => Some(websocket::check_upgrade_request(parts)?),
+            TransportKind::WebSocket => Some(websocket::check_upgrade_request(parts, config)?),
             TransportKind::Polling => None,
         };
 
@@ -414,8 +414,8 @@ impl Engine {
         socket.set_handler(self.inner.handler.open(&socket));
         self.inner.sessions.insert(id, socket.clone());
         socket.reschedule();
-        if accept.is_some() {
-            websocket::spawn_session(socket.clone(), parts);
+        if let Some(upgrade) = accept {
+            websocket::spawn_session(socket.clone(), parts, upgrade);
         }
         Ok(res)
     }

@@ -171,34 +171,66 @@ pub(crate) struct Outbox {
     /// `ferrio_packets_out_total` / `ferrio_bytes_out_total`, counted as frames leave the queue: on the
     /// writer's side, so a broadcast's loop over its recipients does no metrics work.
     out: crate::telemetry::FramesOut,
+    /// The frame last returned followed an [`uncompressed_marker`].
+    uncompressed: bool,
+}
+
+/// Queued right before a frame that must not be compressed (`compress(false)`): an empty text frame,
+/// which no packet encodes to (every packet carries its type digit), so the flag costs the queue's item
+/// nothing for the frames that do not use it. The outbox consumes it.
+pub(crate) fn uncompressed_marker() -> Frame {
+    Frame::Text(bytestring::ByteString::new())
+}
+
+fn is_uncompressed_marker(f: &Frame) -> bool {
+    matches!(f, Frame::Text(s) if s.is_empty())
 }
 
 impl Outbox {
     pub(crate) async fn recv(&mut self) -> Option<Frame> {
+        self.uncompressed = false;
         if let Some(f) = self.carry.take() {
             return Some(f);
         }
-        let f = std::future::poll_fn(|cx| self.queue.poll_pop(Some(cx))).await?;
-        self.taken(&f);
-        Some(f)
+        loop {
+            let f = std::future::poll_fn(|cx| self.queue.poll_pop(Some(cx))).await?;
+            if self.taken(&f) {
+                return Some(f);
+            }
+        }
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
+        self.uncompressed = false;
         if let Some(f) = self.carry.take() {
             return Some(f);
         }
-        let Poll::Ready(f) = self.queue.poll_pop(None) else {
-            return None;
-        };
-        let f = f?;
-        self.taken(&f);
-        Some(f)
+        loop {
+            let Poll::Ready(f) = self.queue.poll_pop(None) else {
+                return None;
+            };
+            let f = f?;
+            if self.taken(&f) {
+                return Some(f);
+            }
+        }
     }
 
-    /// A frame left the queue: it counts as sent.
+    /// Whether the frame last returned must be sent uncompressed.
+    pub(crate) fn last_uncompressed(&self) -> bool {
+        self.uncompressed
+    }
+
+    /// A frame left the queue: it counts as sent. False for the uncompressed marker, which only flags
+    /// the frame after it.
     #[inline]
-    fn taken(&self, f: &Frame) {
+    fn taken(&mut self, f: &Frame) -> bool {
+        if is_uncompressed_marker(f) {
+            self.uncompressed = true;
+            return false;
+        }
         self.out.record(cost(f) - FRAME_COST);
+        true
     }
 
     pub(crate) fn put_back(&mut self, frame: Frame) {
@@ -299,6 +331,7 @@ impl Socket {
                 queue,
                 carry: None,
                 out: crate::telemetry::FramesOut::new(),
+                uncompressed: false,
             })),
             outbox_returned: Notify::new(),
             poll_release: Notify::new(),

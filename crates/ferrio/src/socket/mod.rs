@@ -557,6 +557,17 @@ impl Socket {
         self.inner.conn.write(encoded, volatile)
     }
 
+    /// Writes a broadcast's frames with its flags: `compress(false)` reaches the websocket writer.
+    pub(crate) fn write_broadcast(
+        &self,
+        encoded: &ferrio_proto::socket::Encoded,
+        flags: &crate::adapter::BroadcastFlags,
+    ) -> bool {
+        self.inner
+            .conn
+            .write_with(encoded, flags.volatile, flags.compress.unwrap_or(true))
+    }
+
     /// Registers a broadcast ack (same id for every recipient, encoded once).
     pub(crate) fn register_broadcast_ack(&self, id: u64, sink: AckSink) {
         // The broadcast's fan-in owns the timeout: the entry waits until an answer or the disconnect.

@@ -90,17 +90,43 @@ impl Pending {
 /// client (see the module's documentation).
 pub(crate) struct AnswerIo<I> {
     inner: I,
-    watch: AnswerWatch,
+    watch: WatchGuard,
+}
+
+/// Fails the answer in progress when the connection goes away (dropped, or handed to a websocket).
+struct WatchGuard(AnswerWatch);
+
+impl std::ops::Deref for WatchGuard {
+    type Target = AnswerWatch;
+    fn deref(&self) -> &AnswerWatch {
+        &self.0
+    }
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        if self.0.is_armed() {
+            self.0.fail();
+        }
+    }
 }
 
 impl<I: 'static> AnswerIo<I> {
     pub(crate) fn new(inner: I, watch: AnswerWatch) -> Self {
-        AnswerIo { inner, watch }
+        AnswerIo {
+            inner,
+            watch: WatchGuard(watch),
+        }
+    }
+
+    /// The connection itself, for a websocket that needs no answer watch (nor its indirection).
+    pub(crate) fn into_inner(self) -> I {
+        self.inner
     }
 
     /// Before the first byte of an answer: fails it if the peer is known to be gone.
     fn check_peer(&self) -> io::Result<()> {
-        let mut pending = self.watch.0.pending.lock();
+        let mut pending = self.watch.0.0.pending.lock();
         let Some(p) = pending.as_mut() else {
             return Ok(());
         };
@@ -122,7 +148,7 @@ impl<I: 'static> AnswerIo<I> {
     fn wrote(&self, result: &Poll<io::Result<usize>>) {
         match result {
             Poll::Ready(Ok(n)) => {
-                if let Some(p) = self.watch.0.pending.lock().as_mut() {
+                if let Some(p) = self.watch.0.0.pending.lock().as_mut() {
                     p.written += n;
                 }
             }
@@ -144,14 +170,6 @@ fn peer_sent_eof<I: 'static>(io: &I) -> bool {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
-    }
-}
-
-impl<I> Drop for AnswerIo<I> {
-    fn drop(&mut self) {
-        if self.watch.is_armed() {
-            self.watch.fail();
-        }
     }
 }
 
@@ -203,7 +221,7 @@ impl<I: AsyncWrite + Unpin + 'static> AsyncWrite for AnswerIo<I> {
         if self.watch.is_armed() {
             match &r {
                 Poll::Ready(Ok(())) => {
-                    let mut pending = self.watch.0.pending.lock();
+                    let mut pending = self.watch.0.0.pending.lock();
                     // Written and flushed: delivered, as far as the server can know. (hyper flushes
                     // once after a whole answer; a flush before the body's bytes are out is not it.)
                     if pending
@@ -211,7 +229,7 @@ impl<I: AsyncWrite + Unpin + 'static> AsyncWrite for AnswerIo<I> {
                         .is_some_and(|p| p.written >= p.body_len + MIN_HEAD_LEN)
                     {
                         *pending = None;
-                        self.watch.0.armed.store(false, Ordering::Release);
+                        self.watch.0.0.armed.store(false, Ordering::Release);
                     }
                 }
                 Poll::Ready(Err(_)) => self.watch.fail(),

@@ -1,39 +1,65 @@
 //! WebSocket: direct sessions, and the probe that upgrades a polling session.
 //!
-//! Each websocket session has one reader (the task that owns the upgraded connection) and one writer
-//! task that owns the session's outbox and batches what is queued into one flush.
+//! Each websocket session has one reader (the task that owns the upgraded connection's read half) and
+//! one writer task that owns the session's outbox and batches what is queued into one write. Frames are
+//! ferrio-proto's sans-IO codec ([`ferrio_proto::ws`]), with permessage-deflate when configured.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use bytestring::ByteString;
 use ferrio_proto::engine::{CloseReason, Frame, PacketType, ProbeOutcome, decode_text};
-use futures_util::{SinkExt, StreamExt};
+use ferrio_proto::ws::{self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Role};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::engine::{Outbox, RequestError, Socket};
-
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+use crate::engine::{EngineConfig, Outbox, RequestError, Socket};
+use crate::transport::delivery::AnswerIo;
 
 /// Frames written per flush at most, so one busy session cannot hold its writer's buffer forever.
 const MAX_BATCH: usize = 256;
 
-/// Checks the RFC 6455 handshake headers; returns the `Sec-WebSocket-Accept` value.
-pub(crate) fn check_upgrade_request(parts: &Parts) -> Result<String, RequestError> {
+/// Bytes read per read call while no frame is in progress. The buffer lives on the stack for the
+/// duration of one poll only: an idle connection holds no read buffer.
+const READ_CHUNK: usize = 4096;
+
+/// A write buffer up to this size is kept between batches; a bigger one is given back.
+const KEEP_WRITE_BUFFER: usize = 1024;
+
+/// An accepted upgrade request: the `Sec-WebSocket-Accept` value and the permessage-deflate agreement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upgrade {
+    accept: String,
+    deflate: Option<(DeflateParams, String)>,
+}
+
+/// RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)).
+fn derive_accept_key(key: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// Checks the RFC 6455 handshake headers and negotiates permessage-deflate when `config` allows it.
+pub(crate) fn check_upgrade_request(
+    parts: &Parts,
+    config: &EngineConfig,
+) -> Result<Upgrade, RequestError> {
     let h = &parts.headers;
     let has_token = |name: header::HeaderName, token: &str| {
         h.get_all(name).iter().any(|v| {
@@ -58,55 +84,255 @@ pub(crate) fn check_upgrade_request(parts: &Parts) -> Result<String, RequestErro
     if decoded.len() != 16 {
         return Err(RequestError::BadRequest);
     }
-    Ok(derive_accept_key(key.as_bytes()))
+    let deflate = config.per_message_deflate.as_ref().and_then(|c| {
+        ws::negotiate(
+            h.get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            c,
+        )
+    });
+    Ok(Upgrade {
+        accept: derive_accept_key(key.as_bytes()),
+        deflate,
+    })
 }
 
 /// The `101 Switching Protocols` answer.
-pub(crate) fn switching_protocols(accept: &str) -> Response<Bytes> {
+pub(crate) fn switching_protocols(upgrade: &Upgrade) -> Response<Bytes> {
     let mut res = Response::new(Bytes::new());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(accept) {
+    if let Ok(v) = HeaderValue::from_str(&upgrade.accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some((_, answer)) = &upgrade.deflate
+        && let Ok(v) = HeaderValue::from_str(answer)
+    {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     res
 }
 
-fn ws_config(max_message: usize) -> WebSocketConfig {
-    // The message limit is max_http_buffer_size, checked by the frame header before any allocation.
-    // An 8 KiB read buffer instead of the 128 KiB default: the default is zero-filled before every read and
-    // costs ~135 KiB per idle connection (measured in bench/ws-choice).
-    WebSocketConfig::default()
-        .read_buffer_size(2 * 1024)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
+/// The read half of an upgraded connection: the TCP stream itself when hyper hands it back, else
+/// hyper's `Upgraded` (TLS and other streams).
+pub(crate) enum ReadHalf {
+    Tcp(OwnedReadHalf),
+    Other(tokio::io::ReadHalf<TokioIo<Upgraded>>),
 }
 
-async fn accept(on_upgrade: OnUpgrade, max_message: usize) -> Option<Ws> {
+/// The write half of an upgraded connection.
+pub(crate) enum WriteHalf {
+    Tcp(OwnedWriteHalf),
+    Other(tokio::io::WriteHalf<TokioIo<Upgraded>>),
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Other(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Other(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Other(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Other(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Reads messages off a websocket.
+pub(crate) struct WsReader {
+    io: ReadHalf,
+    decoder: Decoder,
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer broke the protocol: close with the error's code.
+    Ws(ws::Error),
+    /// The connection failed or ended without a close frame.
+    Io,
+}
+
+impl WsReader {
+    /// The next message; pings and pongs included, the caller answers pings.
+    pub(crate) async fn next(&mut self) -> Result<Message, ReadError> {
+        loop {
+            if let Some(m) = self.decoder.next_message().map_err(ReadError::Ws)? {
+                return Ok(m);
+            }
+            let n = std::future::poll_fn(|cx| self.poll_fill(cx))
+                .await
+                .map_err(|_| ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Io);
+            }
+        }
+    }
+
+    /// Reads what the connection has: into the decoder's buffer while a frame is in progress (it is
+    /// sized for the frame), else through a buffer on the stack, so that waiting holds no memory.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.decoder.buffered() > 0 {
+            return tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                self.decoder.buffer_mut(),
+            );
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut rb = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        self.decoder.feed(rb.filled());
+        Poll::Ready(Ok(rb.filled().len()))
+    }
+}
+
+/// Writes frames onto a websocket.
+pub(crate) struct WsWriter {
+    io: WriteHalf,
+    encoder: Encoder,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written: a write cut short (the session closed meanwhile) resumes there,
+    /// so the close frame after it never follows half a frame twice.
+    written: usize,
+}
+
+impl WsWriter {
+    /// Writes what was encoded into `buf`, then gives a large buffer back.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        while self.written < self.buf.len() {
+            let n = self.io.write(&self.buf[self.written..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.written += n;
+        }
+        self.io.flush().await?;
+        self.written = 0;
+        if self.buf.capacity() > KEEP_WRITE_BUFFER {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Encodes a queued frame; `compress: false` sends it uncompressed whatever its size.
+    pub(crate) fn encode(&mut self, frame: &Frame, compress: bool) -> Result<(), ws::Error> {
+        match frame {
+            Frame::Text(s) => self.encoder.text(s, compress, &mut self.buf),
+            Frame::Binary(b) => self.encoder.binary(b, compress, &mut self.buf),
+        }
+    }
+
+    pub(crate) fn pong(&mut self, payload: &[u8]) {
+        self.encoder.pong(payload, &mut self.buf);
+    }
+
+    /// Sends a close frame and ends the write side, within a second (a peer that does not read must
+    /// not hold the task).
+    pub(crate) async fn close(&mut self, code: u16) {
+        self.encoder.close(Some(code), "", &mut self.buf);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            self.flush().await?;
+            self.io.shutdown().await
+        })
+        .await;
+    }
+}
+
+/// Takes over the upgraded connection: its two halves, with the codec's state for `deflate`.
+pub(crate) async fn accept(
+    on_upgrade: OnUpgrade,
+    max_message: usize,
+    deflate: Option<(&DeflateParams, &DeflateConfig)>,
+) -> Option<(WsReader, WsWriter)> {
     let upgraded = on_upgrade.await.ok()?;
-    Some(
-        WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(ws_config(max_message)),
-        )
-        .await,
-    )
+    // The plain TCP stream when that is what lies under hyper: no wrapper between the codec and the
+    // socket, and tokio's owned halves instead of a lock shared by the reader and the writer.
+    let (tcp, pre) = match upgraded.downcast::<TokioIo<AnswerIo<TcpStream>>>() {
+        Ok(p) => (Ok(p.io.into_inner().into_inner()), p.read_buf),
+        Err(u) => match u.downcast::<TokioIo<TcpStream>>() {
+            Ok(p) => (Ok(p.io.into_inner()), p.read_buf),
+            Err(u) => (Err(u), Bytes::new()),
+        },
+    };
+    let (r, w) = match tcp {
+        Ok(t) => {
+            let (r, w) = t.into_split();
+            (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+        }
+        Err(u) => {
+            let (r, w) = tokio::io::split(TokioIo::new(u));
+            (ReadHalf::Other(r), WriteHalf::Other(w))
+        }
+    };
+    let mut decoder = Decoder::new(Role::Server, max_message, deflate.map(|(p, _)| p));
+    // Bytes hyper read past the request: the client may have sent its first frames already.
+    decoder.feed(&pre);
+    Some((
+        WsReader { io: r, decoder },
+        WsWriter {
+            io: w,
+            encoder: Encoder::server(deflate),
+            buf: Vec::new(),
+            written: 0,
+        },
+    ))
+}
+
+fn deflate_of<'a>(
+    socket: &'a Socket,
+    upgrade: &'a Upgrade,
+) -> Option<(&'a DeflateParams, &'a DeflateConfig)> {
+    let (p, _) = upgrade.deflate.as_ref()?;
+    Some((p, socket.engine.config.per_message_deflate.as_ref()?))
 }
 
 /// Runs a session that was opened directly over websocket.
-pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts) {
+pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upgrade) {
     let on_upgrade = parts.extensions.remove::<OnUpgrade>();
     tokio::spawn(async move {
         let max = socket.engine.config.max_http_buffer_size;
         let ws = match on_upgrade {
-            Some(u) => accept(u, max).await,
+            Some(u) => accept(u, max, deflate_of(&socket, &upgrade)).await,
             None => None,
         };
+        // Not needed past the handshake: its strings are not kept for the session's life.
+        drop(upgrade);
         match ws {
-            Some(ws) => run(socket, ws).await,
+            Some((r, w)) => run(socket, r, w).await,
             None => socket.close_with(CloseReason::TransportError),
         }
     });
@@ -118,116 +344,248 @@ pub(crate) fn spawn_reject(parts: &mut Parts) {
     let on_upgrade = parts.extensions.remove::<OnUpgrade>();
     tokio::spawn(async move {
         if let Some(u) = on_upgrade
-            && let Some(mut ws) = accept(u, 1024).await
+            && let Some((_, mut w)) = accept(u, 1024, None).await
         {
-            let _ = ws.close(None).await;
+            w.close(ws::CLOSE_NORMAL).await;
         }
     });
 }
 
 /// Runs the probe websocket of an upgrade: `2probe` → `3probe`, then `5` moves the session onto it.
-pub(crate) fn spawn_probe(socket: Arc<Socket>, parts: &mut Parts, cancel: CancellationToken) {
+pub(crate) fn spawn_probe(
+    socket: Arc<Socket>,
+    parts: &mut Parts,
+    cancel: CancellationToken,
+    upgrade: Upgrade,
+) {
     let on_upgrade = parts.extensions.remove::<OnUpgrade>();
     tokio::spawn(async move {
         let max = socket.engine.config.max_http_buffer_size;
         let ws = match on_upgrade {
-            Some(u) => accept(u, max).await,
+            Some(u) => accept(u, max, deflate_of(&socket, &upgrade)).await,
             None => None,
         };
-        let Some(mut ws) = ws else {
+        drop(upgrade);
+        let Some((mut r, mut w)) = ws else {
             socket.abort_upgrade();
             return;
         };
+        let mut code = ws::CLOSE_NORMAL;
         loop {
             let msg = tokio::select! {
-                m = ws.next() => m,
+                m = r.next() => m,
                 // The upgrade timed out, or the session closed.
                 _ = cancel.cancelled() => break,
             };
             let packet = match msg {
-                Some(Ok(Message::Text(t))) => match decode_text(to_byte_string(t)) {
+                Ok(Message::Text(t)) => match decode_text(t) {
                     Ok(p) => p,
                     Err(_) => break,
                 },
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Ok(Message::Ping(p)) => {
+                    w.pong(&p);
+                    if w.flush().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Message::Pong(_)) => continue,
+                Err(ReadError::Ws(e)) => {
+                    code = e.close_code();
+                    break;
+                }
                 _ => break,
             };
             match socket.on_probe_packet(&packet) {
                 ProbeOutcome::SendProbePong => {
-                    if ws.send(Message::text("3probe")).await.is_err() {
+                    let probe = Frame::Text(ByteString::from_static("3probe"));
+                    if w.encode(&probe, true).is_err() || w.flush().await.is_err() {
                         break;
                     }
                 }
-                ProbeOutcome::Upgraded => return crate::telemetry::upgraded(run(socket, ws)).await,
+                ProbeOutcome::Upgraded => {
+                    return crate::telemetry::upgraded(run(socket, r, w)).await;
+                }
                 ProbeOutcome::Abort => break,
             }
         }
         socket.abort_upgrade();
-        let _ = ws.close(None).await;
+        w.close(code).await;
     });
 }
 
-fn to_byte_string(t: Utf8Bytes) -> ByteString {
-    #[allow(unsafe_code)]
-    // SAFETY: tungstenite validated the text frame, and Utf8Bytes holds valid UTF-8 by construction:
-    // checking it again cost a second pass over every incoming message.
-    unsafe {
-        ByteString::from_bytes_unchecked(Bytes::from(t))
-    }
-}
-
 /// Reads packets until the session ends, with a writer task beside it.
-async fn run(socket: Arc<Socket>, ws: Ws) {
+async fn run(socket: Arc<Socket>, mut reader: WsReader, writer: WsWriter) {
     let Some(outbox) = socket.acquire_outbox().await else {
         return;
     };
-    let (sink, mut stream) = ws.split();
-    let close_code = Arc::new(AtomicU16::new(CloseCode::Normal.into()));
-    tokio::spawn(write_loop(socket.clone(), sink, outbox, close_code.clone()));
+    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let close_code = Arc::new(AtomicU16::new(ws::CLOSE_NORMAL));
+    tokio::spawn(write_loop(
+        socket.clone(),
+        writer.clone(),
+        outbox,
+        close_code.clone(),
+    ));
     let mut closed = CancelWatch::new(&socket.closed);
     loop {
         // The session's end is checked first: a closed session stops reading at once.
-        let msg = std::future::poll_fn(|cx| {
-            if closed.is_cancelled() {
-                return Poll::Ready(None);
-            }
-            if let Poll::Ready(m) = stream.poll_next_unpin(cx) {
-                return Poll::Ready(Some(m));
-            }
-            if closed.poll_cancelled(cx) {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
+        let msg = {
+            let mut next = std::pin::pin!(reader.next());
+            std::future::poll_fn(|cx| {
+                if closed.is_cancelled() {
+                    return Poll::Ready(None);
+                }
+                if let Poll::Ready(m) = next.as_mut().poll(cx) {
+                    return Poll::Ready(Some(m));
+                }
+                if closed.poll_cancelled(cx) {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await
+        };
         let Some(msg) = msg else { return };
         match msg {
-            Some(Ok(Message::Text(t))) => match socket.wire().decode_text(to_byte_string(t)) {
+            Ok(Message::Text(t)) => match socket.wire().decode_text(t) {
                 Ok(p) => socket.on_packet(p).await,
                 Err(_) => {
                     socket.close_with(CloseReason::ParseError);
                     return;
                 }
             },
-            Some(Ok(Message::Binary(b))) => match socket.wire().decode_binary(b) {
+            Ok(Message::Binary(b)) => match socket.wire().decode_binary(b) {
                 Ok(p) => socket.on_packet(p).await,
                 Err(_) => {
                     socket.close_with(CloseReason::ParseError);
                     return;
                 }
             },
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Close(_))) | None => {
+            Ok(Message::Ping(p)) => {
+                // Rare (Engine.IO has its own heartbeat): answered under the writer's lock rather than
+                // through a second queue that every session would carry.
+                let mut w = writer.lock().await;
+                w.pong(&p);
+                if w.flush().await.is_err() {
+                    drop(w);
+                    socket.close_with(CloseReason::TransportError);
+                    return;
+                }
+            }
+            Ok(Message::Pong(_)) => {}
+            Ok(Message::Close(c)) => {
+                // The close is answered with the peer's own code (RFC 6455 section 5.5.1).
+                if let Some(c) = c {
+                    close_code.store(c.code, Ordering::Relaxed);
+                }
                 socket.close_with(CloseReason::TransportClose);
                 return;
             }
-            Some(Err(e)) => {
-                tracing::debug!(sid = socket.id(), error = %e, "websocket error");
-                close_code.store(error_close_code(&e).into(), Ordering::Relaxed);
-                socket.close_with(CloseReason::TransportError);
+            Err(e) => {
+                if let ReadError::Ws(e) = &e {
+                    tracing::debug!(sid = socket.id(), error = %e, "websocket error");
+                    close_code.store(e.close_code(), Ordering::Relaxed);
+                    socket.close_with(CloseReason::TransportError);
+                } else {
+                    socket.close_with(CloseReason::TransportClose);
+                }
                 return;
             }
         }
+    }
+}
+
+/// A websocket on ferrio's codec and connection handling, without Engine.IO on top: what the Autobahn
+/// echo example drives (`examples/ws_echo.rs`).
+pub struct RawWebSocket {
+    reader: WsReader,
+    writer: WsWriter,
+}
+
+/// Why [`RawWebSocket::next`] stopped.
+#[derive(Debug)]
+pub enum RawError {
+    /// The peer broke the protocol; close with [`ferrio_proto::ws::Error::close_code`].
+    Protocol(ws::Error),
+    /// The connection ended or failed.
+    Io,
+}
+
+impl RawWebSocket {
+    /// Answers a websocket upgrade request (`400` when it is not one): the response to send, and the
+    /// connection once hyper hands it over. `deflate` makes permessage-deflate negotiable.
+    #[allow(clippy::type_complexity)]
+    pub fn upgrade<B>(
+        req: http::Request<B>,
+        max_message: usize,
+        deflate: Option<DeflateConfig>,
+    ) -> Result<
+        (
+            Response<Bytes>,
+            impl Future<Output = Option<RawWebSocket>> + Send + 'static,
+        ),
+        RequestError,
+    > {
+        let config = EngineConfig {
+            per_message_deflate: deflate,
+            ..Default::default()
+        };
+        let (mut parts, _) = req.into_parts();
+        let upgrade = check_upgrade_request(&parts, &config)?;
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let res = switching_protocols(&upgrade);
+        Ok((res, async move {
+            let deflate = upgrade
+                .deflate
+                .as_ref()
+                .zip(config.per_message_deflate.as_ref())
+                .map(|((p, _), c)| (p, c));
+            let (reader, writer) = accept(on_upgrade?, max_message, deflate).await?;
+            Some(RawWebSocket { reader, writer })
+        }))
+    }
+
+    /// The next message, pings and pongs included (answer pings with [`RawWebSocket::pong`]).
+    pub async fn next(&mut self) -> Result<Message, RawError> {
+        self.reader.next().await.map_err(|e| match e {
+            ReadError::Ws(e) => RawError::Protocol(e),
+            ReadError::Io => RawError::Io,
+        })
+    }
+
+    /// Sends a text message (compressed above the threshold when negotiated and `compress`).
+    pub async fn send_text(&mut self, text: &str, compress: bool) -> io::Result<()> {
+        self.writer
+            .encoder
+            .text(text, compress, &mut self.writer.buf)
+            .map_err(io::Error::other)?;
+        self.writer.flush().await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: &[u8], compress: bool) -> io::Result<()> {
+        self.writer
+            .encoder
+            .binary(data, compress, &mut self.writer.buf)
+            .map_err(io::Error::other)?;
+        self.writer.flush().await
+    }
+
+    /// Answers a ping.
+    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.writer.pong(payload);
+        self.writer.flush().await
+    }
+
+    /// Sends a close frame (`None`: without a status code) and ends the write side.
+    pub async fn close(mut self, code: Option<u16>) {
+        self.writer.encoder.close(code, "", &mut self.writer.buf);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            self.writer.flush().await?;
+            self.writer.io.shutdown().await
+        })
+        .await;
     }
 }
 
@@ -266,29 +624,10 @@ impl CancelWatch {
     }
 }
 
-/// The close code that tells the peer what it did wrong (RFC 6455 section 7.4.1).
-fn error_close_code(e: &WsError) -> CloseCode {
-    match e {
-        WsError::Protocol(_) => CloseCode::Protocol,
-        WsError::Utf8(_) => CloseCode::Invalid,
-        WsError::Capacity(_) => CloseCode::Size,
-        _ => CloseCode::Error,
-    }
-}
-
-fn to_message(frame: Frame) -> Message {
-    match frame {
-        #[allow(unsafe_code)]
-        // SAFETY: a ByteString holds valid UTF-8 by construction, which is all Utf8Bytes requires.
-        Frame::Text(s) => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(s.into_bytes()) }),
-        Frame::Binary(b) => Message::Binary(b),
-    }
-}
-
 /// The session's only writer while it runs on websocket: takes what is queued, writes it in batches.
 async fn write_loop(
     socket: Arc<Socket>,
-    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    writer: Arc<tokio::sync::Mutex<WsWriter>>,
     mut outbox: Outbox,
     close_code: Arc<AtomicU16>,
 ) {
@@ -296,6 +635,7 @@ async fn write_loop(
     let mut closed = CancelWatch::new(&socket.closed);
     let write = async {
         while let Some(first) = outbox.recv().await {
+            let mut w = writer.lock().await;
             let mut next = Some(first);
             let mut n = 0;
             while let Some(f) = next.take() {
@@ -303,19 +643,21 @@ async fn write_loop(
                     graceful_close = true;
                     break;
                 }
-                sink.feed(to_message(socket.wire().websocket_frame(f)))
-                    .await?;
+                let compress = !outbox.last_uncompressed();
+                if let Err(e) = w.encode(&socket.wire().websocket_frame(f), compress) {
+                    return Err(io::Error::other(e));
+                }
                 n += 1;
                 if n < MAX_BATCH {
                     next = outbox.try_recv();
                 }
             }
-            sink.flush().await?;
+            w.flush().await?;
             if graceful_close {
                 break;
             }
         }
-        Ok::<_, WsError>(())
+        Ok::<_, io::Error>(())
     };
     // Stops writing as soon as the session is closed (checked first at every wake).
     let failed = {
@@ -337,15 +679,10 @@ async fn write_loop(
     if failed {
         socket.close_with(CloseReason::TransportError);
     }
-    let close = CloseFrame {
-        code: close_code.load(Ordering::Relaxed).into(),
-        reason: "".into(),
-    };
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        sink.send(Message::Close(Some(close))),
-    )
-    .await;
+    // The lock may be held by a pong on its way out: that finishes first (bounded by its own write).
+    let mut w = writer.lock().await;
+    // A batch cut short by the session's end goes out before the close, from where it stopped.
+    w.close(close_code.load(Ordering::Relaxed)).await;
     if graceful_close {
         socket.close_delivered();
     }
@@ -378,9 +715,35 @@ mod tests {
 
     #[test]
     fn accepts_rfc_example() {
+        let c = EngineConfig::default();
+        let u = check_upgrade_request(&parts(GOOD), &c).unwrap();
+        assert_eq!(u.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(u.deflate, None);
+    }
+
+    #[test]
+    fn negotiates_deflate_when_configured() {
+        let mut headers = GOOD.to_vec();
+        headers.push((
+            "sec-websocket-extensions",
+            "permessage-deflate; client_max_window_bits",
+        ));
+        let off = EngineConfig::default();
         assert_eq!(
-            check_upgrade_request(&parts(GOOD)).unwrap(),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+            check_upgrade_request(&parts(&headers), &off)
+                .unwrap()
+                .deflate,
+            None
+        );
+        let on = EngineConfig {
+            per_message_deflate: Some(Default::default()),
+            ..Default::default()
+        };
+        let u = check_upgrade_request(&parts(&headers), &on).unwrap();
+        let res = switching_protocols(&u);
+        assert_eq!(
+            res.headers()[header::SEC_WEBSOCKET_EXTENSIONS],
+            "permessage-deflate"
         );
     }
 
@@ -404,7 +767,7 @@ mod tests {
         }
         for c in cases {
             assert_eq!(
-                check_upgrade_request(&parts(&c)),
+                check_upgrade_request(&parts(&c), &EngineConfig::default()),
                 Err(RequestError::BadRequest),
                 "{c:?}"
             );

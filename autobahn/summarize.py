@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Turns an Autobahn|Testsuite index.json (as kosoku writes it) into autobahn/RESULTS.md: counts per
+section and per behaviour, and every case that is not OK / NON-STRICT / INFORMATIONAL by name."""
+import json
+import os
+import re
+import sys
+from collections import Counter, defaultdict
+
+ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
+SECTIONS = {
+    "1": "Framing", "2": "Pings/Pongs", "3": "Reserved bits", "4": "Opcodes", "5": "Fragmentation",
+    "6": "UTF-8 handling", "7": "Close handling", "9": "Limits/performance", "10": "Misc",
+    "12": "permessage-deflate (payloads)", "13": "permessage-deflate (parameters)",
+}
+
+
+def key(case_id):
+    return [int(p) for p in case_id.split(".")]
+
+
+# Why a case is not OK, where ferrio's behaviour is a known, accepted one.
+NOTES = {
+    "6.4.3": "invalid UTF-8 in the middle of one frame that arrives in pieces: the frame is checked once it is "
+    "whole (fragments are checked one by one, so 6.4.1/6.4.2 fail fast and are OK)",
+    "6.4.4": "as 6.4.3",
+}
+
+
+def describe(reports, entry):
+    try:
+        case = json.load(open(os.path.join(reports, entry["reportfile"])))
+    except OSError:
+        return ""
+    text = re.sub(r"<[^>]+>", " ", case.get("description", ""))
+    return " ".join(text.split())[:160]
+
+
+def main(path):
+    index = json.load(open(path))
+    reports = os.path.dirname(path)
+    print("# Autobahn|Testsuite, server cases, against ferrio's websocket layer\n")
+    print("Written by `autobahn/run.sh` (kosoku, the Autobahn cases in Python, driving")
+    print("`crates/ferrio/examples/ws_echo.rs` built in release). Behaviour is the case's verdict on the")
+    print("protocol; close behaviour is its verdict on the closing handshake.")
+    try:
+        from importlib.metadata import version
+        print(f"kosoku {version('kosoku')}.\n")
+    except Exception:
+        print()
+    for agent, cases in index.items():
+        per_section = defaultdict(Counter)
+        close = Counter()
+        total = Counter()
+        bad = []
+        for cid in sorted(cases, key=key):
+            c = cases[cid]
+            sec = cid.split(".")[0]
+            per_section[sec][c["behavior"]] += 1
+            total[c["behavior"]] += 1
+            close[c["behaviorClose"]] += 1
+            if c["behavior"] not in ACCEPTED or c["behaviorClose"] not in ACCEPTED | {"UNIMPLEMENTED"}:
+                bad.append((cid, c["behavior"], c["behaviorClose"], c.get("remoteCloseCode")))
+        behaviours = sorted(total)
+        print(f"{sum(total.values())} cases.\n")
+        print("| section | " + " | ".join(behaviours) + " |")
+        print("|---|" + "---|" * len(behaviours))
+        for sec in sorted(per_section, key=int):
+            name = SECTIONS.get(sec, "")
+            row = " | ".join(str(per_section[sec][b]) for b in behaviours)
+            print(f"| {sec} {name} | {row} |")
+        print("| **all** | " + " | ".join(f"**{total[b]}**" for b in behaviours) + " |\n")
+        print("Close behaviour: " + ", ".join(f"{k} {v}" for k, v in sorted(close.items())) + ".\n")
+        if bad:
+            print("Cases not OK / NON-STRICT / INFORMATIONAL:\n")
+            for cid, b, bc, code in bad:
+                print(f"- {cid}: {b} (close {bc}, remote close code {code})")
+        else:
+            print("Every case is OK, NON-STRICT or INFORMATIONAL.")
+        others = [cid for cid in sorted(cases, key=key)
+                  if cases[cid]["behavior"] != "OK" or cases[cid]["behaviorClose"] != "OK"]
+        if others:
+            print("\nThe cases that are not plain OK:\n")
+            for cid in others:
+                c = cases[cid]
+                note = NOTES.get(cid, "")
+                print(f"- {cid} {c['behavior']} / close {c['behaviorClose']} (close code {c['remoteCloseCode']}): "
+                      f"{describe(reports, c)}" + (f" — {note}" if note else ""))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
