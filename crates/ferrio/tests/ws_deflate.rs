@@ -236,10 +236,15 @@ async fn compress_false_reaches_the_wire() {
     let task = tokio::spawn(async move {
         let _ = served.serve(listener).await;
     });
-    io.of("/")
-        .on_connection(|socket: ferrio::Socket| async move {
+    let joined = std::sync::Arc::new(std::sync::Mutex::new(None::<ferrio::Socket>));
+    let j = joined.clone();
+    io.of("/").on_connection(move |socket: ferrio::Socket| {
+        let j = j.clone();
+        async move {
             socket.join(["r"]).unwrap();
-        });
+            *j.lock().unwrap() = Some(socket);
+        }
+    });
     let mut c = Client::connect(
         addr,
         "/socket.io/?EIO=4&transport=websocket",
@@ -251,12 +256,33 @@ async fn compress_false_reaches_the_wire() {
     assert!(c.recv_text().await.starts_with("40{"));
     let json: serde_json::Value = serde_json::from_str(&json_10k()).unwrap();
     let payload = json[1].clone();
-    for compress in [true, false, true] {
+    // The connection handler runs once the CONNECT answer is out: wait for it to hand the socket over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let socket = loop {
+        if let Some(s) = joined.lock().unwrap().clone() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no connection");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // A broadcast (`io.to(room).compress(b)`), then an emit to the socket itself (`socket.compress(b)`).
+    for (compress, direct) in [
+        (true, false),
+        (false, false),
+        (true, false),
+        (false, true),
+        (true, true),
+        (false, true),
+    ] {
         let before = c.bytes_in;
-        io.to("r")
-            .compress(compress)
-            .emit("update", &payload)
-            .unwrap();
+        if direct {
+            socket.compress(compress).emit("update", &payload).unwrap();
+        } else {
+            io.to("r")
+                .compress(compress)
+                .emit("update", &payload)
+                .unwrap();
+        }
         let t = c.recv_text().await;
         assert!(t.starts_with("42[\"update\""), "{t}");
         let wire = c.bytes_in - before;

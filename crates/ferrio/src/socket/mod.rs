@@ -421,7 +421,7 @@ impl Socket {
 
     /// Emits `event` with raw arguments.
     pub fn emit_args(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
-        self.emit_inner(event, args, None, false)
+        self.emit_inner(event, args, None, false, true)
     }
 
     /// Emits `event`, dropping it if the client cannot take it now.
@@ -430,7 +430,7 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), EmitError> {
-        self.emit_inner(event, to_args(data)?, None, true)
+        self.emit_inner(event, to_args(data)?, None, true, true)
     }
 
     /// Emits `event` and waits for the client's ack: until the server's `ack_timeout` if one is set,
@@ -449,6 +449,7 @@ impl Socket {
             socket: self.clone(),
             timeout: self.inner.ack_timeout,
             volatile: false,
+            compress: true,
         }
     }
 
@@ -463,12 +464,19 @@ impl Socket {
         self.emitter().volatile()
     }
 
+    /// Emits to this socket with per-message deflate on or off for its packets (`socket.compress(false)`):
+    /// with `false`, a websocket that negotiated deflate sends them uncompressed.
+    pub fn compress(&self, compress: bool) -> SocketEmitter {
+        self.emitter().compress(compress)
+    }
+
     fn emit_inner(
         &self,
         event: &str,
         args: Vec<Value>,
         id: Option<u64>,
         volatile: bool,
+        compress: bool,
     ) -> Result<(), EmitError> {
         if ferrio_proto::socket::is_reserved_event(event) {
             return Err(EmitError::Reserved(event.to_owned()));
@@ -485,18 +493,27 @@ impl Socket {
             args,
             id,
         };
-        self.write_packet(&packet, volatile)
+        self.write_packet_with(&packet, volatile, compress)
     }
 
     /// Encodes and writes one packet to this socket's connection.
     pub(crate) fn write_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        self.write_packet_with(packet, volatile, true)
+    }
+
+    fn write_packet_with(
+        &self,
+        packet: &Packet,
+        volatile: bool,
+        compress: bool,
+    ) -> Result<(), EmitError> {
         if !self.connected()
             && !matches!(packet, Packet::ConnectError { .. } | Packet::Connect { .. })
         {
             return Err(EmitError::Disconnected);
         }
         let conn = &self.inner.conn;
-        if conn.write(&conn.encode(packet), volatile) {
+        if conn.write_with(&conn.encode(packet), volatile, compress) {
             Ok(())
         } else {
             Err(EmitError::Disconnected)
@@ -874,12 +891,13 @@ async fn run_disconnect(socket: &Socket, listeners: &Listeners, reason: Disconne
     }
 }
 
-/// Emits to one socket with options (`socket.timeout(d)`, `socket.volatile()`).
+/// Emits to one socket with options (`socket.timeout(d)`, `socket.volatile()`, `socket.compress(b)`).
 #[derive(Debug, Clone)]
 pub struct SocketEmitter {
     socket: Socket,
     timeout: Option<Duration>,
     volatile: bool,
+    compress: bool,
 }
 
 impl SocketEmitter {
@@ -895,10 +913,16 @@ impl SocketEmitter {
         self
     }
 
+    /// Per-message deflate on (the default) or off for this emit's packets.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.compress = compress;
+        self
+    }
+
     /// Emits `event` to the socket.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
         self.socket
-            .emit_inner(event, to_args(data)?, None, self.volatile)
+            .emit_inner(event, to_args(data)?, None, self.volatile, self.compress)
     }
 
     /// Emits `event` to the socket and waits for its ack, until the timeout or the disconnection.
@@ -917,7 +941,7 @@ impl SocketEmitter {
             .acks
             .lock()
             .insert(id, deadline.map(|d| d.into_std()), AckSlot::Single(tx));
-        if let Err(e) = socket.emit_inner(event, args, Some(id), self.volatile) {
+        if let Err(e) = socket.emit_inner(event, args, Some(id), self.volatile, self.compress) {
             socket.inner.acks.lock().take(id);
             return Err(e.into());
         }
