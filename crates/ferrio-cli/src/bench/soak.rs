@@ -23,7 +23,7 @@
 //! `up <unix ms>` lines written by the soak script) are counted apart, since a broadcast the adapter
 //! could not publish is lost for other nodes by design.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -152,24 +152,44 @@ struct Counters {
     not_restored: AtomicU64,
 }
 
+/// What happened to the connection of a life, and when (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ev {
+    /// The socket saw its connection go.
+    Down,
+    /// A reconnection noticed by the life's loop, and whether it restored the session.
+    Up { restored: bool },
+}
+
 /// What one life of a client saw, for the final count.
 struct LifeRecord {
     slot: usize,
     room: usize,
-    /// When reconnections that restored the session were noticed.
-    restores: Vec<u64>,
+    /// Websocket-only (its proxy alternates nodes), or polling then upgrade (its proxy sticks to one).
+    websocket_only: bool,
     joined: u64,
     end: u64,
     /// Windows in which nothing was expected (reconnections that did not restore the session).
     gaps: Vec<(u64, u64)>,
-    got: HashSet<u64>,
+    /// The connection's history: disconnections and reconnections.
+    events: Vec<(u64, Ev)>,
+    /// Message id -> when it arrived (unix ms).
+    got: HashMap<u64, u64>,
     duplicates: u64,
+}
+
+/// One chat message as its sender recorded it.
+#[derive(Clone, Copy)]
+struct Sent {
+    at: u64,
+    id: u64,
+    slot: usize,
 }
 
 #[derive(Default)]
 struct Ledger {
-    /// Per room: (sent at, message id), in send order.
-    sent: HashMap<usize, Vec<(u64, u64)>>,
+    /// Per room, in send order.
+    sent: HashMap<usize, Vec<Sent>>,
     lives: Vec<LifeRecord>,
 }
 
@@ -186,10 +206,11 @@ struct Shared {
 /// Live state of one life, written by the socket's listeners.
 #[derive(Default)]
 struct LiveState {
-    got: HashSet<u64>,
+    got: HashMap<u64, u64>,
     duplicates: u64,
     /// When the current outage started (first disconnection not yet followed by a connection).
     down_since: Option<u64>,
+    events: Vec<(u64, Ev)>,
 }
 
 /// The summary printed at the end.
@@ -387,7 +408,7 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 if let Some(id) = id {
                     sh.counters.received.fetch_add(1, Relaxed);
                     let mut st = st.lock();
-                    if !st.got.insert(id) {
+                    if st.got.insert(id, now_ms()).is_some() {
                         st.duplicates += 1;
                     }
                 }
@@ -398,8 +419,10 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
             let st = st.clone();
             async move {
                 let mut st = st.lock();
+                let now = now_ms();
+                st.events.push((now, Ev::Down));
                 if st.down_since.is_none() {
-                    st.down_since = Some(now_ms());
+                    st.down_since = Some(now);
                 }
             }
         });
@@ -413,7 +436,11 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    state.lock().down_since = None;
+    {
+        let mut st = state.lock();
+        st.down_since = None;
+        st.events.clear();
+    }
     if !join(&socket, &room_name).await {
         shared.counters.join_failures.fetch_add(1, Relaxed);
         socket.disconnect();
@@ -427,7 +454,6 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
     let mut next_send =
         tokio::time::Instant::now() + Duration::from_millis(rng.between(500, 4_000));
     let mut gaps = Vec::new();
-    let mut restores = Vec::new();
     while tokio::time::Instant::now() < ends_at && !shared.stop.load(Relaxed) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let down_since = state.lock().down_since;
@@ -436,9 +462,10 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 continue;
             }
             shared.counters.reconnections.fetch_add(1, Relaxed);
-            if socket.recovered() {
+            let restored = socket.recovered();
+            state.lock().events.push((now_ms(), Ev::Up { restored }));
+            if restored {
                 shared.counters.restored.fetch_add(1, Relaxed);
-                restores.push(now_ms());
             } else {
                 // A new socket, in no room: join again; nothing was promised meanwhile.
                 shared.counters.not_restored.fetch_add(1, Relaxed);
@@ -465,7 +492,11 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 .sent
                 .entry(room)
                 .or_default()
-                .push((now_ms(), id));
+                .push(Sent {
+                    at: now_ms(),
+                    id,
+                    slot,
+                });
             let _ = socket.emit(
                 "chat",
                 &serde_json::json!({ "room": room_name, "text": id.to_string() }),
@@ -475,8 +506,10 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 tokio::time::Instant::now() + Duration::from_millis(rng.between(1_000, 5_000));
         }
     }
-    // Leave for good: what is broadcast from now on is not expected.
-    let end = now_ms();
+    // Leave for good: what is broadcast from now on is not expected. A life that ends while its
+    // connection is down gives up its session: what was broadcast since the disconnection would only
+    // have come with a reconnection that never happened.
+    let end = state.lock().down_since.unwrap_or_else(now_ms);
     let _ = socket
         .timeout(Duration::from_secs(5))
         .emit_with_ack("leave", &room_name)
@@ -488,17 +521,22 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
     socket.disconnect();
     socket.io().close();
     shared.counters.active.fetch_sub(1, Relaxed);
-    let (got, duplicates) = {
+    let (got, duplicates, events) = {
         let mut st = state.lock();
-        (std::mem::take(&mut st.got), st.duplicates)
+        (
+            std::mem::take(&mut st.got),
+            st.duplicates,
+            std::mem::take(&mut st.events),
+        )
     };
     shared.ledger.lock().lives.push(LifeRecord {
         slot,
         room,
-        restores,
+        websocket_only: group % 2 == 0,
         joined,
         end,
         gaps,
+        events,
         got,
         duplicates,
     });
@@ -540,16 +578,17 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
     let mut lost_outage = 0u64;
     let mut examples = Vec::new();
     // A message that reached the server reached at least one member (its sender is one).
-    let reached: HashSet<u64> = ledger
-        .lives
-        .iter()
-        .flat_map(|l| l.got.iter().copied())
-        .collect();
+    let mut reached: HashMap<u64, u64> = HashMap::new();
+    for life in &ledger.lives {
+        for id in life.got.keys() {
+            *reached.entry(*id).or_default() += 1;
+        }
+    }
     let never_reached = ledger
         .sent
         .values()
         .flatten()
-        .filter(|(_, id)| !reached.contains(id))
+        .filter(|m| !reached.contains_key(&m.id))
         .count() as u64;
     let in_outage = |t: u64| {
         redis
@@ -563,15 +602,16 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         };
         let from = life.joined + MARGIN_MS;
         let to = life.end.saturating_sub(MARGIN_MS);
-        for &(t, id) in sent {
+        for m in sent {
+            let t = m.at;
             if t < from
                 || t > to
-                || !reached.contains(&id)
+                || !reached.contains_key(&m.id)
                 || life.gaps.iter().any(|&(a, b)| t >= a && t <= b)
             {
                 continue;
             }
-            let got = life.got.contains(&id);
+            let got = life.got.contains_key(&m.id);
             if in_outage(t) {
                 expected_outage += 1;
                 lost_outage += u64::from(!got);
@@ -579,18 +619,12 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
                 expected += 1;
                 if !got {
                     lost += 1;
+                    let line = describe_lost(life, i, m, reached[&m.id], t);
+                    if !shared.opts.quiet {
+                        eprintln!("lost: {line}");
+                    }
                     if examples.len() < 10 {
-                        let near = life
-                            .restores
-                            .iter()
-                            .map(|&r| r as i64 - t as i64)
-                            .min_by_key(|d| d.abs());
-                        examples.push(format!(
-                            "message {id} (room {}) -> slot {} life {i}, joined {} ms before it was sent, nearest restore {near:?} ms after it",
-                            life.room,
-                            life.slot,
-                            t.saturating_sub(life.joined)
-                        ));
+                        examples.push(line);
                     }
                 }
             }
@@ -617,6 +651,38 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         lost_during_redis_outages: lost_outage,
         lost_examples: examples,
     }
+}
+
+/// One lost delivery, with what the receiver's connection did around it (times relative to the send).
+fn describe_lost(life: &LifeRecord, i: usize, m: &Sent, members_got: u64, t: u64) -> String {
+    let rel = |x: u64| x as i64 - t as i64;
+    let around: Vec<String> = life
+        .events
+        .iter()
+        .filter(|(at, _)| rel(*at).abs() <= 30_000)
+        .map(|(at, ev)| match ev {
+            Ev::Down => format!("down {:+}", rel(*at)),
+            Ev::Up { restored: true } => format!("restored {:+}", rel(*at)),
+            Ev::Up { restored: false } => format!("new session {:+}", rel(*at)),
+        })
+        .collect();
+    // What the receiver got just before and just after: a hole in a stream or a stop.
+    let before = life.got.values().filter(|&&r| r <= t).max().map(|&r| rel(r));
+    let after = life.got.values().filter(|&&r| r > t).min().map(|&r| rel(r));
+    format!(
+        "message {} (room {}, from slot {}) -> slot {} life {i} ({}), {} ms after its join, {members_got} members got it; receiver's last delivery before {before:?}, next after {after:?} ms; connection: [{}]",
+        m.id,
+        life.room,
+        m.slot,
+        life.slot,
+        if life.websocket_only {
+            "websocket"
+        } else {
+            "polling+upgrade"
+        },
+        t.saturating_sub(life.joined),
+        around.join(", ")
+    )
 }
 
 /// Prints the summary: a table, or one JSON object.
