@@ -667,7 +667,12 @@ fn describe_lost(life: &LifeRecord, i: usize, m: &Sent, members_got: u64, t: u64
         })
         .collect();
     // What the receiver got just before and just after: a hole in a stream or a stop.
-    let before = life.got.values().filter(|&&r| r <= t).max().map(|&r| rel(r));
+    let before = life
+        .got
+        .values()
+        .filter(|&&r| r <= t)
+        .max()
+        .map(|&r| rel(r));
     let after = life.got.values().filter(|&&r| r > t).min().map(|&r| rel(r));
     format!(
         "message {} (room {}, from slot {}) -> slot {} life {i} ({}), {} ms after its join, {members_got} members got it; receiver's last delivery before {before:?}, next after {after:?} ms; connection: [{}]",

@@ -428,7 +428,9 @@ async fn write_loop(driver: Weak<StreamsDriver>, mut queue: mpsc::Receiver<Appen
             // The block is in queue order: the oldest entries are the first to expire.
             let expired = batch.iter().take_while(|a| a.deadline <= now).count();
             counters.dropped.add(expired as u64);
-            batch.drain(..expired).for_each(|a| a.answer(Err(Unavailable)));
+            batch
+                .drain(..expired)
+                .for_each(|a| a.answer(Err(Unavailable)));
             if batch.is_empty() {
                 break;
             }
