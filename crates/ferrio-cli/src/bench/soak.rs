@@ -15,11 +15,16 @@
 //!
 //! The demo app of `ferrio serve` broadcasts `chat` to the room, sender included, so each message is
 //! expected by every member of its room while it is a member: from one second after its `join` was
-//! acknowledged to one second before it left. A reconnection that restored the session keeps the
-//! member in the room: what was broadcast meanwhile is expected (that is what recovery promises). A
-//! reconnection that did not restore it (the session expired or was unknown) makes a new socket that
-//! joins again: from one second before the disconnection to one second after the new join, nothing is
-//! expected. Messages sent around a Redis restart (`--redis-marks`: a file of `down <unix ms>` and
+//! acknowledged to one second before the life ends (it then stays in the room five seconds more, for
+//! what is still on its way, before it leaves; a life ending while disconnected ends at the
+//! disconnection). A reconnection that restored the session keeps the member in the room: what was
+//! broadcast meanwhile is expected (that is what recovery promises: every packet broadcast while the
+//! session was kept, provided its offset is still in the log). A reconnection that did not restore it
+//! (the session expired, was unknown, or not stored yet) makes a new socket that joins again: from
+//! one second before the disconnection to one second after the new join nothing is expected, and what
+//! the old session had not received when it dropped, sent within the run's slowest delivery time
+//! before, is counted apart (it was on its way; a new session starts empty). Messages sent around a
+//! Redis restart (`--redis-marks`: a file of `down <unix ms>` and
 //! `up <unix ms>` lines written by the soak script) are counted apart, since a broadcast the adapter
 //! could not publish is lost for other nodes by design.
 
@@ -40,6 +45,9 @@ use tokio::task::JoinHandle;
 const MARGIN_MS: u64 = 1_000;
 /// Margin around a Redis outage.
 const REDIS_MARGIN_MS: u64 = 3_000;
+/// How long a life still listens, in its room, after it stopped expecting messages: a broadcast sent
+/// just before reaches the other node's members later (the time for the stream to be read there).
+const DRAIN: Duration = Duration::from_secs(5);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -169,7 +177,7 @@ struct LifeRecord {
     websocket_only: bool,
     joined: u64,
     end: u64,
-    /// Windows in which nothing was expected (reconnections that did not restore the session).
+    /// Reconnections that did not restore the session: (disconnected at, joined again at).
     gaps: Vec<(u64, u64)>,
     /// The connection's history: disconnections and reconnections.
     events: Vec<(u64, Ev)>,
@@ -232,6 +240,12 @@ pub struct SoakSummary {
     pub expected: u64,
     /// Expected deliveries that never came, outside Redis outages.
     pub lost: u64,
+    /// Deliveries not received before a disconnection whose session was then not restored, sent
+    /// within the slowest delivery time of the run before it: on their way when the session was lost,
+    /// which recovery does not promise (a new session starts empty). Not counted in `expected`.
+    pub in_flight_when_a_session_was_lost: u64,
+    /// Delivery times (received minus sent, milliseconds): median, 99th percentile, slowest.
+    pub latency_ms: [u64; 3],
     /// Messages that no client received at all: their sender's transport was cut while the packet was
     /// on its way, so the server never had it (an emit without ack is at most once). Not deliveries
     /// a member missed, so not counted in `expected`.
@@ -474,7 +488,7 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                     // Try again on the next turn, from the same outage.
                     continue;
                 }
-                gaps.push((down.saturating_sub(MARGIN_MS), now_ms() + MARGIN_MS));
+                gaps.push((down, now_ms()));
             }
             let mut st = state.lock();
             // A disconnection after this connection starts a new outage.
@@ -510,14 +524,12 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
     // connection is down gives up its session: what was broadcast since the disconnection would only
     // have come with a reconnection that never happened.
     let end = state.lock().down_since.unwrap_or_else(now_ms);
+    // Still in the room while what was sent before `end` is on its way.
+    tokio::time::sleep(DRAIN).await;
     let _ = socket
         .timeout(Duration::from_secs(5))
         .emit_with_ack("leave", &room_name)
         .await;
-    if shared.stop.load(Relaxed) {
-        // The run is over: wait for what is still on its way before counting.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
     socket.disconnect();
     socket.io().close();
     shared.counters.active.fetch_sub(1, Relaxed);
@@ -590,6 +602,29 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         .flatten()
         .filter(|m| !reached.contains_key(&m.id))
         .count() as u64;
+    // Delivery times: how long a broadcast may still be on its way.
+    let sent_at: HashMap<u64, u64> = ledger
+        .sent
+        .values()
+        .flatten()
+        .map(|m| (m.id, m.at))
+        .collect();
+    let mut latencies: Vec<u64> = ledger
+        .lives
+        .iter()
+        .flat_map(|l| l.got.iter())
+        .filter_map(|(id, at)| sent_at.get(id).map(|s| at.saturating_sub(*s)))
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let latency_ms = [pct(0.5), pct(0.99), latencies.last().copied().unwrap_or(0)];
+    let in_flight_ms = latency_ms[2].max(MARGIN_MS);
+    let mut in_flight = 0u64;
     let in_outage = |t: u64| {
         redis
             .iter()
@@ -607,11 +642,23 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
             if t < from
                 || t > to
                 || !reached.contains_key(&m.id)
-                || life.gaps.iter().any(|&(a, b)| t >= a && t <= b)
+                || life
+                    .gaps
+                    .iter()
+                    .any(|&(a, b)| t + MARGIN_MS >= a && t <= b + MARGIN_MS)
             {
                 continue;
             }
             let got = life.got.contains_key(&m.id);
+            if !got
+                && life
+                    .gaps
+                    .iter()
+                    .any(|&(a, _)| t < a && t + in_flight_ms >= a)
+            {
+                in_flight += 1;
+                continue;
+            }
             if in_outage(t) {
                 expected_outage += 1;
                 lost_outage += u64::from(!got);
@@ -645,6 +692,8 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         received: c.received.load(Relaxed),
         expected,
         lost,
+        in_flight_when_a_session_was_lost: in_flight,
+        latency_ms,
         never_reached_the_server: never_reached,
         duplicated,
         expected_during_redis_outages: expected_outage,
@@ -716,6 +765,14 @@ pub fn print(summary: &SoakSummary, json: bool) {
     println!(
         "  deliveries expected {}: lost {}, duplicated {}",
         s.expected, s.lost, s.duplicated
+    );
+    println!(
+        "  not received before a disconnection whose session was not restored (on their way, not promised): {}",
+        s.in_flight_when_a_session_was_lost
+    );
+    println!(
+        "  delivery time: median {} ms, 99th percentile {} ms, slowest {} ms",
+        s.latency_ms[0], s.latency_ms[1], s.latency_ms[2]
     );
     println!(
         "  messages no client received (sender cut while sending; not expected of anyone): {}",
