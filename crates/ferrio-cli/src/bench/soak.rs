@@ -158,6 +158,7 @@ struct Counters {
     reconnections: AtomicU64,
     restored: AtomicU64,
     not_restored: AtomicU64,
+    not_restored_without_offset: AtomicU64,
 }
 
 /// What happened to the connection of a life, and when (unix ms).
@@ -219,6 +220,9 @@ struct LiveState {
     /// When the current outage started (first disconnection not yet followed by a connection).
     down_since: Option<u64>,
     events: Vec<(u64, Ev)>,
+    /// When the current connection was noticed, and when the last chat message arrived.
+    connected_at: u64,
+    last_got: u64,
 }
 
 /// The summary printed at the end.
@@ -234,6 +238,8 @@ pub struct SoakSummary {
     pub reconnections: u64,
     pub restored: u64,
     pub not_restored: u64,
+    /// Of those, connections that had received no broadcast, so had no offset to resume from.
+    pub not_restored_without_offset: u64,
     pub sent: u64,
     pub received: u64,
     /// Deliveries expected by members (recovery included).
@@ -422,7 +428,9 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 if let Some(id) = id {
                     sh.counters.received.fetch_add(1, Relaxed);
                     let mut st = st.lock();
-                    if st.got.insert(id, now_ms()).is_some() {
+                    let now = now_ms();
+                    st.last_got = now;
+                    if st.got.insert(id, now).is_some() {
                         st.duplicates += 1;
                     }
                 }
@@ -454,6 +462,7 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
         let mut st = state.lock();
         st.down_since = None;
         st.events.clear();
+        st.connected_at = now_ms();
     }
     if !join(&socket, &room_name).await {
         shared.counters.join_failures.fetch_add(1, Relaxed);
@@ -477,12 +486,37 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
             }
             shared.counters.reconnections.fetch_add(1, Relaxed);
             let restored = socket.recovered();
-            state.lock().events.push((now_ms(), Ev::Up { restored }));
+            let (previous, last_got) = {
+                let mut st = state.lock();
+                st.events.push((now_ms(), Ev::Up { restored }));
+                let previous = std::mem::replace(&mut st.connected_at, now_ms());
+                (previous, st.last_got)
+            };
             if restored {
                 shared.counters.restored.fetch_add(1, Relaxed);
             } else {
                 // A new socket, in no room: join again; nothing was promised meanwhile.
                 shared.counters.not_restored.fetch_add(1, Relaxed);
+                // socket.io restores from the offset of the last broadcast received: a connection
+                // that received none has nothing to resume from.
+                let offset = last_got >= previous;
+                if !offset {
+                    shared
+                        .counters
+                        .not_restored_without_offset
+                        .fetch_add(1, Relaxed);
+                }
+                if !shared.opts.quiet {
+                    eprintln!(
+                        "not restored: slot {slot}, back {} ms after the disconnection, {}",
+                        now_ms().saturating_sub(down),
+                        if offset {
+                            "with an offset"
+                        } else {
+                            "no broadcast received on that connection (no offset)"
+                        }
+                    );
+                }
                 if !join(&socket, &room_name).await {
                     shared.counters.join_failures.fetch_add(1, Relaxed);
                     // Try again on the next turn, from the same outage.
@@ -688,6 +722,7 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         reconnections: c.reconnections.load(Relaxed),
         restored: c.restored.load(Relaxed),
         not_restored: c.not_restored.load(Relaxed),
+        not_restored_without_offset: c.not_restored_without_offset.load(Relaxed),
         sent: c.sent.load(Relaxed),
         received: c.received.load(Relaxed),
         expected,
@@ -755,8 +790,13 @@ pub fn print(summary: &SoakSummary, json: bool) {
         s.connect_failures, s.join_failures
     );
     println!(
-        "  cuts {} ({} connections dropped), reconnections {}: restored {}, not restored {}",
-        s.cuts, s.cut_connections, s.reconnections, s.restored, s.not_restored
+        "  cuts {} ({} connections dropped), reconnections {}: restored {}, not restored {} ({} without an offset: no broadcast received on that connection)",
+        s.cuts,
+        s.cut_connections,
+        s.reconnections,
+        s.restored,
+        s.not_restored,
+        s.not_restored_without_offset
     );
     println!(
         "  chat messages sent {}, deliveries received {}",
