@@ -145,17 +145,16 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-async fn from_a_to_b(transports: &[TransportKind]) {
-    let redis = Redis::start();
-    let url = redis.url();
-    let a = Node::start(&url, "recovery").await;
-    let b = Node::start(&url, "recovery").await;
-    let proxy = Proxy::start(a.addr).await;
-
+/// A client of `proxy` reconnecting `after` a loss, and the numbers of the `n` broadcasts it got.
+fn numbers_client(
+    proxy: &Proxy,
+    transports: &[TransportKind],
+    after: Duration,
+) -> (ferrio_client::Socket, Arc<Mutex<Vec<u64>>>) {
     let mut opts = ClientOptions::default();
     opts.engine.transports = transports.to_vec();
-    opts.reconnection_delay = Duration::from_millis(500);
-    opts.reconnection_delay_max = Duration::from_millis(500);
+    opts.reconnection_delay = after;
+    opts.reconnection_delay_max = after;
     opts.randomization_factor = 0.0;
     opts.force_new = true;
     let socket = ferrio_client::connect(&format!("http://{}", proxy.addr), opts);
@@ -170,6 +169,17 @@ async fn from_a_to_b(transports: &[TransportKind]) {
             }
         }
     });
+    (socket, received)
+}
+
+async fn from_a_to_b(transports: &[TransportKind]) {
+    let redis = Redis::start();
+    let url = redis.url();
+    let a = Node::start(&url, "recovery").await;
+    let b = Node::start(&url, "recovery").await;
+    let proxy = Proxy::start(a.addr).await;
+
+    let (socket, received) = numbers_client(&proxy, transports, Duration::from_millis(500));
     // The server knows the socket before the client has read its CONNECT answer: wait for both.
     wait_until("connected to A", || {
         a.connections.lock().len() == 1 && socket.connected()
@@ -258,24 +268,12 @@ async fn redis_restarts_while_the_client_is_away() {
     let b = Node::start(&url, "restart").await;
     let proxy = Proxy::start(a.addr).await;
 
-    let mut opts = ClientOptions::default();
-    opts.engine.transports = vec![TransportKind::WebSocket];
     // Back after Redis is: the session is stored by then.
-    opts.reconnection_delay = Duration::from_millis(2_000);
-    opts.reconnection_delay_max = Duration::from_millis(2_000);
-    opts.randomization_factor = 0.0;
-    opts.force_new = true;
-    let socket = ferrio_client::connect(&format!("http://{}", proxy.addr), opts);
-    let received: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let got = received.clone();
-    socket.on("n", move |_s, ev| {
-        let got = got.clone();
-        async move {
-            if let Some(Value::Number(n)) = ev.args().first() {
-                got.lock().push(n.as_u64().unwrap());
-            }
-        }
-    });
+    let (socket, received) = numbers_client(
+        &proxy,
+        &[TransportKind::WebSocket],
+        Duration::from_millis(2_000),
+    );
     wait_until("connected to A", || {
         a.connections.lock().len() == 1 && socket.connected()
     })
