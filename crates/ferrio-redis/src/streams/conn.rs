@@ -159,8 +159,10 @@ impl StreamsDriver {
     }
 
     /// [`query`](Self::query) giving up at `deadline`. A connection found dead (Redis restarted since
-    /// the last command) is replaced and the command sent again at once: the dead one could not have
-    /// taken it; Redis unreachable or still loading its data is tried again every [`RETRY`].
+    /// the last command) is replaced and the command sent again at once; Redis unreachable or still
+    /// loading its data is tried again every [`RETRY`]. A command that Redis ran but could not answer
+    /// before its connection went (a shutdown at that very instant) runs twice: at least once, as with
+    /// node-redis.
     async fn query_until<T: redis::FromRedisValue>(
         &self,
         cmd: &impl Query,
