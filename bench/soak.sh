@@ -84,7 +84,8 @@ start_node() { # N -> sets NODE_PID, NODE_URL
   PIDS+=("$NODE_PID")
   NODE_URL=""
   for _ in $(seq 100); do
-    NODE_URL=$(sed -n 's/^listening on //p' "$log" | head -1)
+    # The log may not exist yet: the shell opens it in the child it just forked.
+    NODE_URL=$(sed -n 's/^listening on //p' "$log" 2>/dev/null | head -1 || true)
     [ -n "$NODE_URL" ] && break
     sleep 0.1
   done

@@ -12,8 +12,9 @@ use ferrio_redis::RedisStreamsConfig;
 
 const QUIET: Duration = Duration::from_millis(300);
 
-/// Redis dies: each node still serves its own clients; it comes back (empty): both nodes reconnect,
-/// the reader resumes, and broadcasts cross nodes again in both directions.
+/// Redis dies: each node still serves its own clients, and what they broadcast waits for Redis; it
+/// comes back (empty) within the wait: both nodes reconnect, the waiting broadcast reaches the other
+/// node, the reader resumes, and broadcasts cross nodes again in both directions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_then_resume() {
     let mut redis = Redis::start();
@@ -44,6 +45,7 @@ async fn redis_restart_then_resume() {
         .await,
         "reconnected"
     );
+    assert_eq!(next_text(&mut c2).await, r#"42["alone"]"#);
     b.io().emit("after", &()).unwrap();
     assert_eq!(next_text(&mut c1).await, r#"42["after"]"#);
     assert_eq!(next_text(&mut c2).await, r#"42["after"]"#);

@@ -145,17 +145,16 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-async fn from_a_to_b(transports: &[TransportKind]) {
-    let redis = Redis::start();
-    let url = redis.url();
-    let a = Node::start(&url, "recovery").await;
-    let b = Node::start(&url, "recovery").await;
-    let proxy = Proxy::start(a.addr).await;
-
+/// A client of `proxy` reconnecting `after` a loss, and the numbers of the `n` broadcasts it got.
+fn numbers_client(
+    proxy: &Proxy,
+    transports: &[TransportKind],
+    after: Duration,
+) -> (ferrio_client::Socket, Arc<Mutex<Vec<u64>>>) {
     let mut opts = ClientOptions::default();
     opts.engine.transports = transports.to_vec();
-    opts.reconnection_delay = Duration::from_millis(500);
-    opts.reconnection_delay_max = Duration::from_millis(500);
+    opts.reconnection_delay = after;
+    opts.reconnection_delay_max = after;
     opts.randomization_factor = 0.0;
     opts.force_new = true;
     let socket = ferrio_client::connect(&format!("http://{}", proxy.addr), opts);
@@ -170,6 +169,17 @@ async fn from_a_to_b(transports: &[TransportKind]) {
             }
         }
     });
+    (socket, received)
+}
+
+async fn from_a_to_b(transports: &[TransportKind]) {
+    let redis = Redis::start();
+    let url = redis.url();
+    let a = Node::start(&url, "recovery").await;
+    let b = Node::start(&url, "recovery").await;
+    let proxy = Proxy::start(a.addr).await;
+
+    let (socket, received) = numbers_client(&proxy, transports, Duration::from_millis(500));
     // The server knows the socket before the client has read its CONNECT answer: wait for both.
     wait_until("connected to A", || {
         a.connections.lock().len() == 1 && socket.connected()
@@ -244,4 +254,58 @@ async fn websocket_session_moves_to_another_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_session_moves_to_another_node() {
     from_a_to_b(&[TransportKind::Polling]).await;
+}
+
+/// Redis restarts while a client is away: the session its node stores meanwhile and the broadcasts
+/// sent meanwhile wait for Redis to come back (as node-redis's offline queue makes them wait for the
+/// official adapter) instead of being lost, so the client comes back on the other node recovered,
+/// with every broadcast once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarts_while_the_client_is_away() {
+    let mut redis = Redis::start_persistent();
+    let url = redis.url();
+    let a = Node::start(&url, "restart").await;
+    let b = Node::start(&url, "restart").await;
+    let proxy = Proxy::start(a.addr).await;
+
+    // Back after Redis is: the session is stored by then.
+    let (socket, received) = numbers_client(
+        &proxy,
+        &[TransportKind::WebSocket],
+        Duration::from_millis(2_000),
+    );
+    wait_until("connected to A", || {
+        a.connections.lock().len() == 1 && socket.connected()
+    })
+    .await;
+    let id = socket.id().unwrap();
+    for n in 0..6u64 {
+        let from = if n % 2 == 0 { &a.io } else { &b.io };
+        from.to("r").emit("n", &n).unwrap();
+    }
+    wait_until("live broadcasts", || received.lock().len() == 6).await;
+
+    redis.stop();
+    proxy.move_to(b.addr);
+    wait_until("A noticed", || {
+        a.io.of("/").socket(&id).is_none() && !socket.connected()
+    })
+    .await;
+    for n in 6..12u64 {
+        let from = if n % 2 == 0 { &a.io } else { &b.io };
+        from.to("r").emit("n", &n).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+
+    wait_until("reconnected to B", || !b.connections.lock().is_empty()).await;
+    assert_eq!(*b.connections.lock(), vec![(id.clone(), true)]);
+    wait_until("client recovered", || socket.connected()).await;
+    assert!(socket.recovered());
+    wait_until("every broadcast", || received.lock().len() >= 12).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut got = received.lock().clone();
+    got.sort_unstable();
+    assert_eq!(got, (0..12).collect::<Vec<u64>>(), "once each");
+    socket.disconnect();
 }

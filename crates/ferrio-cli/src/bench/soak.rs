@@ -15,15 +15,20 @@
 //!
 //! The demo app of `ferrio serve` broadcasts `chat` to the room, sender included, so each message is
 //! expected by every member of its room while it is a member: from one second after its `join` was
-//! acknowledged to one second before it left. A reconnection that restored the session keeps the
-//! member in the room: what was broadcast meanwhile is expected (that is what recovery promises). A
-//! reconnection that did not restore it (the session expired or was unknown) makes a new socket that
-//! joins again: from one second before the disconnection to one second after the new join, nothing is
-//! expected. Messages sent around a Redis restart (`--redis-marks`: a file of `down <unix ms>` and
+//! acknowledged to one second before the life ends (it then stays in the room five seconds more, for
+//! what is still on its way, before it leaves; a life ending while disconnected ends at the
+//! disconnection). A reconnection that restored the session keeps the member in the room: what was
+//! broadcast meanwhile is expected (that is what recovery promises: every packet broadcast while the
+//! session was kept, provided its offset is still in the log). A reconnection that did not restore it
+//! (the session expired, was unknown, or not stored yet) makes a new socket that joins again: from
+//! one second before the disconnection to one second after the new join nothing is expected, and what
+//! the old session had not received when it dropped, sent within the run's slowest delivery time
+//! before, is counted apart (it was on its way; a new session starts empty). Messages sent around a
+//! Redis restart (`--redis-marks`: a file of `down <unix ms>` and
 //! `up <unix ms>` lines written by the soak script) are counted apart, since a broadcast the adapter
 //! could not publish is lost for other nodes by design.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,6 +45,9 @@ use tokio::task::JoinHandle;
 const MARGIN_MS: u64 = 1_000;
 /// Margin around a Redis outage.
 const REDIS_MARGIN_MS: u64 = 3_000;
+/// How long a life still listens, in its room, after it stopped expecting messages: a broadcast sent
+/// just before reaches the other node's members later (the time for the stream to be read there).
+const DRAIN: Duration = Duration::from_secs(5);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -150,26 +158,47 @@ struct Counters {
     reconnections: AtomicU64,
     restored: AtomicU64,
     not_restored: AtomicU64,
+    not_restored_without_offset: AtomicU64,
+}
+
+/// What happened to the connection of a life, and when (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ev {
+    /// The socket saw its connection go.
+    Down,
+    /// A reconnection noticed by the life's loop, and whether it restored the session.
+    Up { restored: bool },
 }
 
 /// What one life of a client saw, for the final count.
 struct LifeRecord {
     slot: usize,
     room: usize,
-    /// When reconnections that restored the session were noticed.
-    restores: Vec<u64>,
+    /// Websocket-only (its proxy alternates nodes), or polling then upgrade (its proxy sticks to one).
+    websocket_only: bool,
     joined: u64,
     end: u64,
-    /// Windows in which nothing was expected (reconnections that did not restore the session).
+    /// Reconnections that did not restore the session: (disconnected at, joined again at).
     gaps: Vec<(u64, u64)>,
-    got: HashSet<u64>,
+    /// The connection's history: disconnections and reconnections.
+    events: Vec<(u64, Ev)>,
+    /// Message id -> when it arrived (unix ms).
+    got: HashMap<u64, u64>,
     duplicates: u64,
+}
+
+/// One chat message as its sender recorded it.
+#[derive(Clone, Copy)]
+struct Sent {
+    at: u64,
+    id: u64,
+    slot: usize,
 }
 
 #[derive(Default)]
 struct Ledger {
-    /// Per room: (sent at, message id), in send order.
-    sent: HashMap<usize, Vec<(u64, u64)>>,
+    /// Per room, in send order.
+    sent: HashMap<usize, Vec<Sent>>,
     lives: Vec<LifeRecord>,
 }
 
@@ -186,10 +215,14 @@ struct Shared {
 /// Live state of one life, written by the socket's listeners.
 #[derive(Default)]
 struct LiveState {
-    got: HashSet<u64>,
+    got: HashMap<u64, u64>,
     duplicates: u64,
     /// When the current outage started (first disconnection not yet followed by a connection).
     down_since: Option<u64>,
+    events: Vec<(u64, Ev)>,
+    /// When the current connection was noticed, and when the last chat message arrived.
+    connected_at: u64,
+    last_got: u64,
 }
 
 /// The summary printed at the end.
@@ -205,12 +238,20 @@ pub struct SoakSummary {
     pub reconnections: u64,
     pub restored: u64,
     pub not_restored: u64,
+    /// Of those, connections that had received no broadcast, so had no offset to resume from.
+    pub not_restored_without_offset: u64,
     pub sent: u64,
     pub received: u64,
     /// Deliveries expected by members (recovery included).
     pub expected: u64,
     /// Expected deliveries that never came, outside Redis outages.
     pub lost: u64,
+    /// Deliveries not received before a disconnection whose session was then not restored, sent
+    /// within the slowest delivery time of the run before it: on their way when the session was lost,
+    /// which recovery does not promise (a new session starts empty). Not counted in `expected`.
+    pub in_flight_when_a_session_was_lost: u64,
+    /// Delivery times (received minus sent, milliseconds): median, 99th percentile, slowest.
+    pub latency_ms: [u64; 3],
     /// Messages that no client received at all: their sender's transport was cut while the packet was
     /// on its way, so the server never had it (an emit without ack is at most once). Not deliveries
     /// a member missed, so not counted in `expected`.
@@ -387,7 +428,9 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 if let Some(id) = id {
                     sh.counters.received.fetch_add(1, Relaxed);
                     let mut st = st.lock();
-                    if !st.got.insert(id) {
+                    let now = now_ms();
+                    st.last_got = now;
+                    if st.got.insert(id, now).is_some() {
                         st.duplicates += 1;
                     }
                 }
@@ -398,8 +441,10 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
             let st = st.clone();
             async move {
                 let mut st = st.lock();
+                let now = now_ms();
+                st.events.push((now, Ev::Down));
                 if st.down_since.is_none() {
-                    st.down_since = Some(now_ms());
+                    st.down_since = Some(now);
                 }
             }
         });
@@ -413,7 +458,12 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    state.lock().down_since = None;
+    {
+        let mut st = state.lock();
+        st.down_since = None;
+        st.events.clear();
+        st.connected_at = now_ms();
+    }
     if !join(&socket, &room_name).await {
         shared.counters.join_failures.fetch_add(1, Relaxed);
         socket.disconnect();
@@ -427,7 +477,6 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
     let mut next_send =
         tokio::time::Instant::now() + Duration::from_millis(rng.between(500, 4_000));
     let mut gaps = Vec::new();
-    let mut restores = Vec::new();
     while tokio::time::Instant::now() < ends_at && !shared.stop.load(Relaxed) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let down_since = state.lock().down_since;
@@ -436,18 +485,44 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 continue;
             }
             shared.counters.reconnections.fetch_add(1, Relaxed);
-            if socket.recovered() {
+            let restored = socket.recovered();
+            let (previous, last_got) = {
+                let mut st = state.lock();
+                st.events.push((now_ms(), Ev::Up { restored }));
+                let previous = std::mem::replace(&mut st.connected_at, now_ms());
+                (previous, st.last_got)
+            };
+            if restored {
                 shared.counters.restored.fetch_add(1, Relaxed);
-                restores.push(now_ms());
             } else {
                 // A new socket, in no room: join again; nothing was promised meanwhile.
                 shared.counters.not_restored.fetch_add(1, Relaxed);
+                // socket.io restores from the offset of the last broadcast received: a connection
+                // that received none has nothing to resume from.
+                let offset = last_got >= previous;
+                if !offset {
+                    shared
+                        .counters
+                        .not_restored_without_offset
+                        .fetch_add(1, Relaxed);
+                }
+                if !shared.opts.quiet {
+                    eprintln!(
+                        "not restored: slot {slot}, back {} ms after the disconnection, {}",
+                        now_ms().saturating_sub(down),
+                        if offset {
+                            "with an offset"
+                        } else {
+                            "no broadcast received on that connection (no offset)"
+                        }
+                    );
+                }
                 if !join(&socket, &room_name).await {
                     shared.counters.join_failures.fetch_add(1, Relaxed);
                     // Try again on the next turn, from the same outage.
                     continue;
                 }
-                gaps.push((down.saturating_sub(MARGIN_MS), now_ms() + MARGIN_MS));
+                gaps.push((down, now_ms()));
             }
             let mut st = state.lock();
             // A disconnection after this connection starts a new outage.
@@ -465,7 +540,11 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 .sent
                 .entry(room)
                 .or_default()
-                .push((now_ms(), id));
+                .push(Sent {
+                    at: now_ms(),
+                    id,
+                    slot,
+                });
             let _ = socket.emit(
                 "chat",
                 &serde_json::json!({ "room": room_name, "text": id.to_string() }),
@@ -475,30 +554,35 @@ async fn run_life(shared: &Arc<Shared>, slot: usize, _life: u64, rng: &mut Rng) 
                 tokio::time::Instant::now() + Duration::from_millis(rng.between(1_000, 5_000));
         }
     }
-    // Leave for good: what is broadcast from now on is not expected.
-    let end = now_ms();
+    // Leave for good: what is broadcast from now on is not expected. A life that ends while its
+    // connection is down gives up its session: what was broadcast since the disconnection would only
+    // have come with a reconnection that never happened.
+    let end = state.lock().down_since.unwrap_or_else(now_ms);
+    // Still in the room while what was sent before `end` is on its way.
+    tokio::time::sleep(DRAIN).await;
     let _ = socket
         .timeout(Duration::from_secs(5))
         .emit_with_ack("leave", &room_name)
         .await;
-    if shared.stop.load(Relaxed) {
-        // The run is over: wait for what is still on its way before counting.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
     socket.disconnect();
     socket.io().close();
     shared.counters.active.fetch_sub(1, Relaxed);
-    let (got, duplicates) = {
+    let (got, duplicates, events) = {
         let mut st = state.lock();
-        (std::mem::take(&mut st.got), st.duplicates)
+        (
+            std::mem::take(&mut st.got),
+            st.duplicates,
+            std::mem::take(&mut st.events),
+        )
     };
     shared.ledger.lock().lives.push(LifeRecord {
         slot,
         room,
-        restores,
+        websocket_only: group % 2 == 0,
         joined,
         end,
         gaps,
+        events,
         got,
         duplicates,
     });
@@ -540,17 +624,41 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
     let mut lost_outage = 0u64;
     let mut examples = Vec::new();
     // A message that reached the server reached at least one member (its sender is one).
-    let reached: HashSet<u64> = ledger
-        .lives
-        .iter()
-        .flat_map(|l| l.got.iter().copied())
-        .collect();
+    let mut reached: HashMap<u64, u64> = HashMap::new();
+    for life in &ledger.lives {
+        for id in life.got.keys() {
+            *reached.entry(*id).or_default() += 1;
+        }
+    }
     let never_reached = ledger
         .sent
         .values()
         .flatten()
-        .filter(|(_, id)| !reached.contains(id))
+        .filter(|m| !reached.contains_key(&m.id))
         .count() as u64;
+    // Delivery times: how long a broadcast may still be on its way.
+    let sent_at: HashMap<u64, u64> = ledger
+        .sent
+        .values()
+        .flatten()
+        .map(|m| (m.id, m.at))
+        .collect();
+    let mut latencies: Vec<u64> = ledger
+        .lives
+        .iter()
+        .flat_map(|l| l.got.iter())
+        .filter_map(|(id, at)| sent_at.get(id).map(|s| at.saturating_sub(*s)))
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let latency_ms = [pct(0.5), pct(0.99), latencies.last().copied().unwrap_or(0)];
+    let in_flight_ms = latency_ms[2].max(MARGIN_MS);
+    let mut in_flight = 0u64;
     let in_outage = |t: u64| {
         redis
             .iter()
@@ -563,15 +671,28 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         };
         let from = life.joined + MARGIN_MS;
         let to = life.end.saturating_sub(MARGIN_MS);
-        for &(t, id) in sent {
+        for m in sent {
+            let t = m.at;
             if t < from
                 || t > to
-                || !reached.contains(&id)
-                || life.gaps.iter().any(|&(a, b)| t >= a && t <= b)
+                || !reached.contains_key(&m.id)
+                || life
+                    .gaps
+                    .iter()
+                    .any(|&(a, b)| t + MARGIN_MS >= a && t <= b + MARGIN_MS)
             {
                 continue;
             }
-            let got = life.got.contains(&id);
+            let got = life.got.contains_key(&m.id);
+            if !got
+                && life
+                    .gaps
+                    .iter()
+                    .any(|&(a, _)| t < a && t + in_flight_ms >= a)
+            {
+                in_flight += 1;
+                continue;
+            }
             if in_outage(t) {
                 expected_outage += 1;
                 lost_outage += u64::from(!got);
@@ -579,18 +700,12 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
                 expected += 1;
                 if !got {
                     lost += 1;
+                    let line = describe_lost(life, i, m, reached[&m.id], t);
+                    if !shared.opts.quiet {
+                        eprintln!("lost: {line}");
+                    }
                     if examples.len() < 10 {
-                        let near = life
-                            .restores
-                            .iter()
-                            .map(|&r| r as i64 - t as i64)
-                            .min_by_key(|d| d.abs());
-                        examples.push(format!(
-                            "message {id} (room {}) -> slot {} life {i}, joined {} ms before it was sent, nearest restore {near:?} ms after it",
-                            life.room,
-                            life.slot,
-                            t.saturating_sub(life.joined)
-                        ));
+                        examples.push(line);
                     }
                 }
             }
@@ -607,16 +722,56 @@ fn summarize(shared: &Shared, seconds: f64, redis: &[(u64, u64)]) -> SoakSummary
         reconnections: c.reconnections.load(Relaxed),
         restored: c.restored.load(Relaxed),
         not_restored: c.not_restored.load(Relaxed),
+        not_restored_without_offset: c.not_restored_without_offset.load(Relaxed),
         sent: c.sent.load(Relaxed),
         received: c.received.load(Relaxed),
         expected,
         lost,
+        in_flight_when_a_session_was_lost: in_flight,
+        latency_ms,
         never_reached_the_server: never_reached,
         duplicated,
         expected_during_redis_outages: expected_outage,
         lost_during_redis_outages: lost_outage,
         lost_examples: examples,
     }
+}
+
+/// One lost delivery, with what the receiver's connection did around it (times relative to the send).
+fn describe_lost(life: &LifeRecord, i: usize, m: &Sent, members_got: u64, t: u64) -> String {
+    let rel = |x: u64| x as i64 - t as i64;
+    let around: Vec<String> = life
+        .events
+        .iter()
+        .filter(|(at, _)| rel(*at).abs() <= 30_000)
+        .map(|(at, ev)| match ev {
+            Ev::Down => format!("down {:+}", rel(*at)),
+            Ev::Up { restored: true } => format!("restored {:+}", rel(*at)),
+            Ev::Up { restored: false } => format!("new session {:+}", rel(*at)),
+        })
+        .collect();
+    // What the receiver got just before and just after: a hole in a stream or a stop.
+    let before = life
+        .got
+        .values()
+        .filter(|&&r| r <= t)
+        .max()
+        .map(|&r| rel(r));
+    let after = life.got.values().filter(|&&r| r > t).min().map(|&r| rel(r));
+    format!(
+        "message {} (room {}, from slot {}) -> slot {} life {i} ({}), {} ms after its join, {members_got} members got it; receiver's last delivery before {before:?}, next after {after:?} ms; connection: [{}]",
+        m.id,
+        life.room,
+        m.slot,
+        life.slot,
+        if life.websocket_only {
+            "websocket"
+        } else {
+            "polling+upgrade"
+        },
+        t.saturating_sub(life.joined),
+        around.join(", ")
+    )
 }
 
 /// Prints the summary: a table, or one JSON object.
@@ -635,8 +790,13 @@ pub fn print(summary: &SoakSummary, json: bool) {
         s.connect_failures, s.join_failures
     );
     println!(
-        "  cuts {} ({} connections dropped), reconnections {}: restored {}, not restored {}",
-        s.cuts, s.cut_connections, s.reconnections, s.restored, s.not_restored
+        "  cuts {} ({} connections dropped), reconnections {}: restored {}, not restored {} ({} without an offset: no broadcast received on that connection)",
+        s.cuts,
+        s.cut_connections,
+        s.reconnections,
+        s.restored,
+        s.not_restored,
+        s.not_restored_without_offset
     );
     println!(
         "  chat messages sent {}, deliveries received {}",
@@ -645,6 +805,14 @@ pub fn print(summary: &SoakSummary, json: bool) {
     println!(
         "  deliveries expected {}: lost {}, duplicated {}",
         s.expected, s.lost, s.duplicated
+    );
+    println!(
+        "  not received before a disconnection whose session was not restored (on their way, not promised): {}",
+        s.in_flight_when_a_session_was_lost
+    );
+    println!(
+        "  delivery time: median {} ms, 99th percentile {} ms, slowest {} ms",
+        s.latency_ms[0], s.latency_ms[1], s.latency_ms[2]
     );
     println!(
         "  messages no client received (sender cut while sending; not expected of anyone): {}",

@@ -185,7 +185,7 @@ fn unreachable_error() -> AdapterError {
 }
 
 /// Whether a broadcast to `opts` reached a socket in `rooms` (`shouldIncludePacket`).
-fn reached(rooms: &[Room], opts: &BroadcastOptions) -> bool {
+pub(crate) fn reached(rooms: &[Room], opts: &BroadcastOptions) -> bool {
     (opts.rooms.is_empty() || rooms.iter().any(|r| opts.rooms.contains(r)))
         && !rooms.iter().any(|r| opts.except.contains(r))
 }

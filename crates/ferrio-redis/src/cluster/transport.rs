@@ -84,8 +84,9 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     }
 }
 
-/// A session read back from a log, with every broadcast of its namespace stored after its offset
-/// (`(entry id, packet, options)`, oldest first), not yet filtered by rooms.
+/// A session read back from a log, with the broadcasts of its namespace stored after its offset
+/// (`(entry id, packet, options)`, oldest first); a transport may already have left out those the
+/// session's rooms did not receive.
 pub(crate) struct Restored {
     pub(crate) session: Session,
     pub(crate) entries: Vec<(String, Packet, BroadcastOptions)>,

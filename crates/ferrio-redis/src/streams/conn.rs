@@ -2,6 +2,12 @@
 //! GETDEL, XRANGE), shared by every namespace, and one that blocks in `XREAD` and hands each entry to its
 //! namespace. Both reconnect by themselves; the reader resumes from the last id it read, so a Redis
 //! restart (or a network cut) loses nothing the stream still holds.
+//!
+//! A command that finds Redis gone waits for it to come back, up to [`OUTAGE`], before it fails: the
+//! official adapter runs on node-redis, whose offline queue holds commands while it reconnects, so a
+//! Redis restart loses neither the broadcasts appended meanwhile nor the sessions of the sockets that
+//! dropped meanwhile. Appends go through one ordered queue (the stream gets one node's entries in the
+//! order they were sent, retried as a block after a reconnection).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +16,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::entry::Fields;
 use super::{RedisStreamsConfig, StreamsNamespace};
@@ -21,6 +28,9 @@ use crate::link::{Control, Link, Unavailable, bump};
 const BLOCK: Duration = Duration::from_millis(2000);
 /// How long to wait before reconnecting after an error.
 const RETRY: Duration = Duration::from_millis(200);
+/// How long a command waits for an unreachable Redis to come back before it fails (a restart takes
+/// well under a second; a longer outage is an outage, and each node goes on alone).
+pub(crate) const OUTAGE: Duration = Duration::from_secs(5);
 
 /// Entries waiting for the writer; more are dropped (and counted) rather than held without bound.
 const QUEUE: usize = 4096;
@@ -29,6 +39,31 @@ const BATCH: usize = 256;
 
 /// One stream entry as `XREAD` and `XRANGE` give it.
 pub(crate) type Entry = (String, Vec<(String, String)>);
+
+/// One `XADD` waiting for the writer.
+struct Append {
+    cmd: redis::Cmd,
+    /// Where its entry id goes, when the caller waits for it.
+    reply: Option<oneshot::Sender<Result<String, Unavailable>>>,
+    /// When it is given up on if Redis is still unreachable.
+    deadline: Instant,
+}
+
+impl Append {
+    fn answer(self, result: Result<String, Unavailable>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Why one attempt at a command failed.
+enum Attempt {
+    /// Redis is unreachable or not ready (restarting, loading its data): worth trying again.
+    Retry,
+    /// Redis refused the command itself.
+    Fatal,
+}
 
 pub(crate) struct StreamsDriver {
     client: redis::Client,
@@ -41,8 +76,9 @@ pub(crate) struct StreamsDriver {
     /// The id of the last entry handed to the namespaces; held while entries are handed over, so that
     /// a session restore can take its missed entries up to exactly there.
     pub(crate) reading: tokio::sync::Mutex<String>,
-    /// The queue of [`append_nowait`](Self::append_nowait), drained by [`write_loop`].
-    writer: mpsc::Sender<redis::Cmd>,
+    /// The queue of [`append`](Self::append) and [`append_nowait`](Self::append_nowait), drained in
+    /// order by [`write_loop`].
+    writer: mpsc::Sender<Append>,
 }
 
 impl Link for StreamsDriver {
@@ -113,34 +149,79 @@ impl StreamsDriver {
         self.namespaces.lock().remove(nsp);
     }
 
-    /// Runs one command on the command connection, reconnecting first when it was lost. A connection
-    /// found dead by this command (Redis restarted since the last one) is replaced and the command
-    /// sent once more on the new one: the dead one could not have taken it.
+    /// Runs one command on the command connection, reconnecting first when it was lost, and waiting
+    /// up to [`OUTAGE`] for an unreachable Redis to come back.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
         cmd: &impl Query,
     ) -> Result<T, Unavailable> {
-        for attempt in 0..2 {
+        self.query_until(cmd, Instant::now() + OUTAGE).await
+    }
+
+    /// [`query`](Self::query) giving up at `deadline`. A connection found dead (Redis restarted since
+    /// the last command) is replaced and the command sent again at once; Redis unreachable or still
+    /// loading its data is tried again every [`RETRY`]. A command that Redis ran but could not answer
+    /// before its connection went (a shutdown at that very instant) runs twice: at least once, as with
+    /// node-redis.
+    async fn query_until<T: redis::FromRedisValue>(
+        &self,
+        cmd: &impl Query,
+        deadline: Instant,
+    ) -> Result<T, Unavailable> {
+        let mut immediate = true;
+        loop {
             if self.control.stopped() {
                 return Err(Unavailable);
             }
-            let mut conn = self.command_connection().await?;
-            match cmd.run(&mut conn).await {
+            match self.attempt(cmd, &mut immediate).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
-                    tracing::debug!("redis streams adapter: connection lost: {e}");
-                    *self.cmd.lock().await = None;
-                    if attempt == 0 {
-                        bump(&self.control.counters.reconnects);
+                Err(Attempt::Fatal) => return Err(Unavailable),
+                Err(Attempt::Retry) if immediate => immediate = false,
+                Err(Attempt::Retry) => {
+                    if Instant::now() + RETRY > deadline {
+                        return Err(Unavailable);
                     }
-                }
-                Err(e) => {
-                    tracing::debug!("redis streams adapter: command failed: {e}");
-                    return Err(Unavailable);
+                    tokio::time::sleep(RETRY).await;
                 }
             }
         }
-        Err(Unavailable)
+    }
+
+    /// One try of `cmd`; `fresh` says whether a dead connection found now may be retried at once (it
+    /// is cleared when a retry is spent on that).
+    async fn attempt<T: redis::FromRedisValue>(
+        &self,
+        cmd: &impl Query,
+        fresh: &mut bool,
+    ) -> Result<T, Attempt> {
+        let Ok(mut conn) = self.command_connection().await else {
+            *fresh = false;
+            return Err(Attempt::Retry);
+        };
+        match cmd.run(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+                tracing::debug!("redis streams adapter: connection lost: {e}");
+                *self.cmd.lock().await = None;
+                if *fresh {
+                    bump(&self.control.counters.reconnects);
+                }
+                Err(Attempt::Retry)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+                ) =>
+            {
+                *fresh = false;
+                Err(Attempt::Retry)
+            }
+            Err(e) => {
+                tracing::debug!("redis streams adapter: command failed: {e}");
+                Err(Attempt::Fatal)
+            }
+        }
     }
 
     async fn command_connection(&self) -> Result<MultiplexedConnection, Unavailable> {
@@ -173,23 +254,37 @@ impl StreamsDriver {
         cmd
     }
 
-    /// Appends an entry; resolves with its id.
+    /// Appends an entry; resolves with its id. It takes its place in the writer's queue, after the
+    /// entries queued before it.
     pub(crate) async fn append(&self, fields: Fields) -> Result<String, Unavailable> {
-        let res = self.query::<String>(&self.xadd(&fields)).await;
-        bump(if res.is_ok() {
-            &self.control.counters.published
-        } else {
-            &self.control.counters.dropped
-        });
-        res
+        let (tx, rx) = oneshot::channel();
+        if !self.enqueue(&fields, Some(tx)) {
+            return Err(Unavailable);
+        }
+        rx.await.unwrap_or(Err(Unavailable))
     }
 
-    /// Appends an entry without waiting. Entries queued here reach the stream in the order they were
-    /// queued (one writer, pipelined); a full queue drops the entry and counts it.
+    /// Appends an entry without waiting. Entries reach the stream in the order they were queued (one
+    /// writer, pipelined); a full queue drops the entry and counts it.
     pub(crate) fn append_nowait(&self, fields: Fields) {
-        if self.writer.try_send(self.xadd(&fields)).is_err() {
+        self.enqueue(&fields, None);
+    }
+
+    fn enqueue(
+        &self,
+        fields: &Fields,
+        reply: Option<oneshot::Sender<Result<String, Unavailable>>>,
+    ) -> bool {
+        let append = Append {
+            cmd: self.xadd(fields),
+            reply,
+            deadline: Instant::now() + OUTAGE,
+        };
+        let queued = self.writer.try_send(append).is_ok();
+        if !queued {
             bump(&self.control.counters.dropped);
         }
+        queued
     }
 
     /// `XRANGE` of the stream from `start` to `end` (inclusive), at most `count` entries.
@@ -316,20 +411,61 @@ impl Query for redis::Pipeline {
     }
 }
 
-/// Sends the queued appends in order, as many as are waiting in one pipeline.
-async fn write_loop(driver: Weak<StreamsDriver>, mut queue: mpsc::Receiver<redis::Cmd>) {
-    let mut batch = Vec::with_capacity(BATCH);
+/// Sends the queued appends in order, as many as are waiting in one pipeline. While Redis is
+/// unreachable the same block is tried again, each entry until its deadline; nothing after it is sent
+/// before it, so one node's entries keep their order in the stream.
+async fn write_loop(driver: Weak<StreamsDriver>, mut queue: mpsc::Receiver<Append>) {
+    let mut batch: Vec<Append> = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
-        let Some(d) = driver.upgrade() else { return };
-        let n = batch.len() as u64;
-        let mut pipe = redis::pipe();
-        for cmd in batch.drain(..) {
-            pipe.add_command(cmd).ignore();
+        let mut fresh = true;
+        loop {
+            let Some(d) = driver.upgrade() else { return };
+            let counters = &d.control.counters;
+            let now = Instant::now();
+            if d.control.stopped() {
+                counters.dropped.add(batch.len() as u64);
+                batch.drain(..).for_each(|a| a.answer(Err(Unavailable)));
+                break;
+            }
+            // The block is in queue order: the oldest entries are the first to expire.
+            let expired = batch.iter().take_while(|a| a.deadline <= now).count();
+            counters.dropped.add(expired as u64);
+            batch
+                .drain(..expired)
+                .for_each(|a| a.answer(Err(Unavailable)));
+            if batch.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            for a in &batch {
+                pipe.add_command(a.cmd.clone());
+            }
+            match d.attempt::<Vec<redis::Value>>(&pipe, &mut fresh).await {
+                Ok(ids) => {
+                    counters.published.add(batch.len() as u64);
+                    let mut ids = ids.into_iter();
+                    for a in batch.drain(..) {
+                        let id = ids
+                            .next()
+                            .and_then(|v| redis::from_redis_value::<String>(&v).ok())
+                            .ok_or(Unavailable);
+                        a.answer(id);
+                    }
+                    break;
+                }
+                Err(Attempt::Fatal) => {
+                    bump(&counters.publish_errors);
+                    counters.dropped.add(batch.len() as u64);
+                    batch.drain(..).for_each(|a| a.answer(Err(Unavailable)));
+                    break;
+                }
+                // A dead connection found now: the new one is tried at once.
+                Err(Attempt::Retry) if fresh => fresh = false,
+                Err(Attempt::Retry) => {
+                    drop(d);
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
         }
-        let counter = match d.query::<()>(&pipe).await {
-            Ok(()) => &d.control.counters.published,
-            Err(_) => &d.control.counters.dropped,
-        };
-        counter.add(n);
     }
 }

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ferrio_core::adapter::{Room, Session};
+use ferrio_core::adapter::{Room, Session, SessionLog};
 use ferrio_proto::value::Value;
 
 use super::StreamsNamespace;
@@ -71,9 +71,12 @@ fn next_id((ms, seq): (u64, u64)) -> String {
     }
 }
 
-/// Keeps the broadcasts of `ns`'s namespace among `batch`.
+/// Keeps the broadcasts of `ns`'s namespace among `batch` that `session` would have received: a
+/// restore holds what its socket missed, not every broadcast of the namespace since its offset (with
+/// thousands of rooms, thousands of times more).
 fn collect(
     ns: &StreamsNamespace,
+    session: &Session,
     batch: Vec<Entry>,
     into: &mut Vec<(
         String,
@@ -92,6 +95,8 @@ fn collect(
             .and_then(|v| crate::cluster::wire::decode_value(v, &ns.nsp, false, counters));
         if let Ok(Some(Decoded::Message(m))) = decoded
             && let Message::Broadcast { packet, opts } = m.message
+            && SessionLog::is_eligible(&packet, &opts)
+            && crate::cluster::reached(&session.rooms, &opts)
         {
             into.push((id, packet, opts));
         }
@@ -130,7 +135,7 @@ pub(crate) async fn restore(
             break;
         };
         last = id;
-        collect(ns, batch, &mut entries);
+        collect(ns, &session, batch, &mut entries);
     }
     // Line up with the reader: what it handed over is missed, what it has not is delivered live.
     let reading = driver.reading.lock().await;
@@ -139,7 +144,7 @@ pub(crate) async fn restore(
     };
     if last < read {
         let batch = driver.range(&next_id(last), &reading, None).await?;
-        collect(ns, batch, &mut entries);
+        collect(ns, &session, batch, &mut entries);
     } else {
         entries.retain(|(id, _, _)| parse_id(id).is_some_and(|id| id <= read));
     }

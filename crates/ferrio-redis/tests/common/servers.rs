@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// Where a persistent server keeps its append-only file (removed on drop).
+    dir: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -61,9 +63,47 @@ impl Redis {
     pub fn start() -> Redis {
         let port = free_port();
         assert_ne!(port, 6379);
-        let mut r = Redis { port, child: None };
+        let mut r = Redis {
+            port,
+            child: None,
+            dir: None,
+        };
         r.restart();
         r
+    }
+
+    /// A server keeping its data in an append-only file in a directory of its own: stopped with
+    /// [`stop`](Self::stop) and started again, it has what it had, as a production Redis does.
+    pub fn start_persistent() -> Redis {
+        let port = free_port();
+        assert_ne!(port, 6379);
+        let dir = std::env::temp_dir().join(format!(
+            "ferrio-redis-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Redis {
+            port,
+            child: None,
+            dir: Some(dir),
+        };
+        r.restart();
+        r
+    }
+
+    /// Shuts the server down as an operator does (`SHUTDOWN`: it writes its data first) and waits for
+    /// it to exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
     }
 
     pub fn url(&self) -> String {
@@ -72,7 +112,9 @@ impl Redis {
 
     /// Starts the server (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
-        self.child = Some(redis_server(self.port, None, &[]));
+        let persistent = ["--appendonly", "yes", "--appendfsync", "always"];
+        let extra: &[&str] = if self.dir.is_some() { &persistent } else { &[] };
+        self.child = Some(redis_server(self.port, self.dir.as_ref(), extra));
         wait_listening(&[self.port]);
     }
 
@@ -100,6 +142,9 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
