@@ -332,7 +332,17 @@ pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upg
         // Not needed past the handshake: its strings are not kept for the session's life.
         drop(upgrade);
         match ws {
-            Some((r, w)) => run(socket, r, w).await,
+            Some((r, w)) => {
+                // An Engine.IO v3 client sends the pings, so after the open packet it hears nothing until
+                // it speaks. A client that attaches its message listener once `open` has fired (the v3
+                // conformance suite does) misses an open packet that arrived in the same read as the
+                // 101 answer, and then waits forever. A millisecond between the two keeps them in
+                // separate reads; v4 sessions need no such pause (a ping follows anyway).
+                if socket.protocol() == ferrio_proto::engine::Protocol::V3 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                run(socket, r, w).await
+            }
             None => socket.close_with(CloseReason::TransportError),
         }
     });
