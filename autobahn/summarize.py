@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Turns an Autobahn|Testsuite index.json (as kosoku writes it) into autobahn/RESULTS.md: counts per
-section and per behaviour, and every case that is not OK / NON-STRICT / INFORMATIONAL by name."""
+"""Turns an Autobahn|Testsuite index.json (as kosoku writes it) into one part of autobahn/RESULTS.md:
+counts per section and per behaviour, and every case that is not OK / NON-STRICT / INFORMATIONAL by
+name. Usage: summarize.py server|client INDEX.json RESULTS.md (the other mode's part is kept)."""
+import contextlib
+import io
 import json
 import os
 import re
@@ -36,13 +39,28 @@ def describe(reports, entry):
     return " ".join(text.split())[:160]
 
 
-def main(path):
+HEADERS = {
+    "server": [
+        "# Autobahn|Testsuite, server cases, against ferrio's websocket layer\n",
+        "Written by `autobahn/run.sh` (kosoku, the Autobahn cases in Python, driving",
+        "`crates/ferrio/examples/ws_echo.rs` built in release). Behaviour is the case's verdict on the",
+        "protocol; close behaviour is its verdict on the closing handshake.",
+    ],
+    "client": [
+        "# Autobahn|Testsuite, client cases, against ferrio-client's websocket\n",
+        "Written by `autobahn/run.sh client` (kosoku as the fuzzing server, driven by",
+        "`crates/ferrio-client/examples/ws_autobahn_client.rs` built in release, which offers",
+        "permessage-deflate as the client does by default, with threshold 0). Behaviour is the case's",
+        "verdict on the protocol; close behaviour is its verdict on the closing handshake.",
+    ],
+}
+
+
+def summary(mode, path):
     index = json.load(open(path))
     reports = os.path.dirname(path)
-    print("# Autobahn|Testsuite, server cases, against ferrio's websocket layer\n")
-    print("Written by `autobahn/run.sh` (kosoku, the Autobahn cases in Python, driving")
-    print("`crates/ferrio/examples/ws_echo.rs` built in release). Behaviour is the case's verdict on the")
-    print("protocol; close behaviour is its verdict on the closing handshake.")
+    for line in HEADERS[mode]:
+        print(line)
     try:
         from importlib.metadata import version
         print(f"kosoku {version('kosoku')}.\n")
@@ -88,5 +106,30 @@ def main(path):
                       f"{describe(reports, c)}" + (f" — {note}" if note else ""))
 
 
+def main(mode, path, results):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        summary(mode, path)
+    parts = {}
+    try:
+        text = open(results).read()
+    except OSError:
+        text = ""
+    for m in HEADERS:
+        start, end = f"<!-- {m} -->\n", f"<!-- /{m} -->\n"
+        if start in text and end in text:
+            parts[m] = text[text.index(start) + len(start):text.index(end)]
+    if not parts and text:
+        # A file from before the client table: all of it is the server's part.
+        parts["server"] = text
+    parts[mode] = out.getvalue()
+    with open(results, "w") as f:
+        for m in HEADERS:
+            if m in parts:
+                f.write(f"<!-- {m} -->\n{parts[m].rstrip()}\n<!-- /{m} -->\n")
+                if m != list(HEADERS)[-1] and len(parts) > 1:
+                    f.write("\n")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrio_proto::engine::client::{Event, Output, TransportEnd};
 use ferrio_proto::engine::{ClientSession, Frame, Packet, TransportKind};
-use ferrio_proto::ws::Message;
+use ferrio_proto::ws::{CLOSE_NORMAL, Message};
 use http::{Method, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -167,6 +167,9 @@ struct Driver {
     events: mpsc::Sender<EngineEvent>,
     active: Active,
     probe: Probe,
+    /// The code of the websocket's close frame: the server's own code when it closed, the code of the
+    /// rule it broke when it broke one (RFC 6455 sections 5.5.1 and 7.4.1).
+    close_code: Option<u16>,
 }
 
 pub(crate) fn spawn(start: Start) {
@@ -200,6 +203,7 @@ pub(crate) fn spawn(start: Start) {
         events,
         active,
         probe: Probe::None,
+        close_code: Some(CLOSE_NORMAL),
     };
     tokio::spawn(driver.run());
 }
@@ -263,11 +267,9 @@ impl Driver {
         if let Active::WebSocket { write, .. } = &mut self.active
             && let Some(sink) = write.take_idle()
         {
+            let code = self.close_code;
             let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, async {
-                sink.lock()
-                    .await
-                    .close(Some(ferrio_proto::ws::CLOSE_NORMAL))
-                    .await
+                sink.lock().await.close(code).await
             })
             .await;
         }
@@ -397,11 +399,19 @@ impl Driver {
                 match message {
                     Message::Text(t) => s.on_text(now, t),
                     Message::Binary(b) => s.on_binary(now, b),
-                    Message::Close(_) => s.on_transport_end(TransportEnd::Closed),
+                    Message::Close(c) => {
+                        self.close_code = c.map(|c| c.code);
+                        s.on_transport_end(TransportEnd::Closed)
+                    }
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
             }
-            TransportEvent::Read(Err(e)) => s.on_transport_end(ws_end(e)),
+            TransportEvent::Read(Err(e)) => {
+                if let WsError::Protocol(e) = &e {
+                    self.close_code = Some(e.close_code());
+                }
+                s.on_transport_end(ws_end(e))
+            }
         }
     }
 
