@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns an Autobahn|Testsuite index.json (as kosoku writes it) into one part of autobahn/RESULTS.md:
 counts per section and per behaviour, and every case that is not OK / NON-STRICT / INFORMATIONAL by
-name. Usage: summarize.py server|client INDEX.json RESULTS.md (the other mode's part is kept)."""
+name. Usage: summarize.py server|client RESULTS.md INDEX.json... (the indexes of one mode's runs are
+merged; the other mode's part of RESULTS.md is kept)."""
 import contextlib
 import io
 import json
@@ -30,9 +31,9 @@ NOTES = {
 }
 
 
-def describe(reports, entry):
+def describe(entry):
     try:
-        case = json.load(open(os.path.join(reports, entry["reportfile"])))
+        case = json.load(open(os.path.join(entry["_dir"], entry["reportfile"])))
     except OSError:
         return ""
     text = re.sub(r"<[^>]+>", " ", case.get("description", ""))
@@ -50,15 +51,21 @@ HEADERS = {
         "# Autobahn|Testsuite, client cases, against ferrio-client's websocket\n",
         "Written by `autobahn/run.sh client` (kosoku as the fuzzing server, driven by",
         "`crates/ferrio-client/examples/ws_autobahn_client.rs` built in release, which offers",
-        "permessage-deflate as the client does by default, with threshold 0). Behaviour is the case's",
-        "verdict on the protocol; close behaviour is its verdict on the closing handshake.",
+        "permessage-deflate as the client does by default, with threshold 0; cases 13.2, 13.5 and 13.6,",
+        "whose server accepts only offers with `client_no_context_takeover`, in a second run whose offer",
+        "adds it). Behaviour is the case's verdict on the protocol; close behaviour is its verdict on the",
+        "closing handshake.",
     ],
 }
 
 
-def summary(mode, path):
-    index = json.load(open(path))
-    reports = os.path.dirname(path)
+def summary(mode, paths):
+    index = {}
+    for path in paths:
+        for agent, cases in json.load(open(path)).items():
+            for c in cases.values():
+                c["_dir"] = os.path.dirname(path)
+            index.setdefault(agent, {}).update(cases)
     for line in HEADERS[mode]:
         print(line)
     try:
@@ -103,13 +110,13 @@ def summary(mode, path):
                 c = cases[cid]
                 note = NOTES.get(cid, "")
                 print(f"- {cid} {c['behavior']} / close {c['behaviorClose']} (close code {c['remoteCloseCode']}): "
-                      f"{describe(reports, c)}" + (f" — {note}" if note else ""))
+                      f"{describe(c)}" + (f" — {note}" if note else ""))
 
 
-def main(mode, path, results):
+def main(mode, results, paths):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        summary(mode, path)
+        summary(mode, paths)
     parts = {}
     try:
         text = open(results).read()
@@ -132,4 +139,4 @@ def main(mode, path, results):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -2,7 +2,10 @@
 //! the fuzzing server for the number of cases, runs each one by connecting to
 //! `/runCase?case=N&agent=ferrio-client` and echoing every message, then asks for the reports.
 //!
-//! Usage: `ws_autobahn_client [ws://127.0.0.1:9001]`
+//! Usage: `ws_autobahn_client [--client-no-context-takeover] [ws://127.0.0.1:9001]`. The flag adds
+//! `client_no_context_takeover` to the offer: cases 13.2, 13.5 and 13.6 have the server accept only
+//! offers that carry it (the client's promise to reset its compressor after each message), and the
+//! default offer, as `ws` makes it, does not.
 
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ async fn connect(base: &str, path: &str) -> Result<RawWebSocket, String> {
     // of kosoku check an uncompressed text echo as a `str` and fail with a Python error, not a verdict.
     let deflate = DeflateConfig {
         threshold: 0,
+        client_no_context_takeover: std::env::args().any(|a| a == "--client-no-context-takeover"),
         ..DeflateConfig::default()
     };
     RawWebSocket::connect(&format!("{base}{path}"), MAX_MESSAGE, Some(deflate))
@@ -70,7 +74,8 @@ async fn read_text(base: &str, path: &str) -> Result<String, String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), String> {
     let base = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
         .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let count: u32 = read_text(&base, "/getCaseCount")
         .await?
