@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
-"""Turns an Autobahn|Testsuite index.json (as kosoku writes it) into autobahn/RESULTS.md: counts per
-section and per behaviour, and every case that is not OK / NON-STRICT / INFORMATIONAL by name."""
+"""Turns an Autobahn|Testsuite index.json (as kosoku writes it) into one part of autobahn/RESULTS.md:
+counts per section and per behaviour, and every case that is not OK / NON-STRICT / INFORMATIONAL by
+name. Usage: summarize.py server|client RESULTS.md INDEX.json... (the indexes of one mode's runs are
+merged; the other mode's part of RESULTS.md is kept)."""
+import contextlib
+import io
 import json
 import os
 import re
@@ -27,22 +31,43 @@ NOTES = {
 }
 
 
-def describe(reports, entry):
+def describe(entry):
     try:
-        case = json.load(open(os.path.join(reports, entry["reportfile"])))
+        case = json.load(open(os.path.join(entry["_dir"], entry["reportfile"])))
     except OSError:
         return ""
     text = re.sub(r"<[^>]+>", " ", case.get("description", ""))
     return " ".join(text.split())[:160]
 
 
-def main(path):
-    index = json.load(open(path))
-    reports = os.path.dirname(path)
-    print("# Autobahn|Testsuite, server cases, against ferrio's websocket layer\n")
-    print("Written by `autobahn/run.sh` (kosoku, the Autobahn cases in Python, driving")
-    print("`crates/ferrio/examples/ws_echo.rs` built in release). Behaviour is the case's verdict on the")
-    print("protocol; close behaviour is its verdict on the closing handshake.")
+HEADERS = {
+    "server": [
+        "# Autobahn|Testsuite, server cases, against ferrio's websocket layer\n",
+        "Written by `autobahn/run.sh` (kosoku, the Autobahn cases in Python, driving",
+        "`crates/ferrio/examples/ws_echo.rs` built in release). Behaviour is the case's verdict on the",
+        "protocol; close behaviour is its verdict on the closing handshake.",
+    ],
+    "client": [
+        "# Autobahn|Testsuite, client cases, against ferrio-client's websocket\n",
+        "Written by `autobahn/run.sh client` (kosoku as the fuzzing server, driven by",
+        "`crates/ferrio-client/examples/ws_autobahn_client.rs` built in release, which offers",
+        "permessage-deflate as the client does by default, with threshold 0; cases 13.2, 13.5 and 13.6,",
+        "whose server accepts only offers with `client_no_context_takeover`, in a second run whose offer",
+        "adds it). Behaviour is the case's verdict on the protocol; close behaviour is its verdict on the",
+        "closing handshake.",
+    ],
+}
+
+
+def summary(mode, paths):
+    index = {}
+    for path in paths:
+        for agent, cases in json.load(open(path)).items():
+            for c in cases.values():
+                c["_dir"] = os.path.dirname(path)
+            index.setdefault(agent, {}).update(cases)
+    for line in HEADERS[mode]:
+        print(line)
     try:
         from importlib.metadata import version
         print(f"kosoku {version('kosoku')}.\n")
@@ -85,8 +110,33 @@ def main(path):
                 c = cases[cid]
                 note = NOTES.get(cid, "")
                 print(f"- {cid} {c['behavior']} / close {c['behaviorClose']} (close code {c['remoteCloseCode']}): "
-                      f"{describe(reports, c)}" + (f" — {note}" if note else ""))
+                      f"{describe(c)}" + (f" — {note}" if note else ""))
+
+
+def main(mode, results, paths):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        summary(mode, paths)
+    parts = {}
+    try:
+        text = open(results).read()
+    except OSError:
+        text = ""
+    for m in HEADERS:
+        start, end = f"<!-- {m} -->\n", f"<!-- /{m} -->\n"
+        if start in text and end in text:
+            parts[m] = text[text.index(start) + len(start):text.index(end)]
+    if not parts and text:
+        # A file from before the client table: all of it is the server's part.
+        parts["server"] = text
+    parts[mode] = out.getvalue()
+    with open(results, "w") as f:
+        for m in HEADERS:
+            if m in parts:
+                f.write(f"<!-- {m} -->\n{parts[m].rstrip()}\n<!-- /{m} -->\n")
+                if m != list(HEADERS)[-1] and len(parts) > 1:
+                    f.write("\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

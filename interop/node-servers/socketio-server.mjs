@@ -1,7 +1,8 @@
 // An official socket.io 4.8 server for the Rust client's interop tests
 // (crates/ferrio-client/tests/node_interop.rs).
 //
-//   node socketio-server.mjs --port 0 [--recovery] [--msgpack] [--ping-interval MS] [--ping-timeout MS]
+//   node socketio-server.mjs --port 0 [--recovery] [--msgpack] [--per-message-deflate] [--ping-interval MS]
+//                            [--ping-timeout MS]
 //
 // Prints exactly `listening on http://127.0.0.1:PORT` once listening, and exits when its stdin closes
 // (so that it never outlives the test process that spawned it).
@@ -50,6 +51,7 @@ const io = new Server(httpServer, {
   pingInterval,
   pingTimeout,
   ...(flag("--msgpack") ? { parser: msgpackParser } : {}),
+  ...(flag("--per-message-deflate") ? { perMessageDeflate: true } : {}),
   ...(recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: 10_000, skipMiddlewares: true } }
     : {}),

@@ -244,6 +244,13 @@ impl ClientOptionsBuilder {
         self
     }
 
+    /// permessage-deflate offered in the websocket handshake (offered, `threshold` 1024, as
+    /// `perMessageDeflate` in engine.io-client); `None` does not offer it.
+    pub fn per_message_deflate(mut self, config: Option<crate::engine::DeflateConfig>) -> Self {
+        self.opts.engine.per_message_deflate = config;
+        self
+    }
+
     /// Start with websocket when it worked before with that host (off).
     pub fn remember_upgrade(mut self, on: bool) -> Self {
         self.opts.engine.remember_upgrade = on;

@@ -13,16 +13,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrio_proto::engine::client::{Event, Output, TransportEnd};
 use ferrio_proto::engine::{ClientSession, Frame, Packet, TransportKind};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use ferrio_proto::ws::{CLOSE_NORMAL, Message};
 use http::{Method, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::endpoint::Endpoint;
 use super::polling::{HttpConn, RequestError};
-use super::websocket::{self, Ws};
+use super::websocket::{self, Ws, WsError, WsReader, WsWriter};
 use super::{EngineError, EngineEvent, MIN_INCOMING_LIMIT, Shared, remember_websocket};
 
 /// Longest time spent closing the websocket (its close frame) once the session is over.
@@ -82,7 +80,8 @@ impl<C, T> Slot<C, T> {
     }
 }
 
-type WsSink = SplitSink<Ws, Message>;
+/// The writer, shared with the reader (which answers pings with it).
+type WsSink = Arc<tokio::sync::Mutex<WsWriter>>;
 
 enum Active {
     Polling {
@@ -90,17 +89,16 @@ enum Active {
         post: Slot<HttpConn, Result<Bytes, RequestError>>,
     },
     WebSocket {
-        read: SplitStream<Ws>,
+        read: WsReader,
         write: Slot<WsSink, Result<(), WsError>>,
     },
 }
 
 impl Active {
     fn websocket(ws: Ws) -> Active {
-        let (sink, stream) = ws.split();
         Active::WebSocket {
-            read: stream,
-            write: Slot::Idle(sink),
+            read: ws.reader,
+            write: Slot::Idle(ws.writer),
         }
     }
 }
@@ -109,7 +107,7 @@ impl Active {
 enum TransportEvent {
     Polled(Result<Bytes, RequestError>),
     Posted(Result<Bytes, RequestError>),
-    Read(Option<Result<Message, WsError>>),
+    Read(Result<Message, WsError>),
     Written(Result<(), WsError>),
 }
 
@@ -169,6 +167,9 @@ struct Driver {
     events: mpsc::Sender<EngineEvent>,
     active: Active,
     probe: Probe,
+    /// The code of the websocket's close frame: the server's own code when it closed, the code of the
+    /// rule it broke when it broke one (RFC 6455 sections 5.5.1 and 7.4.1).
+    close_code: Option<u16>,
 }
 
 pub(crate) fn spawn(start: Start) {
@@ -202,6 +203,7 @@ pub(crate) fn spawn(start: Start) {
         events,
         active,
         probe: Probe::None,
+        close_code: Some(CLOSE_NORMAL),
     };
     tokio::spawn(driver.run());
 }
@@ -263,9 +265,13 @@ impl Driver {
         }
         self.shared.closed.store(true, Ordering::Release);
         if let Active::WebSocket { write, .. } = &mut self.active
-            && let Some(mut sink) = write.take_idle()
+            && let Some(sink) = write.take_idle()
         {
-            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, sink.close()).await;
+            let code = self.close_code;
+            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, async {
+                sink.lock().await.close(code).await
+            })
+            .await;
         }
     }
 
@@ -371,9 +377,9 @@ impl Driver {
         let Active::WebSocket { write, .. } = &mut self.active else {
             return;
         };
-        if let Some(mut sink) = write.take_idle() {
+        if let Some(sink) = write.take_idle() {
             *write = Slot::Busy(Box::pin(async move {
-                let r = write_all(&mut sink, frames).await;
+                let r = sink.lock().await.send(frames).await;
                 (sink, r)
             }));
         }
@@ -386,19 +392,26 @@ impl Driver {
             TransportEvent::Polled(r) => s.on_poll(now, r.map_err(request_end)),
             TransportEvent::Posted(r) => s.on_post(now, r.map(drop).map_err(request_end)),
             TransportEvent::Written(r) => s.on_write(now, r.map_err(ws_end)),
-            TransportEvent::Read(Some(Ok(message))) => {
-                if message.len() > self.incoming_limit {
+            TransportEvent::Read(Ok(message)) => {
+                if websocket::message_len(&message) > self.incoming_limit {
                     return s.on_transport_end(TransportEnd::Error("message too large".into()));
                 }
                 match message {
-                    Message::Text(t) => s.on_text(now, websocket::to_byte_string(t)),
+                    Message::Text(t) => s.on_text(now, t),
                     Message::Binary(b) => s.on_binary(now, b),
-                    Message::Close(_) => s.on_transport_end(TransportEnd::Closed),
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    Message::Close(c) => {
+                        self.close_code = c.map(|c| c.code);
+                        s.on_transport_end(TransportEnd::Closed)
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
                 }
             }
-            TransportEvent::Read(Some(Err(e))) => s.on_transport_end(ws_end(e)),
-            TransportEvent::Read(None) => s.on_transport_end(TransportEnd::Closed),
+            TransportEvent::Read(Err(e)) => {
+                if let WsError::Protocol(e) = &e {
+                    self.close_code = Some(e.close_code());
+                }
+                s.on_transport_end(ws_end(e))
+            }
         }
     }
 
@@ -420,13 +433,6 @@ impl Driver {
     }
 }
 
-async fn write_all(sink: &mut WsSink, frames: Vec<Frame>) -> Result<(), WsError> {
-    for f in frames {
-        sink.feed(websocket::to_message(f)).await?;
-    }
-    sink.flush().await
-}
-
 fn request_end(e: RequestError) -> TransportEnd {
     match e {
         // The server no longer knows the session: it closed it.
@@ -437,8 +443,10 @@ fn request_end(e: RequestError) -> TransportEnd {
 
 fn ws_end(e: WsError) -> TransportEnd {
     match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => TransportEnd::Closed,
-        WsError::Capacity(_) => TransportEnd::Error("message too large".into()),
+        WsError::Closed => TransportEnd::Closed,
+        WsError::Protocol(ferrio_proto::ws::Error::TooBig) => {
+            TransportEnd::Error("message too large".into())
+        }
         other => TransportEnd::Error(other.to_string()),
     }
 }

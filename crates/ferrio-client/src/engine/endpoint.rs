@@ -11,6 +11,7 @@ use super::{EngineError, EngineOptions};
 /// The parsed server address and everything needed to build its request URIs.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) secure: bool,
     /// Host for the TCP connection and TLS server name (IPv6 without brackets).
     pub(crate) host: String,
@@ -24,6 +25,8 @@ pub(crate) struct Endpoint {
     force_base64: bool,
     protocol: Protocol,
     pub(crate) headers: HeaderMap,
+    /// What the websocket handshake offers of permessage-deflate, `None`: not offered.
+    pub(crate) per_message_deflate: Option<ferrio_proto::ws::DeflateConfig>,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -101,6 +104,7 @@ impl Endpoint {
             force_base64: opts.force_base64,
             protocol: opts.protocol,
             headers: opts.extra_headers.clone(),
+            per_message_deflate: opts.per_message_deflate,
             tls,
         })
     }
@@ -145,7 +149,8 @@ impl Endpoint {
         q
     }
 
-    /// The full websocket URL.
+    /// The full websocket URL (the handshake sends its parts; tests read it whole).
+    #[cfg(test)]
     pub(crate) fn websocket_url(&self, sid: Option<&str>) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
         format!(

@@ -25,7 +25,9 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
 pub use ferrio_proto::engine::{CloseReason, Data, Frame, OpenPacket, Protocol, TransportKind};
+pub use ferrio_proto::ws::DeflateConfig;
 pub use tls::{ClientCertificate, TlsOptions};
+pub use websocket::{RawError, RawWebSocket};
 
 use endpoint::Endpoint;
 
@@ -69,6 +71,10 @@ pub struct EngineOptions {
     /// The Engine.IO protocol revision (`EIO` query parameter): v4, or v3 to talk to engine.io 3.x
     /// servers (socket.io 2.x). With v3 the client sends the heartbeat pings, as engine.io-client 3.x.
     pub protocol: Protocol,
+    /// permessage-deflate (RFC 7692) offered in the websocket handshake (engine.io-client's
+    /// `perMessageDeflate`, offered by default with a `threshold` of 1024: smaller messages are sent
+    /// uncompressed); `None` does not offer it.
+    pub per_message_deflate: Option<DeflateConfig>,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +92,7 @@ impl Default for EngineOptions {
             tls: TlsOptions::default(),
             connect_timeout: Some(Duration::from_secs(20)),
             protocol: Protocol::V4,
+            per_message_deflate: Some(DeflateConfig::default()),
         }
     }
 }

@@ -1,53 +1,430 @@
-//! The websocket transport: connection (optionally over TLS), handshake and the steps of the upgrade probe.
+//! The websocket transport on ferrio-proto's sans-IO codec ([`ferrio_proto::ws`]): the HTTP/1.1 upgrade
+//! (optionally over TLS, offering permessage-deflate), the two halves the session task drives, and the
+//! steps of the upgrade probe.
 
-use bytes::Bytes;
-use bytestring::ByteString;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use base64::Engine as _;
+use bytes::BytesMut;
 use ferrio_proto::engine::client::HandshakeError;
 use ferrio_proto::engine::{
-    ClientConfig, ClientSession, Frame, Packet, decode_binary, decode_text,
+    ClientConfig, ClientSession, Frame, Packet, TransportKind, decode_binary, decode_text,
 };
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use ferrio_proto::ws::{self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Role};
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use super::EngineError;
 use super::driver::{Opened, Transport};
 use super::endpoint::Endpoint;
 use super::tls::{BoxIo, io_error};
 
-pub(crate) type Ws = WebSocketStream<BoxIo>;
-
 /// The read limit of a websocket opened before `maxPayload` is known; messages are checked against the
 /// real limit after the handshake.
 const HANDSHAKE_READ_LIMIT: usize = 64 * 1024 * 1024;
 
-fn config(limit: usize) -> WebSocketConfig {
-    // A small read buffer instead of tungstenite's 128 KiB default, which is zero-filled before every
-    // read: under callgrind that memset was 85% of the client's instructions in a closed-loop echo, and
-    // the buffer ~140 KB of every idle client's memory. Larger messages grow the buffer as they arrive.
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit))
+/// Largest upgrade response head accepted (status line and headers).
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// Largest body of a refused upgrade read for the error.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Bytes read per read call while no frame is in progress, through a buffer on the stack: an idle
+/// websocket holds no read buffer.
+const READ_CHUNK: usize = 4096;
+
+/// A write buffer up to this size is kept between writes; a bigger one is given back.
+const KEEP_WRITE_BUFFER: usize = 1024;
+
+/// How a websocket failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WsError {
+    /// The server broke the websocket protocol.
+    #[error("{0}")]
+    Protocol(#[from] ws::Error),
+    /// The connection failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The connection ended, with or without a close frame.
+    #[error("connection closed")]
+    Closed,
 }
 
-pub(crate) fn ws_error(e: WsError) -> EngineError {
-    match e {
-        WsError::Http(res) => {
-            let status = res.status();
-            let body = res
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            EngineError::Http { status, body }
+/// An open websocket: its reader and its writer, which the reader shares to answer pings.
+pub(crate) struct Ws {
+    pub(crate) reader: WsReader,
+    pub(crate) writer: Arc<tokio::sync::Mutex<WsWriter>>,
+}
+
+/// A websocket on ferrio's codec without Engine.IO on top: what the Autobahn client example drives
+/// (`examples/ws_autobahn_client.rs`). Pings are answered while reading.
+pub struct RawWebSocket {
+    ws: Ws,
+}
+
+/// Why [`RawWebSocket::next`] stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RawError {
+    /// The server broke the protocol; close with [`ferrio_proto::ws::Error::close_code`].
+    #[error("websocket protocol error: {0}")]
+    Protocol(ws::Error),
+    /// The connection failed.
+    #[error("connection failed: {0}")]
+    Io(io::Error),
+    /// The connection ended without a close frame.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl From<WsError> for RawError {
+    fn from(e: WsError) -> Self {
+        match e {
+            WsError::Protocol(e) => RawError::Protocol(e),
+            WsError::Io(e) => RawError::Io(e),
+            WsError::Closed => RawError::Closed,
         }
-        WsError::Io(e) => io_error(e),
-        WsError::Url(e) => EngineError::InvalidUrl(e.to_string()),
-        other => EngineError::WebSocket(other.to_string()),
     }
+}
+
+impl RawWebSocket {
+    /// Connects to a `ws://` or `wss://` URL (TLS with the default roots), taking messages up to
+    /// `max_message` bytes; `deflate` offers permessage-deflate.
+    pub async fn connect(
+        url: &str,
+        max_message: usize,
+        deflate: Option<DeflateConfig>,
+    ) -> Result<RawWebSocket, EngineError> {
+        let opts = super::EngineOptions {
+            per_message_deflate: deflate,
+            ..Default::default()
+        };
+        let endpoint = Endpoint::new(url, &opts)?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| EngineError::InvalidUrl(format!("{url}: {e}")))?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let io = endpoint.open_stream().await?;
+        let ws = connect_io(
+            io,
+            endpoint.authority(),
+            path,
+            &http::HeaderMap::new(),
+            deflate.as_ref(),
+            max_message,
+        )
+        .await?;
+        Ok(RawWebSocket { ws })
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, `None` when not negotiated.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.ws.reader.deflate.as_ref()
+    }
+
+    /// The next text, binary or close message.
+    pub async fn next(&mut self) -> Result<Message, RawError> {
+        Ok(self.ws.reader.next().await?)
+    }
+
+    /// Sends a text message (compressed from the threshold on when negotiated).
+    pub async fn send_text(&mut self, text: &str) -> Result<(), RawError> {
+        let frame = Frame::Text(text.into());
+        Ok(self.ws.writer.lock().await.send(vec![frame]).await?)
+    }
+
+    /// Sends a binary message (compressed as for [`RawWebSocket::send_text`]).
+    pub async fn send_binary(&mut self, data: &[u8]) -> Result<(), RawError> {
+        let frame = Frame::Binary(bytes::Bytes::copy_from_slice(data));
+        Ok(self.ws.writer.lock().await.send(vec![frame]).await?)
+    }
+
+    /// Sends a close frame (`code`, or none) and ends the write side.
+    pub async fn close(&mut self, code: Option<u16>) -> Result<(), RawError> {
+        Ok(self.ws.writer.lock().await.close(code).await?)
+    }
+}
+
+/// Reads messages off a websocket; answers pings itself.
+pub(crate) struct WsReader {
+    io: ReadHalf<BoxIo>,
+    decoder: Decoder,
+    writer: Arc<tokio::sync::Mutex<WsWriter>>,
+    deflate: Option<DeflateParams>,
+}
+
+impl WsReader {
+    /// The next data or close message; pings are answered here and pongs skipped. Cancel-safe: bytes are
+    /// fed to the decoder only once read, and a pong cut short stays in the writer's buffer, written
+    /// whole before anything else.
+    pub(crate) async fn next(&mut self) -> Result<Message, WsError> {
+        loop {
+            match self.decoder.next_message()? {
+                Some(Message::Ping(p)) => {
+                    let mut guard = self.writer.lock().await;
+                    let w = &mut *guard;
+                    w.encoder.pong(&p, &mut w.buf);
+                    w.flush().await?;
+                }
+                Some(Message::Pong(_)) => {}
+                Some(m) => return Ok(m),
+                None => {
+                    let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+                    if n == 0 {
+                        return Err(WsError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads into the decoder's buffer while a frame is in progress (it is sized for the frame), else
+    /// through a buffer on the stack.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.decoder.buffered() > 0 {
+            let buf: &mut BytesMut = self.decoder.buffer_mut();
+            if buf.capacity() == buf.len() {
+                buf.reserve(READ_CHUNK);
+            }
+            return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut rb = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        self.decoder.feed(rb.filled());
+        Poll::Ready(Ok(rb.filled().len()))
+    }
+}
+
+/// Writes frames onto a websocket.
+pub(crate) struct WsWriter {
+    io: WriteHalf<BoxIo>,
+    encoder: Encoder,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written: a write cut short resumes there, so no frame is ever torn.
+    written: usize,
+}
+
+impl WsWriter {
+    /// Encodes `frames` and writes them in one go.
+    pub(crate) async fn send(&mut self, frames: Vec<Frame>) -> Result<(), WsError> {
+        for f in &frames {
+            match f {
+                Frame::Text(s) => self.encoder.text(s, true, &mut self.buf)?,
+                Frame::Binary(b) => self.encoder.binary(b, true, &mut self.buf)?,
+            }
+        }
+        self.flush().await
+    }
+
+    /// Writes what was encoded, then gives a large buffer back.
+    async fn flush(&mut self) -> Result<(), WsError> {
+        while self.written < self.buf.len() {
+            let n = self.io.write(&self.buf[self.written..]).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            self.written += n;
+        }
+        self.io.flush().await?;
+        self.written = 0;
+        if self.buf.capacity() > KEEP_WRITE_BUFFER {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame (`code`, or none) and ends the write side.
+    pub(crate) async fn close(&mut self, code: Option<u16>) -> Result<(), WsError> {
+        self.encoder.close(code, "", &mut self.buf);
+        self.flush().await?;
+        self.io.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// A fresh unpredictable masking key per frame (RFC 6455 section 5.3).
+fn mask_key() -> [u8; 4] {
+    rand::random()
+}
+
+/// RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)).
+fn accept_key(key: &str) -> String {
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// The upgrade request for `path` on `authority`.
+fn upgrade_request(
+    authority: &str,
+    path: &str,
+    key: &str,
+    headers: &http::HeaderMap,
+    deflate: Option<&DeflateConfig>,
+) -> Vec<u8> {
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    )
+    .into_bytes();
+    if let Some(c) = deflate {
+        req.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        req.extend_from_slice(ws::client_offer(c).as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    const OWN: [&str; 6] = [
+        "host",
+        "connection",
+        "upgrade",
+        "sec-websocket-version",
+        "sec-websocket-key",
+        "sec-websocket-extensions",
+    ];
+    for (name, value) in headers {
+        if OWN.contains(&name.as_str()) {
+            continue;
+        }
+        req.extend_from_slice(name.as_str().as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req
+}
+
+/// What the server answered to the upgrade: the agreed deflate parameters, or why it is refused.
+fn check_response(
+    status: u16,
+    headers: &[httparse::Header<'_>],
+    key: &str,
+    deflate: Option<&DeflateConfig>,
+) -> Result<Option<DeflateParams>, EngineError> {
+    let bad = |why: &str| EngineError::WebSocket(format!("invalid upgrade response: {why}"));
+    if status != 101 {
+        return Err(bad("unexpected status"));
+    }
+    fn get<'a>(
+        headers: &'a [httparse::Header<'a>],
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+    }
+    let get = |name: &'static str| get(headers, name);
+    let has_token = |name: &'static str, token: &str| {
+        get(name).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") {
+        return Err(bad("no Upgrade: websocket"));
+    }
+    if !has_token("connection", "upgrade") {
+        return Err(bad("no Connection: Upgrade"));
+    }
+    let mut accepts = get("sec-websocket-accept");
+    if accepts.next().map(str::trim) != Some(accept_key(key).as_str()) || accepts.next().is_some() {
+        return Err(bad("wrong Sec-WebSocket-Accept"));
+    }
+    if get("sec-websocket-protocol").next().is_some() {
+        return Err(bad("a subprotocol that was not asked for"));
+    }
+    let extensions: Vec<&str> = get("sec-websocket-extensions").collect();
+    match deflate {
+        Some(c) => ws::accept_answer(extensions, c).map_err(|e| bad(&e.to_string())),
+        None if extensions.is_empty() => Ok(None),
+        None => Err(bad("an extension that was not offered")),
+    }
+}
+
+/// Opens a websocket on `io` to `path`: writes the upgrade request and checks the answer.
+pub(crate) async fn connect_io(
+    mut io: BoxIo,
+    authority: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+    deflate: Option<&DeflateConfig>,
+    limit: usize,
+) -> Result<Ws, EngineError> {
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+    let req = upgrade_request(authority, path, &key, headers, deflate);
+    io.write_all(&req).await.map_err(io_error)?;
+    io.flush().await.map_err(io_error)?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let (status, head_len, params, body_len) = loop {
+        if io.read_buf(&mut buf).await.map_err(io_error)? == 0 {
+            return Err(EngineError::WebSocket(
+                "connection closed during the upgrade".into(),
+            ));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut headers);
+        match res.parse(&buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let status = res.code.unwrap_or(0);
+                if status == 101 {
+                    let params = check_response(status, res.headers, &key, deflate)?;
+                    break (status, n, params, 0);
+                }
+                let len = res
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .unwrap_or(0usize);
+                break (status, n, None, len.min(MAX_ERROR_BODY));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(EngineError::WebSocket("upgrade response too large".into()));
+            }
+            Err(e) => {
+                return Err(EngineError::WebSocket(format!(
+                    "invalid upgrade response: {e}"
+                )));
+            }
+        }
+    };
+    if status != 101 {
+        // A refusal: its body says why (an Engine.IO error document, usually).
+        while buf.len() < head_len + body_len {
+            if io.read_buf(&mut buf).await.map_err(io_error)? == 0 {
+                break;
+            }
+        }
+        let end = buf.len().min(head_len + body_len);
+        let body = String::from_utf8_lossy(&buf[head_len..end]).into_owned();
+        let status = http::StatusCode::from_u16(status)
+            .map_err(|_| EngineError::WebSocket("invalid upgrade response status".into()))?;
+        return Err(EngineError::Http { status, body });
+    }
+    let (r, w) = tokio::io::split(io);
+    let mut decoder = Decoder::new(Role::Client, limit, params.as_ref());
+    // Frames the server sent right behind its answer.
+    decoder.feed(&buf[head_len..]);
+    let writer = Arc::new(tokio::sync::Mutex::new(WsWriter {
+        io: w,
+        encoder: Encoder::client(mask_key, params.as_ref().zip(deflate)),
+        buf: Vec::new(),
+        written: 0,
+    }));
+    Ok(Ws {
+        reader: WsReader {
+            io: r,
+            decoder,
+            writer: writer.clone(),
+            deflate: params,
+        },
+        writer,
+    })
 }
 
 /// Opens a websocket to the engine, for a new session (`sid` `None`) or an upgrade.
@@ -57,22 +434,22 @@ pub(crate) async fn open(
     limit: usize,
 ) -> Result<Ws, EngineError> {
     let io = endpoint.open_stream().await?;
-    let mut req = endpoint
-        .websocket_url(sid)
-        .into_client_request()
-        .map_err(ws_error)?;
-    for name in endpoint.headers.keys() {
-        if req.headers().contains_key(name) {
-            continue;
-        }
-        for value in endpoint.headers.get_all(name) {
-            req.headers_mut().append(name.clone(), value.clone());
-        }
+    connect_io(
+        io,
+        endpoint.authority(),
+        &endpoint.path_and_query(TransportKind::WebSocket, sid),
+        &endpoint.headers,
+        endpoint.per_message_deflate.as_ref(),
+        limit,
+    )
+    .await
+}
+
+pub(crate) fn ws_error(e: WsError) -> EngineError {
+    match e {
+        WsError::Io(e) => io_error(e),
+        other => EngineError::WebSocket(other.to_string()),
     }
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(req, io, Some(config(limit)))
-        .await
-        .map_err(ws_error)?;
-    Ok(ws)
 }
 
 /// Opens a session over websocket: the first message is the open packet.
@@ -81,24 +458,17 @@ pub(crate) async fn handshake(
     config: ClientConfig,
 ) -> Result<Opened, EngineError> {
     let mut ws = open(endpoint, None, HANDSHAKE_READ_LIMIT).await?;
-    let session = loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => {
-                break ClientSession::from_text(
-                    tokio::time::Instant::now().into_std(),
-                    config,
-                    to_byte_string(t),
-                );
-            }
-            Some(Ok(Message::Binary(_))) => break Err(HandshakeError::Binary),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Close(_))) | None => {
-                return Err(EngineError::Handshake(
-                    "websocket closed before the open packet".into(),
-                ));
-            }
-            Some(Err(e)) => return Err(ws_error(e)),
+    let session = match ws.reader.next().await {
+        Ok(Message::Text(t)) => {
+            ClientSession::from_text(tokio::time::Instant::now().into_std(), config, t)
         }
+        Ok(Message::Binary(_)) => Err(HandshakeError::Binary),
+        Ok(_) | Err(WsError::Closed) => {
+            return Err(EngineError::Handshake(
+                "websocket closed before the open packet".into(),
+            ));
+        }
+        Err(e) => return Err(ws_error(e)),
     };
     let session = session.map_err(|e| EngineError::Handshake(e.to_string()))?;
     Ok(Opened {
@@ -109,32 +479,88 @@ pub(crate) async fn handshake(
 
 /// Writes `frame` (`2probe`) on the upgrade websocket and reads the packet that answers it.
 pub(crate) async fn answer_probe(mut ws: Ws, frame: Frame) -> Result<(Ws, Packet), EngineError> {
-    ws.send(to_message(frame)).await.map_err(ws_error)?;
-    loop {
-        let packet = match ws.next().await {
-            Some(Ok(Message::Text(t))) => decode_text(to_byte_string(t))
-                .map_err(|e| EngineError::WebSocket(format!("probe error: {e}")))?,
-            Some(Ok(Message::Binary(b))) => decode_binary(b),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Close(_))) | None => {
-                return Err(EngineError::WebSocket("probe error: closed".into()));
-            }
-            Some(Err(e)) => return Err(ws_error(e)),
-        };
-        return Ok((ws, packet));
+    ws.writer
+        .lock()
+        .await
+        .send(vec![frame])
+        .await
+        .map_err(ws_error)?;
+    let packet = match ws.reader.next().await {
+        Ok(Message::Text(t)) => {
+            decode_text(t).map_err(|e| EngineError::WebSocket(format!("probe error: {e}")))?
+        }
+        Ok(Message::Binary(b)) => decode_binary(b),
+        Ok(_) | Err(WsError::Closed) => {
+            return Err(EngineError::WebSocket("probe error: closed".into()));
+        }
+        Err(e) => return Err(ws_error(e)),
+    };
+    Ok((ws, packet))
+}
+
+/// The length of a message, for the size limit.
+pub(crate) fn message_len(m: &Message) -> usize {
+    match m {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
     }
 }
 
-pub(crate) fn to_byte_string(t: Utf8Bytes) -> ByteString {
-    // Utf8Bytes is valid UTF-8, so this conversion cannot fail.
-    ByteString::try_from(Bytes::from(t)).unwrap_or_default()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The websocket message of a frame.
-pub(crate) fn to_message(frame: Frame) -> Message {
-    match frame {
-        // A ByteString is valid UTF-8, so this conversion cannot fail.
-        Frame::Text(s) => Message::Text(Utf8Bytes::try_from(s.into_bytes()).unwrap_or_default()),
-        Frame::Binary(b) => Message::Binary(b),
+    #[test]
+    fn accept_key_of_the_rfc_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn rejects_bad_upgrade_answers() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let h = |pairs: &'static [(&'static str, &'static str)]| -> Vec<httparse::Header<'static>> {
+            pairs
+                .iter()
+                .map(|(n, v)| httparse::Header {
+                    name: n,
+                    value: v.as_bytes(),
+                })
+                .collect()
+        };
+        let good = h(&[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ]);
+        assert_eq!(check_response(101, &good, key, None).unwrap(), None);
+        let c = DeflateConfig::default();
+        assert_eq!(check_response(101, &good, key, Some(&c)).unwrap(), None);
+        let deflate = h(&[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("Sec-WebSocket-Extensions", "permessage-deflate"),
+        ]);
+        let p = check_response(101, &deflate, key, Some(&c))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.client_max_window_bits, 15);
+        // An extension that was not offered.
+        assert!(check_response(101, &deflate, key, None).is_err());
+        let wrong = h(&[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        ]);
+        assert!(check_response(101, &wrong, key, None).is_err());
+        let no_upgrade = h(&[
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ]);
+        assert!(check_response(101, &no_upgrade, key, None).is_err());
     }
 }
