@@ -285,6 +285,13 @@ impl Deflater {
         if out.len() >= start + 4 && out[out.len() - 4..] == TAIL {
             out.truncate(out.len() - 4);
         }
+        if out.len() == start {
+            // Nothing to flush (zlib skips a second sync flush with no input in between, as for an
+            // empty message after another message): the payload must still be an empty stored block's
+            // header, one 0x00 (RFC 7692 7.2.3.6); an empty payload would make the peer read its
+            // appended tail as a block header and garbage.
+            out.push(0x00);
+        }
         if self.no_context_takeover {
             // Dropped rather than reset: no context to keep, so no memory to keep either.
             self.state = None;
@@ -379,6 +386,24 @@ impl Inflater {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn empty_messages_in_a_row_inflate_empty() {
+        // Found by the ws_frames fuzz target: empty messages compressed one after another, the
+        // context kept, inflated to garbage on the other side.
+        for no_context_takeover in [false, true] {
+            let mut d = super::Deflater::new(15, no_context_takeover, 6, 0);
+            let mut i = super::Inflater::new(no_context_takeover);
+            for payload in [&b""[..], b"", b"x", b"", b"", b"yy", b""] {
+                let mut wire = Vec::new();
+                d.compress(payload, &mut wire).unwrap();
+                assert!(!wire.is_empty());
+                let mut out = Vec::new();
+                i.inflate(&wire, true, &mut out, 1024).unwrap();
+                assert_eq!(out, payload, "{wire:?}");
+            }
+        }
+    }
+
     use super::*;
 
     fn cfg() -> DeflateConfig {
