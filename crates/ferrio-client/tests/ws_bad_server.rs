@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use ferrio_client::{ClientOptions, DisconnectReason};
 use ferrio_proto::engine::TransportKind;
 use ferrio_proto::ws::{Decoder, Encoder, Message, Role};
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -38,14 +36,12 @@ async fn handshake(tcp: &mut TcpStream, bad_accept: bool) -> Vec<u8> {
                 .then(|| v.trim().to_owned())
         })
         .expect("no Sec-WebSocket-Key");
-    let mut h = Sha1::new();
-    h.update(key.as_bytes());
-    h.update(if bad_accept {
-        &b"not the GUID"[..]
+    // A wrong answer: the accept value of another key.
+    let accept = if bad_accept {
+        ferrio_proto::ws::accept_key(format!("{key}x").as_bytes())
     } else {
-        &b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"[..]
-    });
-    let accept = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+        ferrio_proto::ws::accept_key(key.as_bytes())
+    };
     let res = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\r\n"

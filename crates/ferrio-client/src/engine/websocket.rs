@@ -14,7 +14,6 @@ use ferrio_proto::engine::{
     ClientConfig, ClientSession, Frame, Packet, TransportKind, decode_binary, decode_text,
 };
 use ferrio_proto::ws::{self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Role};
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use super::EngineError;
@@ -253,14 +252,6 @@ fn mask_key() -> [u8; 4] {
     rand::random()
 }
 
-/// RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)).
-fn accept_key(key: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
 /// The upgrade request for `path` on `authority`.
 fn upgrade_request(
     authority: &str,
@@ -331,7 +322,9 @@ fn check_response(
         return Err(bad("no Connection: Upgrade"));
     }
     let mut accepts = get("sec-websocket-accept");
-    if accepts.next().map(str::trim) != Some(accept_key(key).as_str()) || accepts.next().is_some() {
+    if accepts.next().map(str::trim) != Some(ws::accept_key(key.as_bytes()).as_str())
+        || accepts.next().is_some()
+    {
         return Err(bad("wrong Sec-WebSocket-Accept"));
     }
     if get("sec-websocket-protocol").next().is_some() {
@@ -514,7 +507,7 @@ mod tests {
     #[test]
     fn accept_key_of_the_rfc_example() {
         assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            ws::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }

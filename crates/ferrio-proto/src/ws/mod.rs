@@ -82,6 +82,17 @@ pub struct CloseFrame {
     pub reason: ByteString,
 }
 
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 section 4.2.2): base64(SHA-1(key + GUID)),
+/// computed by the server and checked by the client.
+pub fn accept_key(key: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
 /// What the decoder found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {

@@ -21,7 +21,6 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -45,14 +44,6 @@ const KEEP_WRITE_BUFFER: usize = 1024;
 pub(crate) struct Upgrade {
     accept: String,
     deflate: Option<(DeflateParams, String)>,
-}
-
-/// RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)).
-fn derive_accept_key(key: &[u8]) -> String {
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
 /// Checks the RFC 6455 handshake headers and negotiates permessage-deflate when `config` allows it.
@@ -93,7 +84,7 @@ pub(crate) fn check_upgrade_request(
         )
     });
     Ok(Upgrade {
-        accept: derive_accept_key(key.as_bytes()),
+        accept: ws::accept_key(key.as_bytes()),
         deflate,
     })
 }
