@@ -25,6 +25,7 @@ function figures(r) {
   return {
     conns: `${r.connections.up_at_end}/${r.connections.ok + r.connections.failed}`,
     cpuPerMsg: r.deliveries > 0 ? sv.cpu_us_per_message : null,
+    sysPerMsg: r.deliveries > 0 ? sv.sys_us_per_message : null,
     rssPerConn: sv.rss_per_connection_bytes,
     rssMb: sv.rss_kb / 1024,
     delivPerS: stepped ? last.deliveries_per_s : r.deliveries_per_s,
@@ -40,7 +41,7 @@ const num = (x, d = 0) => (x == null || Number.isNaN(x) ? "-" : x.toFixed(d));
 const us = (x) => (x == null ? "-" : x >= 10000 ? `${(x / 1000).toFixed(0)}ms` : x >= 1000 ? `${(x / 1000).toFixed(1)}ms` : `${x}µs`);
 const ratio = (a, b) => (a == null || b == null || !b ? "" : ` (${(a / b).toFixed(2)}x)`);
 
-const head = ["scenario", "server", "up/conns", "CPU-µs/msg", "RSS/conn", "RSS MB", "deliv/s", "deliv/CPU-s", "p99", "lost", "errors", "gen CPU%"];
+const head = ["scenario", "server", "up/conns", "CPU-µs/msg", "kernel", "RSS/conn", "RSS MB", "deliv/s", "deliv/CPU-s", "p99", "lost", "errors", "gen CPU%"];
 const rows = [head];
 for (const scenario of scenarios) {
   const node = figures(load(scenario, "node"));
@@ -49,7 +50,7 @@ for (const scenario of scenarios) {
     if (!raw) continue;
     const f = figures(raw);
     if (!f) {
-      rows.push([scenario, server, "FAILED", "", "", "", "", "", "", "", "", ""]);
+      rows.push([scenario, server, "FAILED", "", "", "", "", "", "", "", "", "", ""]);
       continue;
     }
     const n = node ?? {};
@@ -58,6 +59,7 @@ for (const scenario of scenarios) {
       server,
       f.conns,
       num(f.cpuPerMsg, 1) + ratio(f.cpuPerMsg, n.cpuPerMsg),
+      num(f.sysPerMsg, 1),
       (f.rssPerConn == null ? "-" : `${num(f.rssPerConn / 1024, 1)}K`) + (scenario === "idle" ? ratio(f.rssPerConn, n.rssPerConn) : ""),
       num(f.rssMb, 1),
       num(f.delivPerS) + ratio(f.delivPerS, n.delivPerS),
@@ -76,6 +78,7 @@ for (const [i, r] of rows.entries()) {
 }
 console.log(`
 Ratios in parentheses are to Node. CPU-µs/msg: server utime+stime over the measurement per delivered
-message (echo and polling: per ack). RSS/conn: (VmRSS at the end - VmRSS before connecting) / connections.
+message (echo and polling: per ack); kernel: its system-time part (syscalls and the loopback TCP work
+they do), which no user-space change removes. RSS/conn: (VmRSS at the end - VmRSS before connecting) / connections.
 deliv/s and p99: the highest rate step for fanout and rooms. deliv/CPU-s: deliveries per second of server
 CPU (what one core would sustain). gen CPU%: the generator's own load (near 100: it is the bottleneck).`);

@@ -229,9 +229,13 @@ const ROOMS: usize = 1_000_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c31_a_million_rooms_are_freed_on_disconnect() {
     // Far past the default `max_rooms_per_socket` (10 000): the limit is off here.
+    // Heartbeats as by default: the join computes for seconds in a debug build without awaiting, which
+    // holds its connection's reading (listeners start on the connection's task), pongs included.
     let server = TestServer::start(
         IoConfigBuilder::from(config())
             .max_rooms_per_socket(None)
+            .ping_interval(Duration::from_secs(25))
+            .ping_timeout(Duration::from_secs(20))
             .build(),
     )
     .await;

@@ -631,6 +631,10 @@ struct Server {
     cpu_us_by_pid: Vec<u64>,
     /// Server CPU µs per measured delivery (echo: per ack).
     cpu_us_per_message: Option<f64>,
+    /// The kernel's part of `cpu_us` (system time), µs: the floor no user-space work removes.
+    sys_us: u64,
+    /// System time per measured delivery, µs.
+    sys_us_per_message: Option<f64>,
     /// VmRSS before the first connection, kB.
     rss_base_kb: u64,
     /// VmRSS at the end of the measurement, kB.
@@ -717,6 +721,7 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     };
     let sum = |v: &[ProcSample]| ProcSample {
         cpu_us: v.iter().map(|s| s.cpu_us).sum(),
+        sys_us: v.iter().map(|s| s.sys_us).sum(),
         rss_kb: v.iter().map(|s| s.rss_kb).sum(),
     };
     for &pid in &opts.server_pid {
@@ -786,7 +791,7 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
     let counters0 = stats.counters();
     let server_first = sample();
     let mut server_prev = server_first.as_deref().map(sum);
-    let server_cpu0 = server_prev.map(|s| s.cpu_us);
+    let server_cpu0 = server_prev.map(|s| (s.cpu_us, s.sys_us));
     let mut total_hist = stats::histogram();
     let mut steps = Vec::new();
     stats.take_interval();
@@ -863,8 +868,9 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
         server_end,
         server_cpu0,
     ) {
-        (Some(&pid), Some(base), Some(end), Some(cpu0)) => {
+        (Some(&pid), Some(base), Some(end), Some((cpu0, sys0))) => {
             let cpu_us = end.cpu_us.saturating_sub(cpu0);
+            let sys_us = end.sys_us.saturating_sub(sys0);
             let cpu_us_by_pid = match (&server_first, &server_last) {
                 (Some(a), Some(b)) => a
                     .iter()
@@ -880,6 +886,9 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
                 cpu_us_by_pid,
                 cpu_us_per_message: (in_steps.deliveries > 0)
                     .then(|| cpu_us as f64 / in_steps.deliveries as f64),
+                sys_us,
+                sys_us_per_message: (in_steps.deliveries > 0)
+                    .then(|| sys_us as f64 / in_steps.deliveries as f64),
                 rss_base_kb: base.rss_kb,
                 rss_kb: end.rss_kb,
                 rss_per_connection_bytes: (ok > 0)
@@ -1051,10 +1060,14 @@ fn print_table(s: &Summary) {
     }
     if let Some(sv) = &s.server {
         println!(
-            "  server        pid {}  cpu {:.2}s  cpu/msg {}  rss {} kB (base {} kB)  rss/conn {}",
+            "  server        pid {}  cpu {:.2}s (kernel {:.2}s)  cpu/msg {} (kernel {})  rss {} kB (base {} kB)  rss/conn {}",
             sv.pid,
             sv.cpu_us as f64 / 1e6,
+            sv.sys_us as f64 / 1e6,
             sv.cpu_us_per_message
+                .map(|c| format!("{c:.1}µs"))
+                .unwrap_or("-".into()),
+            sv.sys_us_per_message
                 .map(|c| format!("{c:.1}µs"))
                 .unwrap_or("-".into()),
             sv.rss_kb,

@@ -178,6 +178,8 @@ impl Latency {
 pub struct ProcSample {
     /// utime + stime, microseconds.
     pub cpu_us: u64,
+    /// stime alone (the kernel's share: syscalls, and the TCP work they do on loopback), microseconds.
+    pub sys_us: u64,
     /// VmRSS, kB.
     pub rss_kb: u64,
 }
@@ -193,15 +195,21 @@ impl ProcSample {
         // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
         let rest = &stat[stat.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        let sys_ticks: u64 = f.get(12)?.parse().ok()?;
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + sys_ticks;
         // USER_HZ is 100 on every Linux configuration we run on.
         let cpu_us = ticks * 10_000;
+        let sys_us = sys_ticks * 10_000;
         let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
         let rss_kb = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
-        Some(ProcSample { cpu_us, rss_kb })
+        Some(ProcSample {
+            cpu_us,
+            sys_us,
+            rss_kb,
+        })
     }
 }

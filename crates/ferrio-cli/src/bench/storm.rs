@@ -63,6 +63,7 @@ pub(super) async fn drive(plan: Arc<Plan>, opts: &BenchOptions) -> Result<Summar
         for &p in &pids {
             let s = ProcSample::read(Some(p))?;
             sum.cpu_us += s.cpu_us;
+            sum.sys_us += s.sys_us;
             sum.rss_kb += s.rss_kb;
         }
         Some(sum)
@@ -141,6 +142,9 @@ pub(super) async fn drive(plan: Arc<Plan>, opts: &BenchOptions) -> Result<Summar
             cpu_us,
             cpu_us_by_pid: Vec::new(),
             cpu_us_per_message: (c.deliveries > 0).then(|| cpu_us as f64 / c.deliveries as f64),
+            sys_us: end.sys_us.saturating_sub(base.sys_us),
+            sys_us_per_message: (c.deliveries > 0)
+                .then(|| end.sys_us.saturating_sub(base.sys_us) as f64 / c.deliveries as f64),
             rss_base_kb: base.rss_kb,
             rss_kb: end.rss_kb,
             // What the storm left behind in the server, per connection it served.

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handshake::HandshakeInfo;
 use super::wire::Wire;
-use super::{EngineInner, SessionHandler};
+use super::{BoxFuture, EngineInner, SessionHandler};
 
 /// Why a packet could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +149,28 @@ impl FrameQueue {
         drop(frames);
     }
 
+    /// Wakes the writer waiting for frames (the session closed: it stops at its next check).
+    fn wake_writer(&self) {
+        let waker = self.state.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Forgets the writer's waker.
+    fn unregister(&self) {
+        let waker = self.state.lock().waker.take();
+        drop(waker);
+    }
+
+    /// Registers the writer's waker without taking a frame.
+    fn register(&self, cx: &mut Context<'_>) {
+        let mut st = self.state.lock();
+        if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.waker = Some(cx.waker().clone());
+        }
+    }
+
     fn end(&self) {
         let waker = {
             let mut st = self.state.lock();
@@ -198,6 +220,35 @@ impl Outbox {
                 return Some(f);
             }
         }
+    }
+
+    /// The next frame, or `Pending` with the writer's waker registered.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        self.uncompressed = false;
+        if let Some(f) = self.carry.take() {
+            return Poll::Ready(Some(f));
+        }
+        loop {
+            let f = ready!(self.queue.poll_pop(Some(cx)));
+            let Some(f) = f else {
+                return Poll::Ready(None);
+            };
+            if self.taken(&f) {
+                return Poll::Ready(Some(f));
+            }
+        }
+    }
+
+    /// Makes the next frame (or the session's end) wake the writer, without taking a frame: for a writer
+    /// that cannot write now but must still hear that the session closed.
+    pub(crate) fn register(&self, cx: &mut Context<'_>) {
+        self.queue.register(cx);
+    }
+
+    /// Frames queued from now on wake nobody until the writer registers again (with `poll_recv` or
+    /// `register`): for a writer that is running and will look at the queue before it waits.
+    pub(crate) fn unregister(&self) {
+        self.queue.unregister();
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
@@ -264,6 +315,8 @@ pub struct Socket {
     filed: Mutex<Option<Instant>>,
     /// Cancelled once the session is closed.
     pub(crate) closed: CancellationToken,
+    /// Set with `closed`: what the websocket driver checks at every wake, without the token's lock.
+    finished: AtomicBool,
     /// Cancelled to drop the probe websocket of an upgrade that timed out.
     upgrade_cancel: Mutex<Option<CancellationToken>>,
     pub(crate) posting: AtomicBool,
@@ -339,6 +392,7 @@ impl Socket {
             serial,
             filed: Mutex::new(None),
             closed: CancellationToken::new(),
+            finished: AtomicBool::new(false),
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
             messages_in: crate::telemetry::MessagesIn::new(),
@@ -518,7 +572,10 @@ impl Socket {
     fn finish(&self, reason: CloseReason) {
         self.open.store(false, Ordering::Release);
         tracing::debug!(sid = %self.id, %reason, "session closed");
+        self.finished.store(true, Ordering::Release);
         self.closed.cancel();
+        // The websocket driver waits on the queue, not on the token.
+        self.queue.wake_writer();
         if let Some(at) = self.filed.lock().take() {
             self.engine.timers.cancel(self.serial, at);
         }
@@ -540,8 +597,21 @@ impl Socket {
         self.state.lock().closed()
     }
 
+    /// Whether the session is closed (the lock-free twin of `closed.is_cancelled()`).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     /// Handles a packet from the session's transport; delivers messages to the handler in arrival order.
     pub(crate) async fn on_packet(self: &Arc<Self>, packet: Packet) {
+        if let Some(wait) = self.receive(packet) {
+            wait.await;
+        }
+    }
+
+    /// Handles a packet from the session's transport. A future returned is the handler's backpressure:
+    /// the transport reads nothing more from this session until it is done.
+    pub(crate) fn receive(self: &Arc<Self>, packet: Packet) -> Option<BoxFuture<()>> {
         let is_pong = matches!(packet, Packet::Pong(_));
         let received = {
             let mut state = self.state.lock();
@@ -560,17 +630,17 @@ impl Socket {
             Received::Message(data) => {
                 self.messages_in.record(&data);
                 // Cloned out: the handler may close this session, which takes it out of the slot.
-                let Some(handler) = self.handler.lock().clone() else {
-                    return;
-                };
+                let handler = self.handler.lock().clone()?;
                 handler.on_message(self, data);
-                if let Some(wait) = handler.backpressure(self) {
-                    // Not reading is the server's doing: the client's pong may be waiting behind.
-                    self.state.lock().pause_reader();
+                let wait = handler.backpressure(self)?;
+                // Not reading is the server's doing: the client's pong may be waiting behind.
+                self.state.lock().pause_reader();
+                let me = self.clone();
+                return Some(Box::pin(async move {
                     wait.await;
-                    self.state.lock().resume_reader(Instant::now());
-                    self.reschedule();
-                }
+                    me.state.lock().resume_reader(Instant::now());
+                    me.reschedule();
+                }));
             }
             Received::SendPong => {
                 let _ = self.push(ferrio_proto::engine::v3::pong());
@@ -578,6 +648,7 @@ impl Socket {
             Received::Nothing => {}
             Received::Close(reason) => self.finish(reason),
         }
+        None
     }
 
     /// Whether a poll must answer without waiting: the probe was answered or the upgrade is done.

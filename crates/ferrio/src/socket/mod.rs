@@ -310,6 +310,11 @@ impl Socket {
 
     /// Adds a listener of `event` (after those already there, as `EventEmitter.on`); it gets the socket
     /// and the event (arguments, ack). Every listener of an event runs, in order, each awaited.
+    ///
+    /// A socket's events run one at a time. When the socket has nothing else running, a listener starts
+    /// on the task that read its event, and leaves it at its first `await` that waits: one that computes
+    /// for long without awaiting holds its connection's reading meanwhile (as it would hold the whole
+    /// process in JavaScript); move such work to `tokio::task::spawn_blocking`.
     pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F) -> ListenerId
     where
         F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
@@ -723,9 +728,38 @@ impl Socket {
         }
     }
 
-    /// Queues an incoming event; returns false when the queue is full (the job waits in overflow).
+    /// Queues an incoming event, or runs it here when the socket's task is idle; returns false when
+    /// the queue is full (the job waits in overflow).
     pub(crate) fn enqueue(&self, job: Job) -> bool {
+        if let Job::Event(event) = job {
+            return match self.inner.queue.claim() {
+                Some(waker) => {
+                    self.run_inline(event, &waker);
+                    true
+                }
+                None => self.inner.queue.push(Job::Event(event)),
+            };
+        }
         self.inner.queue.push(job)
+    }
+
+    /// Runs an event's listeners on the caller's task, up to their first wait (most finish there: an
+    /// ack answered, an emit); the rest is the socket task's, polled with its waker from the start.
+    fn run_inline(&self, event: Event, waker: &std::task::Waker) {
+        let running = self.inner.listeners.upgrade().and_then(|listeners| {
+            // A panicking listener must not take the connection's task down with it; on the socket's
+            // own task it would have ended only that task.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut run = dispatch(self, &listeners, event)?;
+                let mut cx = std::task::Context::from_waker(waker);
+                run.as_mut().poll(&mut cx).is_pending().then_some(run)
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!(sid = %self.inner.id, "an event listener panicked");
+                None
+            })
+        });
+        self.inner.queue.release(running);
     }
 
     /// Waits until the overflowing job is queued.
@@ -769,7 +803,7 @@ impl SocketTask {
                     connecting = false;
                     continue;
                 }
-                job = socket.inner.queue.recv() => job,
+                job = socket.inner.queue.recv(!connecting) => job,
             };
             match job {
                 Job::Event(e) => {
@@ -781,6 +815,9 @@ impl SocketTask {
                     if let Some(mut listeners) = dispatch(&socket, &self.listeners, e) {
                         alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
                     }
+                }
+                Job::Running(mut listeners) => {
+                    alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
                 }
                 Job::Disconnect(reason) => {
                     // Boxed: it runs once, and held inline it would take most of the socket's future

@@ -17,6 +17,9 @@ use super::event::Event;
 pub(crate) enum Job {
     Event(Event),
     Disconnect(DisconnectReason),
+    /// An event's listeners, started on the connection's task (see [`Queue::claim`]), that had to wait:
+    /// the socket's task finishes them before anything queued after.
+    Running(crate::engine::BoxFuture<()>),
 }
 
 /// Why a job was not queued.
@@ -47,6 +50,10 @@ struct State {
     closed: bool,
     /// A job that did not fit; the connection's reader waits for it to go in before reading more.
     overflow: Option<Job>,
+    /// The task waits for a job with nothing else to run (its connection handlers are done).
+    parked: bool,
+    /// An event runs on the connection's task (see [`Queue::claim`]): the task takes no job meanwhile.
+    inline: bool,
 }
 
 impl Queue {
@@ -119,11 +126,59 @@ impl Queue {
         self.try_push(Job::Disconnect(reason)).is_ok()
     }
 
-    /// The next job, for the socket's task.
-    pub(crate) async fn recv(&self) -> Job {
+    /// Lets the connection's task run an event's listeners right away instead of queueing it for the
+    /// socket's task: only when that task waits with nothing to do and nothing is queued, so events
+    /// still run one at a time and in order. This saves a wake and a poll of a second task per event.
+    /// Returns the socket task's waker, which the listeners' future is polled with (should it wait, it
+    /// goes to that task: [`release`](Self::release)).
+    pub(crate) fn claim(&self) -> Option<Waker> {
+        let mut st = self.state.lock();
+        if !st.parked || st.inline || st.closed || !st.jobs.is_empty() || st.overflow.is_some() {
+            return None;
+        }
+        let waker = st.waker.clone()?;
+        st.inline = true;
+        Some(waker)
+    }
+
+    /// Ends a [`claim`](Self::claim): listeners still running go first in the queue, for the task.
+    pub(crate) fn release(&self, running: Option<crate::engine::BoxFuture<()>>) {
+        let mut st = self.state.lock();
+        st.inline = false;
+        let mut dropped = None;
+        if let Some(f) = running {
+            if st.closed {
+                dropped = Some(f);
+            } else {
+                st.jobs.push_front(Job::Running(f));
+            }
+        }
+        // Jobs queued meanwhile (a disconnect) waited for the claim to end.
+        let waker = if st.jobs.is_empty() {
+            None
+        } else {
+            st.waker.take()
+        };
+        drop(st);
+        drop(dropped);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The next job, for the socket's task. `idle`: the task has nothing else to run meanwhile, so an
+    /// event may run on the connection's task instead ([`claim`](Self::claim)).
+    pub(crate) async fn recv(&self, idle: bool) -> Job {
         std::future::poll_fn(|cx| {
             let mut st = self.state.lock();
+            if st.inline {
+                if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    st.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
             if let Some(job) = st.jobs.pop_front() {
+                st.parked = false;
                 let was_full = st.jobs.len() + 1 >= self.capacity;
                 if st.jobs.is_empty() && st.jobs.capacity() > KEPT_SLOTS {
                     st.jobs = VecDeque::new();
@@ -134,6 +189,7 @@ impl Queue {
                 }
                 return Poll::Ready(job);
             }
+            st.parked = idle;
             if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 st.waker = Some(cx.waker().clone());
             }
@@ -164,7 +220,7 @@ mod tests {
     fn reason(job: Job) -> DisconnectReason {
         match job {
             Job::Disconnect(r) => r,
-            Job::Event(_) => panic!("an event"),
+            Job::Event(_) | Job::Running(_) => panic!("not a disconnect"),
         }
     }
 
@@ -182,10 +238,16 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert_eq!(reason(q.recv().await), DisconnectReason::PingTimeout);
+        assert_eq!(reason(q.recv(false).await), DisconnectReason::PingTimeout);
         flush.await;
-        assert_eq!(reason(q.recv().await), DisconnectReason::TransportClose);
-        assert_eq!(reason(q.recv().await), DisconnectReason::TransportError);
+        assert_eq!(
+            reason(q.recv(false).await),
+            DisconnectReason::TransportClose
+        );
+        assert_eq!(
+            reason(q.recv(false).await),
+            DisconnectReason::TransportError
+        );
     }
 
     #[tokio::test]
@@ -216,7 +278,7 @@ mod tests {
             assert!(q.push(Job::Disconnect(DisconnectReason::PingTimeout)));
         }
         for _ in 0..32 {
-            q.recv().await;
+            q.recv(false).await;
         }
         assert_eq!(q.state.lock().jobs.capacity(), 0);
     }

@@ -1,14 +1,12 @@
 //! WebSocket: direct sessions, and the probe that upgrades a polling session.
 //!
-//! Each websocket session has one reader (the task that owns the upgraded connection's read half) and
-//! one writer task that owns the session's outbox and batches what is queued into one write. Frames are
-//! ferrio-proto's sans-IO codec ([`ferrio_proto::ws`]), with permessage-deflate when configured.
+//! Each websocket session has one task: it reads the upgraded connection, hands packets to the session,
+//! and writes what the session queued, batched into one write. Frames are ferrio-proto's sans-IO codec ([`ferrio_proto::ws`]), with permessage-deflate when configured.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll, ready};
 
 use base64::Engine as _;
@@ -23,8 +21,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::{EngineConfig, Outbox, RequestError, Socket};
 use crate::transport::delivery::AnswerIo;
@@ -107,63 +104,63 @@ pub(crate) fn switching_protocols(upgrade: &Upgrade) -> Response<Bytes> {
     res
 }
 
-/// The read half of an upgraded connection: the TCP stream itself when hyper hands it back, else
-/// hyper's `Upgraded` (TLS and other streams).
-pub(crate) enum ReadHalf {
-    Tcp(OwnedReadHalf),
-    Other(tokio::io::ReadHalf<TokioIo<Upgraded>>),
+/// An upgraded connection: the TCP stream itself when hyper hands it back, else hyper's `Upgraded`
+/// (TLS and other streams).
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Other(TokioIo<Upgraded>),
 }
 
-/// The write half of an upgraded connection.
-pub(crate) enum WriteHalf {
-    Tcp(OwnedWriteHalf),
-    Other(tokio::io::WriteHalf<TokioIo<Upgraded>>),
-}
-
-impl AsyncRead for ReadHalf {
+impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
-            ReadHalf::Other(r) => Pin::new(r).poll_read(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Other(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for WriteHalf {
+impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
-            WriteHalf::Other(w) => Pin::new(w).poll_write(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Other(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
-            WriteHalf::Other(w) => Pin::new(w).poll_flush(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Other(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
-            WriteHalf::Other(w) => Pin::new(w).poll_shutdown(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Other(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
 
-/// Reads messages off a websocket.
-pub(crate) struct WsReader {
-    io: ReadHalf,
+/// One websocket connection: the stream, the codec's two directions and what is encoded but not yet
+/// written. One task drives both directions, so the stream is not split (no shared halves, no lock).
+pub(crate) struct WsConn {
+    io: Stream,
     decoder: Decoder,
+    encoder: Encoder,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written: a write cut short (the session closed meanwhile) resumes there,
+    /// so the close frame after it never follows half a frame twice.
+    written: usize,
 }
 
 /// Why reading stopped.
@@ -175,18 +172,20 @@ pub(crate) enum ReadError {
     Io,
 }
 
-impl WsReader {
+impl WsConn {
     /// The next message; pings and pongs included, the caller answers pings.
     pub(crate) async fn next(&mut self) -> Result<Message, ReadError> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, ReadError>> {
         loop {
             if let Some(m) = self.decoder.next_message().map_err(ReadError::Ws)? {
-                return Ok(m);
+                return Poll::Ready(Ok(m));
             }
-            let n = std::future::poll_fn(|cx| self.poll_fill(cx))
-                .await
-                .map_err(|_| ReadError::Io)?;
-            if n == 0 {
-                return Err(ReadError::Io);
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) | Err(_) => return Poll::Ready(Err(ReadError::Io)),
+                Ok(_) => {}
             }
         }
     }
@@ -201,42 +200,43 @@ impl WsReader {
                 self.decoder.buffer_mut(),
             );
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut rb = ReadBuf::new(&mut chunk);
+        // Uninitialised: zeroing 4 KiB at every poll (most find nothing to read) would cost more than
+        // the read.
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut rb = ReadBuf::uninit(&mut chunk);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         self.decoder.feed(rb.filled());
         Poll::Ready(Ok(rb.filled().len()))
     }
-}
 
-/// Writes frames onto a websocket.
-pub(crate) struct WsWriter {
-    io: WriteHalf,
-    encoder: Encoder,
-    buf: Vec<u8>,
-    /// Bytes of `buf` already written: a write cut short (the session closed meanwhile) resumes there,
-    /// so the close frame after it never follows half a frame twice.
-    written: usize,
-}
+    /// Whether encoded bytes wait to be written.
+    fn has_output(&self) -> bool {
+        !self.buf.is_empty()
+    }
 
-impl WsWriter {
-    /// Writes what was encoded into `buf`, then gives a large buffer back.
-    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+    /// Writes what was encoded, then gives a large buffer back.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.buf.len() {
-            let n = self.io.write(&self.buf[self.written..]).await?;
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]))?;
             if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += n;
         }
-        self.io.flush().await?;
+        // A no-op on TCP; a TLS stream may hold bytes back until flushed.
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         self.written = 0;
         if self.buf.capacity() > KEEP_WRITE_BUFFER {
             self.buf = Vec::new();
         } else {
             self.buf.clear();
         }
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what was encoded.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_write_out(cx)).await
     }
 
     /// Encodes a queued frame; `compress: false` sends it uncompressed whatever its size.
@@ -251,10 +251,10 @@ impl WsWriter {
         self.encoder.pong(payload, &mut self.buf);
     }
 
-    /// Sends a close frame and ends the write side, within a second (a peer that does not read must
-    /// not hold the task).
-    pub(crate) async fn close(&mut self, code: u16) {
-        self.encoder.close(Some(code), "", &mut self.buf);
+    /// Sends a close frame (after what is still unwritten) and ends the write side, within a second (a
+    /// peer that does not read must not hold the task).
+    pub(crate) async fn close(&mut self, code: Option<u16>) {
+        self.encoder.close(code, "", &mut self.buf);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
             self.flush().await?;
             self.io.shutdown().await
@@ -263,44 +263,32 @@ impl WsWriter {
     }
 }
 
-/// Takes over the upgraded connection: its two halves, with the codec's state for `deflate`.
+/// Takes over the upgraded connection, with the codec's state for `deflate`.
 pub(crate) async fn accept(
     on_upgrade: OnUpgrade,
     max_message: usize,
     deflate: Option<(&DeflateParams, &DeflateConfig)>,
-) -> Option<(WsReader, WsWriter)> {
+) -> Option<WsConn> {
     let upgraded = on_upgrade.await.ok()?;
     // The plain TCP stream when that is what lies under hyper: no wrapper between the codec and the
-    // socket, and tokio's owned halves instead of a lock shared by the reader and the writer.
-    let (tcp, pre) = match upgraded.downcast::<TokioIo<AnswerIo<TcpStream>>>() {
-        Ok(p) => (Ok(p.io.into_inner().into_inner()), p.read_buf),
+    // socket.
+    let (io, pre) = match upgraded.downcast::<TokioIo<AnswerIo<TcpStream>>>() {
+        Ok(p) => (Stream::Tcp(p.io.into_inner().into_inner()), p.read_buf),
         Err(u) => match u.downcast::<TokioIo<TcpStream>>() {
-            Ok(p) => (Ok(p.io.into_inner()), p.read_buf),
-            Err(u) => (Err(u), Bytes::new()),
+            Ok(p) => (Stream::Tcp(p.io.into_inner()), p.read_buf),
+            Err(u) => (Stream::Other(TokioIo::new(u)), Bytes::new()),
         },
-    };
-    let (r, w) = match tcp {
-        Ok(t) => {
-            let (r, w) = t.into_split();
-            (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
-        }
-        Err(u) => {
-            let (r, w) = tokio::io::split(TokioIo::new(u));
-            (ReadHalf::Other(r), WriteHalf::Other(w))
-        }
     };
     let mut decoder = Decoder::new(Role::Server, max_message, deflate.map(|(p, _)| p));
     // Bytes hyper read past the request: the client may have sent its first frames already.
     decoder.feed(&pre);
-    Some((
-        WsReader { io: r, decoder },
-        WsWriter {
-            io: w,
-            encoder: Encoder::server(deflate),
-            buf: Vec::new(),
-            written: 0,
-        },
-    ))
+    Some(WsConn {
+        io,
+        decoder,
+        encoder: Encoder::server(deflate),
+        buf: Vec::new(),
+        written: 0,
+    })
 }
 
 fn deflate_of<'a>(
@@ -323,7 +311,7 @@ pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upg
         // Not needed past the handshake: its strings are not kept for the session's life.
         drop(upgrade);
         match ws {
-            Some((r, w)) => {
+            Some(ws) => {
                 // An Engine.IO v3 client sends the pings, so after the open packet it hears nothing until
                 // it speaks. A client that attaches its message listener once `open` has fired (the v3
                 // conformance suite does) misses an open packet that arrived in the same read as the
@@ -332,7 +320,7 @@ pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upg
                 if socket.protocol() == ferrio_proto::engine::Protocol::V3 {
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                run(socket, r, w).await
+                run(socket, ws).await
             }
             None => socket.close_with(CloseReason::TransportError),
         }
@@ -345,9 +333,9 @@ pub(crate) fn spawn_reject(parts: &mut Parts) {
     let on_upgrade = parts.extensions.remove::<OnUpgrade>();
     tokio::spawn(async move {
         if let Some(u) = on_upgrade
-            && let Some((_, mut w)) = accept(u, 1024, None).await
+            && let Some(mut ws) = accept(u, 1024, None).await
         {
-            w.close(ws::CLOSE_NORMAL).await;
+            ws.close(Some(ws::CLOSE_NORMAL)).await;
         }
     });
 }
@@ -367,14 +355,14 @@ pub(crate) fn spawn_probe(
             None => None,
         };
         drop(upgrade);
-        let Some((mut r, mut w)) = ws else {
+        let Some(mut ws) = ws else {
             socket.abort_upgrade();
             return;
         };
         let mut code = ws::CLOSE_NORMAL;
         loop {
             let msg = tokio::select! {
-                m = r.next() => m,
+                m = ws.next() => m,
                 // The upgrade timed out, or the session closed.
                 _ = cancel.cancelled() => break,
             };
@@ -384,8 +372,8 @@ pub(crate) fn spawn_probe(
                     Err(_) => break,
                 },
                 Ok(Message::Ping(p)) => {
-                    w.pong(&p);
-                    if w.flush().await.is_err() {
+                    ws.pong(&p);
+                    if ws.flush().await.is_err() {
                         break;
                     }
                     continue;
@@ -400,98 +388,202 @@ pub(crate) fn spawn_probe(
             match socket.on_probe_packet(&packet) {
                 ProbeOutcome::SendProbePong => {
                     let probe = Frame::Text(ByteString::from_static("3probe"));
-                    if w.encode(&probe, true).is_err() || w.flush().await.is_err() {
+                    if ws.encode(&probe, true).is_err() || ws.flush().await.is_err() {
                         break;
                     }
                 }
                 ProbeOutcome::Upgraded => {
-                    return crate::telemetry::upgraded(run(socket, r, w)).await;
+                    return crate::telemetry::upgraded(run(socket, ws)).await;
                 }
                 ProbeOutcome::Abort => break,
             }
         }
         socket.abort_upgrade();
-        w.close(code).await;
+        ws.close(Some(code)).await;
     });
 }
 
-/// Reads packets until the session ends, with a writer task beside it.
-async fn run(socket: Arc<Socket>, mut reader: WsReader, writer: WsWriter) {
+/// How a session's websocket driver stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The session closed (here or elsewhere): stop at once.
+    Closed,
+    /// A write failed: the session closes with a transport error.
+    WriteFailed,
+    /// The session's close packet was reached: what was queued before it is written.
+    Graceful,
+    /// The session is gone and its queue drained.
+    Drained,
+}
+
+/// Rounds of reading and writing in one wake before the driver yields to the other tasks.
+const ROUNDS_PER_WAKE: usize = 32;
+
+/// Drives a session on its websocket until the session ends: one task reads, hands packets to the
+/// session, and writes what the session queues, in batches.
+async fn run(socket: Arc<Socket>, ws: WsConn) {
     let Some(outbox) = socket.acquire_outbox().await else {
         return;
     };
-    let writer = Arc::new(tokio::sync::Mutex::new(writer));
-    let close_code = Arc::new(AtomicU16::new(ws::CLOSE_NORMAL));
-    tokio::spawn(write_loop(
-        socket.clone(),
-        writer.clone(),
+    let mut d = Driver {
+        socket,
+        ws,
         outbox,
-        close_code.clone(),
-    ));
-    let mut closed = CancelWatch::new(&socket.closed);
-    loop {
-        // The session's end is checked first: a closed session stops reading at once.
-        let msg = {
-            let mut next = std::pin::pin!(reader.next());
-            std::future::poll_fn(|cx| {
-                if closed.is_cancelled() {
-                    return Poll::Ready(None);
-                }
-                if let Poll::Ready(m) = next.as_mut().poll(cx) {
-                    return Poll::Ready(Some(m));
-                }
-                if closed.poll_cancelled(cx) {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            })
-            .await
-        };
-        let Some(msg) = msg else { return };
-        match msg {
-            Ok(Message::Text(t)) => match socket.wire().decode_text(t) {
-                Ok(p) => socket.on_packet(p).await,
-                Err(_) => {
-                    socket.close_with(CloseReason::ParseError);
-                    return;
-                }
-            },
-            Ok(Message::Binary(b)) => match socket.wire().decode_binary(b) {
-                Ok(p) => socket.on_packet(p).await,
-                Err(_) => {
-                    socket.close_with(CloseReason::ParseError);
-                    return;
-                }
-            },
-            Ok(Message::Ping(p)) => {
-                // Rare (Engine.IO has its own heartbeat): answered under the writer's lock rather than
-                // through a second queue that every session would carry.
-                let mut w = writer.lock().await;
-                w.pong(&p);
-                if w.flush().await.is_err() {
-                    drop(w);
-                    socket.close_with(CloseReason::TransportError);
-                    return;
-                }
+        close_code: ws::CLOSE_NORMAL,
+        backpressure: None,
+        graceful: false,
+    };
+    let end = std::future::poll_fn(|cx| d.poll(cx)).await;
+    if end == End::WriteFailed {
+        d.socket.close_with(CloseReason::TransportError);
+    }
+    // A batch cut short by the session's end goes out before the close, from where it stopped.
+    d.ws.close(Some(d.close_code)).await;
+    if end == End::Graceful {
+        d.socket.close_delivered();
+    }
+}
+
+/// The state of one session's websocket task.
+struct Driver {
+    socket: Arc<Socket>,
+    ws: WsConn,
+    outbox: Outbox,
+    /// What the close frame says: the peer's own code when it closed first, the rule it broke, or 1000.
+    close_code: u16,
+    /// The handler's backpressure: nothing is read until it is done.
+    backpressure: Option<crate::engine::BoxFuture<()>>,
+    /// The session's close packet was taken from the queue.
+    graceful: bool,
+}
+
+impl Driver {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        // What the handlers queue while this task runs (an ack answered right here) is written before it
+        // waits: a wake for it would only poll the task once more for nothing.
+        self.outbox.unregister();
+        for _ in 0..ROUNDS_PER_WAKE {
+            // The session's end is checked first: a closed session stops reading and writing at once.
+            // `finish` wakes the task through the queue, where the write side keeps its waker.
+            if self.socket.is_finished() {
+                return Poll::Ready(End::Closed);
             }
-            Ok(Message::Pong(_)) => {}
-            Ok(Message::Close(c)) => {
-                // The close is answered with the peer's own code (RFC 6455 section 5.5.1).
-                if let Some(c) = c {
-                    close_code.store(c.code, Ordering::Relaxed);
+            let read = match self.poll_read(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(end)) => return Poll::Ready(end),
+                Poll::Pending => false,
+            };
+            let wrote = match self.poll_write(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(end)) => return Poll::Ready(end),
+                Poll::Pending => false,
+            };
+            if !read && !wrote {
+                // The write side registered this task with the queue, which `finish` wakes; a close
+                // that came before that registration is seen here.
+                if self.socket.is_finished() {
+                    return Poll::Ready(End::Closed);
                 }
-                socket.close_with(CloseReason::TransportClose);
-                return;
+                return Poll::Pending;
             }
+        }
+        // Busy: let the other tasks of this thread run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Reads and handles one message; `Pending` when there is none (or the handler holds reading back).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        if let Some(wait) = &mut self.backpressure {
+            ready!(wait.as_mut().poll(cx));
+            self.backpressure = None;
+        }
+        let msg = match ready!(self.ws.poll_next(cx)) {
+            Ok(m) => m,
             Err(e) => {
                 if let ReadError::Ws(e) = &e {
-                    tracing::debug!(sid = socket.id(), error = %e, "websocket error");
-                    close_code.store(e.close_code(), Ordering::Relaxed);
-                    socket.close_with(CloseReason::TransportError);
+                    tracing::debug!(sid = self.socket.id(), error = %e, "websocket error");
+                    self.close_code = e.close_code();
+                    self.socket.close_with(CloseReason::TransportError);
                 } else {
-                    socket.close_with(CloseReason::TransportClose);
+                    self.socket.close_with(CloseReason::TransportClose);
                 }
-                return;
+                return Poll::Ready(Err(End::Closed));
+            }
+        };
+        let packet = match msg {
+            Message::Text(t) => self.socket.wire().decode_text(t),
+            Message::Binary(b) => self.socket.wire().decode_binary(b),
+            Message::Ping(p) => {
+                // Rare (Engine.IO has its own heartbeat): goes out with the next write.
+                self.ws.pong(&p);
+                return Poll::Ready(Ok(()));
+            }
+            Message::Pong(_) => return Poll::Ready(Ok(())),
+            Message::Close(c) => {
+                // The close is answered with the peer's own code (RFC 6455 section 5.5.1).
+                if let Some(c) = c {
+                    self.close_code = c.code;
+                }
+                self.socket.close_with(CloseReason::TransportClose);
+                return Poll::Ready(Err(End::Closed));
+            }
+        };
+        match packet {
+            Ok(p) => self.backpressure = self.socket.receive(p),
+            Err(_) => {
+                self.socket.close_with(CloseReason::ParseError);
+                return Poll::Ready(Err(End::Closed));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Encodes what the session queued (up to a batch) and writes it; `Pending` when there is nothing
+    /// to write or the connection cannot take more now.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        if !self.ws.has_output() {
+            if self.graceful {
+                return Poll::Ready(Err(End::Graceful));
+            }
+            let mut n = 0;
+            while n < MAX_BATCH {
+                let f = match self.outbox.poll_recv(cx) {
+                    Poll::Ready(Some(f)) => f,
+                    Poll::Ready(None) => {
+                        if n == 0 {
+                            return Poll::Ready(Err(End::Drained));
+                        }
+                        break;
+                    }
+                    Poll::Pending => break,
+                };
+                if f.packet_type() == PacketType::Close {
+                    self.graceful = true;
+                    break;
+                }
+                let compress = !self.outbox.last_uncompressed();
+                let frame = self.socket.wire().websocket_frame(f);
+                if self.ws.encode(&frame, compress).is_err() {
+                    return Poll::Ready(Err(End::WriteFailed));
+                }
+                n += 1;
+            }
+            if !self.ws.has_output() {
+                return if self.graceful {
+                    Poll::Ready(Err(End::Graceful))
+                } else {
+                    Poll::Pending
+                };
+            }
+        }
+        match self.ws.poll_write_out(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(End::WriteFailed)),
+            Poll::Pending => {
+                // Blocked on the peer: the session's end must still wake this task.
+                self.outbox.register(cx);
+                Poll::Pending
             }
         }
     }
@@ -500,8 +592,7 @@ async fn run(socket: Arc<Socket>, mut reader: WsReader, writer: WsWriter) {
 /// A websocket on ferrio's codec and connection handling, without Engine.IO on top: what the Autobahn
 /// echo example drives (`examples/ws_echo.rs`).
 pub struct RawWebSocket {
-    reader: WsReader,
-    writer: WsWriter,
+    ws: WsConn,
 }
 
 /// Why [`RawWebSocket::next`] stopped.
@@ -542,14 +633,14 @@ impl RawWebSocket {
                 .as_ref()
                 .zip(config.per_message_deflate.as_ref())
                 .map(|((p, _), c)| (p, c));
-            let (reader, writer) = accept(on_upgrade?, max_message, deflate).await?;
-            Some(RawWebSocket { reader, writer })
+            let ws = accept(on_upgrade?, max_message, deflate).await?;
+            Some(RawWebSocket { ws })
         }))
     }
 
     /// The next message, pings and pongs included (answer pings with [`RawWebSocket::pong`]).
     pub async fn next(&mut self) -> Result<Message, RawError> {
-        self.reader.next().await.map_err(|e| match e {
+        self.ws.next().await.map_err(|e| match e {
             ReadError::Ws(e) => RawError::Protocol(e),
             ReadError::Io => RawError::Io,
         })
@@ -557,135 +648,31 @@ impl RawWebSocket {
 
     /// Sends a text message (compressed above the threshold when negotiated and `compress`).
     pub async fn send_text(&mut self, text: &str, compress: bool) -> io::Result<()> {
-        self.writer
+        self.ws
             .encoder
-            .text(text, compress, &mut self.writer.buf)
+            .text(text, compress, &mut self.ws.buf)
             .map_err(io::Error::other)?;
-        self.writer.flush().await
+        self.ws.flush().await
     }
 
     /// Sends a binary message.
     pub async fn send_binary(&mut self, data: &[u8], compress: bool) -> io::Result<()> {
-        self.writer
+        self.ws
             .encoder
-            .binary(data, compress, &mut self.writer.buf)
+            .binary(data, compress, &mut self.ws.buf)
             .map_err(io::Error::other)?;
-        self.writer.flush().await
+        self.ws.flush().await
     }
 
     /// Answers a ping.
     pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.writer.pong(payload);
-        self.writer.flush().await
+        self.ws.pong(payload);
+        self.ws.flush().await
     }
 
     /// Sends a close frame (`None`: without a status code) and ends the write side.
     pub async fn close(mut self, code: Option<u16>) {
-        self.writer.encoder.close(code, "", &mut self.writer.buf);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-            self.writer.flush().await?;
-            self.writer.io.shutdown().await
-        })
-        .await;
-    }
-}
-
-/// Watches a session's cancellation token from the one task that reads or writes its websocket.
-///
-/// A `select!` on `token.cancelled()` polls the cancellation future at every wake of the task, and each
-/// poll locks the token's waiter list: about 500 instructions per echo round trip between the reader and
-/// the writer. The future only needs polling once, to register the task's waker (a task's waker does not
-/// change, so it stays valid); after that, reading the flag is enough.
-struct CancelWatch {
-    token: CancellationToken,
-    cancelled: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
-    registered: bool,
-}
-
-impl CancelWatch {
-    fn new(token: &CancellationToken) -> Self {
-        CancelWatch {
-            token: token.clone(),
-            cancelled: Box::pin(token.clone().cancelled_owned()),
-            registered: false,
-        }
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    /// Registers the task's waker the first time; true once the token is cancelled.
-    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.registered {
-            return self.token.is_cancelled();
-        }
-        self.registered = true;
-        self.cancelled.as_mut().poll(cx).is_ready()
-    }
-}
-
-/// The session's only writer while it runs on websocket: takes what is queued, writes it in batches.
-async fn write_loop(
-    socket: Arc<Socket>,
-    writer: Arc<tokio::sync::Mutex<WsWriter>>,
-    mut outbox: Outbox,
-    close_code: Arc<AtomicU16>,
-) {
-    let mut graceful_close = false;
-    let mut closed = CancelWatch::new(&socket.closed);
-    let write = async {
-        while let Some(first) = outbox.recv().await {
-            let mut w = writer.lock().await;
-            let mut next = Some(first);
-            let mut n = 0;
-            while let Some(f) = next.take() {
-                if f.packet_type() == PacketType::Close {
-                    graceful_close = true;
-                    break;
-                }
-                let compress = !outbox.last_uncompressed();
-                if let Err(e) = w.encode(&socket.wire().websocket_frame(f), compress) {
-                    return Err(io::Error::other(e));
-                }
-                n += 1;
-                if n < MAX_BATCH {
-                    next = outbox.try_recv();
-                }
-            }
-            w.flush().await?;
-            if graceful_close {
-                break;
-            }
-        }
-        Ok::<_, io::Error>(())
-    };
-    // Stops writing as soon as the session is closed (checked first at every wake).
-    let failed = {
-        let mut write = std::pin::pin!(write);
-        std::future::poll_fn(|cx| {
-            if closed.is_cancelled() {
-                return Poll::Ready(false);
-            }
-            if let Poll::Ready(r) = write.as_mut().poll(cx) {
-                return Poll::Ready(r.is_err());
-            }
-            if closed.poll_cancelled(cx) {
-                return Poll::Ready(false);
-            }
-            Poll::Pending
-        })
-        .await
-    };
-    if failed {
-        socket.close_with(CloseReason::TransportError);
-    }
-    // The lock may be held by a pong on its way out: that finishes first (bounded by its own write).
-    let mut w = writer.lock().await;
-    // A batch cut short by the session's end goes out before the close, from where it stopped.
-    w.close(close_code.load(Ordering::Relaxed)).await;
-    if graceful_close {
-        socket.close_delivered();
+        self.ws.close(code).await;
     }
 }
 
