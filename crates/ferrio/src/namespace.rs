@@ -235,28 +235,33 @@ impl NamespaceInner {
     }
 
     /// Runs a socket from its joining (`joining`: middlewares, CONNECT answer) to its disconnection.
-    async fn run_socket(
+    ///
+    /// Not an async fn, whose arguments would take room twice in this future (which lives as long as
+    /// the socket).
+    fn run_socket(
         self: Arc<Self>,
         socket: Socket,
         task: SocketTask,
         joining: BoxFuture<bool>,
-    ) {
-        if !joining.await {
-            return;
-        }
-        let handlers: Vec<ConnectionHandler> = self
-            .chain()
-            .flat_map(|n| n.connection_handlers.read().clone())
-            .collect();
-        let s = socket.clone();
-        let on_connect = Box::pin(async move {
-            for h in handlers {
-                h(s.clone()).await;
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if !joining.await {
+                return;
             }
-        });
-        task.run(socket, on_connect).await;
-        crate::telemetry::socket_disconnected(&self.name);
-        self.after_socket_left();
+            let handlers: Vec<ConnectionHandler> = self
+                .chain()
+                .flat_map(|n| n.connection_handlers.read().clone())
+                .collect();
+            let s = socket.clone();
+            let on_connect = Box::pin(async move {
+                for h in handlers {
+                    h(s.clone()).await;
+                }
+            });
+            task.run(socket, on_connect).await;
+            crate::telemetry::socket_disconnected(&self.name);
+            self.after_socket_left();
+        }
     }
 
     /// Runs the middlewares, answers the CONNECT and makes the socket reachable (or takes over a restored
@@ -288,8 +293,10 @@ impl NamespaceInner {
                     Protocol::V4 => e.packet(&self.name),
                     Protocol::V3 => e.packet_v4(&self.name),
                 };
-                let _ = socket.write_packet(&refusal, false);
+                // Out of the client's sockets before the refusal can be read: a client that answers it at
+                // once (an event for the namespace it was refused) must find no socket there.
                 socket.on_close(DisconnectReason::ServerNamespaceDisconnect);
+                let _ = socket.write_packet(&refusal, false);
                 self.after_socket_left();
                 return false;
             }

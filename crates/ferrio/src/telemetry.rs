@@ -45,10 +45,9 @@ pub(crate) fn disconnection(reason: CloseReason) {
     }
 }
 
-/// Counts the upgrade, then runs the websocket session it hands over to.
-pub(crate) async fn upgraded<F: std::future::Future>(run: F) -> F::Output {
+/// Counts a polling session's move onto its websocket.
+pub(crate) fn upgraded() {
     counter!("ferrio_upgrades_total").increment(1);
-    run.await
 }
 
 pub(crate) fn request_error(code: u8) {

@@ -793,44 +793,54 @@ impl SocketTask {
     /// `on_connect` (the connection handlers) runs alongside: it is polled first, so listeners it adds
     /// before its first `await` see the first event, and events keep flowing while it awaits, as in
     /// socket.io. Events still run one at a time, in order.
-    pub(crate) async fn run(self, socket: Socket, on_connect: crate::engine::BoxFuture<()>) {
-        let mut on_connect = on_connect.fuse();
-        let mut connecting = true;
-        loop {
-            let job = tokio::select! {
-                biased;
-                () = &mut on_connect, if connecting => {
-                    connecting = false;
-                    continue;
-                }
-                job = socket.inner.queue.recv(!connecting) => job,
-            };
-            match job {
-                Job::Event(e) => {
-                    // The connection handlers go first, as when they are polled beside a listener:
-                    // what they add before their next await sees this event.
-                    if connecting && poll_once(&mut on_connect).await {
+    ///
+    /// Not an async fn, whose arguments would take room twice in the socket's future.
+    pub(crate) fn run(
+        self,
+        socket: Socket,
+        on_connect: crate::engine::BoxFuture<()>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let task = self;
+        async move {
+            let mut on_connect = on_connect.fuse();
+            let mut connecting = true;
+            loop {
+                let job = tokio::select! {
+                    biased;
+                    () = &mut on_connect, if connecting => {
                         connecting = false;
+                        continue;
                     }
-                    if let Some(mut listeners) = dispatch(&socket, &self.listeners, e) {
+                    job = socket.inner.queue.recv(!connecting) => job,
+                };
+                match job {
+                    Job::Event(e) => {
+                        // The connection handlers go first, as when they are polled beside a listener:
+                        // what they add before their next await sees this event.
+                        if connecting && poll_once(&mut on_connect).await {
+                            connecting = false;
+                        }
+                        if let Some(mut listeners) = dispatch(&socket, &task.listeners, e) {
+                            alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
+                        }
+                    }
+                    Job::Running(mut listeners) => {
                         alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
                     }
-                }
-                Job::Running(mut listeners) => {
-                    alongside(listeners.as_mut(), &mut on_connect, &mut connecting).await;
-                }
-                Job::Disconnect(reason) => {
-                    // Boxed: it runs once, and held inline it would take most of the socket's future
-                    // (which lives as long as the socket) for the adapter's `persist_session`.
-                    let mut disconnect = Box::pin(run_disconnect(&socket, &self.listeners, reason));
-                    alongside(disconnect.as_mut(), &mut on_connect, &mut connecting).await;
-                    break;
+                    Job::Disconnect(reason) => {
+                        // Boxed: it runs once, and held inline it would take most of the socket's future
+                        // (which lives as long as the socket) for the adapter's `persist_session`.
+                        let mut disconnect =
+                            Box::pin(run_disconnect(&socket, &task.listeners, reason));
+                        alongside(disconnect.as_mut(), &mut on_connect, &mut connecting).await;
+                        break;
+                    }
                 }
             }
-        }
-        // A connection handler still awaiting (an ack that now fails, a sleep) finishes its course.
-        if connecting {
-            on_connect.await;
+            // A connection handler still awaiting (an ack that now fails, a sleep) finishes its course.
+            if connecting {
+                on_connect.await;
+            }
         }
     }
 }

@@ -310,19 +310,22 @@ pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upg
         };
         // Not needed past the handshake: its strings are not kept for the session's life.
         drop(upgrade);
-        match ws {
-            Some(ws) => {
-                // An Engine.IO v3 client sends the pings, so after the open packet it hears nothing until
-                // it speaks. A client that attaches its message listener once `open` has fired (the v3
-                // conformance suite does) misses an open packet that arrived in the same read as the
-                // 101 answer, and then waits forever. A millisecond between the two keeps them in
-                // separate reads; v4 sessions need no such pause (a ping follows anyway).
-                if socket.protocol() == ferrio_proto::engine::Protocol::V3 {
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                run(socket, ws).await
-            }
-            None => socket.close_with(CloseReason::TransportError),
+        let Some(ws) = ws else {
+            socket.close_with(CloseReason::TransportError);
+            return;
+        };
+        // An Engine.IO v3 client sends the pings, so after the open packet it hears nothing until it
+        // speaks. A client that attaches its message listener once `open` has fired (the v3 conformance
+        // suite does) misses an open packet that arrived in the same read as the 101 answer, and then
+        // waits forever. A millisecond between the two keeps them in separate reads; v4 sessions need no
+        // such pause (a ping follows anyway).
+        if socket.protocol() == ferrio_proto::engine::Protocol::V3 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if let Some(d) = Driver::start(socket, ws).await {
+            // A task of its own, whose future is the driver and little else: this one's (the handshake's
+            // steps) would be held for the session's life.
+            tokio::spawn(d.run());
         }
     });
 }
@@ -393,7 +396,13 @@ pub(crate) fn spawn_probe(
                     }
                 }
                 ProbeOutcome::Upgraded => {
-                    return crate::telemetry::upgraded(run(socket, ws)).await;
+                    crate::telemetry::upgraded();
+                    if let Some(d) = Driver::start(socket, ws).await {
+                        // A task of its own: this one's future (the probe's steps) is larger than the
+                        // driver, and would be held for the session's life.
+                        tokio::spawn(d.run());
+                    }
+                    return;
                 }
                 ProbeOutcome::Abort => break,
             }
@@ -419,31 +428,6 @@ enum End {
 /// Rounds of reading and writing in one wake before the driver yields to the other tasks.
 const ROUNDS_PER_WAKE: usize = 32;
 
-/// Drives a session on its websocket until the session ends: one task reads, hands packets to the
-/// session, and writes what the session queues, in batches.
-async fn run(socket: Arc<Socket>, ws: WsConn) {
-    let Some(outbox) = socket.acquire_outbox().await else {
-        return;
-    };
-    let mut d = Driver {
-        socket,
-        ws,
-        outbox,
-        close_code: ws::CLOSE_NORMAL,
-        backpressure: None,
-        graceful: false,
-    };
-    let end = std::future::poll_fn(|cx| d.poll(cx)).await;
-    if end == End::WriteFailed {
-        d.socket.close_with(CloseReason::TransportError);
-    }
-    // A batch cut short by the session's end goes out before the close, from where it stopped.
-    d.ws.close(Some(d.close_code)).await;
-    if end == End::Graceful {
-        d.socket.close_delivered();
-    }
-}
-
 /// The state of one session's websocket task.
 struct Driver {
     socket: Arc<Socket>,
@@ -458,6 +442,45 @@ struct Driver {
 }
 
 impl Driver {
+    /// Takes the session's queue (a pending poll hands it over when the session was upgraded).
+    async fn start(socket: Arc<Socket>, ws: WsConn) -> Option<Driver> {
+        let outbox = socket.acquire_outbox().await?;
+        Some(Driver {
+            socket,
+            ws,
+            outbox,
+            close_code: ws::CLOSE_NORMAL,
+            backpressure: None,
+            graceful: false,
+        })
+    }
+
+    /// Drives the session on its websocket until the session ends: reads, hands packets to the
+    /// session, and writes what the session queues, in batches.
+    ///
+    /// Not an async fn: its argument would be stored twice in the future (as the argument and as the
+    /// body's binding), and this future is what a connection holds for its whole life.
+    fn run(self) -> impl Future<Output = ()> + Send + 'static {
+        let mut d = self;
+        async move {
+            let end = std::future::poll_fn(|cx| d.poll(cx)).await;
+            // Boxed: it runs once, and held inline it would take room in the task for the session's
+            // life.
+            Box::pin(d.finish(end)).await;
+        }
+    }
+
+    async fn finish(mut self, end: End) {
+        if end == End::WriteFailed {
+            self.socket.close_with(CloseReason::TransportError);
+        }
+        // A batch cut short by the session's end goes out before the close, from where it stopped.
+        self.ws.close(Some(self.close_code)).await;
+        if end == End::Graceful {
+            self.socket.close_delivered();
+        }
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         // What the handlers queue while this task runs (an ack answered right here) is written before it
         // waits: a wake for it would only poll the task once more for nothing.
