@@ -60,6 +60,9 @@ struct State {
     pid: Option<String>,
     last_offset: Option<String>,
     recovered: bool,
+    /// The deadline the ack timer sleeps until (`None`: it waits for a wake-up): only an earlier one
+    /// wakes it, so an emit whose deadline is later (or absent) costs the timer nothing.
+    timer_at: Option<Instant>,
 }
 
 pub(crate) struct SocketInner {
@@ -206,6 +209,7 @@ impl Socket {
                     pid: None,
                     last_offset: None,
                     recovered: false,
+                    timer_at: None,
                 }),
                 handlers: RwLock::new(Handlers::default()),
                 incoming: tx,
@@ -504,6 +508,7 @@ impl Socket {
             let mut st = self.state();
             let deadline = timeout.map(|t| now() + t);
             let id = st.acks.register(deadline, AckSlot::Once(tx));
+            self.rearm(&mut st, deadline);
             let packet = Packet::Event {
                 nsp: self.inner.nsp.clone(),
                 event: event.to_owned(),
@@ -517,7 +522,6 @@ impl Socket {
             id,
             armed: true,
         };
-        self.rearm();
         self.notify_outgoing(sent.iter());
         let result = rx.await.unwrap_or(Err(AckError::Disconnected));
         guard.armed = false;
@@ -574,7 +578,13 @@ impl Socket {
         }
     }
 
-    fn rearm(&self) {
+    /// Wakes the ack timer when `deadline` comes before the one it sleeps until.
+    fn rearm(&self, st: &mut State, deadline: Option<Instant>) {
+        let Some(d) = deadline else { return };
+        if st.timer_at.is_some_and(|t| t <= d) {
+            return;
+        }
+        st.timer_at = Some(d);
         // A full channel already holds a wake-up.
         let _ = self.inner.rearm.try_send(());
     }
@@ -608,9 +618,9 @@ impl Socket {
             let (seq, q) = st.queue.next(force)?;
             (seq, q.event.clone(), q.args.clone(), q.timeout)
         };
-        let id = st
-            .acks
-            .register(timeout.map(|t| now() + t), AckSlot::Queue(seq));
+        let deadline = timeout.map(|t| now() + t);
+        let id = st.acks.register(deadline, AckSlot::Queue(seq));
+        self.rearm(st, deadline);
         let packet = Packet::Event {
             nsp: self.inner.nsp.clone(),
             event,
@@ -618,7 +628,6 @@ impl Socket {
             id: Some(id),
         };
         self.write_state(st, &packet);
-        self.rearm();
         Some(packet)
     }
 
@@ -913,7 +922,11 @@ async fn ack_timer(socket: std::sync::Weak<SocketInner>, mut rearm: mpsc::Receiv
             let Some(inner) = socket.upgrade() else {
                 return;
             };
-            inner.state.lock().acks.poll_timeout()
+            let mut st = inner.state.lock();
+            // Acks answered meanwhile may leave a later deadline (or none): sleeping until the old one
+            // only costs an early wake-up, once per deadline rather than once per emit.
+            st.timer_at = st.acks.poll_timeout();
+            st.timer_at
         };
         let sleep = async {
             match deadline {
