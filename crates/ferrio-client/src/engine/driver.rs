@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,17 +81,19 @@ impl<C, T> Slot<C, T> {
     }
 }
 
-/// The writer, shared with the reader (which answers pings with it).
-type WsSink = Arc<tokio::sync::Mutex<WsWriter>>;
-
 enum Active {
     Polling {
         get: Slot<HttpConn, Result<Bytes, RequestError>>,
         post: Slot<HttpConn, Result<Bytes, RequestError>>,
     },
+    /// The task owns both halves: a write is the writer's buffer being flushed (no future, no lock),
+    /// and a ping is answered by queueing the pong on the writer.
     WebSocket {
         read: WsReader,
-        write: Slot<WsSink, Result<(), WsError>>,
+        write: WsWriter,
+        /// The session waits for the flush in progress ([`Output::Write`]); a flush that only carries a
+        /// pong is nobody's write.
+        in_flight: bool,
     },
 }
 
@@ -98,7 +101,8 @@ impl Active {
     fn websocket(ws: Ws) -> Active {
         Active::WebSocket {
             read: ws.reader,
-            write: Slot::Idle(ws.writer),
+            write: ws.writer,
+            in_flight: false,
         }
     }
 }
@@ -108,18 +112,22 @@ enum TransportEvent {
     Polled(Result<Bytes, RequestError>),
     Posted(Result<Bytes, RequestError>),
     Read(Result<Message, WsError>),
-    Written(Result<(), WsError>),
+    Flushed(Result<(), WsError>),
 }
 
 async fn next_transport_event(active: &mut Active) -> TransportEvent {
     match active {
         Active::Polling { get, post } => tokio::select! {
+            biased;
             r = get.wait() => TransportEvent::Polled(r),
             r = post.wait() => TransportEvent::Posted(r),
         },
-        Active::WebSocket { read, write } => tokio::select! {
+        Active::WebSocket { read, write, .. } => tokio::select! {
+            biased;
+            r = std::future::poll_fn(|cx| write.poll_flush(cx)), if write.has_pending() => {
+                TransportEvent::Flushed(r)
+            }
             m = read.next() => TransportEvent::Read(m),
-            r = write.wait() => TransportEvent::Written(r),
         },
     }
 }
@@ -217,6 +225,11 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut timer_at = None;
+        // One waiter for the whole session rather than one per turn of the loop (each registers and
+        // unregisters under the Notify's lock).
+        let shared = self.shared.clone();
+        let close_requested = shared.close_requested.notified();
+        tokio::pin!(close_requested);
         loop {
             if self.shared.closed.load(Ordering::Acquire) && self.session.is_open() {
                 self.close();
@@ -237,7 +250,10 @@ impl Driver {
             let wants_frames = self.session.wants_frames() && !self.senders_gone;
             tokio::select! {
                 biased;
-                _ = self.shared.close_requested.notified() => self.close(),
+                _ = &mut close_requested => {
+                    self.close();
+                    close_requested.set(shared.close_requested.notified());
+                }
                 _ = &mut timer, if timer_at.is_some() => {
                     self.session.handle_timeout(now());
                     // Fire once per deadline: a new deadline re-arms it above.
@@ -264,14 +280,9 @@ impl Driver {
             }
         }
         self.shared.closed.store(true, Ordering::Release);
-        if let Active::WebSocket { write, .. } = &mut self.active
-            && let Some(sink) = write.take_idle()
-        {
+        if let Active::WebSocket { write, .. } = &mut self.active {
             let code = self.close_code;
-            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, async {
-                sink.lock().await.close(code).await
-            })
-            .await;
+            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, write.close(code)).await;
         }
     }
 
@@ -295,7 +306,7 @@ impl Driver {
                 Output::Event(event) => self.emit(event).await,
                 Output::Poll => self.start_request(Method::GET, Bytes::new()),
                 Output::Post(body) => self.start_request(Method::POST, body),
-                Output::Write(frames) => self.start_write(frames),
+                Output::Write(frames) => self.start_write(frames).await,
                 Output::OpenProbe => {
                     let endpoint = self.endpoint.clone();
                     let sid = self.sid.clone();
@@ -373,16 +384,30 @@ impl Driver {
         }
     }
 
-    fn start_write(&mut self, frames: Vec<Frame>) {
-        let Active::WebSocket { write, .. } = &mut self.active else {
+    /// Encodes the frames and writes them at once: in the common case the socket takes them and the
+    /// session hears of it before this task waits again, without a turn of the loop. What the socket
+    /// does not take yet is flushed from `next_transport_event`.
+    async fn start_write(&mut self, frames: Vec<Frame>) {
+        let Active::WebSocket {
+            write, in_flight, ..
+        } = &mut self.active
+        else {
             return;
         };
-        if let Some(sink) = write.take_idle() {
-            *write = Slot::Busy(Box::pin(async move {
-                let r = sink.lock().await.send(frames).await;
-                (sink, r)
-            }));
-        }
+        let result = match write.encode(&frames) {
+            Ok(()) => {
+                // One poll, never a wait: `Pending` leaves the waker registered for the loop's flush.
+                match std::future::poll_fn(|cx| Poll::Ready(write.poll_flush(cx))).await {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => {
+                        *in_flight = true;
+                        return;
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        self.session.on_write(now(), result.map_err(ws_end));
     }
 
     fn on_transport_event(&mut self, ev: TransportEvent) {
@@ -391,7 +416,16 @@ impl Driver {
         match ev {
             TransportEvent::Polled(r) => s.on_poll(now, r.map_err(request_end)),
             TransportEvent::Posted(r) => s.on_post(now, r.map(drop).map_err(request_end)),
-            TransportEvent::Written(r) => s.on_write(now, r.map_err(ws_end)),
+            TransportEvent::Flushed(r) => {
+                if let Active::WebSocket { in_flight, .. } = &mut self.active
+                    && std::mem::take(in_flight)
+                {
+                    s.on_write(now, r.map_err(ws_end));
+                } else if let Err(e) = r {
+                    // A pong that did not go out.
+                    s.on_transport_end(ws_end(e));
+                }
+            }
             TransportEvent::Read(Ok(message)) => {
                 if websocket::message_len(&message) > self.incoming_limit {
                     return s.on_transport_end(TransportEnd::Error("message too large".into()));
@@ -403,7 +437,12 @@ impl Driver {
                         self.close_code = c.map(|c| c.code);
                         s.on_transport_end(TransportEnd::Closed)
                     }
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Ping(p) => {
+                        if let Active::WebSocket { write, .. } = &mut self.active {
+                            write.pong(&p);
+                        }
+                    }
+                    Message::Pong(_) => {}
                 }
             }
             TransportEvent::Read(Err(e)) => {
