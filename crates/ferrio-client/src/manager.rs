@@ -332,29 +332,46 @@ impl ManagerInner {
             decoder: self.opts.parser.decoder(),
             last_error: String::new(),
         };
+        // The waiter and the sleep live across turns of the loop: a turn per message from the server
+        // must not register and unregister a waiter, nor re-arm a timer.
+        let wake = self.wake.notified();
+        tokio::pin!(wake);
+        let sleep = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut sleep_at = None;
+        // Whether the machine may have something to say (a message from the server leaves it as it was).
+        let mut changed = true;
         loop {
-            self.execute(&mut task).await;
-            let deadline = {
-                let mut st = self.state.lock();
-                if !st.machine.is_active() && task.attempt.is_none() && task.conn.is_none() {
-                    st.running = false;
-                    return;
+            if changed {
+                self.execute(&mut task).await;
+                let deadline = {
+                    let mut st = self.state.lock();
+                    if !st.machine.is_active() && task.attempt.is_none() && task.conn.is_none() {
+                        st.running = false;
+                        return;
+                    }
+                    st.machine.poll_timeout()
+                };
+                if deadline != sleep_at {
+                    sleep_at = deadline;
+                    if let Some(d) = deadline {
+                        sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+                    }
                 }
-                st.machine.poll_timeout()
-            };
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            }
             tokio::select! {
+                biased;
+                _ = &mut wake => {
+                    wake.set(self.wake.notified());
+                    changed = true;
+                }
                 Some(r) = async {
                     match task.attempt.as_mut() {
                         Some(attempt) => Some(attempt.await),
                         None => None,
                     }
                 } => {
+                    changed = true;
                     task.attempt = None;
                     match r {
                         Ok(conn) => {
@@ -374,22 +391,27 @@ impl ManagerInner {
                         None => None,
                     }
                 } => {
-                    self.on_engine_event(&mut task, ev).await;
+                    changed = self.on_engine_event(&mut task, ev).await;
                 }
-                _ = sleep => self.state.lock().machine.handle_timeout(now()),
-                _ = self.wake.notified() => {}
+                _ = &mut sleep, if sleep_at.is_some() => {
+                    // Fires once per deadline: a new one re-arms it above.
+                    sleep_at = None;
+                    changed = true;
+                    self.state.lock().machine.handle_timeout(now());
+                }
             }
         }
     }
 
-    async fn on_engine_event(&self, task: &mut Task, ev: Option<EngineEvent>) {
+    /// Handles what the connection reported; whether the machine changed (a closed connection).
+    async fn on_engine_event(&self, task: &mut Task, ev: Option<EngineEvent>) -> bool {
         let reason = match ev {
             Some(EngineEvent::Message(data)) => match task.decoder.decode(data) {
                 Ok(Some(packet)) => {
                     let packet = match self.protocol() {
                         Protocol::V3 => match self.route_v3(packet).await {
                             Some(p) => p,
-                            None => return,
+                            None => return false,
                         },
                         Protocol::V4 => packet,
                     };
@@ -403,9 +425,9 @@ impl ManagerInner {
                     if let Some(s) = socket {
                         s.on_packet(packet).await;
                     }
-                    return;
+                    return false;
                 }
-                Ok(None) => return,
+                Ok(None) => return false,
                 Err(e) => {
                     tracing::debug!(error = %e, "invalid packet from the server");
                     DisconnectReason::ParseError
@@ -413,9 +435,9 @@ impl ManagerInner {
             },
             Some(EngineEvent::Ping) => {
                 self.emit(ManagerEvent::Ping);
-                return;
+                return false;
             }
-            Some(EngineEvent::Upgrade(_)) => return,
+            Some(EngineEvent::Upgrade(_)) => return false,
             // The engine's close reason, as the sockets see it (one mapping, in proto).
             Some(EngineEvent::Close { reason, .. }) => reason.into(),
             None => DisconnectReason::TransportClose,
@@ -426,6 +448,7 @@ impl ManagerInner {
         let mut st = self.state.lock();
         st.sender = None;
         st.machine.on_close(now(), reason);
+        true
     }
 
     /// Runs what the machine asks for, in order.
