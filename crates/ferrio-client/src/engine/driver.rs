@@ -22,7 +22,9 @@ use tokio::time::Instant;
 use super::endpoint::Endpoint;
 use super::polling::{HttpConn, RequestError};
 use super::websocket::{self, Ws, WsError, WsReader, WsWriter};
-use super::{EngineError, EngineEvent, MIN_INCOMING_LIMIT, Shared, remember_websocket};
+use super::{
+    EngineError, EngineEvent, MIN_INCOMING_LIMIT, MessageHook, Shared, remember_websocket,
+};
 
 /// Longest time spent closing the websocket (its close frame) once the session is over.
 const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -48,6 +50,7 @@ pub(crate) struct Start {
     pub(crate) opened: Opened,
     pub(crate) rx: mpsc::Receiver<Frame>,
     pub(crate) events: mpsc::Sender<EngineEvent>,
+    pub(crate) hook: Option<Arc<dyn MessageHook>>,
 }
 
 /// A connection that is either free or lent to the request in flight, which gives it back when done.
@@ -173,6 +176,7 @@ struct Driver {
     rx: mpsc::Receiver<Frame>,
     senders_gone: bool,
     events: mpsc::Sender<EngineEvent>,
+    hook: Option<Arc<dyn MessageHook>>,
     active: Active,
     probe: Probe,
     /// The code of the websocket's close frame: the server's own code when it closed, the code of the
@@ -187,6 +191,7 @@ pub(crate) fn spawn(start: Start) {
         opened,
         rx,
         events,
+        hook,
     } = start;
     let session = opened.session;
     let incoming_limit = usize::try_from(session.handshake().max_payload)
@@ -209,6 +214,7 @@ pub(crate) fn spawn(start: Start) {
         rx,
         senders_gone: false,
         events,
+        hook,
         active,
         probe: Probe::None,
         close_code: Some(CLOSE_NORMAL),
@@ -225,11 +231,7 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut timer_at = None;
-        // One waiter for the whole session rather than one per turn of the loop (each registers and
-        // unregisters under the Notify's lock).
         let shared = self.shared.clone();
-        let close_requested = shared.close_requested.notified();
-        tokio::pin!(close_requested);
         loop {
             if self.shared.closed.load(Ordering::Acquire) && self.session.is_open() {
                 self.close();
@@ -250,15 +252,12 @@ impl Driver {
             let wants_frames = self.session.wants_frames() && !self.senders_gone;
             tokio::select! {
                 biased;
-                _ = &mut close_requested => {
-                    self.close();
-                    close_requested.set(shared.close_requested.notified());
-                }
                 _ = &mut timer, if timer_at.is_some() => {
                     self.session.handle_timeout(now());
                     // Fire once per deadline: a new deadline re-arms it above.
                     timer_at = None;
                 }
+                _ = std::future::poll_fn(|cx| shared.poll_close_requested(cx)) => self.close(),
                 ev = next_transport_event(&mut self.active) => self.on_transport_event(ev),
                 frame = self.rx.recv(), if wants_frames => match frame {
                     Some(f) => {
@@ -348,7 +347,13 @@ impl Driver {
 
     async fn emit(&mut self, event: Event) {
         let event = match event {
-            Event::Message(data) => EngineEvent::Message(data),
+            Event::Message(data) => match &self.hook {
+                Some(hook) => match hook.on_message(data) {
+                    Some(data) => EngineEvent::Message(data),
+                    None => return,
+                },
+                None => EngineEvent::Message(data),
+            },
             Event::Ping => EngineEvent::Ping,
             Event::Upgrade(kind) => EngineEvent::Upgrade(kind),
             Event::Close { reason, detail } => {

@@ -10,6 +10,7 @@ mod send;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ struct State {
     send_buffer: Vec<Packet>,
     acks: AckTable<AckSlot>,
     /// Ack ids whose packet went out on the current connection: nobody answers them after a disconnect.
-    sent_acks: HashSet<u64>,
+    sent_acks: HashSet<u64, BuildHasherDefault<IdHasher>>,
     queue: RetryQueue<Queued>,
     pid: Option<String>,
     last_offset: Option<String>,
@@ -176,6 +177,27 @@ impl Drop for Forget {
     }
 }
 
+/// Hashes the socket's own ack ids, which the peer does not choose: one multiplication rather than
+/// SipHash (two per ack).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 fn check_name(event: &str) -> Result<(), EmitError> {
     if is_reserved_event(event) {
         return Err(EmitError::Reserved(event.to_owned()));
@@ -204,7 +226,7 @@ impl Socket {
                     active: false,
                     send_buffer: Vec::new(),
                     acks: AckTable::new(),
-                    sent_acks: HashSet::new(),
+                    sent_acks: HashSet::default(),
                     queue: RetryQueue::new(retries),
                     pid: None,
                     last_offset: None,
@@ -669,7 +691,7 @@ impl Socket {
         self.notify_outgoing(sent.iter());
     }
 
-    fn on_ack(&self, id: u64, args: Vec<Value>) {
+    pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
         let sent = {
             let mut st = self.state();
             st.sent_acks.remove(&id);
