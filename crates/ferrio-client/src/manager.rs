@@ -597,9 +597,12 @@ impl ManagerInner {
     }
 }
 
+/// A connection attempt: the connection and its hook.
+type Attempt = BoxFuture<Result<(EngineConnection, Arc<InlineAcks>), EngineError>>;
+
 /// What the manager's task holds between two steps of the machine.
 struct Task {
-    attempt: Option<BoxFuture<Result<(EngineConnection, Arc<InlineAcks>), EngineError>>>,
+    attempt: Option<Attempt>,
     conn: Option<EngineConnection>,
     /// The hook of `conn`.
     inline: Option<Arc<InlineAcks>>,
