@@ -231,6 +231,10 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut timer_at = None;
+        // Whether the timer was polled since it was last reset, so that its waker is registered: it
+        // needs polling again only once its deadline is reached (polling it on every turn cost a few
+        // percent of an ack).
+        let mut timer_polled = false;
         let shared = self.shared.clone();
         loop {
             if self.shared.closed.load(Ordering::Acquire) && self.session.is_open() {
@@ -247,12 +251,22 @@ impl Driver {
                 timer_at = deadline;
                 if let Some(d) = deadline {
                     timer.as_mut().reset(Instant::from_std(d));
+                    timer_polled = false;
                 }
             }
             let wants_frames = self.session.wants_frames() && !self.senders_gone;
             tokio::select! {
                 biased;
-                _ = &mut timer, if timer_at.is_some() => {
+                _ = std::future::poll_fn(|cx| {
+                    // Registered and not due: the timer's wake-up is what makes it elapsed.
+                    if timer_polled && !timer.is_elapsed() {
+                        return Poll::Pending;
+                    }
+                    timer_polled = true;
+                    // Unconstrained: out of the task's budget a Sleep answers Pending without
+                    // registering the waker, and it would not be polled again.
+                    std::pin::pin!(tokio::task::unconstrained(timer.as_mut())).poll(cx)
+                }), if timer_at.is_some() => {
                     self.session.handle_timeout(now());
                     // Fire once per deadline: a new deadline re-arms it above.
                     timer_at = None;
