@@ -175,7 +175,14 @@ impl WsReader {
     /// Cancel-safe: bytes are fed to the decoder only once read.
     pub(crate) async fn next(&mut self) -> Result<Message, WsError> {
         loop {
-            match self.decoder.next_message()? {
+            // A decoder that holds nothing decodes nothing: the session task asks on every turn, most
+            // of which find the socket empty. (One holding an empty buffer is asked, and gives it back.)
+            let next = if self.decoder.holds_memory() {
+                self.decoder.next_message()?
+            } else {
+                None
+            };
+            match next {
                 Some(m) => return Ok(m),
                 None => {
                     let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
