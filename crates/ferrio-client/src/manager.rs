@@ -480,7 +480,7 @@ impl ManagerInner {
                         manager: Arc::downgrade(self),
                         queued: AtomicUsize::new(0),
                         partial: AtomicBool::new(false),
-                        decoder: Mutex::new(self.opts.parser.decoder()),
+                        decoder: Mutex::new(None),
                     });
                     task.attempt = Some(Box::pin(async move {
                         let hook: Arc<dyn MessageHook> = inline.clone();
@@ -558,8 +558,9 @@ struct InlineAcks {
     /// The manager's decoder holds part of a packet (attachments to come): the next message is not an
     /// ack of its own.
     partial: AtomicBool,
-    /// A decoder of the connection's parser, idle between two messages.
-    decoder: Mutex<Box<dyn PacketDecoder>>,
+    /// A decoder of the connection's parser, idle between two messages; made for the first ack, so
+    /// that an idle connection does not hold one.
+    decoder: Mutex<Option<Box<dyn PacketDecoder>>>,
 }
 
 impl MessageHook for InlineAcks {
@@ -569,7 +570,13 @@ impl MessageHook for InlineAcks {
             && self.queued.load(Ordering::Acquire) == 0
             && !self.partial.load(Ordering::Relaxed)
             && let Some(manager) = self.manager.upgrade()
-            && manager.ack_inline(&mut **self.decoder.lock(), &data)
+            && manager.ack_inline(
+                &mut **self
+                    .decoder
+                    .lock()
+                    .get_or_insert_with(|| manager.opts.parser.decoder()),
+                &data,
+            )
         {
             return None;
         }
