@@ -16,6 +16,9 @@ struct Shared {
     start: Instant,
     measuring: AtomicBool,
     acks: AtomicU64,
+    /// Every ack, warm-up included: the denominator for whole-run counts (callgrind instructions,
+    /// strace syscalls), taken as a difference between a short and a long run.
+    acks_total: AtomicU64,
     errors: AtomicU64,
     hist: std::sync::Mutex<Histogram<u64>>,
 }
@@ -29,6 +32,7 @@ impl Shared {
             self.errors.fetch_add(1, Relaxed);
             return;
         }
+        self.acks_total.fetch_add(1, Relaxed);
         if self.measuring.load(Relaxed) {
             self.acks.fetch_add(1, Relaxed);
             let _ = self.hist.lock().unwrap().record(self.now_us().saturating_sub(sent).max(1));
@@ -165,6 +169,7 @@ fn main() {
         start: Instant::now(),
         measuring: AtomicBool::new(false),
         acks: AtomicU64::new(0),
+        acks_total: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         hist: std::sync::Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
     });
@@ -220,6 +225,7 @@ fn main() {
                 "clients": clients,
                 "seconds": secs,
                 "acks": acks,
+                "acks_total": sh.acks_total.load(Relaxed),
                 "acks_per_s": acks as f64 / secs,
                 "cpu_us_per_ack": if acks > 0 { cpu as f64 / acks as f64 } else { f64::NAN },
                 "latency_us": {"p50": h.value_at_quantile(0.5), "p99": h.value_at_quantile(0.99), "max": h.max()},

@@ -6,15 +6,16 @@
 //! deadline.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use ferrio_proto::engine::{Protocol, TransportKind};
+use ferrio_proto::engine::{Data, Protocol, TransportKind};
 use ferrio_proto::reconnect::{Event, Output, Reconnect};
 use ferrio_proto::socket::{Packet, PacketDecoder, normalize_namespace};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::engine::{self, EngineConnection, EngineError, EngineEvent, EngineSender};
+use crate::engine::{self, EngineConnection, EngineError, EngineEvent, EngineSender, MessageHook};
 use crate::options::{BoxFuture, ClientOptions, SocketOptions};
 use crate::socket::{Socket, SocketInner};
 use ferrio_proto::socket::ClientDisconnectReason as DisconnectReason;
@@ -314,9 +315,13 @@ impl ManagerInner {
     /// packet is only written while connected, which the socket checked). Whether it was queued, for
     /// the callers that report a lost write (an ack answered after the connection closed).
     pub(crate) fn write_packet(&self, packet: &Packet) -> bool {
-        let sender = self.state.lock().sender.clone();
-        let Some(sender) = sender else { return false };
-        for frame in self.opts.parser.encode(packet).frames() {
+        let encoded = self.opts.parser.encode(packet);
+        // Queued under the lock (it never waits) rather than with a clone of the sender per packet.
+        let st = self.state.lock();
+        let Some(sender) = &st.sender else {
+            return false;
+        };
+        for frame in encoded.frames() {
             if sender.send(frame).is_err() {
                 return false;
             }
@@ -329,37 +334,56 @@ impl ManagerInner {
         let mut task = Task {
             attempt: None,
             conn: None,
+            inline: None,
             decoder: self.opts.parser.decoder(),
             last_error: String::new(),
         };
+        // The waiter and the sleep live across turns of the loop: a turn per message from the server
+        // must not register and unregister a waiter, nor re-arm a timer.
+        let wake = self.wake.notified();
+        tokio::pin!(wake);
+        let sleep = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut sleep_at = None;
+        // Whether the machine may have something to say (a message from the server leaves it as it was).
+        let mut changed = true;
         loop {
-            self.execute(&mut task).await;
-            let deadline = {
-                let mut st = self.state.lock();
-                if !st.machine.is_active() && task.attempt.is_none() && task.conn.is_none() {
-                    st.running = false;
-                    return;
+            if changed {
+                self.execute(&mut task).await;
+                let deadline = {
+                    let mut st = self.state.lock();
+                    if !st.machine.is_active() && task.attempt.is_none() && task.conn.is_none() {
+                        st.running = false;
+                        return;
+                    }
+                    st.machine.poll_timeout()
+                };
+                if deadline != sleep_at {
+                    sleep_at = deadline;
+                    if let Some(d) = deadline {
+                        sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+                    }
                 }
-                st.machine.poll_timeout()
-            };
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            }
             tokio::select! {
+                biased;
+                _ = &mut wake => {
+                    wake.set(self.wake.notified());
+                    changed = true;
+                }
                 Some(r) = async {
                     match task.attempt.as_mut() {
                         Some(attempt) => Some(attempt.await),
                         None => None,
                     }
                 } => {
+                    changed = true;
                     task.attempt = None;
                     match r {
-                        Ok(conn) => {
+                        Ok((conn, inline)) => {
                             task.decoder.reset();
                             task.conn = Some(conn);
+                            task.inline = Some(inline);
                             self.state.lock().machine.on_open(now());
                         }
                         Err(e) => {
@@ -374,22 +398,36 @@ impl ManagerInner {
                         None => None,
                     }
                 } => {
-                    self.on_engine_event(&mut task, ev).await;
+                    let message = matches!(ev, Some(EngineEvent::Message(_)));
+                    changed = self.on_engine_event(&mut task, ev).await;
+                    if message && let Some(inline) = &task.inline {
+                        inline.queued.fetch_sub(1, Ordering::Release);
+                    }
                 }
-                _ = sleep => self.state.lock().machine.handle_timeout(now()),
-                _ = self.wake.notified() => {}
+                _ = &mut sleep, if sleep_at.is_some() => {
+                    // Fires once per deadline: a new one re-arms it above.
+                    sleep_at = None;
+                    changed = true;
+                    self.state.lock().machine.handle_timeout(now());
+                }
             }
         }
     }
 
-    async fn on_engine_event(&self, task: &mut Task, ev: Option<EngineEvent>) {
+    /// Handles what the connection reported; whether the machine changed (a closed connection).
+    async fn on_engine_event(&self, task: &mut Task, ev: Option<EngineEvent>) -> bool {
         let reason = match ev {
-            Some(EngineEvent::Message(data)) => match task.decoder.decode(data) {
+            Some(EngineEvent::Message(data)) => match task.decoder.decode(data).inspect(|p| {
+                if let Some(inline) = &task.inline {
+                    // Read by the hook once `queued` says this message is handled.
+                    inline.partial.store(p.is_none(), Ordering::Relaxed);
+                }
+            }) {
                 Ok(Some(packet)) => {
                     let packet = match self.protocol() {
                         Protocol::V3 => match self.route_v3(packet).await {
                             Some(p) => p,
-                            None => return,
+                            None => return false,
                         },
                         Protocol::V4 => packet,
                     };
@@ -403,9 +441,9 @@ impl ManagerInner {
                     if let Some(s) = socket {
                         s.on_packet(packet).await;
                     }
-                    return;
+                    return false;
                 }
-                Ok(None) => return,
+                Ok(None) => return false,
                 Err(e) => {
                     tracing::debug!(error = %e, "invalid packet from the server");
                     DisconnectReason::ParseError
@@ -413,9 +451,9 @@ impl ManagerInner {
             },
             Some(EngineEvent::Ping) => {
                 self.emit(ManagerEvent::Ping);
-                return;
+                return false;
             }
-            Some(EngineEvent::Upgrade(_)) => return,
+            Some(EngineEvent::Upgrade(_)) => return false,
             // The engine's close reason, as the sockets see it (one mapping, in proto).
             Some(EngineEvent::Close { reason, .. }) => reason.into(),
             None => DisconnectReason::TransportClose,
@@ -426,10 +464,11 @@ impl ManagerInner {
         let mut st = self.state.lock();
         st.sender = None;
         st.machine.on_close(now(), reason);
+        true
     }
 
     /// Runs what the machine asks for, in order.
-    async fn execute(&self, task: &mut Task) {
+    async fn execute(self: &Arc<Self>, task: &mut Task) {
         loop {
             let out = self.state.lock().machine.poll_output();
             let Some(out) = out else { return };
@@ -437,9 +476,17 @@ impl ManagerInner {
                 Output::Connect => {
                     let url = self.url.clone();
                     let engine = self.opts.engine.clone();
-                    task.attempt = Some(Box::pin(
-                        async move { engine::connect(&url, &engine).await },
-                    ));
+                    let inline = Arc::new(InlineAcks {
+                        manager: Arc::downgrade(self),
+                        queued: AtomicUsize::new(0),
+                        partial: AtomicBool::new(false),
+                        decoder: Mutex::new(None),
+                    });
+                    task.attempt = Some(Box::pin(async move {
+                        let hook: Arc<dyn MessageHook> = inline.clone();
+                        let conn = engine::connect_with_hook(&url, &engine, Some(hook)).await?;
+                        Ok((conn, inline))
+                    }));
                 }
                 Output::Abort => {
                     task.attempt = None;
@@ -500,10 +547,72 @@ impl ManagerInner {
     }
 }
 
+/// Resolves the server's acks in the connection's own task, without the hop to the manager's task:
+/// an ACK needs nothing of that task but the socket it goes to, and the hop (a channel, a wake-up, a
+/// turn of the task) was a good part of what an ack cost.
+struct InlineAcks {
+    manager: Weak<ManagerInner>,
+    /// Messages handed to the manager's task and not handled yet: an ack is resolved here only when
+    /// there are none, so the server's packets are handled in the order they came.
+    queued: AtomicUsize,
+    /// The manager's decoder holds part of a packet (attachments to come): the next message is not an
+    /// ack of its own.
+    partial: AtomicBool,
+    /// A decoder of the connection's parser, idle between two messages; made for the first ack, so
+    /// that an idle connection does not hold one.
+    decoder: Mutex<Option<Box<dyn PacketDecoder>>>,
+}
+
+impl MessageHook for InlineAcks {
+    fn on_message(&self, data: Data) -> Option<Data> {
+        // `3` is the ACK packet of the default parser; whatever else decodes to an ack goes the long way.
+        if matches!(&data, Data::Text(t) if t.starts_with('3'))
+            && self.queued.load(Ordering::Acquire) == 0
+            && !self.partial.load(Ordering::Relaxed)
+            && let Some(manager) = self.manager.upgrade()
+            && manager.ack_inline(
+                &mut **self
+                    .decoder
+                    .lock()
+                    .get_or_insert_with(|| manager.opts.parser.decoder()),
+                &data,
+            )
+        {
+            return None;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        Some(data)
+    }
+}
+
+impl ManagerInner {
+    /// Resolves the ack in `data`; false (the decoder left idle) when it is not a whole ACK packet.
+    fn ack_inline(&self, decoder: &mut dyn PacketDecoder, data: &Data) -> bool {
+        match decoder.decode(data.clone()) {
+            Ok(Some(Packet::Ack { nsp, id, args })) => {
+                let socket = self.state.lock().sockets.get(&nsp).and_then(Weak::upgrade);
+                if let Some(inner) = socket {
+                    Socket { inner }.on_ack(id, args);
+                }
+                true
+            }
+            _ => {
+                decoder.reset();
+                false
+            }
+        }
+    }
+}
+
+/// A connection attempt: the connection and its hook.
+type Attempt = BoxFuture<Result<(EngineConnection, Arc<InlineAcks>), EngineError>>;
+
 /// What the manager's task holds between two steps of the machine.
 struct Task {
-    attempt: Option<BoxFuture<Result<EngineConnection, EngineError>>>,
+    attempt: Option<Attempt>,
     conn: Option<EngineConnection>,
+    /// The hook of `conn`.
+    inline: Option<Arc<InlineAcks>>,
     decoder: Box<dyn PacketDecoder>,
     /// The error of the last failed attempt, for the `error` and `reconnect_error` events.
     last_error: String,

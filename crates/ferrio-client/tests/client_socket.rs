@@ -349,3 +349,40 @@ async fn manager_events_and_gave_up() {
             .any(|e| matches!(e, ManagerEvent::ReconnectError(_)))
     );
 }
+
+/// Acks are resolved in the connection's own task, ahead of the manager's: an ack must still wait for
+/// the packets the server sent before it (here a binary event, whose attachment comes as a message of
+/// its own). The event reaches its listener's queue first, so on this current-thread runtime its
+/// listener runs before the task that awaited the ack.
+#[tokio::test]
+async fn an_ack_is_handled_after_the_packets_sent_before_it() {
+    let (io, url) = server(fast_config()).await;
+    io.of("/").on_connection(|socket: ServerSocket| async move {
+        socket.on("go", |s: ServerSocket, mut ev: ferrio::Event| async move {
+            let _ = s.emit("bin", &serde_bytes::Bytes::new(b"\x01\x02"));
+            if let Some(a) = ev.take_ack() {
+                let _ = a.send(&"done");
+            }
+        });
+    });
+    let socket = ferrio_client::connect(&url, options(&[TransportKind::WebSocket]));
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = log.clone();
+    socket.on("bin", move |_s, _ev| {
+        let l = l.clone();
+        async move { l.lock().unwrap().push("bin") }
+    });
+    wait_until("connected", || socket.connected()).await;
+    for _ in 0..20 {
+        let (s, l) = (socket.clone(), log.clone());
+        tokio::spawn(async move {
+            s.emit_with_ack("go", &()).await.unwrap();
+            l.lock().unwrap().push("ack");
+        })
+        .await
+        .unwrap();
+    }
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log, ["bin", "ack"].repeat(20));
+    socket.disconnect();
+}

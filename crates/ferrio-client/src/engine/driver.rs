@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +22,9 @@ use tokio::time::Instant;
 use super::endpoint::Endpoint;
 use super::polling::{HttpConn, RequestError};
 use super::websocket::{self, Ws, WsError, WsReader, WsWriter};
-use super::{EngineError, EngineEvent, MIN_INCOMING_LIMIT, Shared, remember_websocket};
+use super::{
+    EngineError, EngineEvent, MIN_INCOMING_LIMIT, MessageHook, Shared, remember_websocket,
+};
 
 /// Longest time spent closing the websocket (its close frame) once the session is over.
 const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -47,6 +50,7 @@ pub(crate) struct Start {
     pub(crate) opened: Opened,
     pub(crate) rx: mpsc::Receiver<Frame>,
     pub(crate) events: mpsc::Sender<EngineEvent>,
+    pub(crate) hook: Option<Arc<dyn MessageHook>>,
 }
 
 /// A connection that is either free or lent to the request in flight, which gives it back when done.
@@ -80,17 +84,19 @@ impl<C, T> Slot<C, T> {
     }
 }
 
-/// The writer, shared with the reader (which answers pings with it).
-type WsSink = Arc<tokio::sync::Mutex<WsWriter>>;
-
 enum Active {
     Polling {
         get: Slot<HttpConn, Result<Bytes, RequestError>>,
         post: Slot<HttpConn, Result<Bytes, RequestError>>,
     },
+    /// The task owns both halves: a write is the writer's buffer being flushed (no future, no lock),
+    /// and a ping is answered by queueing the pong on the writer.
     WebSocket {
         read: WsReader,
-        write: Slot<WsSink, Result<(), WsError>>,
+        write: WsWriter,
+        /// The session waits for the flush in progress ([`Output::Write`]); a flush that only carries a
+        /// pong is nobody's write.
+        in_flight: bool,
     },
 }
 
@@ -98,7 +104,8 @@ impl Active {
     fn websocket(ws: Ws) -> Active {
         Active::WebSocket {
             read: ws.reader,
-            write: Slot::Idle(ws.writer),
+            write: ws.writer,
+            in_flight: false,
         }
     }
 }
@@ -108,18 +115,22 @@ enum TransportEvent {
     Polled(Result<Bytes, RequestError>),
     Posted(Result<Bytes, RequestError>),
     Read(Result<Message, WsError>),
-    Written(Result<(), WsError>),
+    Flushed(Result<(), WsError>),
 }
 
 async fn next_transport_event(active: &mut Active) -> TransportEvent {
     match active {
         Active::Polling { get, post } => tokio::select! {
+            biased;
             r = get.wait() => TransportEvent::Polled(r),
             r = post.wait() => TransportEvent::Posted(r),
         },
-        Active::WebSocket { read, write } => tokio::select! {
+        Active::WebSocket { read, write, .. } => tokio::select! {
+            biased;
+            r = std::future::poll_fn(|cx| write.poll_flush(cx)), if write.has_pending() => {
+                TransportEvent::Flushed(r)
+            }
             m = read.next() => TransportEvent::Read(m),
-            r = write.wait() => TransportEvent::Written(r),
         },
     }
 }
@@ -165,6 +176,7 @@ struct Driver {
     rx: mpsc::Receiver<Frame>,
     senders_gone: bool,
     events: mpsc::Sender<EngineEvent>,
+    hook: Option<Arc<dyn MessageHook>>,
     active: Active,
     probe: Probe,
     /// The code of the websocket's close frame: the server's own code when it closed, the code of the
@@ -179,6 +191,7 @@ pub(crate) fn spawn(start: Start) {
         opened,
         rx,
         events,
+        hook,
     } = start;
     let session = opened.session;
     let incoming_limit = usize::try_from(session.handshake().max_payload)
@@ -201,6 +214,7 @@ pub(crate) fn spawn(start: Start) {
         rx,
         senders_gone: false,
         events,
+        hook,
         active,
         probe: Probe::None,
         close_code: Some(CLOSE_NORMAL),
@@ -217,6 +231,11 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut timer_at = None;
+        // Whether the timer was polled since it was last reset, so that its waker is registered: it
+        // needs polling again only once its deadline is reached (polling it on every turn cost a few
+        // percent of an ack).
+        let mut timer_polled = false;
+        let shared = self.shared.clone();
         loop {
             if self.shared.closed.load(Ordering::Acquire) && self.session.is_open() {
                 self.close();
@@ -232,17 +251,27 @@ impl Driver {
                 timer_at = deadline;
                 if let Some(d) = deadline {
                     timer.as_mut().reset(Instant::from_std(d));
+                    timer_polled = false;
                 }
             }
             let wants_frames = self.session.wants_frames() && !self.senders_gone;
             tokio::select! {
                 biased;
-                _ = self.shared.close_requested.notified() => self.close(),
-                _ = &mut timer, if timer_at.is_some() => {
+                _ = std::future::poll_fn(|cx| {
+                    // Registered and not due: the timer's wake-up is what makes it elapsed.
+                    if timer_polled && !timer.is_elapsed() {
+                        return Poll::Pending;
+                    }
+                    timer_polled = true;
+                    // Unconstrained: out of the task's budget a Sleep answers Pending without
+                    // registering the waker, and it would not be polled again.
+                    std::pin::pin!(tokio::task::unconstrained(timer.as_mut())).poll(cx)
+                }), if timer_at.is_some() => {
                     self.session.handle_timeout(now());
                     // Fire once per deadline: a new deadline re-arms it above.
                     timer_at = None;
                 }
+                _ = std::future::poll_fn(|cx| shared.poll_close_requested(cx)) => self.close(),
                 ev = next_transport_event(&mut self.active) => self.on_transport_event(ev),
                 frame = self.rx.recv(), if wants_frames => match frame {
                     Some(f) => {
@@ -264,14 +293,9 @@ impl Driver {
             }
         }
         self.shared.closed.store(true, Ordering::Release);
-        if let Active::WebSocket { write, .. } = &mut self.active
-            && let Some(sink) = write.take_idle()
-        {
+        if let Active::WebSocket { write, .. } = &mut self.active {
             let code = self.close_code;
-            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, async {
-                sink.lock().await.close(code).await
-            })
-            .await;
+            let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, write.close(code)).await;
         }
     }
 
@@ -295,7 +319,7 @@ impl Driver {
                 Output::Event(event) => self.emit(event).await,
                 Output::Poll => self.start_request(Method::GET, Bytes::new()),
                 Output::Post(body) => self.start_request(Method::POST, body),
-                Output::Write(frames) => self.start_write(frames),
+                Output::Write(frames) => self.start_write(frames).await,
                 Output::OpenProbe => {
                     let endpoint = self.endpoint.clone();
                     let sid = self.sid.clone();
@@ -337,7 +361,13 @@ impl Driver {
 
     async fn emit(&mut self, event: Event) {
         let event = match event {
-            Event::Message(data) => EngineEvent::Message(data),
+            Event::Message(data) => match &self.hook {
+                Some(hook) => match hook.on_message(data) {
+                    Some(data) => EngineEvent::Message(data),
+                    None => return,
+                },
+                None => EngineEvent::Message(data),
+            },
             Event::Ping => EngineEvent::Ping,
             Event::Upgrade(kind) => EngineEvent::Upgrade(kind),
             Event::Close { reason, detail } => {
@@ -373,16 +403,30 @@ impl Driver {
         }
     }
 
-    fn start_write(&mut self, frames: Vec<Frame>) {
-        let Active::WebSocket { write, .. } = &mut self.active else {
+    /// Encodes the frames and writes them at once: in the common case the socket takes them and the
+    /// session hears of it before this task waits again, without a turn of the loop. What the socket
+    /// does not take yet is flushed from `next_transport_event`.
+    async fn start_write(&mut self, frames: Vec<Frame>) {
+        let Active::WebSocket {
+            write, in_flight, ..
+        } = &mut self.active
+        else {
             return;
         };
-        if let Some(sink) = write.take_idle() {
-            *write = Slot::Busy(Box::pin(async move {
-                let r = sink.lock().await.send(frames).await;
-                (sink, r)
-            }));
-        }
+        let result = match write.encode(&frames) {
+            Ok(()) => {
+                // One poll, never a wait: `Pending` leaves the waker registered for the loop's flush.
+                match std::future::poll_fn(|cx| Poll::Ready(write.poll_flush(cx))).await {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => {
+                        *in_flight = true;
+                        return;
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        self.session.on_write(now(), result.map_err(ws_end));
     }
 
     fn on_transport_event(&mut self, ev: TransportEvent) {
@@ -391,7 +435,16 @@ impl Driver {
         match ev {
             TransportEvent::Polled(r) => s.on_poll(now, r.map_err(request_end)),
             TransportEvent::Posted(r) => s.on_post(now, r.map(drop).map_err(request_end)),
-            TransportEvent::Written(r) => s.on_write(now, r.map_err(ws_end)),
+            TransportEvent::Flushed(r) => {
+                if let Active::WebSocket { in_flight, .. } = &mut self.active
+                    && std::mem::take(in_flight)
+                {
+                    s.on_write(now, r.map_err(ws_end));
+                } else if let Err(e) = r {
+                    // A pong that did not go out.
+                    s.on_transport_end(ws_end(e));
+                }
+            }
             TransportEvent::Read(Ok(message)) => {
                 if websocket::message_len(&message) > self.incoming_limit {
                     return s.on_transport_end(TransportEnd::Error("message too large".into()));
@@ -403,7 +456,12 @@ impl Driver {
                         self.close_code = c.map(|c| c.code);
                         s.on_transport_end(TransportEnd::Closed)
                     }
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Ping(p) => {
+                        if let Active::WebSocket { write, .. } = &mut self.active {
+                            write.pong(&p);
+                        }
+                    }
+                    Message::Pong(_) => {}
                 }
             }
             TransportEvent::Read(Err(e)) => {

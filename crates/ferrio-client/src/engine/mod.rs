@@ -18,11 +18,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ferrio_proto::engine::ClientConfig;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 pub use ferrio_proto::engine::{CloseReason, Data, Frame, OpenPacket, Protocol, TransportKind};
 pub use ferrio_proto::ws::DeflateConfig;
@@ -178,10 +179,32 @@ struct Shared {
     id: String,
     transport: AtomicU8,
     closed: AtomicBool,
-    close_requested: Notify,
+    /// [`EngineSender::close`] was called and the task has not seen it yet.
+    close_requested: AtomicBool,
+    /// The task's waker, for `close_requested`. The task looks at it on every turn, so a flag and a
+    /// waker it rarely replaces cost less than joining and leaving a `Notify`'s waiter list each time.
+    close_waker: Mutex<Option<Waker>>,
 }
 
 impl Shared {
+    /// Ready once [`EngineSender::close`] was called (once per call).
+    fn poll_close_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.close_requested.load(Ordering::Acquire) {
+            {
+                let mut w = self.close_waker.lock();
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
+            }
+            // Asked between the first look and the registration: not missed.
+            if !self.close_requested.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        self.close_requested.store(false, Ordering::Release);
+        Poll::Ready(())
+    }
+
     fn set_transport(&self, kind: TransportKind) {
         self.transport
             .store(transport_code(kind), Ordering::Release);
@@ -219,7 +242,10 @@ impl EngineSender {
     /// events end with [`CloseReason::ForcedClose`]. Calling it again does nothing.
     pub fn close(&self) {
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
-            self.shared.close_requested.notify_one();
+            self.shared.close_requested.store(true, Ordering::Release);
+            if let Some(w) = self.shared.close_waker.lock().take() {
+                w.wake();
+            }
         }
     }
 
@@ -242,6 +268,13 @@ impl EngineSender {
     }
 }
 
+/// Sees each message of the server in the session's task before it goes to the events receiver: the
+/// Socket.IO manager resolves acks there, one task hop fewer per ack. `None` means handled; the message
+/// back means it goes to the receiver, in order.
+pub(crate) trait MessageHook: Send + Sync {
+    fn on_message(&self, data: Data) -> Option<Data>;
+}
+
 /// Hosts (`host:port`) a websocket connection worked with, for `remember_upgrade`.
 static PRIOR_WEBSOCKET: LazyLock<Mutex<HashSet<String>>> =
     LazyLock::new(|| Mutex::new(HashSet::new()));
@@ -262,6 +295,15 @@ fn websocket_worked_before(host: &str) -> bool {
 /// Opens an Engine.IO session with the server at `url` (`http://`, `https://`, `ws://` or `wss://`; its
 /// path is ignored, `opts.path` is used; its query parameters are kept, before `opts.query`).
 pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection, EngineError> {
+    connect_with_hook(url, opts, None).await
+}
+
+/// [`connect`], with a hook that sees the server's messages first.
+pub(crate) async fn connect_with_hook(
+    url: &str,
+    opts: &EngineOptions,
+    hook: Option<Arc<dyn MessageHook>>,
+) -> Result<EngineConnection, EngineError> {
     let endpoint = Arc::new(Endpoint::new(url, opts)?);
     let first = *opts.transports.first().ok_or(EngineError::NoTransport)?;
     let first = if opts.remember_upgrade
@@ -306,7 +348,8 @@ pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection
         id: handshake.sid.clone(),
         transport: AtomicU8::new(transport_code(first)),
         closed: AtomicBool::new(false),
-        close_requested: Notify::new(),
+        close_requested: AtomicBool::new(false),
+        close_waker: Mutex::new(None),
     });
     let (tx, rx) = mpsc::channel(SEND_QUEUE_CAPACITY);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE_CAPACITY);
@@ -316,6 +359,7 @@ pub async fn connect(url: &str, opts: &EngineOptions) -> Result<EngineConnection
         opened,
         rx,
         events: events_tx,
+        hook,
     });
     Ok(EngineConnection {
         handshake,

@@ -4,7 +4,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use base64::Engine as _;
@@ -14,7 +13,7 @@ use ferrio_proto::engine::{
     ClientConfig, ClientSession, Frame, Packet, TransportKind, decode_binary, decode_text,
 };
 use ferrio_proto::ws::{self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Role};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use super::EngineError;
 use super::driver::{Opened, Transport};
@@ -52,10 +51,27 @@ pub(crate) enum WsError {
     Closed,
 }
 
-/// An open websocket: its reader and its writer, which the reader shares to answer pings.
+/// An open websocket: its reader and its writer. Whoever owns both answers pings (the session task
+/// queues the pong on its writer; [`Ws::next`] writes it at once): no lock between the halves.
 pub(crate) struct Ws {
     pub(crate) reader: WsReader,
-    pub(crate) writer: Arc<tokio::sync::Mutex<WsWriter>>,
+    pub(crate) writer: WsWriter,
+}
+
+impl Ws {
+    /// The next data or close message; pings are answered here and pongs skipped.
+    pub(crate) async fn next(&mut self) -> Result<Message, WsError> {
+        loop {
+            match self.reader.next().await? {
+                Message::Ping(p) => {
+                    self.writer.pong(&p);
+                    self.writer.flush().await?;
+                }
+                Message::Pong(_) => {}
+                m => return Ok(m),
+            }
+        }
+    }
 }
 
 /// A websocket on ferrio's codec without Engine.IO on top: what the Autobahn client example drives
@@ -126,49 +142,47 @@ impl RawWebSocket {
 
     /// The next text, binary or close message.
     pub async fn next(&mut self) -> Result<Message, RawError> {
-        Ok(self.ws.reader.next().await?)
+        Ok(self.ws.next().await?)
     }
 
     /// Sends a text message (compressed from the threshold on when negotiated).
     pub async fn send_text(&mut self, text: &str) -> Result<(), RawError> {
         let frame = Frame::Text(text.into());
-        Ok(self.ws.writer.lock().await.send(vec![frame]).await?)
+        Ok(self.ws.writer.send(vec![frame]).await?)
     }
 
     /// Sends a binary message (compressed as for [`RawWebSocket::send_text`]).
     pub async fn send_binary(&mut self, data: &[u8]) -> Result<(), RawError> {
         let frame = Frame::Binary(bytes::Bytes::copy_from_slice(data));
-        Ok(self.ws.writer.lock().await.send(vec![frame]).await?)
+        Ok(self.ws.writer.send(vec![frame]).await?)
     }
 
     /// Sends a close frame (`code`, or none) and ends the write side.
     pub async fn close(&mut self, code: Option<u16>) -> Result<(), RawError> {
-        Ok(self.ws.writer.lock().await.close(code).await?)
+        Ok(self.ws.writer.close(code).await?)
     }
 }
 
-/// Reads messages off a websocket; answers pings itself.
+/// Reads messages off a websocket.
 pub(crate) struct WsReader {
     io: ReadHalf<BoxIo>,
     decoder: Decoder,
-    writer: Arc<tokio::sync::Mutex<WsWriter>>,
     deflate: Option<DeflateParams>,
 }
 
 impl WsReader {
-    /// The next data or close message; pings are answered here and pongs skipped. Cancel-safe: bytes are
-    /// fed to the decoder only once read, and a pong cut short stays in the writer's buffer, written
-    /// whole before anything else.
+    /// The next message, pings and pongs included (the owner of the writer answers pings).
+    /// Cancel-safe: bytes are fed to the decoder only once read.
     pub(crate) async fn next(&mut self) -> Result<Message, WsError> {
         loop {
-            match self.decoder.next_message()? {
-                Some(Message::Ping(p)) => {
-                    let mut guard = self.writer.lock().await;
-                    let w = &mut *guard;
-                    w.encoder.pong(&p, &mut w.buf);
-                    w.flush().await?;
-                }
-                Some(Message::Pong(_)) => {}
+            // A decoder that holds nothing decodes nothing: the session task asks on every turn, most
+            // of which find the socket empty. (One holding an empty buffer is asked, and gives it back.)
+            let next = if self.decoder.holds_memory() {
+                self.decoder.next_message()?
+            } else {
+                None
+            };
+            match next {
                 Some(m) => return Ok(m),
                 None => {
                     let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
@@ -190,56 +204,87 @@ impl WsReader {
             }
             return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut rb = ReadBuf::new(&mut chunk);
+        // Uninitialised: zero-filling 4 KiB before every read (most of which find nothing and return
+        // Pending) cost more than the rest of an ack together.
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut rb = ReadBuf::uninit(&mut chunk);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         self.decoder.feed(rb.filled());
         Poll::Ready(Ok(rb.filled().len()))
     }
 }
 
-/// Writes frames onto a websocket.
+/// Writes frames onto a websocket. Frames are encoded into one buffer and written by
+/// [`WsWriter::poll_flush`], so whatever is queued while a write is in flight goes out behind it, and
+/// one flush writes every frame of a batch with one system call.
 pub(crate) struct WsWriter {
     io: WriteHalf<BoxIo>,
     encoder: Encoder,
     buf: Vec<u8>,
     /// Bytes of `buf` already written: a write cut short resumes there, so no frame is ever torn.
     written: usize,
+    /// Something was encoded and not flushed yet (the bytes, or the transport's own flush: TLS).
+    dirty: bool,
 }
 
 impl WsWriter {
-    /// Encodes `frames` and writes them in one go.
-    pub(crate) async fn send(&mut self, frames: Vec<Frame>) -> Result<(), WsError> {
-        for f in &frames {
+    /// Appends `frames` to what is to be written.
+    pub(crate) fn encode(&mut self, frames: &[Frame]) -> Result<(), WsError> {
+        self.dirty = true;
+        for f in frames {
             match f {
                 Frame::Text(s) => self.encoder.text(s, true, &mut self.buf)?,
                 Frame::Binary(b) => self.encoder.binary(b, true, &mut self.buf)?,
             }
         }
+        Ok(())
+    }
+
+    /// Appends the pong that answers a ping carrying `payload`.
+    pub(crate) fn pong(&mut self, payload: &[u8]) {
+        self.dirty = true;
+        self.encoder.pong(payload, &mut self.buf);
+    }
+
+    /// Whether encoded bytes wait for [`WsWriter::poll_flush`].
+    pub(crate) fn has_pending(&self) -> bool {
+        self.dirty
+    }
+
+    /// Encodes `frames` and writes them in one go.
+    pub(crate) async fn send(&mut self, frames: Vec<Frame>) -> Result<(), WsError> {
+        self.encode(&frames)?;
         self.flush().await
     }
 
-    /// Writes what was encoded, then gives a large buffer back.
-    async fn flush(&mut self) -> Result<(), WsError> {
+    /// Writes what was encoded, then gives a large buffer back. Cancel-safe.
+    pub(crate) async fn flush(&mut self) -> Result<(), WsError> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Writes what was encoded; ready once all of it is written and flushed.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         while self.written < self.buf.len() {
-            let n = self.io.write(&self.buf[self.written..]).await?;
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]))?;
             if n == 0 {
-                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+                return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
             }
             self.written += n;
         }
-        self.io.flush().await?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.dirty = false;
         self.written = 0;
         if self.buf.capacity() > KEEP_WRITE_BUFFER {
             self.buf = Vec::new();
         } else {
             self.buf.clear();
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
-    /// Sends a close frame (`code`, or none) and ends the write side.
+    /// Sends a close frame (`code`, or none) behind what is still queued, and ends the write side.
     pub(crate) async fn close(&mut self, code: Option<u16>) -> Result<(), WsError> {
+        self.dirty = true;
         self.encoder.close(code, "", &mut self.buf);
         self.flush().await?;
         self.io.shutdown().await?;
@@ -403,17 +448,17 @@ pub(crate) async fn connect_io(
     let mut decoder = Decoder::new(Role::Client, limit, params.as_ref());
     // Frames the server sent right behind its answer.
     decoder.feed(&buf[head_len..]);
-    let writer = Arc::new(tokio::sync::Mutex::new(WsWriter {
+    let writer = WsWriter {
         io: w,
         encoder: Encoder::client(mask_key, params.as_ref().zip(deflate)),
         buf: Vec::new(),
         written: 0,
-    }));
+        dirty: false,
+    };
     Ok(Ws {
         reader: WsReader {
             io: r,
             decoder,
-            writer: writer.clone(),
             deflate: params,
         },
         writer,
@@ -451,7 +496,7 @@ pub(crate) async fn handshake(
     config: ClientConfig,
 ) -> Result<Opened, EngineError> {
     let mut ws = open(endpoint, None, HANDSHAKE_READ_LIMIT).await?;
-    let session = match ws.reader.next().await {
+    let session = match ws.next().await {
         Ok(Message::Text(t)) => {
             ClientSession::from_text(tokio::time::Instant::now().into_std(), config, t)
         }
@@ -472,13 +517,8 @@ pub(crate) async fn handshake(
 
 /// Writes `frame` (`2probe`) on the upgrade websocket and reads the packet that answers it.
 pub(crate) async fn answer_probe(mut ws: Ws, frame: Frame) -> Result<(Ws, Packet), EngineError> {
-    ws.writer
-        .lock()
-        .await
-        .send(vec![frame])
-        .await
-        .map_err(ws_error)?;
-    let packet = match ws.reader.next().await {
+    ws.writer.send(vec![frame]).await.map_err(ws_error)?;
+    let packet = match ws.next().await {
         Ok(Message::Text(t)) => {
             decode_text(t).map_err(|e| EngineError::WebSocket(format!("probe error: {e}")))?
         }

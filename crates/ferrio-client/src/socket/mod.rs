@@ -10,6 +10,7 @@ mod send;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,11 +56,14 @@ struct State {
     send_buffer: Vec<Packet>,
     acks: AckTable<AckSlot>,
     /// Ack ids whose packet went out on the current connection: nobody answers them after a disconnect.
-    sent_acks: HashSet<u64>,
+    sent_acks: HashSet<u64, BuildHasherDefault<IdHasher>>,
     queue: RetryQueue<Queued>,
     pid: Option<String>,
     last_offset: Option<String>,
     recovered: bool,
+    /// The deadline the ack timer sleeps until (`None`: it waits for a wake-up): only an earlier one
+    /// wakes it, so an emit whose deadline is later (or absent) costs the timer nothing.
+    timer_at: Option<Instant>,
 }
 
 pub(crate) struct SocketInner {
@@ -173,6 +177,27 @@ impl Drop for Forget {
     }
 }
 
+/// Hashes the socket's own ack ids, which the peer does not choose: one multiplication rather than
+/// SipHash (two per ack).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 fn check_name(event: &str) -> Result<(), EmitError> {
     if is_reserved_event(event) {
         return Err(EmitError::Reserved(event.to_owned()));
@@ -201,11 +226,12 @@ impl Socket {
                     active: false,
                     send_buffer: Vec::new(),
                     acks: AckTable::new(),
-                    sent_acks: HashSet::new(),
+                    sent_acks: HashSet::default(),
                     queue: RetryQueue::new(retries),
                     pid: None,
                     last_offset: None,
                     recovered: false,
+                    timer_at: None,
                 }),
                 handlers: RwLock::new(Handlers::default()),
                 incoming: tx,
@@ -504,6 +530,7 @@ impl Socket {
             let mut st = self.state();
             let deadline = timeout.map(|t| now() + t);
             let id = st.acks.register(deadline, AckSlot::Once(tx));
+            self.rearm(&mut st, deadline);
             let packet = Packet::Event {
                 nsp: self.inner.nsp.clone(),
                 event: event.to_owned(),
@@ -517,7 +544,6 @@ impl Socket {
             id,
             armed: true,
         };
-        self.rearm();
         self.notify_outgoing(sent.iter());
         let result = rx.await.unwrap_or(Err(AckError::Disconnected));
         guard.armed = false;
@@ -574,7 +600,13 @@ impl Socket {
         }
     }
 
-    fn rearm(&self) {
+    /// Wakes the ack timer when `deadline` comes before the one it sleeps until.
+    fn rearm(&self, st: &mut State, deadline: Option<Instant>) {
+        let Some(d) = deadline else { return };
+        if st.timer_at.is_some_and(|t| t <= d) {
+            return;
+        }
+        st.timer_at = Some(d);
         // A full channel already holds a wake-up.
         let _ = self.inner.rearm.try_send(());
     }
@@ -608,9 +640,9 @@ impl Socket {
             let (seq, q) = st.queue.next(force)?;
             (seq, q.event.clone(), q.args.clone(), q.timeout)
         };
-        let id = st
-            .acks
-            .register(timeout.map(|t| now() + t), AckSlot::Queue(seq));
+        let deadline = timeout.map(|t| now() + t);
+        let id = st.acks.register(deadline, AckSlot::Queue(seq));
+        self.rearm(st, deadline);
         let packet = Packet::Event {
             nsp: self.inner.nsp.clone(),
             event,
@@ -618,7 +650,6 @@ impl Socket {
             id: Some(id),
         };
         self.write_state(st, &packet);
-        self.rearm();
         Some(packet)
     }
 
@@ -660,7 +691,7 @@ impl Socket {
         self.notify_outgoing(sent.iter());
     }
 
-    fn on_ack(&self, id: u64, args: Vec<Value>) {
+    pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
         let sent = {
             let mut st = self.state();
             st.sent_acks.remove(&id);
@@ -913,7 +944,11 @@ async fn ack_timer(socket: std::sync::Weak<SocketInner>, mut rearm: mpsc::Receiv
             let Some(inner) = socket.upgrade() else {
                 return;
             };
-            inner.state.lock().acks.poll_timeout()
+            let mut st = inner.state.lock();
+            // Acks answered meanwhile may leave a later deadline (or none): sleeping until the old one
+            // only costs an early wake-up, once per deadline rather than once per emit.
+            st.timer_at = st.acks.poll_timeout();
+            st.timer_at
         };
         let sleep = async {
             match deadline {
