@@ -238,7 +238,6 @@ impl NamespaceInner {
     ///
     /// Not an async fn, whose arguments would take room twice in this future (which lives as long as
     /// the socket).
-    #[allow(clippy::manual_async_fn)]
     fn run_socket(
         self: Arc<Self>,
         socket: Socket,
@@ -312,14 +311,6 @@ impl NamespaceInner {
         }
         socket.set_connected();
         crate::telemetry::socket_connected(&self.name);
-        // As socket.io: reachable and in its own room before its CONNECT answer goes, so that a broadcast
-        // made once the client knows it is connected reaches it. (A broadcast in between may arrive just
-        // before the answer; the official client holds such events until it is connected.)
-        if restored.is_none() {
-            self.publish(socket);
-            self.adapter
-                .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
-        }
         {
             // In a block of its own: a packet alive across the awaits below would stay in the socket's
             // future for the socket's whole life.
@@ -329,15 +320,22 @@ impl NamespaceInner {
             };
             let _ = socket.write_packet(&connected, false);
         }
-        if let Some(r) = restored
-            && !self.take_over(socket, r).await
-        {
-            // Some packets could not be kept for it: better no socket than a gap. The client
-            // reconnects and asks again with its offset.
-            socket.on_close(DisconnectReason::TransportError);
-            socket.close_connection();
-            self.after_socket_left();
-            return false;
+        match restored {
+            None => {
+                self.publish(socket);
+                self.adapter
+                    .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
+            }
+            Some(r) => {
+                if !self.take_over(socket, r).await {
+                    // Some packets could not be kept for it: better no socket than a gap. The
+                    // client reconnects and asks again with its offset.
+                    socket.on_close(DisconnectReason::TransportError);
+                    socket.close_connection();
+                    self.after_socket_left();
+                    return false;
+                }
+            }
         }
         socket.mark_joined();
         true
