@@ -119,6 +119,15 @@ impl Recovery {
             .expect("pid with recovery on")
             .to_owned();
         let sid = body["sid"].as_str().unwrap().to_owned();
+        // The CONNECT answer goes before the socket is in its own room (its task finishes joining right
+        // after): a broadcast made at once could miss it.
+        let main = self.server.io.of("/");
+        wait_until(WITHIN, "the socket in its room", || {
+            main.sockets()
+                .iter()
+                .any(|s| s.id() == sid && !s.rooms().is_empty())
+        })
+        .await;
         (c, sid, pid)
     }
 
