@@ -238,6 +238,7 @@ impl NamespaceInner {
     ///
     /// Not an async fn, whose arguments would take room twice in this future (which lives as long as
     /// the socket).
+    #[allow(clippy::manual_async_fn)]
     fn run_socket(
         self: Arc<Self>,
         socket: Socket,
