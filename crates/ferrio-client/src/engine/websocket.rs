@@ -12,7 +12,9 @@ use ferrio_proto::engine::client::HandshakeError;
 use ferrio_proto::engine::{
     ClientConfig, ClientSession, Frame, Packet, TransportKind, decode_binary, decode_text,
 };
-use ferrio_proto::ws::{self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Role};
+use ferrio_proto::ws::{
+    self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Outgoing, Role,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use super::EngineError;
@@ -33,9 +35,6 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Bytes read per read call while no frame is in progress, through a buffer on the stack: an idle
 /// websocket holds no read buffer.
 const READ_CHUNK: usize = 4096;
-
-/// A write buffer up to this size is kept between writes; a bigger one is given back.
-const KEEP_WRITE_BUFFER: usize = 1024;
 
 /// How a websocket failed.
 #[derive(Debug, thiserror::Error)]
@@ -220,9 +219,8 @@ impl WsReader {
 pub(crate) struct WsWriter {
     io: WriteHalf<BoxIo>,
     encoder: Encoder,
-    buf: Vec<u8>,
-    /// Bytes of `buf` already written: a write cut short resumes there, so no frame is ever torn.
-    written: usize,
+    /// A write cut short resumes where it stopped, so no frame is ever torn.
+    out: Outgoing,
     /// Something was encoded and not flushed yet (the bytes, or the transport's own flush: TLS).
     dirty: bool,
 }
@@ -233,8 +231,8 @@ impl WsWriter {
         self.dirty = true;
         for f in frames {
             match f {
-                Frame::Text(s) => self.encoder.text(s, true, &mut self.buf)?,
-                Frame::Binary(b) => self.encoder.binary(b, true, &mut self.buf)?,
+                Frame::Text(s) => self.encoder.text(s, true, self.out.buf_mut())?,
+                Frame::Binary(b) => self.encoder.binary(b, true, self.out.buf_mut())?,
             }
         }
         Ok(())
@@ -243,7 +241,7 @@ impl WsWriter {
     /// Appends the pong that answers a ping carrying `payload`.
     pub(crate) fn pong(&mut self, payload: &[u8]) {
         self.dirty = true;
-        self.encoder.pong(payload, &mut self.buf);
+        self.encoder.pong(payload, self.out.buf_mut());
     }
 
     /// Whether encoded bytes wait for [`WsWriter::poll_flush`].
@@ -264,28 +262,21 @@ impl WsWriter {
 
     /// Writes what was encoded; ready once all of it is written and flushed.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        while self.written < self.buf.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
-            }
-            self.written += n;
-        }
+        let io = &mut self.io;
+        ready!(
+            self.out
+                .poll_drain(|b| Pin::new(&mut *io).poll_write(cx, b))
+        )?;
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         self.dirty = false;
-        self.written = 0;
-        if self.buf.capacity() > KEEP_WRITE_BUFFER {
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
+        self.out.written_out();
         Poll::Ready(Ok(()))
     }
 
     /// Sends a close frame (`code`, or none) behind what is still queued, and ends the write side.
     pub(crate) async fn close(&mut self, code: Option<u16>) -> Result<(), WsError> {
         self.dirty = true;
-        self.encoder.close(code, "", &mut self.buf);
+        self.encoder.close(code, "", self.out.buf_mut());
         self.flush().await?;
         self.io.shutdown().await?;
         Ok(())
@@ -451,8 +442,7 @@ pub(crate) async fn connect_io(
     let writer = WsWriter {
         io: w,
         encoder: Encoder::client(mask_key, params.as_ref().zip(deflate)),
-        buf: Vec::new(),
-        written: 0,
+        out: Outgoing::default(),
         dirty: false,
     };
     Ok(Ws {

@@ -508,5 +508,60 @@ impl Encoder {
     }
 }
 
+/// A write buffer up to this size is kept between batches; a bigger one is given back.
+const KEEP_OUTGOING: usize = 1024;
+
+/// Encoded frames on their way out, written in as many pieces as the connection takes. A write cut
+/// short resumes where it stopped, so a close frame never follows half a frame. IO-free: the caller
+/// passes its stream's non-blocking write.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    buf: Vec<u8>,
+    written: usize,
+}
+
+impl Outgoing {
+    /// Where the encoder appends frames.
+    pub fn buf_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Whether bytes wait to be written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Writes what is left with `write` until all of it is written (`Ready(Ok)`), the stream cannot
+    /// take more (`Pending`), or it fails. Call [`written_out`](Self::written_out) once the stream is
+    /// flushed too.
+    pub fn poll_drain(
+        &mut self,
+        mut write: impl FnMut(&[u8]) -> std::task::Poll<std::io::Result<usize>>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.written < self.buf.len() {
+            match write(&self.buf[self.written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Everything was written: starts over, giving a large buffer back.
+    pub fn written_out(&mut self) {
+        self.written = 0;
+        if self.buf.capacity() > KEEP_OUTGOING {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

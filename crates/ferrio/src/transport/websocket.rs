@@ -13,7 +13,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use bytestring::ByteString;
 use ferrio_proto::engine::{CloseReason, Frame, PacketType, ProbeOutcome, decode_text};
-use ferrio_proto::ws::{self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Role};
+use ferrio_proto::ws::{
+    self, Decoder, DeflateConfig, DeflateParams, Encoder, Message, Outgoing, Role,
+};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -32,9 +34,6 @@ const MAX_BATCH: usize = 256;
 /// Bytes read per read call while no frame is in progress. The buffer lives on the stack for the
 /// duration of one poll only: an idle connection holds no read buffer.
 const READ_CHUNK: usize = 4096;
-
-/// A write buffer up to this size is kept between batches; a bigger one is given back.
-const KEEP_WRITE_BUFFER: usize = 1024;
 
 /// An accepted upgrade request: the `Sec-WebSocket-Accept` value and the permessage-deflate agreement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,10 +156,8 @@ pub(crate) struct WsConn {
     io: Stream,
     decoder: Decoder,
     encoder: Encoder,
-    buf: Vec<u8>,
-    /// Bytes of `buf` already written: a write cut short (the session closed meanwhile) resumes there,
-    /// so the close frame after it never follows half a frame twice.
-    written: usize,
+    /// A write cut short (the session closed meanwhile) resumes where it stopped.
+    out: Outgoing,
 }
 
 /// Why reading stopped.
@@ -211,26 +208,19 @@ impl WsConn {
 
     /// Whether encoded bytes wait to be written.
     fn has_output(&self) -> bool {
-        !self.buf.is_empty()
+        !self.out.is_empty()
     }
 
     /// Writes what was encoded, then gives a large buffer back.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.buf.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.written += n;
-        }
+        let io = &mut self.io;
+        ready!(
+            self.out
+                .poll_drain(|b| Pin::new(&mut *io).poll_write(cx, b))
+        )?;
         // A no-op on TCP; a TLS stream may hold bytes back until flushed.
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-        self.written = 0;
-        if self.buf.capacity() > KEEP_WRITE_BUFFER {
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
+        self.out.written_out();
         Poll::Ready(Ok(()))
     }
 
@@ -242,19 +232,19 @@ impl WsConn {
     /// Encodes a queued frame; `compress: false` sends it uncompressed whatever its size.
     pub(crate) fn encode(&mut self, frame: &Frame, compress: bool) -> Result<(), ws::Error> {
         match frame {
-            Frame::Text(s) => self.encoder.text(s, compress, &mut self.buf),
-            Frame::Binary(b) => self.encoder.binary(b, compress, &mut self.buf),
+            Frame::Text(s) => self.encoder.text(s, compress, self.out.buf_mut()),
+            Frame::Binary(b) => self.encoder.binary(b, compress, self.out.buf_mut()),
         }
     }
 
     pub(crate) fn pong(&mut self, payload: &[u8]) {
-        self.encoder.pong(payload, &mut self.buf);
+        self.encoder.pong(payload, self.out.buf_mut());
     }
 
     /// Sends a close frame (after what is still unwritten) and ends the write side, within a second (a
     /// peer that does not read must not hold the task).
     pub(crate) async fn close(&mut self, code: Option<u16>) {
-        self.encoder.close(code, "", &mut self.buf);
+        self.encoder.close(code, "", self.out.buf_mut());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
             self.flush().await?;
             self.io.shutdown().await
@@ -286,8 +276,7 @@ pub(crate) async fn accept(
         io,
         decoder,
         encoder: Encoder::server(deflate),
-        buf: Vec::new(),
-        written: 0,
+        out: Outgoing::default(),
     })
 }
 
@@ -482,9 +471,6 @@ impl Driver {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
-        // What the handlers queue while this task runs (an ack answered right here) is written before it
-        // waits: a wake for it would only poll the task once more for nothing.
-        self.outbox.unregister();
         for _ in 0..ROUNDS_PER_WAKE {
             // The session's end is checked first: a closed session stops reading and writing at once.
             // `finish` wakes the task through the queue, where the write side keeps its waker.
@@ -553,7 +539,13 @@ impl Driver {
             }
         };
         match packet {
-            Ok(p) => self.backpressure = self.socket.receive(p),
+            Ok(p) => {
+                // What a handler queues while it runs here (an ack answered at once) is written by this
+                // round's write step: a wake for it would only poll the task once more for nothing. Only
+                // here, not at every wake: a recipient of broadcasts never reads and pays no lock for it.
+                self.outbox.unregister();
+                self.backpressure = self.socket.receive(p);
+            }
             Err(_) => {
                 self.socket.close_with(CloseReason::ParseError);
                 return Poll::Ready(Err(End::Closed));
@@ -673,7 +665,7 @@ impl RawWebSocket {
     pub async fn send_text(&mut self, text: &str, compress: bool) -> io::Result<()> {
         self.ws
             .encoder
-            .text(text, compress, &mut self.ws.buf)
+            .text(text, compress, self.ws.out.buf_mut())
             .map_err(io::Error::other)?;
         self.ws.flush().await
     }
@@ -682,7 +674,7 @@ impl RawWebSocket {
     pub async fn send_binary(&mut self, data: &[u8], compress: bool) -> io::Result<()> {
         self.ws
             .encoder
-            .binary(data, compress, &mut self.ws.buf)
+            .binary(data, compress, self.ws.out.buf_mut())
             .map_err(io::Error::other)?;
         self.ws.flush().await
     }
