@@ -16,8 +16,106 @@ use crate::BoxFuture;
 
 #[derive(Default)]
 struct Rooms {
-    rooms: HashMap<Room, HashSet<Sid>>,
-    sids: HashMap<Sid, HashSet<Room>>,
+    rooms: HashMap<Room, Few<Sid>>,
+    sids: HashMap<Sid, Few<Room>>,
+}
+
+/// A set that keeps a single member inline. Most sets here hold one: every socket has its own room,
+/// with itself as the only member, and many sockets are in no other room. A hash set of one is a
+/// table allocation of its own, two per connection for nothing.
+#[derive(Default, Debug)]
+enum Few<T> {
+    #[default]
+    Empty,
+    One(T),
+    Many(HashSet<T>),
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Few<T> {
+    fn len(&self) -> usize {
+        match self {
+            Few::Empty => 0,
+            Few::One(_) => 1,
+            Few::Many(s) => s.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `x` is a member. A small set is compared by value: cheaper than hashing the key (this
+    /// runs for every candidate of a broadcast that excludes rooms, such as the sender's own).
+    fn contains(&self, x: &T) -> bool {
+        match self {
+            Few::Empty => false,
+            Few::One(t) => t == x,
+            Few::Many(s) if s.len() <= 4 => s.iter().any(|t| t == x),
+            Few::Many(s) => s.contains(x),
+        }
+    }
+
+    /// Adds `x`; returns whether it was new.
+    fn insert(&mut self, x: T) -> bool {
+        match self {
+            Few::Empty => {
+                *self = Few::One(x);
+                true
+            }
+            Few::One(t) if *t == x => false,
+            Few::One(_) => {
+                let Few::One(t) = std::mem::take(self) else {
+                    unreachable!("matched above")
+                };
+                *self = Few::Many(HashSet::from([t, x]));
+                true
+            }
+            Few::Many(s) => s.insert(x),
+        }
+    }
+
+    /// Room for `n` more members, when they will not fit inline.
+    fn reserve(&mut self, n: usize) {
+        match self {
+            Few::Many(s) => s.reserve(n),
+            _ if self.len() + n > 1 => {
+                let mut s = HashSet::with_capacity(self.len() + n);
+                if let Few::One(t) = std::mem::take(self) {
+                    s.insert(t);
+                }
+                *self = Few::Many(s);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes `x` out; returns whether it was there.
+    fn remove(&mut self, x: &T) -> bool {
+        match self {
+            Few::Empty => false,
+            Few::One(t) if t == x => {
+                *self = Few::Empty;
+                true
+            }
+            Few::One(_) => false,
+            Few::Many(s) => {
+                let removed = s.remove(x);
+                if s.is_empty() {
+                    *self = Few::Empty;
+                }
+                removed
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        let (one, many) = match self {
+            Few::Empty => (None, None),
+            Few::One(t) => (Some(t), None),
+            Few::Many(s) => (None, Some(s.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 /// Rooms and broadcasts within one process.
@@ -94,17 +192,8 @@ impl MemoryAdapter {
     /// growing `HashSet` was ~15% of the instructions of a 500-client fan-out).
     fn matching(&self, opts: &BroadcastOptions) -> Vec<Sid> {
         let s = self.state.read();
-        let except: Vec<&HashSet<Sid>> =
-            opts.except.iter().filter_map(|r| s.rooms.get(r)).collect();
-        let excluded = |sid: &Sid| {
-            except.iter().any(|m| {
-                if m.len() <= 4 {
-                    m.iter().any(|x| x == sid)
-                } else {
-                    m.contains(sid)
-                }
-            })
-        };
+        let except: Vec<&Few<Sid>> = opts.except.iter().filter_map(|r| s.rooms.get(r)).collect();
+        let excluded = |sid: &Sid| except.iter().any(|m| m.contains(sid));
         if opts.rooms.is_empty() {
             s.sids
                 .keys()
@@ -124,7 +213,7 @@ impl MemoryAdapter {
             let mut out = Vec::new();
             for r in &opts.rooms {
                 if let Some(members) = s.rooms.get(r) {
-                    for sid in members {
+                    for sid in members.iter() {
                         if !excluded(sid) && seen.insert(sid.clone()) {
                             out.push(sid.clone());
                         }
@@ -213,15 +302,15 @@ impl Adapter for MemoryAdapter {
             let Some(rooms) = s.sids.remove(sid) else {
                 return;
             };
-            for r in rooms {
-                if let Some(members) = s.rooms.get_mut(&r) {
+            for r in rooms.iter() {
+                if let Some(members) = s.rooms.get_mut(r) {
                     members.remove(sid);
                     if members.is_empty() {
-                        s.rooms.remove(&r);
+                        s.rooms.remove(r);
                     }
                 }
                 if listened {
-                    left.push((r, false));
+                    left.push((r.clone(), false));
                 }
             }
         }
@@ -438,6 +527,40 @@ impl Adapter for MemoryAdapter {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_few_set_moves_between_its_forms_and_keeps_its_members() {
+        let mut f: Few<u32> = Few::default();
+        assert!(f.is_empty() && !f.contains(&1));
+        assert!(f.insert(1));
+        assert!(matches!(f, Few::One(1)));
+        assert!(!f.insert(1), "a member is not added twice");
+        assert!(f.insert(2) && f.insert(3));
+        assert_eq!(f.len(), 3);
+        for x in 4..10 {
+            f.insert(x);
+        }
+        // Past the small size, membership goes through the hash table.
+        assert!(f.contains(&9) && !f.contains(&10));
+        let mut all: Vec<u32> = f.iter().copied().collect();
+        all.sort();
+        assert_eq!(all, (1..10).collect::<Vec<_>>());
+        assert!(f.remove(&1) && !f.remove(&1));
+        for x in 2..10 {
+            assert!(f.remove(&x));
+        }
+        assert!(matches!(f, Few::Empty), "an emptied set holds no table");
+        f.reserve(1);
+        assert!(
+            matches!(f, Few::Empty),
+            "room for one member needs no table"
+        );
+        f.insert(5);
+        f.reserve(3);
+        assert!(matches!(&f, Few::Many(s) if s.capacity() >= 4 && s.contains(&5)));
+        assert!(f.remove(&5) && f.is_empty());
+        assert!(!Few::One(3).contains(&4));
+    }
 
     fn adapter() -> MemoryAdapter {
         let weak: Weak<dyn LocalNamespace> = Weak::<NullNs>::new();

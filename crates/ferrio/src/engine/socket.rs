@@ -313,10 +313,12 @@ pub struct Socket {
     /// Its place among the engine's timers: a serial number, and the deadline filed there, if any.
     serial: u64,
     filed: Mutex<Option<Instant>>,
-    /// Cancelled once the session is closed.
-    pub(crate) closed: CancellationToken,
-    /// Set with `closed`: what the websocket driver checks at every wake, without the token's lock.
+    /// Set once the session is closed: what the websocket driver checks at every wake.
     finished: AtomicBool,
+    /// Wakes what waits for the session's end (`closed`). A `Notify` inline rather than a
+    /// cancellation token: the token is a second allocation per session, and its state a second copy
+    /// of `finished`.
+    ended: Notify,
     /// Cancelled to drop the probe websocket of an upgrade that timed out.
     upgrade_cancel: Mutex<Option<CancellationToken>>,
     pub(crate) posting: AtomicBool,
@@ -391,8 +393,8 @@ impl Socket {
             me: me.clone(),
             serial,
             filed: Mutex::new(None),
-            closed: CancellationToken::new(),
             finished: AtomicBool::new(false),
+            ended: Notify::new(),
             upgrade_cancel: Mutex::new(None),
             posting: AtomicBool::new(false),
             messages_in: crate::telemetry::MessagesIn::new(),
@@ -494,7 +496,7 @@ impl Socket {
             }
             tokio::select! {
                 () = room => {}
-                () = self.closed.cancelled() => return Err(SendError::Closed),
+                () = self.closed() => return Err(SendError::Closed),
             }
         }
     }
@@ -573,8 +575,8 @@ impl Socket {
         self.open.store(false, Ordering::Release);
         tracing::debug!(sid = %self.id, %reason, "session closed");
         self.finished.store(true, Ordering::Release);
-        self.closed.cancel();
-        // The websocket driver waits on the queue, not on the token.
+        self.ended.notify_waiters();
+        // The websocket driver waits on the queue, not on `ended`.
         self.queue.wake_writer();
         if let Some(at) = self.filed.lock().take() {
             self.engine.timers.cancel(self.serial, at);
@@ -597,9 +599,21 @@ impl Socket {
         self.state.lock().closed()
     }
 
-    /// Whether the session is closed (the lock-free twin of `closed.is_cancelled()`).
+    /// Whether the session is closed.
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// Completes once the session is closed.
+    pub(crate) async fn closed(&self) {
+        let ended = self.ended.notified();
+        let mut ended = std::pin::pin!(ended);
+        // Registered before the check: a close right after it still wakes this wait.
+        ended.as_mut().enable();
+        if self.is_finished() {
+            return;
+        }
+        ended.await;
     }
 
     /// Handles a packet from the session's transport; delivers messages to the handler in arrival order.
@@ -678,7 +692,7 @@ impl Socket {
             self.poll_release.notify_waiters();
             tokio::select! {
                 _ = returned => {}
-                _ = self.closed.cancelled() => return None,
+                () = self.closed() => return None,
             }
         }
     }
@@ -686,8 +700,12 @@ impl Socket {
     /// A websocket asks to take over this polling session. Returns the token that cancels the probe.
     pub(crate) fn begin_upgrade(&self) -> Option<CancellationToken> {
         self.state.lock().begin_upgrade(Instant::now()).ok()?;
-        let token = self.closed.child_token();
+        let token = CancellationToken::new();
         *self.upgrade_cancel.lock() = Some(token.clone());
+        // `finish` cancels the token it finds; one closing meanwhile may have looked before it was there.
+        if self.is_finished() {
+            token.cancel();
+        }
         self.reschedule();
         Some(token)
     }
@@ -742,7 +760,7 @@ impl Socket {
             }
             *filed = None;
         }
-        if self.closed.is_cancelled() {
+        if self.is_finished() {
             return;
         }
         loop {
@@ -761,7 +779,7 @@ impl Socket {
                 }
             }
         }
-        if !self.closed.is_cancelled() {
+        if !self.is_finished() {
             self.reschedule();
         }
     }

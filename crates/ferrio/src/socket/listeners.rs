@@ -4,7 +4,6 @@
 //! The registry belongs to the socket's task; the `Socket` handle only points at it weakly. A listener
 //! that captures its own socket therefore makes no cycle: when the task ends, the listeners go with it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrio_proto::value::Value;
@@ -14,7 +13,6 @@ use super::DisconnectReason;
 use super::Socket;
 use super::event::Event;
 use crate::engine::BoxFuture;
-use crate::fxhash::FxBuild;
 
 pub(crate) type EventHandler = Arc<dyn Fn(Socket, Event) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type AnyHandler = Arc<dyn Fn(&Socket, &str, &[Value]) + Send + Sync>;
@@ -33,6 +31,7 @@ impl ListenerId {
 }
 
 struct Listener {
+    event: Box<str>,
     id: ListenerId,
     once: bool,
     handler: EventHandler,
@@ -48,9 +47,11 @@ pub(crate) enum Matched {
 #[derive(Default)]
 pub(crate) struct Registry {
     next_id: u64,
-    /// Looked up for every incoming event. Only the application adds names, so a client cannot fill it
-    /// with colliding keys: the fast hasher is safe here.
-    events: HashMap<String, Vec<Listener>, FxBuild>,
+    /// Every event's listeners in one list, in the order they were added. A socket has a handful of
+    /// listeners, registered per connection: a map of per-event lists took a table and a list per
+    /// event, for every connection, and finding an event among a few names by comparing them is no
+    /// slower than hashing it.
+    events: Vec<Listener>,
     pub(crate) any: Vec<AnyHandler>,
     pub(crate) any_outgoing: Vec<AnyHandler>,
     pub(crate) middlewares: Vec<EventMiddleware>,
@@ -76,64 +77,67 @@ impl Listeners {
         let mut r = self.0.write();
         r.next_id += 1;
         let id = ListenerId(r.next_id);
-        // One slot first: most events have one listener, and a vector's first growth takes four.
-        r.events
-            .entry(event)
-            .or_insert_with(|| Vec::with_capacity(1))
-            .push(Listener { id, once, handler });
+        // Exact size while small: a socket's few listeners are usually all added at its connection and
+        // stay for its life, so a doubling's spare room would be held as long.
+        if r.events.len() < 8 {
+            r.events.reserve_exact(1);
+        }
+        r.events.push(Listener {
+            event: event.into_boxed_str(),
+            id,
+            once,
+            handler,
+        });
         id
     }
 
     /// Removes every listener of `event`.
     pub(crate) fn off(&self, event: &str) {
-        self.0.write().events.remove(event);
+        self.0.write().events.retain(|l| &*l.event != event);
     }
 
     /// Removes one listener; returns whether it was there.
     pub(crate) fn off_listener(&self, id: ListenerId) -> bool {
         let mut r = self.0.write();
-        let mut found = None;
-        for (name, list) in r.events.iter_mut() {
-            if let Some(i) = list.iter().position(|l| l.id == id) {
-                list.remove(i);
-                found = Some((name.clone(), list.is_empty()));
-                break;
-            }
-        }
-        match found {
-            Some((name, true)) => {
-                r.events.remove(&name);
+        match r.events.iter().position(|l| l.id == id) {
+            Some(i) => {
+                r.events.remove(i);
                 true
             }
-            Some(_) => true,
             None => false,
         }
     }
 
     /// The listeners `event` runs now; `once` listeners among them are removed.
     pub(crate) fn take(&self, event: &str) -> Matched {
-        let (matched, once) = {
+        let (matched, once, last) = {
             let r = self.0.read();
-            let Some(list) = r.events.get(event) else {
+            let last = r.next_id;
+            let mut listeners = r.events.iter().filter(|l| &*l.event == event);
+            let Some(first) = listeners.next() else {
                 return Matched::None;
             };
-            // Only the `once` listeners that run now go: one added meanwhile waits for the next event.
-            let once: Vec<ListenerId> = list.iter().filter(|l| l.once).map(|l| l.id).collect();
-            let matched = match list.as_slice() {
-                [] => Matched::None,
-                [one] => Matched::One(one.handler.clone()),
-                many => Matched::Many(many.iter().map(|l| l.handler.clone()).collect()),
-            };
-            (matched, once)
-        };
-        if !once.is_empty() {
-            let mut r = self.0.write();
-            if let Some(list) = r.events.get_mut(event) {
-                list.retain(|l| !once.contains(&l.id));
-                if list.is_empty() {
-                    r.events.remove(event);
+            let mut once = first.once;
+            let matched = match listeners.next() {
+                None => Matched::One(first.handler.clone()),
+                Some(second) => {
+                    once |= second.once;
+                    let mut all = vec![first.handler.clone(), second.handler.clone()];
+                    for l in listeners {
+                        once |= l.once;
+                        all.push(l.handler.clone());
+                    }
+                    Matched::Many(all)
                 }
-            }
+            };
+            (matched, once, last)
+        };
+        if once {
+            // Only the `once` listeners that run now go: one added meanwhile has an id after `last`,
+            // and waits for the next event.
+            let mut r = self.0.write();
+            r.events
+                .retain(|l| !(l.once && &*l.event == event && l.id.0 <= last));
         }
         matched
     }

@@ -83,7 +83,7 @@ pub(crate) async fn poll(
             tokio::select! {
                 biased;
                 f = outbox.recv() => f,
-                _ = socket.closed.cancelled() => None,
+                () = socket.closed() => None,
                 _ = release => Some(outbox.try_recv().unwrap_or_else(Frame::noop)),
             }
         };
@@ -269,7 +269,7 @@ where
     loop {
         let frame = tokio::select! {
             f = tokio::time::timeout(config.body_read_timeout, body.frame()) => f,
-            _ = socket.closed.cancelled() => return Err(RequestError::BadRequest),
+            () = socket.closed() => return Err(RequestError::BadRequest),
         };
         let frame = match frame {
             Ok(Some(Ok(frame))) => frame,
