@@ -1,6 +1,5 @@
 //! A client: one Engine.IO connection, multiplexing the sockets of several namespaces.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -26,13 +25,64 @@ pub(crate) struct Client {
     conn: Conn,
     namespaces: Arc<dyn Namespaces>,
     decoder: Mutex<Box<dyn PacketDecoder>>,
-    sockets: Mutex<HashMap<String, Socket>>,
+    sockets: Mutex<Sockets>,
     joined: AtomicBool,
     /// The connection was closed for a protocol violation: what the client sends until the close
     /// reaches it is ignored (a CONNECT right behind a duplicate one must not make a socket again).
     rejected: AtomicBool,
     /// The socket whose event queue was full when the last message arrived.
     overflowing: Mutex<Option<Socket>>,
+}
+
+/// A client's sockets, one per namespace joined. Most clients join one namespace: it is kept inline, so
+/// that a connection holds no map (and no copy of the namespace's name) for it.
+#[derive(Default)]
+struct Sockets {
+    first: Option<Socket>,
+    more: Vec<Socket>,
+}
+
+impl Sockets {
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.more.is_empty()
+    }
+
+    fn get(&self, nsp: &str) -> Option<&Socket> {
+        self.first
+            .iter()
+            .chain(self.more.iter())
+            .find(|s| s.nsp() == nsp)
+    }
+
+    /// Adds the socket of a namespace the client has not joined.
+    fn insert(&mut self, socket: Socket) {
+        debug_assert!(self.get(socket.nsp()).is_none(), "one socket per namespace");
+        if self.first.is_none() {
+            self.first = Some(socket);
+        } else {
+            self.more.push(socket);
+        }
+    }
+
+    /// Removes the socket of `nsp` if it is the one with id `sid` (a newer one may have replaced it).
+    fn remove(&mut self, nsp: &str, sid: &Sid) {
+        let is = |s: &Socket| s.nsp() == nsp && s.sid() == sid;
+        if self.first.as_ref().is_some_and(is) {
+            self.first = self.more.pop();
+        } else if let Some(i) = self.more.iter().position(is) {
+            self.more.swap_remove(i);
+        }
+    }
+
+    fn all(&self) -> Vec<Socket> {
+        self.first.iter().chain(self.more.iter()).cloned().collect()
+    }
+
+    fn take_all(&mut self) -> Vec<Socket> {
+        let mut all: Vec<Socket> = self.first.take().into_iter().collect();
+        all.append(&mut self.more);
+        all
+    }
 }
 
 impl Client {
@@ -45,7 +95,7 @@ impl Client {
             conn,
             namespaces,
             decoder: Mutex::new(decoder),
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Sockets::default()),
             joined: AtomicBool::new(false),
             rejected: AtomicBool::new(false),
             overflowing: Mutex::new(None),
@@ -64,7 +114,7 @@ impl Client {
     /// Closes the connection for a protocol violation ("forced server close").
     fn reject(&self) {
         self.rejected.store(true, Ordering::Release);
-        let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
+        let sockets: Vec<_> = self.sockets.lock().all();
         for s in sockets {
             s.on_close(DisconnectReason::ForcedServerClose);
         }
@@ -75,7 +125,7 @@ impl Client {
     pub(crate) fn on_close(&self, reason: CloseReason) {
         let reason = DisconnectReason::from(reason);
         self.decoder.lock().reset();
-        let sockets: Vec<_> = self.sockets.lock().drain().map(|(_, s)| s).collect();
+        let sockets = self.sockets.lock().take_all();
         for s in sockets {
             s.on_close(reason);
         }
@@ -104,7 +154,7 @@ impl Client {
                     // and is ignored, as socket.io does.
                     Protocol::V3 => ConnectRequest::parse_v4(&nsp),
                 };
-                if self.sockets.lock().contains_key(&nsp) {
+                if self.sockets.lock().get(&nsp).is_some() {
                     // A second CONNECT to a namespace already joined: never a duplicate socket.
                     self.reject();
                 } else {
@@ -168,7 +218,7 @@ impl Client {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let restored = restored_or_log(restore.await);
-                    if me.sockets.lock().contains_key(&nsp) {
+                    if me.sockets.lock().get(&nsp).is_some() {
                         // A second CONNECT to the namespace came meanwhile.
                         if let Some(r) = &restored {
                             ns.abandon(r);
@@ -201,17 +251,14 @@ impl Client {
         let recovery = ns.recovery_for(restored);
         let (socket, run) = ns.add_socket(id, me, self.conn.clone(), auth, recovery);
         // Registered before it runs: the socket's task checks that it is still the client's socket.
-        self.sockets.lock().insert(nsp, socket);
+        self.sockets.lock().insert(socket);
         tokio::spawn(run);
     }
 }
 
 impl ClientLink for Client {
     fn remove(&self, nsp: &str, sid: &Sid) {
-        let mut sockets = self.sockets.lock();
-        if sockets.get(nsp).is_some_and(|s| s.sid() == sid) {
-            sockets.remove(nsp);
-        }
+        self.sockets.lock().remove(nsp, sid);
     }
 
     fn has(&self, nsp: &str, sid: &Sid) -> bool {
@@ -225,7 +272,7 @@ impl ClientLink for Client {
     }
 
     fn close_all(&self, reason: DisconnectReason) {
-        let sockets: Vec<_> = self.sockets.lock().values().cloned().collect();
+        let sockets: Vec<_> = self.sockets.lock().all();
         for s in sockets {
             let _ = s.write_packet(
                 &Packet::Disconnect {

@@ -22,13 +22,16 @@ struct Rooms {
 
 /// A set that keeps a single member inline. Most sets here hold one: every socket has its own room,
 /// with itself as the only member, and many sockets are in no other room. A hash set of one is a
-/// table allocation of its own, two per connection for nothing.
+/// table allocation of its own, two per connection for nothing. The table is boxed so that the set
+/// takes little room in its map's slot (the maps hold one slot per socket and per room).
 #[derive(Default, Debug)]
 enum Few<T> {
     #[default]
     Empty,
     One(T),
-    Many(HashSet<T>),
+    // Boxed on purpose (see above): the slot's size is what every socket and room pays.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<T>>),
 }
 
 impl<T: std::hash::Hash + Eq + Clone> Few<T> {
@@ -67,7 +70,7 @@ impl<T: std::hash::Hash + Eq + Clone> Few<T> {
                 let Few::One(t) = std::mem::take(self) else {
                     unreachable!("matched above")
                 };
-                *self = Few::Many(HashSet::from([t, x]));
+                *self = Few::Many(Box::new(HashSet::from([t, x])));
                 true
             }
             Few::Many(s) => s.insert(x),
@@ -83,7 +86,7 @@ impl<T: std::hash::Hash + Eq + Clone> Few<T> {
                 if let Few::One(t) = std::mem::take(self) {
                     s.insert(t);
                 }
-                *self = Few::Many(s);
+                *self = Few::Many(Box::new(s));
             }
             _ => {}
         }

@@ -52,7 +52,7 @@ fn cost(frame: &Frame) -> usize {
 ///
 /// A deque under a lock rather than a channel: a tokio channel allocates its shared state and a first
 /// block of 32 slots up front (about 1.8 KB a session), while an idle session has nothing queued. This
-/// one allocates only while frames wait, and keeps a few slots for the next ones.
+/// one holds a lone frame inline and allocates only while more wait (see [`Frames`]).
 #[derive(Debug)]
 struct FrameQueue {
     state: Mutex<QueueState>,
@@ -65,7 +65,7 @@ struct FrameQueue {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    frames: VecDeque<Frame>,
+    frames: Frames,
     /// Bytes in the queue (see [`cost`]): the slow-consumer rule counts bytes, not frames, so that a
     /// polling client can take a burst of small messages between two polls.
     bytes: usize,
@@ -79,9 +79,39 @@ struct QueueState {
     ended: bool,
 }
 
-/// Slots a drained queue keeps for the next frames (a ping, an answer); a burst's larger buffer is given
-/// back once it is drained.
-const KEPT_SLOTS: usize = 4;
+/// Frames in order: the oldest inline, the others in a deque that is given back once drained. A session
+/// mostly has one frame waiting at a time (a ping, an answer), which then takes no allocation, and an
+/// idle one keeps no slots for frames that may not come for a long time.
+#[derive(Debug, Default)]
+struct Frames {
+    first: Option<Frame>,
+    rest: VecDeque<Frame>,
+}
+
+impl Frames {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, frame: Frame) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Frame> {
+        if let Some(f) = self.first.take() {
+            return Some(f);
+        }
+        let f = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+        f
+    }
+}
 
 /// Why a frame was not queued.
 enum Refused {
@@ -117,9 +147,6 @@ impl FrameQueue {
         let mut st = self.state.lock();
         if let Some(f) = st.frames.pop_front() {
             st.bytes -= cost(&f);
-            if st.frames.is_empty() && st.frames.capacity() > KEPT_SLOTS {
-                st.frames = VecDeque::new();
-            }
             let room = std::mem::take(&mut st.waiting_room);
             drop(st);
             if room {
@@ -782,5 +809,31 @@ impl Socket {
         if !self.is_finished() {
             self.reschedule();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Frame {
+        Frame::text_packet(ferrio_proto::engine::PacketType::Message, s)
+    }
+
+    #[test]
+    fn frames_leave_in_order_and_a_drained_queue_holds_no_slots() {
+        let mut q = Frames::default();
+        q.push_back(msg("a"));
+        assert!(q.rest.capacity() == 0, "a lone frame is kept inline");
+        q.push_back(msg("b"));
+        assert_eq!(q.pop_front(), Some(msg("a")));
+        // The inline slot is free again, but "b" waits in the deque: "c" must go after it.
+        q.push_back(msg("c"));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop_front(), Some(msg("b")));
+        assert_eq!(q.pop_front(), Some(msg("c")));
+        assert_eq!(q.pop_front(), None);
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.rest.capacity(), 0, "a drained deque is given back");
     }
 }

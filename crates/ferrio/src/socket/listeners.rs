@@ -52,12 +52,40 @@ pub(crate) struct Registry {
     /// event, for every connection, and finding an event among a few names by comparing them is no
     /// slower than hashing it.
     events: Vec<Listener>,
+    /// Boxed, and only once one is added: most sockets have none of these, and six empty lists inline
+    /// would take more room than their listeners.
+    hooks: Option<Box<Hooks>>,
+}
+
+/// Catch-alls, middlewares and disconnect handlers.
+#[derive(Default)]
+pub(crate) struct Hooks {
     pub(crate) any: Vec<AnyHandler>,
     pub(crate) any_outgoing: Vec<AnyHandler>,
     pub(crate) middlewares: Vec<EventMiddleware>,
     pub(crate) errors: Vec<ErrorHandler>,
     pub(crate) disconnecting: Vec<DisconnectHandler>,
     pub(crate) disconnect: Vec<DisconnectHandler>,
+}
+
+/// The hooks of a socket that has none.
+static NO_HOOKS: Hooks = Hooks {
+    any: Vec::new(),
+    any_outgoing: Vec::new(),
+    middlewares: Vec::new(),
+    errors: Vec::new(),
+    disconnecting: Vec::new(),
+    disconnect: Vec::new(),
+};
+
+impl Registry {
+    pub(crate) fn hooks(&self) -> &Hooks {
+        self.hooks.as_deref().unwrap_or(&NO_HOOKS)
+    }
+
+    pub(crate) fn hooks_mut(&mut self) -> &mut Hooks {
+        self.hooks.get_or_insert_default()
+    }
 }
 
 /// The registry, shared by the socket's task (strongly) and its handles (weakly).

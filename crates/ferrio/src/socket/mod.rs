@@ -355,27 +355,27 @@ impl Socket {
 
     /// Sees every incoming event before its listeners (`onAny`).
     pub fn on_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
-        self.with_listeners(|l| l.write().any.push(Arc::new(f)));
+        self.with_listeners(|l| l.write().hooks_mut().any.push(Arc::new(f)));
     }
 
     /// Like `on_any`, but runs before the listeners already added (`prependAny`).
     pub fn prepend_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
-        self.with_listeners(|l| l.write().any.insert(0, Arc::new(f)));
+        self.with_listeners(|l| l.write().hooks_mut().any.insert(0, Arc::new(f)));
     }
 
     /// Removes every catch-all listener (`offAny()`).
     pub fn off_any(&self) {
-        self.with_listeners(|l| l.write().any.clear());
+        self.with_listeners(|l| l.write().hooks_mut().any.clear());
     }
 
     /// Sees every outgoing event (`onAnyOutgoing`).
     pub fn on_any_outgoing(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
-        self.with_listeners(|l| l.write().any_outgoing.push(Arc::new(f)));
+        self.with_listeners(|l| l.write().hooks_mut().any_outgoing.push(Arc::new(f)));
     }
 
     /// Removes every outgoing catch-all listener.
     pub fn off_any_outgoing(&self) {
-        self.with_listeners(|l| l.write().any_outgoing.clear());
+        self.with_listeners(|l| l.write().hooks_mut().any_outgoing.clear());
     }
 
     /// Runs before each incoming event (`socket.use`); an `Err` drops the event and goes to `on_error`.
@@ -383,12 +383,12 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &Event) -> Result<(), Value> + Send + Sync + 'static,
     ) {
-        self.with_listeners(|l| l.write().middlewares.push(Arc::new(f)));
+        self.with_listeners(|l| l.write().hooks_mut().middlewares.push(Arc::new(f)));
     }
 
     /// Receives the errors of `socket.use` middlewares (the `error` event).
     pub fn on_error(&self, f: impl Fn(&Socket, &Value) + Send + Sync + 'static) {
-        self.with_listeners(|l| l.write().errors.push(Arc::new(f)));
+        self.with_listeners(|l| l.write().hooks_mut().errors.push(Arc::new(f)));
     }
 
     /// Runs when the socket is about to leave its rooms (`disconnecting`): `rooms()` still lists them.
@@ -399,6 +399,7 @@ impl Socket {
     {
         self.with_listeners(|l| {
             l.write()
+                .hooks_mut()
                 .disconnecting
                 .push(Arc::new(move |s, r| Box::pin(f(s, r))))
         });
@@ -412,6 +413,7 @@ impl Socket {
     {
         self.with_listeners(|l| {
             l.write()
+                .hooks_mut()
                 .disconnect
                 .push(Arc::new(move |s, r| Box::pin(f(s, r))))
         });
@@ -487,7 +489,7 @@ impl Socket {
             return Err(EmitError::Reserved(event.to_owned()));
         }
         let outgoing = self
-            .with_listeners(|l| l.read().any_outgoing.clone())
+            .with_listeners(|l| l.read().hooks().any_outgoing.clone())
             .unwrap_or_default();
         for f in &outgoing {
             f(self, event, &args);
@@ -899,7 +901,8 @@ fn dispatch(
 fn admit(socket: &Socket, listeners: &Listeners, event: &Event) -> bool {
     let (any, middlewares) = {
         let r = listeners.read();
-        (r.any.clone(), r.middlewares.clone())
+        let h = r.hooks();
+        (h.any.clone(), h.middlewares.clone())
     };
     // Catch-all listeners see every event, including those a middleware then refuses.
     for f in &any {
@@ -907,7 +910,7 @@ fn admit(socket: &Socket, listeners: &Listeners, event: &Event) -> bool {
     }
     for f in &middlewares {
         if let Err(err) = f(socket, event) {
-            let errors = listeners.read().errors.clone();
+            let errors = listeners.read().hooks().errors.clone();
             for e in &errors {
                 e(socket, &err);
             }
@@ -919,7 +922,7 @@ fn admit(socket: &Socket, listeners: &Listeners, event: &Event) -> bool {
 
 /// Runs the disconnect sequence: `disconnecting` (rooms still known), leave rooms, `disconnect`.
 async fn run_disconnect(socket: &Socket, listeners: &Listeners, reason: DisconnectReason) {
-    let disconnecting = listeners.read().disconnecting.clone();
+    let disconnecting = listeners.read().hooks().disconnecting.clone();
     for h in &disconnecting {
         h(socket.clone(), reason).await;
     }
@@ -932,7 +935,7 @@ async fn run_disconnect(socket: &Socket, listeners: &Listeners, reason: Disconne
     {
         tracing::warn!(sid = %socket.sid(), error = %e, "session not persisted");
     }
-    let disconnect = listeners.read().disconnect.clone();
+    let disconnect = listeners.read().hooks().disconnect.clone();
     for h in &disconnect {
         h(socket.clone(), reason).await;
     }
