@@ -113,6 +113,13 @@ impl Frames {
     }
 }
 
+/// Keeps `cx`'s waker in `slot`, unless the one there wakes the same task.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
 /// Why a frame was not queued.
 enum Refused {
     Full,
@@ -142,25 +149,29 @@ impl FrameQueue {
         Ok(())
     }
 
-    /// Takes the next frame; `Pending` registers the writer's waker.
-    fn poll_pop(&self, cx: Option<&mut Context<'_>>) -> Poll<Option<Frame>> {
+    /// Takes the next frame, and whether that emptied the queue; `Pending` registers the writer's
+    /// waker. A frame that empties the queue registers the waker too: the writer then knows it has
+    /// everything without asking again (one lock per frame, not one more per batch).
+    fn poll_pop(&self, cx: Option<&mut Context<'_>>) -> Poll<Option<(Frame, bool)>> {
         let mut st = self.state.lock();
         if let Some(f) = st.frames.pop_front() {
             st.bytes -= cost(&f);
+            let emptied = st.frames.len() == 0 && !st.ended;
+            if emptied && let Some(cx) = cx {
+                register(&mut st.waker, cx);
+            }
             let room = std::mem::take(&mut st.waiting_room);
             drop(st);
             if room {
                 self.room.notify_waiters();
             }
-            return Poll::Ready(Some(f));
+            return Poll::Ready(Some((f, emptied)));
         }
         if st.ended {
             return Poll::Ready(None);
         }
-        if let Some(cx) = cx
-            && !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            st.waker = Some(cx.waker().clone());
+        if let Some(cx) = cx {
+            register(&mut st.waker, cx);
         }
         Poll::Pending
     }
@@ -192,10 +203,7 @@ impl FrameQueue {
 
     /// Registers the writer's waker without taking a frame.
     fn register(&self, cx: &mut Context<'_>) {
-        let mut st = self.state.lock();
-        if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            st.waker = Some(cx.waker().clone());
-        }
+        register(&mut self.state.lock().waker, cx);
     }
 
     fn end(&self) {
@@ -242,26 +250,26 @@ impl Outbox {
             return Some(f);
         }
         loop {
-            let f = std::future::poll_fn(|cx| self.queue.poll_pop(Some(cx))).await?;
+            let (f, _) = std::future::poll_fn(|cx| self.queue.poll_pop(Some(cx))).await?;
             if self.taken(&f) {
                 return Some(f);
             }
         }
     }
 
-    /// The next frame, or `Pending` with the writer's waker registered.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+    /// The next frame, and whether the queue is empty after it (the writer's waker is then registered
+    /// for the next one); or `Pending` with the writer's waker registered.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Frame, bool)>> {
         self.uncompressed = false;
         if let Some(f) = self.carry.take() {
-            return Poll::Ready(Some(f));
+            return Poll::Ready(Some((f, false)));
         }
         loop {
-            let f = ready!(self.queue.poll_pop(Some(cx)));
-            let Some(f) = f else {
+            let Some((f, emptied)) = ready!(self.queue.poll_pop(Some(cx))) else {
                 return Poll::Ready(None);
             };
             if self.taken(&f) {
-                return Poll::Ready(Some(f));
+                return Poll::Ready(Some((f, emptied)));
             }
         }
     }
@@ -287,7 +295,7 @@ impl Outbox {
             let Poll::Ready(f) = self.queue.poll_pop(None) else {
                 return None;
             };
-            let f = f?;
+            let (f, _) = f?;
             if self.taken(&f) {
                 return Some(f);
             }

@@ -177,7 +177,11 @@ impl WsConn {
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, ReadError>> {
         loop {
-            if let Some(m) = self.decoder.next_message().map_err(ReadError::Ws)? {
+            // Most polls find the decoder empty (a recipient of broadcasts that sends nothing): it has
+            // no message to give then.
+            if self.decoder.buffered() > 0
+                && let Some(m) = self.decoder.next_message().map_err(ReadError::Ws)?
+            {
                 return Poll::Ready(Ok(m));
             }
             match ready!(self.poll_fill(cx)) {
@@ -471,23 +475,32 @@ impl Driver {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        // Once reading found nothing, the stream has this task's waker: it is not asked again in this
+        // wake (each ask takes the registration's lock), since new data wakes the task anyway.
+        let mut read_blocked = false;
         for _ in 0..ROUNDS_PER_WAKE {
             // The session's end is checked first: a closed session stops reading and writing at once.
             // `finish` wakes the task through the queue, where the write side keeps its waker.
             if self.socket.is_finished() {
                 return Poll::Ready(End::Closed);
             }
-            let read = match self.poll_read(cx) {
-                Poll::Ready(Ok(())) => true,
+            let read = !read_blocked
+                && match self.poll_read(cx) {
+                    Poll::Ready(Ok(())) => true,
+                    Poll::Ready(Err(end)) => return Poll::Ready(end),
+                    Poll::Pending => {
+                        read_blocked = true;
+                        false
+                    }
+                };
+            // Another round only for a write that may have left frames in the queue: one that emptied
+            // it registered this task for the next frame already.
+            let more = match self.poll_write(cx) {
+                Poll::Ready(Ok(more)) => more,
                 Poll::Ready(Err(end)) => return Poll::Ready(end),
                 Poll::Pending => false,
             };
-            let wrote = match self.poll_write(cx) {
-                Poll::Ready(Ok(())) => true,
-                Poll::Ready(Err(end)) => return Poll::Ready(end),
-                Poll::Pending => false,
-            };
-            if !read && !wrote {
+            if !read && !more {
                 // The write side registered this task with the queue, which `finish` wakes; a close
                 // that came before that registration is seen here.
                 if self.socket.is_finished() {
@@ -554,16 +567,20 @@ impl Driver {
         Poll::Ready(Ok(()))
     }
 
-    /// Encodes what the session queued (up to a batch) and writes it; `Pending` when there is nothing
-    /// to write or the connection cannot take more now.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+    /// Encodes what the session queued (up to a batch) and writes it. `Ready(Ok(more))` once written,
+    /// where `more` says that the queue may hold more (else it was emptied and this task is registered
+    /// for its next frame); `Pending` when there is nothing to write or the connection cannot take more
+    /// now.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, End>> {
+        // What was encoded before and not written yet: the queue was not looked at.
+        let mut more = true;
         if !self.ws.has_output() {
             if self.graceful {
                 return Poll::Ready(Err(End::Graceful));
             }
             let mut n = 0;
             while n < MAX_BATCH {
-                let f = match self.outbox.poll_recv(cx) {
+                let (f, emptied) = match self.outbox.poll_recv(cx) {
                     Poll::Ready(Some(f)) => f,
                     Poll::Ready(None) => {
                         if n == 0 {
@@ -571,7 +588,10 @@ impl Driver {
                         }
                         break;
                     }
-                    Poll::Pending => break,
+                    Poll::Pending => {
+                        more = false;
+                        break;
+                    }
                 };
                 if f.packet_type() == PacketType::Close {
                     self.graceful = true;
@@ -583,6 +603,10 @@ impl Driver {
                     return Poll::Ready(Err(End::WriteFailed));
                 }
                 n += 1;
+                if emptied {
+                    more = false;
+                    break;
+                }
             }
             if !self.ws.has_output() {
                 return if self.graceful {
@@ -593,7 +617,7 @@ impl Driver {
             }
         }
         match self.ws.poll_write_out(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(more || self.graceful)),
             Poll::Ready(Err(_)) => Poll::Ready(Err(End::WriteFailed)),
             Poll::Pending => {
                 // Blocked on the peer: the session's end must still wake this task.
