@@ -478,6 +478,9 @@ impl Driver {
         // Once reading found nothing, the stream has this task's waker: it is not asked again in this
         // wake (each ask takes the registration's lock), since new data wakes the task anyway.
         let mut read_blocked = false;
+        // Likewise once a write emptied the queue: a frame queued since woke the task, which polls it
+        // again. Reading a packet clears it (the handler's frames wake nobody; see `poll_read`).
+        let mut write_idle = false;
         for _ in 0..ROUNDS_PER_WAKE {
             // The session's end is checked first: a closed session stops reading and writing at once.
             // `finish` wakes the task through the queue, where the write side keeps its waker.
@@ -486,7 +489,10 @@ impl Driver {
             }
             let read = !read_blocked
                 && match self.poll_read(cx) {
-                    Poll::Ready(Ok(())) => true,
+                    Poll::Ready(Ok(())) => {
+                        write_idle = false;
+                        true
+                    }
                     Poll::Ready(Err(end)) => return Poll::Ready(end),
                     Poll::Pending => {
                         read_blocked = true;
@@ -495,11 +501,19 @@ impl Driver {
                 };
             // Another round only for a write that may have left frames in the queue: one that emptied
             // it registered this task for the next frame already.
-            let more = match self.poll_write(cx) {
-                Poll::Ready(Ok(more)) => more,
-                Poll::Ready(Err(end)) => return Poll::Ready(end),
-                Poll::Pending => false,
-            };
+            let more = !write_idle
+                && match self.poll_write(cx) {
+                    Poll::Ready(Ok(more)) => {
+                        write_idle = !more;
+                        more
+                    }
+                    Poll::Ready(Err(end)) => return Poll::Ready(end),
+                    // Nothing queued, or the peer takes no more for now: registered either way.
+                    Poll::Pending => {
+                        write_idle = true;
+                        false
+                    }
+                };
             if !read && !more {
                 // The write side registered this task with the queue, which `finish` wakes; a close
                 // that came before that registration is seen here.
