@@ -532,7 +532,15 @@ impl Io {
 
     /// The namespace `name`, created if needed (`io.of("/chat")`).
     pub fn of(&self, name: &str) -> Namespace {
-        let name = ferrio_proto::socket::normalize_namespace(name).into_owned();
+        let name = ferrio_proto::socket::normalize_namespace(name);
+        // An existing one is found without copying its name (`io.to(room)` comes through here for
+        // every broadcast on the main namespace).
+        if let Some(inner) = self.inner.nsps.get(&*name) {
+            return Namespace {
+                inner: inner.clone(),
+            };
+        }
+        let name = name.into_owned();
         let mut created = false;
         let inner = self
             .inner
