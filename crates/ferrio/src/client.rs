@@ -27,9 +27,6 @@ pub(crate) struct Client {
     decoder: Mutex<Box<dyn PacketDecoder>>,
     sockets: Mutex<Sockets>,
     joined: AtomicBool,
-    /// The connection was closed for a protocol violation: what the client sends until the close
-    /// reaches it is ignored (a CONNECT right behind a duplicate one must not make a socket again).
-    rejected: AtomicBool,
     /// The socket whose event queue was full when the last message arrived.
     overflowing: Mutex<Option<Socket>>,
 }
@@ -97,7 +94,6 @@ impl Client {
             decoder: Mutex::new(decoder),
             sockets: Mutex::new(Sockets::default()),
             joined: AtomicBool::new(false),
-            rejected: AtomicBool::new(false),
             overflowing: Mutex::new(None),
         })
     }
@@ -111,9 +107,10 @@ impl Client {
         self.conn.close();
     }
 
-    /// Closes the connection for a protocol violation ("forced server close").
+    /// Closes the connection for a protocol violation ("forced server close"). What the client still
+    /// sends is ignored from here on: the session stops handing messages over once it is closing (a
+    /// CONNECT right behind a duplicate one must not make a socket again).
     fn reject(&self) {
-        self.rejected.store(true, Ordering::Release);
         let sockets: Vec<_> = self.sockets.lock().all();
         for s in sockets {
             s.on_close(DisconnectReason::ForcedServerClose);
@@ -133,9 +130,6 @@ impl Client {
 
     /// Handles one Engine.IO message.
     pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
-        if self.rejected.load(Ordering::Acquire) {
-            return;
-        }
         let decoded = self.decoder.lock().decode(data);
         let packet = match decoded {
             Ok(Some(p)) => p,
