@@ -1,8 +1,9 @@
 //! The connection under a client's sockets: an Engine.IO session and the parser that encodes for it.
 
 use std::sync::Arc;
-
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use ferrio_proto::engine::{Frame, Protocol, TransportKind};
 use ferrio_proto::socket::{Encoded, Packet, Parser};
@@ -48,12 +49,20 @@ impl Conn {
 
     /// Writes pre-encoded frames; returns false when the connection refused them.
     pub(crate) fn write(&self, encoded: &Encoded, volatile: bool) -> bool {
-        self.write_with(encoded, volatile, true)
+        self.write_with(encoded.head.clone(), &encoded.attachments, volatile, true)
     }
 
-    /// Writes pre-encoded frames; with `compress` false (`compress(false)`), a websocket sends them
-    /// uncompressed.
-    pub(crate) fn write_with(&self, encoded: &Encoded, volatile: bool, compress: bool) -> bool {
+    /// Writes a packet's frames (its head, then its attachments); with `compress` false
+    /// (`compress(false)`), a websocket sends them uncompressed. The head is taken by value: a packet
+    /// encoded for this connection alone is queued without sharing its bytes (which would cost an
+    /// allocation).
+    pub(crate) fn write_with(
+        &self,
+        head: Frame,
+        attachments: &[Bytes],
+        volatile: bool,
+        compress: bool,
+    ) -> bool {
         // Only a websocket compresses; on polling the marker would be skipped for nothing.
         if !compress
             && self.session.engine.config.per_message_deflate.is_some()
@@ -71,14 +80,13 @@ impl Conn {
         }
         if volatile {
             // All or nothing: attachments must follow their head, so only the head may be dropped.
-            if !self.session.send_frame_volatile(encoded.head.clone()) {
+            if !self.session.send_frame_volatile(head) {
                 return false;
             }
-        } else if self.session.send_frame(encoded.head.clone()).is_err() {
+        } else if self.session.send_frame(head).is_err() {
             return false;
         }
-        encoded
-            .attachments
+        attachments
             .iter()
             .all(|a| self.session.send_frame(Frame::Binary(a.clone())).is_ok())
     }

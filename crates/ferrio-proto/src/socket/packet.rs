@@ -182,11 +182,55 @@ fn write_header(out: &mut String, ty: PacketType, attachments: usize, nsp: &str,
 
 /// Encodes `packet` with the default JSON parser.
 ///
-/// The header (written for no attachments, by far the common case) and the body go into one buffer
-/// sized for a small packet, which becomes the frame without a copy; only a packet that turns out to
-/// carry binary attachments gets its header rewritten. (Writing the body into a growing `String` and
-/// copying it behind the header cost several reallocations per packet on the echo path.)
+/// The header (written for no attachments, by far the common case) and the body go into one buffer;
+/// only a packet that turns out to carry binary attachments gets its header rewritten. (Writing the
+/// body into a growing `String` and copying it behind the header cost several reallocations per packet
+/// on the echo path.) A small packet is written into a buffer kept by the thread and copied out at its
+/// exact size: one allocation for the frame, where a `String` with room to spare needs a second one
+/// when it becomes shared bytes.
 pub fn encode(packet: &Packet) -> Encoded {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            let attachments = write_packet(&mut out, packet);
+            if out.len() <= SCRATCH_KEEP {
+                Encoded {
+                    head: Frame::Text(bytestring::ByteString::from(out.as_str())),
+                    attachments,
+                }
+            } else {
+                // Large: handed over as it is rather than copied (and not kept by the thread).
+                let mut big = std::mem::take(&mut *out);
+                trim_spare(&mut big);
+                Encoded {
+                    head: Frame::Text(big.into()),
+                    attachments,
+                }
+            }
+        }
+        // Not reached in practice (encoding calls no code of the application); kept safe anyway.
+        Err(_) => {
+            let mut out = String::with_capacity(64);
+            let attachments = write_packet(&mut out, packet);
+            trim_spare(&mut out);
+            Encoded {
+                head: Frame::Text(out.into()),
+                attachments,
+            }
+        }
+    })
+}
+
+thread_local! {
+    /// Where [`encode`] writes small packets.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The largest packet [`encode`] copies out of its scratch buffer (and so the most that buffer keeps).
+const SCRATCH_KEEP: usize = 4096;
+
+/// Writes `packet` into `out` (empty); returns its binary attachments.
+fn write_packet(out: &mut String, packet: &Packet) -> Vec<Bytes> {
     let mut attachments = Vec::new();
     let (ty, nsp, id, data): (PacketType, &str, Option<u64>, Body<'_>) = match packet {
         Packet::Connect { nsp, data } => {
@@ -204,13 +248,12 @@ pub fn encode(packet: &Packet) -> Encoded {
             (PacketType::ConnectError, nsp, None, Body::Data(Some(data)))
         }
     };
-    let mut out = String::with_capacity(64);
-    write_header(&mut out, ty, 0, nsp, id);
+    write_header(out, ty, 0, nsp, id);
     let header_len = out.len();
     match data {
-        Body::Data(Some(d)) => d.write_json(&mut out, &mut attachments),
+        Body::Data(Some(d)) => d.write_json(out, &mut attachments),
         Body::Data(None) => {}
-        Body::Array(event, args) => write_array(&mut out, event, args, &mut attachments),
+        Body::Array(event, args) => write_array(out, event, args, &mut attachments),
     }
     if !attachments.is_empty() {
         let ty = match ty {
@@ -221,22 +264,11 @@ pub fn encode(packet: &Packet) -> Encoded {
         let mut with_count = String::with_capacity(out.len() + 8);
         write_header(&mut with_count, ty, attachments.len(), nsp, id);
         with_count.push_str(&out[header_len..]);
-        out = with_count;
+        *out = with_count;
     }
-    trim_spare(&mut out);
-    Encoded {
-        head: Frame::Text(out.into()),
-        attachments,
-    }
+    attachments
 }
 
-/// The frame keeps the buffer's whole allocation for as long as it sits in any recipient's queue, and a
-/// buffer grown by doubling may be up to half empty: a slow client then holds about twice its byte
-/// budget. A large spare is dropped by copying the packet into an exact allocation; a shrinking realloc
-/// would leave the freed tail as a hole between queued frames that the next (larger) buffers cannot use,
-/// so the memory would stay resident. Small packets, whose spare is a few dozen bytes of the first 64,
-/// are left alone (no copy on the common path).
-#[inline]
 fn trim_spare(out: &mut String) {
     let spare = out.capacity() - out.len();
     if spare > 256 && spare > out.len() / 8 {

@@ -520,7 +520,8 @@ impl Socket {
             return Err(EmitError::Disconnected);
         }
         let conn = &self.inner.conn;
-        if conn.write_with(&conn.encode(packet), volatile, compress) {
+        let encoded = conn.encode(packet);
+        if conn.write_with(encoded.head, &encoded.attachments, volatile, compress) {
             Ok(())
         } else {
             Err(EmitError::Disconnected)
@@ -587,9 +588,12 @@ impl Socket {
         encoded: &ferrio_proto::socket::Encoded,
         flags: &crate::adapter::BroadcastFlags,
     ) -> bool {
-        self.inner
-            .conn
-            .write_with(encoded, flags.volatile, flags.compress.unwrap_or(true))
+        self.inner.conn.write_with(
+            encoded.head.clone(),
+            &encoded.attachments,
+            flags.volatile,
+            flags.compress.unwrap_or(true),
+        )
     }
 
     /// Registers a broadcast ack (same id for every recipient, encoded once).
