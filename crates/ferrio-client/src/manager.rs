@@ -321,7 +321,7 @@ impl ManagerInner {
         let Some(sender) = &st.sender else {
             return false;
         };
-        for frame in encoded.frames() {
+        for frame in encoded.into_frames() {
             if sender.send(frame).is_err() {
                 return false;
             }

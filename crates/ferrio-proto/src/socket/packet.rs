@@ -161,6 +161,12 @@ impl Encoded {
         std::iter::once(self.head.clone())
             .chain(self.attachments.iter().cloned().map(Frame::Binary))
     }
+
+    /// The Engine.IO frames to send, in order, taken rather than shared: for a packet encoded for one
+    /// connection (sharing the head's bytes would cost an allocation).
+    pub fn into_frames(self) -> impl Iterator<Item = Frame> {
+        std::iter::once(self.head).chain(self.attachments.into_iter().map(Frame::Binary))
+    }
 }
 
 fn write_header(out: &mut String, ty: PacketType, attachments: usize, nsp: &str, id: Option<u64>) {
