@@ -127,7 +127,13 @@ where
         }
         if self.engine.matches(req.uri().path()) {
             let engine = self.engine.clone();
-            Box::pin(async move { Ok(engine.handle(req).await.map(Either::Left)) })
+            let (mut parts, body) = req.into_parts();
+            Box::pin(async move {
+                Ok(engine
+                    .handle_parts(&mut parts, body)
+                    .await
+                    .map(Either::Left))
+            })
         } else {
             // The clone that was polled ready serves this call; the fresh clone waits for the next one.
             let clone = self.inner.clone();

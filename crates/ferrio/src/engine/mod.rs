@@ -276,8 +276,26 @@ impl Engine {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (mut parts, body) = req.into_parts();
-        let mut cors_headers = HeaderMap::new();
-        if let Some(origin) = parts.headers.get(header::ORIGIN).cloned() {
+        self.handle_parts(&mut parts, body).await
+    }
+
+    /// [`Engine::handle`] for a request already split, whose parts the caller keeps: the future then
+    /// holds neither the request nor a second copy of its parts (it is boxed once per request, and
+    /// small blocks are the allocator's cheap ones).
+    pub(crate) async fn handle_parts<B>(
+        &self,
+        parts: &mut http::request::Parts,
+        body: B,
+    ) -> Response<EngineBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // Boxed: only cross-origin requests have them, and the map would take room in every request's
+        // future.
+        let mut cors_headers: Option<Box<HeaderMap>> = None;
+        if let Some(origin) = parts.headers.get(header::ORIGIN) {
             // Reject origins with bytes a header may not carry before anything echoes them.
             if origin.to_str().is_err() {
                 return finish(RequestError::BadRequest.into_response());
@@ -293,23 +311,31 @@ impl Engine {
                 {
                     let mut res = Response::new(Bytes::new());
                     *res.status_mut() = StatusCode::NO_CONTENT;
-                    cors.apply_preflight(&origin, &parts.headers, res.headers_mut());
+                    cors.apply_preflight(origin, &parts.headers, res.headers_mut());
                     res.headers_mut()
                         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                     return finish(res);
                 }
-                cors.apply(&origin, &mut cors_headers);
+                // A copy of the origin, not a slice of hyper's read buffer: a poll may keep these
+                // headers for a whole wait (see `polling::own_request_bytes`).
+                let origin = HeaderValue::from_bytes(origin.as_bytes())
+                    .unwrap_or(HeaderValue::from_static(""));
+                let mut headers = Box::new(HeaderMap::new());
+                cors.apply(&origin, &mut headers);
+                cors_headers = Some(headers);
             }
         }
-        let mut res = match self.dispatch(&mut parts, body).await {
+        let mut res = match self.dispatch(parts, body).await {
             Ok(res) => res,
             Err(e) => {
                 tracing::debug!(uri = %parts.uri, error = %e, "request refused");
                 e.into_response()
             }
         };
-        for (k, v) in cors_headers.iter() {
-            res.headers_mut().append(k, v.clone());
+        if let Some(cors_headers) = cors_headers {
+            for (k, v) in cors_headers.iter() {
+                res.headers_mut().append(k, v.clone());
+            }
         }
         finish(res)
     }
