@@ -4,13 +4,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, RemoteAddr};
@@ -127,7 +130,13 @@ where
         }
         if self.engine.matches(req.uri().path()) {
             let engine = self.engine.clone();
-            Box::pin(async move { Ok(engine.handle(req).await.map(Either::Left)) })
+            let (mut parts, body) = req.into_parts();
+            Box::pin(async move {
+                Ok(engine
+                    .handle_parts(&mut parts, body)
+                    .await
+                    .map(Either::Left))
+            })
         } else {
             // The clone that was polled ready serves this call; the fresh clone waits for the next one.
             let clone = self.inner.clone();
@@ -233,7 +242,10 @@ where
     let io = AnswerIo::new(io, watch.clone());
     let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(RemoteAddr(peer));
-        req.extensions_mut().insert(watch.clone());
+        // Only a GET can be a poll whose answer is watched; every extension costs an allocation.
+        if req.method() == http::Method::GET {
+            req.extensions_mut().insert(watch.clone());
+        }
         let mut service = service.clone();
         async move {
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
@@ -241,21 +253,125 @@ where
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(ConnTimer::default())
         // Slow-header clients are cut off instead of holding a connection forever.
         .header_read_timeout(header_read_timeout)
         .max_buf_size(64 * 1024)
+        .writev(false)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut shutdown = std::pin::pin!(shutdown);
-    tokio::select! {
-        r = conn.as_mut() => return r,
-        () = &mut shutdown => {}
+    // `shutdown` is polled only when its own waker fired, not at every wake of the connection (each
+    // read, each answer): a watch or a notify re-registers its waiter under a lock at every poll.
+    let gate = Arc::new(ShutdownGate {
+        woken: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
+    let shutdown_waker = Waker::from(gate.clone());
+    let shut = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        gate.task.register(cx.waker());
+        if gate.woken.swap(false, Ordering::AcqRel)
+            && shutdown
+                .as_mut()
+                .poll(&mut Context::from_waker(&shutdown_waker))
+                .is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Some(r) = shut {
+        return r;
     }
     conn.as_mut().graceful_shutdown();
     conn.await
 }
+
+/// The waker of a connection's `shutdown` future: notes that it is worth polling again, and wakes the
+/// connection's task.
+struct ShutdownGate {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ShutdownGate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// hyper's timer for one connection. hyper times the read of each request's head (`header_read_timeout`)
+/// with a new sleep, dropped once the head is read: with tokio's timer that is a registration with the
+/// runtime's timer wheel and a removal for every request. Here the sleeps of a connection share one
+/// runtime timer, which a later deadline only pushes back (an atomic store while it is registered).
+#[derive(Clone, Default)]
+struct ConnTimer(Arc<SharedSleep>);
+
+/// The runtime timer of a connection, made when first needed.
+type SharedSleep = parking_lot::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>;
+
+impl hyper::rt::Timer for ConnTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(std::time::Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        // Only one sleep at a time can own the shared timer (hyper's HTTP/1 server has only the one);
+        // another while it lives gets a timer of its own.
+        let shared = (Arc::strong_count(&self.0) == 1).then(|| self.0.clone());
+        Box::pin(ConnSleep {
+            shared,
+            own: None,
+            deadline: deadline.into(),
+        })
+    }
+}
+
+/// A sleep of a [`ConnTimer`].
+struct ConnSleep {
+    /// The connection's timer, when this sleep owns it.
+    shared: Option<Arc<SharedSleep>>,
+    /// Otherwise a timer of its own, made when first polled.
+    own: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Future for ConnSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let deadline = this.deadline;
+        let arm = |slot: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context<'_>| {
+            let sleep = match slot {
+                Some(sleep) => {
+                    if sleep.deadline() != deadline {
+                        sleep.as_mut().reset(deadline);
+                    }
+                    sleep
+                }
+                None => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            sleep.as_mut().poll(cx)
+        };
+        match &this.shared {
+            Some(shared) => arm(&mut shared.lock(), cx),
+            None => arm(&mut this.own, cx),
+        }
+    }
+}
+
+impl hyper::rt::Sleep for ConnSleep {}
 
 /// Binds `addr` and serves the engine alone (404 for every other path).
 pub async fn listen(addr: impl tokio::net::ToSocketAddrs, engine: Engine) -> std::io::Result<()> {

@@ -148,23 +148,69 @@ struct Query<'a> {
 impl<'a> Query<'a> {
     fn parse(query: Option<&'a str>) -> Self {
         let mut q = Query::default();
-        for pair in query.unwrap_or("").split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            // The first occurrence wins, so a repeated key cannot swap a value after it was checked.
-            let slot = match k {
-                "EIO" => &mut q.eio,
-                "transport" => &mut q.transport,
-                "sid" => &mut q.sid,
-                "b64" => &mut q.b64,
-                "j" => &mut q.j,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v);
+        let query = query.unwrap_or("");
+        // Cut at each `&`, and at the first `=` of each pair. Every request runs this: the delimiters
+        // are found eight bytes at a time (`split` and its char searchers cost more than the whole
+        // parse should). Both are ASCII, so the cuts are char boundaries.
+        let bytes = query.as_bytes();
+        let (mut start, mut eq, mut at) = (0, None, 0);
+        while let Some(i) = next_delimiter(bytes, at) {
+            if bytes[i] == b'&' {
+                q.take(query, start, eq, i);
+                start = i + 1;
+                eq = None;
+            } else if eq.is_none() {
+                eq = Some(i);
             }
+            at = i + 1;
         }
+        q.take(query, start, eq, query.len());
         q
     }
+
+    /// Records the pair `query[start..end]`, whose first `=` is at `eq`.
+    #[inline(always)]
+    fn take(&mut self, query: &'a str, start: usize, eq: Option<usize>, end: usize) {
+        let (k, v) = match eq {
+            Some(eq) => (&query[start..eq], &query[eq + 1..end]),
+            None => (&query[start..end], ""),
+        };
+        // The first occurrence wins, so a repeated key cannot swap a value after it was checked.
+        let slot = match k {
+            "EIO" => &mut self.eio,
+            "transport" => &mut self.transport,
+            "sid" => &mut self.sid,
+            "b64" => &mut self.b64,
+            "j" => &mut self.j,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(v);
+        }
+    }
+}
+
+/// The position of the first `&` or `=` in `bytes` from `from` on. Eight bytes at a time: a byte
+/// equal to the delimiter is a zero byte of `word ^ delimiter`, found with the usual bit trick (whose
+/// lowest flagged byte is always a true zero).
+fn next_delimiter(bytes: &[u8], mut from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    while let Some(chunk) = bytes.get(from..from + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = zero_bytes(word ^ (ONES * u64::from(b'&')))
+            | zero_bytes(word ^ (ONES * u64::from(b'=')));
+        if found != 0 {
+            return Some(from + (found.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    bytes
+        .get(from..)?
+        .iter()
+        .position(|&b| b == b'&' || b == b'=')
+        .map(|i| from + i)
 }
 
 /// 128 bits from the OS CSPRNG, base64url without padding (22 characters).
@@ -230,8 +276,26 @@ impl Engine {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (mut parts, body) = req.into_parts();
-        let mut cors_headers = HeaderMap::new();
-        if let Some(origin) = parts.headers.get(header::ORIGIN).cloned() {
+        self.handle_parts(&mut parts, body).await
+    }
+
+    /// [`Engine::handle`] for a request already split, whose parts the caller keeps: the future then
+    /// holds neither the request nor a second copy of its parts (it is boxed once per request, and
+    /// small blocks are the allocator's cheap ones).
+    pub(crate) async fn handle_parts<B>(
+        &self,
+        parts: &mut http::request::Parts,
+        body: B,
+    ) -> Response<EngineBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // Boxed: only cross-origin requests have them, and the map would take room in every request's
+        // future.
+        let mut cors_headers: Option<Box<HeaderMap>> = None;
+        if let Some(origin) = parts.headers.get(header::ORIGIN) {
             // Reject origins with bytes a header may not carry before anything echoes them.
             if origin.to_str().is_err() {
                 return finish(RequestError::BadRequest.into_response());
@@ -247,23 +311,31 @@ impl Engine {
                 {
                     let mut res = Response::new(Bytes::new());
                     *res.status_mut() = StatusCode::NO_CONTENT;
-                    cors.apply_preflight(&origin, &parts.headers, res.headers_mut());
+                    cors.apply_preflight(origin, &parts.headers, res.headers_mut());
                     res.headers_mut()
                         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                     return finish(res);
                 }
-                cors.apply(&origin, &mut cors_headers);
+                // A copy of the origin, not a slice of hyper's read buffer: a poll may keep these
+                // headers for a whole wait (see `polling::own_request_bytes`).
+                let origin = HeaderValue::from_bytes(origin.as_bytes())
+                    .unwrap_or(HeaderValue::from_static(""));
+                let mut headers = Box::new(HeaderMap::new());
+                cors.apply(&origin, &mut headers);
+                cors_headers = Some(headers);
             }
         }
-        let mut res = match self.dispatch(&mut parts, body).await {
+        let mut res = match self.dispatch(parts, body).await {
             Ok(res) => res,
             Err(e) => {
                 tracing::debug!(uri = %parts.uri, error = %e, "request refused");
                 e.into_response()
             }
         };
-        for (k, v) in cors_headers.iter() {
-            res.headers_mut().append(k, v.clone());
+        if let Some(cors_headers) = cors_headers {
+            for (k, v) in cors_headers.iter() {
+                res.headers_mut().append(k, v.clone());
+            }
         }
         finish(res)
     }
@@ -468,6 +540,50 @@ mod tests {
         );
         assert_eq!(Query::parse(None), Query::default());
         assert_eq!(Query::parse(Some("transport")).transport, Some(""));
+        assert_eq!(Query::parse(Some("")), Query::default());
+        assert_eq!(Query::parse(Some("&&sid=a=b&")).sid, Some("a=b"));
+        assert_eq!(Query::parse(Some("sid=&EIO=3")).sid, Some(""));
+        assert_eq!(Query::parse(Some("sid=&EIO=3")).eio, Some("3"));
+        assert_eq!(Query::parse(Some("x=é&j=1")).j, Some("1"));
+        let long = "EIO=4&transport=polling&t=PZ3x1a&sid=AbCdEfGhIjKlMnOpQrStUv&b64=1";
+        let q = Query::parse(Some(long));
+        assert_eq!(
+            (q.eio, q.transport, q.sid, q.b64),
+            (
+                Some("4"),
+                Some("polling"),
+                Some("AbCdEfGhIjKlMnOpQrStUv"),
+                Some("1")
+            )
+        );
+    }
+
+    #[test]
+    fn delimiters_at_every_offset() {
+        // Against the plain scan, with the delimiter at each position of an eight-byte word and
+        // bytes that only look like it in the word (0x26 and 0x3d with the high bit set, 0xa6/0xbd).
+        for len in 0..40 {
+            for at in 0..len {
+                for d in [b'&', b'='] {
+                    let mut b = vec![0xa6u8; len];
+                    b[at] = d;
+                    if at + 1 < len {
+                        b[at + 1] = 0xbd;
+                    }
+                    for from in 0..=len {
+                        let plain = b[from..]
+                            .iter()
+                            .position(|&c| c == b'&' || c == b'=')
+                            .map(|i| from + i);
+                        assert_eq!(
+                            next_delimiter(&b, from),
+                            plain,
+                            "len {len} at {at} from {from}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -187,7 +187,8 @@ impl FrameQueue {
         drop(frames);
     }
 
-    /// Wakes the writer waiting for frames (the session closed: it stops at its next check).
+    /// Wakes the writer waiting for frames: the session closed, or a pending poll must answer now (an
+    /// upgrade under way). The writer looks at the session's state at its next wake.
     fn wake_writer(&self) {
         let waker = self.state.lock().waker.take();
         if let Some(w) = waker {
@@ -244,19 +245,6 @@ fn is_uncompressed_marker(f: &Frame) -> bool {
 }
 
 impl Outbox {
-    pub(crate) async fn recv(&mut self) -> Option<Frame> {
-        self.uncompressed = false;
-        if let Some(f) = self.carry.take() {
-            return Some(f);
-        }
-        loop {
-            let (f, _) = std::future::poll_fn(|cx| self.queue.poll_pop(Some(cx))).await?;
-            if self.taken(&f) {
-                return Some(f);
-            }
-        }
-    }
-
     /// The next frame, and whether the queue is empty after it (the writer's waker is then registered
     /// for the next one); or `Pending` with the writer's waker registered.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Frame, bool)>> {
@@ -341,8 +329,6 @@ pub struct Socket {
     outbox: Mutex<Option<Outbox>>,
     /// Signalled each time a poll hands the outbox back.
     outbox_returned: Notify,
-    /// Wakes the pending poll so that it answers at once (upgrade under way).
-    pub(crate) poll_release: Notify,
     /// This session, for the engine's timers (which hold it weakly).
     me: Weak<Socket>,
     /// Its place among the engine's timers: a serial number, and the deadline filed there, if any.
@@ -424,7 +410,6 @@ impl Socket {
                 uncompressed: false,
             })),
             outbox_returned: Notify::new(),
-            poll_release: Notify::new(),
             me: me.clone(),
             serial,
             filed: Mutex::new(None),
@@ -724,7 +709,7 @@ impl Socket {
             // The poll holding it answers at once once released; it checks the state first, so a poll
             // arriving after this notification does not wait either.
             let returned = self.outbox_returned.notified();
-            self.poll_release.notify_waiters();
+            self.queue.wake_writer();
             tokio::select! {
                 _ = returned => {}
                 () = self.closed() => return None,
@@ -750,7 +735,7 @@ impl Socket {
         let outcome = self.state.lock().on_probe_packet(packet);
         if outcome == ferrio_proto::engine::ProbeOutcome::SendProbePong {
             // End the pending poll so the client can pause polling and send the upgrade packet.
-            self.poll_release.notify_waiters();
+            self.queue.wake_writer();
         }
         if outcome != ferrio_proto::engine::ProbeOutcome::SendProbePong {
             self.upgrade_cancel.lock().take();

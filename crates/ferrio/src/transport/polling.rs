@@ -1,8 +1,10 @@
 //! HTTP long-polling: a GET waits for packets (the session's writer while it lasts), a POST delivers them.
 
 use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use ferrio_proto::engine::{CloseReason, Frame, PacketType, Protocol};
@@ -10,7 +12,6 @@ use flate2::Compression;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use http_body_util::BodyExt;
 
 use super::delivery::AnswerWatch;
 use super::payload::{PollPayload, decode_post, mark_binary};
@@ -67,25 +68,40 @@ pub(crate) async fn poll(
     let config = &socket.engine.config;
     let mut payload = PollPayload::new(socket, config.max_http_buffer_size);
     let mut delivered_close = false;
+    // The encoding the client accepts, read before a wait that releases the request's headers.
+    let mut accepted: Option<Option<&'static str>> = None;
     {
         let outbox = guard.outbox.as_mut().expect("set above");
-        let release = socket.poll_release.notified();
-        let mut release = std::pin::pin!(release);
-        // Registered before the check, so a release between the two is not missed.
-        release.as_mut().enable();
         let first = if socket.poll_must_not_wait() {
             Some(outbox.try_recv().unwrap_or_else(Frame::noop))
         } else if let Some(f) = outbox.try_recv() {
             Some(f)
         } else {
-            // About to wait, maybe for a whole ping interval.
-            own_request_bytes(parts);
-            tokio::select! {
-                biased;
-                f = outbox.recv() => f,
-                () = socket.closed() => None,
-                _ = release => Some(outbox.try_recv().unwrap_or_else(Frame::noop)),
+            // About to wait, maybe for a whole ping interval: the request must not pin hyper's read
+            // buffer meanwhile (see `own_request_bytes`). Without a headers hook nothing after the
+            // wait reads the request but compression, so its bytes are dropped instead of copied.
+            if config.headers.is_none() {
+                accepted = Some(accepted_encoding(config, parts));
+                release_request_bytes(parts);
+            } else {
+                own_request_bytes(parts);
             }
+            // One waker, the queue's: the session's end and a release (upgrade under way) wake the
+            // writer too, so the wait registers nowhere else. Each is checked after the waker is
+            // registered, so one happening in between is not missed.
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(f) = outbox.poll_recv(cx) {
+                    return Poll::Ready(f.map(|(f, _)| f));
+                }
+                if socket.is_finished() {
+                    return Poll::Ready(None);
+                }
+                if socket.poll_must_not_wait() {
+                    return Poll::Ready(Some(outbox.try_recv().unwrap_or_else(Frame::noop)));
+                }
+                Poll::Pending
+            })
+            .await
         };
         match first {
             Some(f) => {
@@ -121,11 +137,15 @@ pub(crate) async fn poll(
     let body = payload.finish(socket);
     let binary = body.binary;
     let body = body.body;
-    let mut res = match config
+    let encoding = match config
         .http_compression
         .filter(|c| body.len() >= c.threshold)
     {
-        Some(_) => compress(body, parts),
+        Some(_) => accepted.unwrap_or_else(|| accepted_encoding(config, parts)),
+        None => None,
+    };
+    let mut res = match encoding {
+        Some(encoding) => compress(body, encoding),
         None => payload_response(body),
     };
     mark_binary(&mut res, binary);
@@ -135,6 +155,24 @@ pub(crate) async fn poll(
         watch.arm(socket.clone(), res.body().len());
     }
     Ok(res)
+}
+
+/// The encoding a poll answer may be compressed with: none when compression is off.
+fn accepted_encoding(config: &crate::engine::EngineConfig, parts: &Parts) -> Option<&'static str> {
+    config.http_compression?;
+    parts
+        .headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| pick_encoding(v.as_bytes()))
+}
+
+/// Drops the request's URI and headers, slices of hyper's read buffer, for a poll about to wait when
+/// nothing will read them again: cheaper than copying them (`own_request_bytes`), which a headers hook
+/// needs. The URI left in their place is `/`; only an error answer logs it, and a poll that waited
+/// answers with a payload.
+fn release_request_bytes(parts: &mut Parts) {
+    parts.headers = HeaderMap::new();
+    parts.uri = http::Uri::default();
 }
 
 /// Copies the request's URI and headers out of hyper's read buffer, of which they are slices: a poll
@@ -162,15 +200,8 @@ fn own_request_bytes(parts: &mut Parts) {
     }
 }
 
-/// Compresses with gzip or deflate when the client accepts one of them.
-fn compress(body: Bytes, parts: &Parts) -> Response<Bytes> {
-    let Some(encoding) = parts
-        .headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| pick_encoding(v.as_bytes()))
-    else {
-        return payload_response(body);
-    };
+/// Compresses with `encoding` (gzip or deflate, see `pick_encoding`).
+fn compress(body: Bytes, encoding: &'static str) -> Response<Bytes> {
     let compressed = match encoding {
         "gzip" => {
             let mut e = flate2::write::GzEncoder::new(
@@ -264,35 +295,18 @@ where
         return Err(RequestError::PayloadTooLarge);
     }
 
-    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
-    let mut body = std::pin::pin!(body);
-    loop {
-        let frame = tokio::select! {
-            f = tokio::time::timeout(config.body_read_timeout, body.frame()) => f,
-            () = socket.closed() => return Err(RequestError::BadRequest),
-        };
-        let frame = match frame {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(None) => break,
-            Ok(Some(Err(_))) | Err(_) => {
-                socket.close_with(CloseReason::TransportError);
-                return Err(RequestError::BadRequest);
-            }
-        };
-        if let Ok(mut data) = frame.into_data() {
-            use bytes::Buf;
-            if buf.len() + data.remaining() > limit {
-                socket.close_with(CloseReason::TransportError);
-                return Err(RequestError::PayloadTooLarge);
-            }
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                buf.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
+    let buf = match read_body(socket, body, declared, limit).await {
+        Ok(buf) => buf,
+        Err(BodyError::SessionClosed) => return Err(RequestError::BadRequest),
+        Err(BodyError::TooLarge) => {
+            socket.close_with(CloseReason::TransportError);
+            return Err(RequestError::PayloadTooLarge);
         }
-    }
+        Err(BodyError::Failed) => {
+            socket.close_with(CloseReason::TransportError);
+            return Err(RequestError::BadRequest);
+        }
+    };
 
     let packets = match decode_post(socket, buf.freeze(), octet_stream) {
         Ok(p) => p,
@@ -317,6 +331,76 @@ where
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     apply_headers_hooks(config, res.headers_mut(), parts, false);
     Ok(res)
+}
+
+/// Why a POST body was not read whole.
+enum BodyError {
+    /// The session closed meanwhile.
+    SessionClosed,
+    /// Over `max_http_buffer_size`.
+    TooLarge,
+    /// The connection failed, or no frame came within `body_read_timeout`.
+    Failed,
+}
+
+/// Reads a POST body of at most `limit` bytes. Each frame must come within `body_read_timeout`, and the
+/// read stops when the session closes. The timer and the close watch are set up only once the body has
+/// to be waited for: hyper has usually read a small body with the request's head, and arming a timer
+/// (and registering with the close token) for it would cost more than reading it.
+async fn read_body<B>(
+    socket: &Socket,
+    body: B,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<BytesMut, BodyError>
+where
+    B: http_body::Body,
+{
+    use bytes::Buf;
+
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut body = std::pin::pin!(body);
+    let timeout = socket.engine.config.body_read_timeout;
+    // Both boxed, and made only when the body is waited for: inline they would grow every POST's
+    // future, which the service boxes.
+    // The deadline of the frame being waited for; `None` while none is waited for.
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut closed: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // A frame came: the next one gets a full `body_read_timeout` of its own.
+                    deadline = None;
+                    if let Ok(mut data) = frame.into_data() {
+                        if buf.len() + data.remaining() > limit {
+                            return Poll::Ready(Err(BodyError::TooLarge));
+                        }
+                        while data.has_remaining() {
+                            let chunk = data.chunk();
+                            buf.extend_from_slice(chunk);
+                            let n = chunk.len();
+                            data.advance(n);
+                        }
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(BodyError::Failed)),
+                Poll::Pending => break,
+            }
+        }
+        let closed = closed.get_or_insert_with(|| Box::pin(socket.closed()));
+        if closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(BodyError::SessionClosed));
+        }
+        let deadline = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(BodyError::Failed)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    Ok(buf)
 }
 
 #[cfg(test)]
