@@ -124,16 +124,15 @@ impl BroadcastOperator {
 
     /// Emits to every target; the packet is encoded once.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
-        let args = to_args(data)?;
+        let mut args = to_args(data)?;
         let targets = self.targets();
         let last = targets.len().saturating_sub(1);
-        let mut args = Some(args);
         for (i, ns) in targets.into_iter().enumerate() {
             // The last (usually the only) target takes the arguments instead of a deep copy.
             let args = if i == last {
-                args.take().unwrap_or_default()
+                std::mem::take(&mut args)
             } else {
-                args.clone().unwrap_or_default()
+                args.clone()
             };
             let packet = self.event_packet(&*ns, event, args)?;
             run_now_or_spawn(ns.adapter().broadcast(packet, self.opts.clone()))

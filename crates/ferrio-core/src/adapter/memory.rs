@@ -77,11 +77,12 @@ impl<T: std::hash::Hash + Eq + Clone> Few<T> {
         }
     }
 
-    /// Room for `n` more members, when they will not fit inline.
+    /// Room for `n` more members at once (a join of several rooms). One more member needs none: `insert`
+    /// grows the set itself, and a join repeating the room it is in must not build a table.
     fn reserve(&mut self, n: usize) {
         match self {
             Few::Many(s) => s.reserve(n),
-            _ if self.len() + n > 1 => {
+            _ if n > 1 => {
                 let mut s = HashSet::with_capacity(self.len() + n);
                 if let Few::One(t) = std::mem::take(self) {
                     s.insert(t);
@@ -559,6 +560,11 @@ mod tests {
             "room for one member needs no table"
         );
         f.insert(5);
+        f.reserve(1);
+        assert!(
+            matches!(f, Few::One(5)),
+            "a join that may repeat a room builds no table"
+        );
         f.reserve(3);
         assert!(matches!(&f, Few::Many(s) if s.capacity() >= 4 && s.contains(&5)));
         assert!(f.remove(&5) && f.is_empty());

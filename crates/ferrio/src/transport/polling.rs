@@ -346,7 +346,7 @@ enum BodyError {
 /// Reads a POST body of at most `limit` bytes. Each frame must come within `body_read_timeout`, and the
 /// read stops when the session closes. The timer and the close watch are set up only once the body has
 /// to be waited for: hyper has usually read a small body with the request's head, and arming a timer
-/// (and registering with the close token) for it would cost more than reading it.
+/// (and waiting for the session's end) for it would cost more than reading it.
 async fn read_body<B>(
     socket: &Socket,
     body: B,
