@@ -147,7 +147,7 @@ fn runtime_gauges() -> String {
 
 /// `/metrics` with `--metrics`, the admin app under `/admin` when instrumented, else the demo page.
 pub async fn admin_or_page(
-    req: Request<hyper::body::Incoming>,
+    req: Request<ferrio::RequestBody>,
     (admin, metrics): (Option<Arc<AdminUi>>, Option<PrometheusHandle>),
     bundle: Arc<ClientBundle>,
     path: Arc<str>,

@@ -160,7 +160,7 @@ pub async fn accept_loop<S, ResBody>(
     header_read_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
+    S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
         + Clone
         + Send
         + 'static,

@@ -108,7 +108,7 @@ fn instructions(bundle: &ClientBundle, why: &str) -> String {
 
 /// Answers `/` with the demo page, anything else with 404.
 pub async fn page(
-    req: Request<hyper::body::Incoming>,
+    req: Request<ferrio::RequestBody>,
     bundle: Arc<ClientBundle>,
     path: Arc<str>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -188,7 +188,7 @@ async fn main() -> std::io::Result<()> {
         let stream = Arc::new(stream);
         let key = conns.add(peer, &stream);
         let (service, conns) = (io.service(), conns.clone());
-        let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let service = tower::service_fn(move |req: http::Request<ferrio::RequestBody>| {
             conns.tag(key, sid_of(req.uri()).as_deref());
             tower::ServiceExt::oneshot(service.clone(), req)
         });

@@ -57,7 +57,7 @@ async fn main() -> std::io::Result<()> {
     loop {
         let (io, peer) = listener.accept().await?;
         let _ = io.set_nodelay(true);
-        let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| async move {
+        let svc = tower::service_fn(move |req: Request<ferrio::RequestBody>| async move {
             let res = match RawWebSocket::upgrade(req, MAX_MESSAGE, deflate) {
                 Ok((res, ws)) => {
                     tokio::spawn(async move {

@@ -15,6 +15,7 @@ mod client;
 mod conn;
 pub mod engine;
 mod fxhash;
+mod http1;
 mod introspect;
 mod namespace;
 mod operators;
@@ -43,8 +44,9 @@ pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
 pub use server::{ConnectionStateRecovery, Io, IoConfig, IoConfigBuilder};
 pub use service::{
-    DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, close_sessions_gracefully,
-    listen, local_addr, serve, serve_connection, serve_until,
+    ConnError, DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, RequestBody,
+    RequestBodyError, close_sessions_gracefully, listen, local_addr, serve, serve_connection,
+    serve_until,
 };
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};
 pub use telemetry::{AggregatedEvent, AggregatedEvents};

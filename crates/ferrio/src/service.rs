@@ -4,21 +4,17 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::engine::{Engine, RemoteAddr};
+use crate::engine::Engine;
+pub use crate::http1::{Body as RequestBody, BodyError as RequestBodyError, ConnError};
 use crate::serve_client::ClientFiles;
-use crate::transport::delivery::{AnswerIo, AnswerWatch};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -149,7 +145,7 @@ where
 /// Serves `service` over HTTP/1.1 (with upgrades) on `listener` until the process ends.
 pub async fn serve<S, ResBody>(listener: TcpListener, service: S) -> std::io::Result<()>
 where
-    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
+    S: tower_service::Service<Request<RequestBody>, Response = Response<ResBody>>
         + Clone
         + Send
         + 'static,
@@ -169,7 +165,7 @@ pub async fn serve_until<S, ResBody>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
+    S: tower_service::Service<Request<RequestBody>, Response = Response<ResBody>>
         + Clone
         + Send
         + 'static,
@@ -225,153 +221,16 @@ pub async fn serve_connection<I, S, ResBody>(
     service: S,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), hyper::Error>
+) -> Result<(), ConnError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<hyper::body::Incoming>, Response = Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: tower_service::Service<Request<RequestBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    // Lets a polling answer find out whether it reached the client (see `transport::delivery`).
-    let watch = AnswerWatch::default();
-    let io = AnswerIo::new(io, watch.clone());
-    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(RemoteAddr(peer));
-        // Only a GET can be a poll whose answer is watched; every extension costs an allocation.
-        if req.method() == http::Method::GET {
-            req.extensions_mut().insert(watch.clone());
-        }
-        let mut service = service.clone();
-        async move {
-            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(req).await
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(ConnTimer::default())
-        // Slow-header clients are cut off instead of holding a connection forever.
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(64 * 1024)
-        .writev(false)
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let mut shutdown = std::pin::pin!(shutdown);
-    // `shutdown` is polled only when its own waker fired, not at every wake of the connection (each
-    // read, each answer): a watch or a notify re-registers its waiter under a lock at every poll.
-    let gate = Arc::new(ShutdownGate {
-        woken: AtomicBool::new(true),
-        task: AtomicWaker::new(),
-    });
-    let shutdown_waker = Waker::from(gate.clone());
-    let shut = std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-            return Poll::Ready(Some(r));
-        }
-        gate.task.register(cx.waker());
-        if gate.woken.swap(false, Ordering::AcqRel)
-            && shutdown
-                .as_mut()
-                .poll(&mut Context::from_waker(&shutdown_waker))
-                .is_ready()
-        {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await;
-    if let Some(r) = shut {
-        return r;
-    }
-    conn.as_mut().graceful_shutdown();
-    conn.await
+    crate::http1::serve_connection(io, peer, service, header_read_timeout, shutdown).await
 }
-
-/// The waker of a connection's `shutdown` future: notes that it is worth polling again, and wakes the
-/// connection's task.
-struct ShutdownGate {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for ShutdownGate {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
-/// hyper's timer for one connection. hyper times the read of each request's head (`header_read_timeout`)
-/// with a new sleep, dropped once the head is read: with tokio's timer that is a registration with the
-/// runtime's timer wheel and a removal for every request. Here the sleeps of a connection share one
-/// runtime timer, which a later deadline only pushes back (an atomic store while it is registered).
-#[derive(Clone, Default)]
-struct ConnTimer(Arc<SharedSleep>);
-
-/// The runtime timer of a connection, made when first needed.
-type SharedSleep = parking_lot::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>;
-
-impl hyper::rt::Timer for ConnTimer {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(std::time::Instant::now() + duration)
-    }
-
-    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        // Only one sleep at a time can own the shared timer (hyper's HTTP/1 server has only the one);
-        // another while it lives gets a timer of its own.
-        let shared = (Arc::strong_count(&self.0) == 1).then(|| self.0.clone());
-        Box::pin(ConnSleep {
-            shared,
-            own: None,
-            deadline: deadline.into(),
-        })
-    }
-}
-
-/// A sleep of a [`ConnTimer`].
-struct ConnSleep {
-    /// The connection's timer, when this sleep owns it.
-    shared: Option<Arc<SharedSleep>>,
-    /// Otherwise a timer of its own, made when first polled.
-    own: Option<Pin<Box<tokio::time::Sleep>>>,
-    deadline: tokio::time::Instant,
-}
-
-impl Future for ConnSleep {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let deadline = this.deadline;
-        let arm = |slot: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context<'_>| {
-            let sleep = match slot {
-                Some(sleep) => {
-                    if sleep.deadline() != deadline {
-                        sleep.as_mut().reset(deadline);
-                    }
-                    sleep
-                }
-                None => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
-            };
-            sleep.as_mut().poll(cx)
-        };
-        match &this.shared {
-            Some(shared) => arm(&mut shared.lock(), cx),
-            None => arm(&mut this.own, cx),
-        }
-    }
-}
-
-impl hyper::rt::Sleep for ConnSleep {}
 
 /// Binds `addr` and serves the engine alone (404 for every other path).
 pub async fn listen(addr: impl tokio::net::ToSocketAddrs, engine: Engine) -> std::io::Result<()> {

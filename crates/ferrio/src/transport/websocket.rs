@@ -19,7 +19,6 @@ use ferrio_proto::ws::{
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -58,7 +57,7 @@ pub(crate) fn check_upgrade_request(
         || !has_token(header::UPGRADE, "websocket")
         || !has_token(header::CONNECTION, "upgrade")
         || h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13")
-        || parts.extensions.get::<OnUpgrade>().is_none()
+        || !UpgradeSource::available(parts)
     {
         return Err(RequestError::BadRequest);
     }
@@ -103,11 +102,66 @@ pub(crate) fn switching_protocols(upgrade: &Upgrade) -> Response<Bytes> {
     res
 }
 
-/// An upgraded connection: the TCP stream itself when hyper hands it back, else hyper's `Upgraded`
-/// (TLS and other streams).
+/// An upgraded connection: the TCP stream itself when that is what lies under the HTTP server, else
+/// the stream boxed (TLS, hyper's `Upgraded` when mounted in axum or hyper).
 pub(crate) enum Stream {
     Tcp(TcpStream),
-    Other(TokioIo<Upgraded>),
+    Other(Box<dyn UpgradedIo>),
+}
+
+/// What an upgraded connection other than a plain TCP stream must be.
+pub(crate) trait UpgradedIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpgradedIo for T {}
+
+/// Where an upgrade request's connection comes from once it is answered: ferrio's own HTTP/1 server
+/// (`serve_connection`), or hyper's when the engine is mounted in axum or hyper.
+pub(crate) enum UpgradeSource {
+    Own(crate::http1::OnUpgrade),
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
+impl UpgradeSource {
+    fn available(parts: &Parts) -> bool {
+        parts.extensions.get::<crate::http1::OnUpgrade>().is_some()
+            || parts
+                .extensions
+                .get::<hyper::upgrade::OnUpgrade>()
+                .is_some()
+    }
+
+    /// Takes the request's upgrade out of its extensions.
+    pub(crate) fn take(parts: &mut Parts) -> Option<Self> {
+        if let Some(own) = parts.extensions.remove::<crate::http1::OnUpgrade>() {
+            return Some(UpgradeSource::Own(own));
+        }
+        parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .map(UpgradeSource::Hyper)
+    }
+
+    /// The connection and the bytes its client sent past the request.
+    async fn connection(self) -> Option<(Stream, Bytes)> {
+        match self {
+            UpgradeSource::Own(own) => {
+                let u = own.take().await?;
+                Some((u.io, u.read))
+            }
+            UpgradeSource::Hyper(on_upgrade) => {
+                let upgraded = on_upgrade.await.ok()?;
+                // The plain TCP stream when that is what lies under hyper: no wrapper between the
+                // codec and the socket.
+                Some(match upgraded.downcast::<TokioIo<AnswerIo<TcpStream>>>() {
+                    Ok(p) => (Stream::Tcp(p.io.into_inner().into_inner()), p.read_buf),
+                    Err(u) => match u.downcast::<TokioIo<TcpStream>>() {
+                        Ok(p) => (Stream::Tcp(p.io.into_inner()), p.read_buf),
+                        Err(u) => (Stream::Other(Box::new(TokioIo::new(u))), Bytes::new()),
+                    },
+                })
+            }
+        }
+    }
 }
 
 impl AsyncRead for Stream {
@@ -259,22 +313,13 @@ impl WsConn {
 
 /// Takes over the upgraded connection, with the codec's state for `deflate`.
 pub(crate) async fn accept(
-    on_upgrade: OnUpgrade,
+    source: UpgradeSource,
     max_message: usize,
     deflate: Option<(&DeflateParams, &DeflateConfig)>,
 ) -> Option<WsConn> {
-    let upgraded = on_upgrade.await.ok()?;
-    // The plain TCP stream when that is what lies under hyper: no wrapper between the codec and the
-    // socket.
-    let (io, pre) = match upgraded.downcast::<TokioIo<AnswerIo<TcpStream>>>() {
-        Ok(p) => (Stream::Tcp(p.io.into_inner().into_inner()), p.read_buf),
-        Err(u) => match u.downcast::<TokioIo<TcpStream>>() {
-            Ok(p) => (Stream::Tcp(p.io.into_inner()), p.read_buf),
-            Err(u) => (Stream::Other(TokioIo::new(u)), Bytes::new()),
-        },
-    };
+    let (io, pre) = source.connection().await?;
     let mut decoder = Decoder::new(Role::Server, max_message, deflate.map(|(p, _)| p));
-    // Bytes hyper read past the request: the client may have sent its first frames already.
+    // Bytes read past the request: the client may have sent its first frames already.
     decoder.feed(&pre);
     Some(WsConn {
         io,
@@ -294,7 +339,7 @@ fn deflate_of<'a>(
 
 /// Runs a session that was opened directly over websocket.
 pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upgrade) {
-    let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let on_upgrade = UpgradeSource::take(parts);
     tokio::spawn(async move {
         let max = socket.engine.config.max_http_buffer_size;
         let ws = match on_upgrade {
@@ -326,7 +371,7 @@ pub(crate) fn spawn_session(socket: Arc<Socket>, parts: &mut Parts, upgrade: Upg
 /// Accepts a websocket only to close it: a second websocket for a session that is already upgrading or
 /// upgraded gets a clean close, as the official server does, not a failed handshake.
 pub(crate) fn spawn_reject(parts: &mut Parts) {
-    let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let on_upgrade = UpgradeSource::take(parts);
     tokio::spawn(async move {
         if let Some(u) = on_upgrade
             && let Some(mut ws) = accept(u, 1024, None).await
@@ -343,7 +388,7 @@ pub(crate) fn spawn_probe(
     cancel: CancellationToken,
     upgrade: Upgrade,
 ) {
-    let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let on_upgrade = UpgradeSource::take(parts);
     tokio::spawn(async move {
         let max = socket.engine.config.max_http_buffer_size;
         let ws = match on_upgrade {
@@ -678,7 +723,7 @@ impl RawWebSocket {
         };
         let (mut parts, _) = req.into_parts();
         let upgrade = check_upgrade_request(&parts, &config)?;
-        let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let on_upgrade = UpgradeSource::take(&mut parts);
         let res = switching_protocols(&upgrade);
         Ok((res, async move {
             let deflate = upgrade

@@ -1,0 +1,405 @@
+//! A request's body as [`serve_connection`](crate::serve_connection) hands it to the service, and the
+//! framing that delimits it on the connection (a length, or chunked transfer coding).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use parking_lot::Mutex;
+
+/// The body of a request read by [`serve_connection`](crate::serve_connection). A body that arrived
+/// with its request's head is handed over whole; a longer one is read from the connection as the
+/// service asks for it, so a service that refuses a request never makes the server read its body.
+pub struct Body {
+    kind: Kind,
+}
+
+enum Kind {
+    Empty,
+    Full(Bytes),
+    Pipe(Arc<Pipe>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Empty => "Body(empty)",
+            Kind::Full(_) => "Body(full)",
+            Kind::Pipe(_) => "Body(streaming)",
+        })
+    }
+}
+
+/// Why a request's body could not be read to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The connection ended or failed before the body's end.
+    #[error("the connection ended before the request's body")]
+    Incomplete,
+    /// The chunked transfer coding was malformed.
+    #[error("malformed chunked body")]
+    Malformed,
+}
+
+impl Body {
+    pub(crate) fn empty() -> Self {
+        Body { kind: Kind::Empty }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        if data.is_empty() {
+            return Body::empty();
+        }
+        Body {
+            kind: Kind::Full(data),
+        }
+    }
+
+    /// A body the connection feeds through `pipe` (see [`Pipe`]).
+    pub(crate) fn piped(pipe: Arc<Pipe>) -> Self {
+        Body {
+            kind: Kind::Pipe(pipe),
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(_) => match std::mem::replace(&mut this.kind, Kind::Empty) {
+                Kind::Full(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                _ => Poll::Ready(None),
+            },
+            Kind::Pipe(pipe) => pipe.poll_take(cx).map(|r| r.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(_) => false,
+            Kind::Pipe(pipe) => {
+                let s = pipe.state.lock();
+                s.end && s.chunk.is_none()
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.len() as u64),
+            Kind::Pipe(pipe) => match pipe.declared {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Kind::Pipe(pipe) = &self.kind {
+            let mut s = pipe.state.lock();
+            s.abandoned = true;
+            if let Some(w) = s.producer.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A body between the connection (which reads it when asked) and the service (which asks). Both run
+/// on the connection's task as a rule; the wakers make it work when the service moves the body
+/// elsewhere.
+pub(crate) struct Pipe {
+    /// The body's length when the request declared one.
+    declared: Option<u64>,
+    state: Mutex<PipeState>,
+}
+
+#[derive(Default)]
+struct PipeState {
+    /// Read from the connection, not yet taken by the service.
+    chunk: Option<Bytes>,
+    /// The consumer waits for a chunk.
+    wants: bool,
+    end: bool,
+    failed: Option<BodyError>,
+    /// The consumer dropped the body.
+    abandoned: bool,
+    consumer: Option<Waker>,
+    producer: Option<Waker>,
+}
+
+/// What the connection should do for a [`Pipe`].
+pub(crate) enum Demand {
+    /// Nothing now: the consumer has a chunk or has not asked (the producer's waker is registered).
+    None,
+    /// The consumer asked for more.
+    More,
+    /// The consumer dropped the body.
+    Abandoned,
+}
+
+impl Pipe {
+    pub(crate) fn new(declared: Option<u64>) -> Arc<Self> {
+        Arc::new(Pipe {
+            declared,
+            state: Mutex::new(PipeState::default()),
+        })
+    }
+
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        let mut s = self.state.lock();
+        if let Some(chunk) = s.chunk.take() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if let Some(e) = s.failed {
+            return Poll::Ready(Some(Err(e)));
+        }
+        if s.end {
+            return Poll::Ready(None);
+        }
+        s.wants = true;
+        if !s.consumer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.consumer = Some(cx.waker().clone());
+        }
+        if let Some(w) = s.producer.take() {
+            w.wake();
+        }
+        Poll::Pending
+    }
+
+    /// Whether the consumer waits for data; registers the producer's waker when it does not.
+    pub(crate) fn demand(&self, cx: &mut Context<'_>) -> Demand {
+        let mut s = self.state.lock();
+        if s.abandoned {
+            return Demand::Abandoned;
+        }
+        if s.wants && s.chunk.is_none() {
+            return Demand::More;
+        }
+        if !s.producer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.producer = Some(cx.waker().clone());
+        }
+        Demand::None
+    }
+
+    /// Hands a chunk, the end, or a failure to the consumer.
+    pub(crate) fn give(&self, what: Result<Option<Bytes>, BodyError>) {
+        let mut s = self.state.lock();
+        match what {
+            Ok(Some(chunk)) => s.chunk = Some(chunk),
+            Ok(None) => s.end = true,
+            Err(e) => s.failed = Some(e),
+        }
+        s.wants = false;
+        if let Some(w) = s.consumer.take() {
+            w.wake();
+        }
+    }
+}
+
+/// How a request's body is delimited on the connection, and how much of it is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length`: this many bytes left.
+    Length(u64),
+    /// Chunked transfer coding, at this point of it.
+    Chunked(Chunked),
+}
+
+/// Where a chunked body's decoder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunked {
+    /// In a chunk-size line: the size so far, and how many hex digits it had.
+    Size(u64, u8),
+    /// After the size, in a chunk extension, up to the line's end.
+    Extension(u64),
+    /// In a chunk's data: this many bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF (`true` once the CR was seen).
+    DataEnd(bool),
+    /// After the last chunk, in the trailer section: whether the current line has content.
+    Trailer(bool),
+    Done,
+}
+
+/// A chunk-size line longer than this many hex digits would overflow a `u64`.
+const MAX_SIZE_DIGITS: u8 = 15;
+
+/// What a decoding step gave.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Some of the body.
+    Data(Bytes),
+    /// The body's end.
+    End,
+    /// More bytes are needed from the connection.
+    NeedMore,
+}
+
+impl Framing {
+    /// Whether the whole body was read.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, Framing::Length(0) | Framing::Chunked(Chunked::Done))
+    }
+
+    /// Takes the next piece of the body out of `buf` (bytes read from the connection).
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, BodyError> {
+        match self {
+            Framing::Length(0) => Ok(Decoded::End),
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                Ok(Decoded::Data(buf.split_to(n).freeze()))
+            }
+            Framing::Chunked(state) => decode_chunked(state, buf),
+        }
+    }
+}
+
+fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, BodyError> {
+    loop {
+        if let Chunked::Done = state {
+            return Ok(Decoded::End);
+        }
+        if let Chunked::Data(left) = *state {
+            if buf.is_empty() {
+                return Ok(Decoded::NeedMore);
+            }
+            let n = left.min(buf.len() as u64) as usize;
+            let rest = left - n as u64;
+            *state = if rest == 0 {
+                Chunked::DataEnd(false)
+            } else {
+                Chunked::Data(rest)
+            };
+            return Ok(Decoded::Data(buf.split_to(n).freeze()));
+        }
+        let Some(&b) = buf.first() else {
+            return Ok(Decoded::NeedMore);
+        };
+        buf.advance(1);
+        *state = match (*state, b) {
+            (Chunked::Size(n, d), b) if b.is_ascii_hexdigit() => {
+                if d >= MAX_SIZE_DIGITS {
+                    return Err(BodyError::Malformed);
+                }
+                let v = (b as char).to_digit(16).unwrap_or(0) as u64;
+                Chunked::Size(n * 16 + v, d + 1)
+            }
+            (Chunked::Size(_, 0), _) => return Err(BodyError::Malformed),
+            (Chunked::Size(n, _), b';' | b' ' | b'\t') => Chunked::Extension(n),
+            (Chunked::Size(n, _) | Chunked::Extension(n), b'\r') => Chunked::Extension(n),
+            (Chunked::Size(n, _) | Chunked::Extension(n), b'\n') => {
+                if n == 0 {
+                    Chunked::Trailer(false)
+                } else {
+                    Chunked::Data(n)
+                }
+            }
+            (Chunked::Size(..), _) => return Err(BodyError::Malformed),
+            (Chunked::Extension(n), _) => Chunked::Extension(n),
+            (Chunked::DataEnd(false), b'\r') => Chunked::DataEnd(true),
+            (Chunked::DataEnd(_), b'\n') => Chunked::Size(0, 0),
+            (Chunked::DataEnd(_), _) => return Err(BodyError::Malformed),
+            // An empty line ends the trailers (and the body); other lines are skipped.
+            (Chunked::Trailer(content), b'\n') => {
+                if content {
+                    Chunked::Trailer(false)
+                } else {
+                    Chunked::Done
+                }
+            }
+            (Chunked::Trailer(content), b'\r') => Chunked::Trailer(content),
+            (Chunked::Trailer(_), _) => Chunked::Trailer(true),
+            (Chunked::Data(_) | Chunked::Done, _) => unreachable!("handled above"),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(
+        framing: &mut Framing,
+        input: &[u8],
+    ) -> Result<(Vec<u8>, bool, usize), BodyError> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match framing.decode(&mut buf)? {
+                Decoded::Data(d) => out.extend_from_slice(&d),
+                Decoded::End => return Ok((out, true, buf.len())),
+                Decoded::NeedMore => return Ok((out, false, buf.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whole_and_byte_by_byte() {
+        let wire = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: a\r\n\r\nNEXT";
+        let (out, done, left) =
+            decode_all(&mut Framing::Chunked(Chunked::Size(0, 0)), wire).unwrap();
+        assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
+        assert!(done);
+        assert_eq!(left, 4, "the next request's bytes stay in the buffer");
+
+        let mut framing = Framing::Chunked(Chunked::Size(0, 0));
+        let mut out = Vec::new();
+        let mut done = false;
+        for b in wire {
+            let (o, d, _) = decode_all(&mut framing, &[*b]).unwrap();
+            out.extend_from_slice(&o);
+            if d {
+                done = true;
+                break;
+            }
+        }
+        assert!(done);
+        assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_errors() {
+        for wire in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"4\r\nWikiXX",
+            b"ffffffffffffffff1\r\n",
+        ] {
+            let r = decode_all(&mut Framing::Chunked(Chunked::Size(0, 0)), wire);
+            assert_eq!(r, Err(BodyError::Malformed), "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn a_length_takes_only_its_bytes() {
+        let mut framing = Framing::Length(5);
+        let (out, done, left) = decode_all(&mut framing, b"helloGET").unwrap();
+        assert_eq!(out, b"hello");
+        assert!(done);
+        assert_eq!(left, 3);
+        assert!(framing.is_done());
+        let mut framing = Framing::Length(5);
+        let (out, done, _) = decode_all(&mut framing, b"hel").unwrap();
+        assert_eq!((out.as_slice(), done), (&b"hel"[..], false));
+        assert_eq!(framing, Framing::Length(2));
+    }
+}
