@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use tokio::net::TcpListener;
@@ -191,19 +192,21 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        tokio::spawn(async move {
-            let served = serve_connection(
-                stream,
-                peer,
-                service,
-                DEFAULT_HEADER_READ_TIMEOUT,
-                std::future::pending(),
-            );
-            if let Err(e) = served.await {
+        let served = serve_connection(
+            stream,
+            peer,
+            service.clone(),
+            DEFAULT_HEADER_READ_TIMEOUT,
+            std::future::pending(),
+        );
+        // A combinator rather than an async block: awaiting the connection's future from a block
+        // would store it twice (as the block's capture and as the awaited value), for the
+        // connection's whole life.
+        tokio::spawn(served.map(|r| {
+            if let Err(e) = r {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
-        });
+        }));
     }
 }
 
@@ -215,13 +218,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients that take longer than `header_read_timeout` to send a request's headers are cut off. When
 /// `shutdown` completes, the connection ends after the request in progress (an idle keep-alive
 /// connection at once); a connection upgraded to websocket is no longer this function's.
-pub async fn serve_connection<I, S, ResBody>(
+pub fn serve_connection<I, S, ResBody>(
     io: I,
     peer: SocketAddr,
     service: S,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), ConnError>
+) -> impl Future<Output = Result<(), ConnError>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<RequestBody>, Response = Response<ResBody>>,
@@ -229,7 +232,7 @@ where
     ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    crate::http1::serve_connection(io, peer, service, header_read_timeout, shutdown).await
+    crate::http1::serve_connection(io, peer, service, header_read_timeout, shutdown)
 }
 
 /// Binds `addr` and serves the engine alone (404 for every other path).

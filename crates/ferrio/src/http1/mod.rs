@@ -96,13 +96,18 @@ pub(crate) struct Upgraded {
 }
 
 /// Serves HTTP/1.1 on `io` (see [`crate::serve_connection`]).
-pub(crate) async fn serve_connection<I, S, ResBody>(
+///
+/// The connection's future lives as long as the connection, idle or not, so it is kept small: not an
+/// `async fn` (which would store its arguments twice), and each phase of a request (reading its head,
+/// waiting for its answer, writing it) awaits a future of its own, so that the big values of one phase
+/// share their room with those of the others.
+pub(crate) fn serve_connection<I, S, ResBody>(
     io: I,
     peer: SocketAddr,
-    mut service: S,
+    service: S,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), ConnError>
+) -> impl Future<Output = Result<(), ConnError>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
@@ -112,55 +117,138 @@ where
 {
     // Lets a polling answer find out whether it reached the client (see `transport::delivery`).
     let watch = AnswerWatch::default();
-    let mut io = AnswerIo::new(io, watch.clone());
-    let mut buf = BytesMut::new();
-    let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = Shutdown::new(shutdown);
-    let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
-    loop {
-        // One runtime timer for every head of the connection: a later deadline only pushes it back.
-        timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + header_read_timeout);
-        let wait = std::future::poll_fn(|cx| {
-            poll_head(cx, &mut io, &mut buf, timer.as_mut(), &mut shutdown)
-        });
-        let head = match wait.await? {
-            HeadWait::Head(head) => head,
-            HeadWait::Closed => return Ok(()),
-            HeadWait::TimedOut => return Err(ConnError::HeaderTimeout),
-            HeadWait::Refused(e) => {
-                let mut out = Vec::with_capacity(128);
-                head::write_response_head(
-                    &mut out,
-                    e.status(),
-                    &http::HeaderMap::new(),
-                    BodyOut::Length(0),
-                    false,
-                    false,
-                );
-                io.write_all(&out).await?;
-                io.flush().await?;
-                return Err(ConnError::BadRequest(e.status()));
+    let conn = Conn {
+        io: AnswerIo::new(io, watch.clone()),
+        buf: BytesMut::new(),
+        watch,
+        peer,
+        service,
+    };
+    // Used in place by the block below, not rebound there: a rebinding would take room of its own.
+    let mut conn = conn;
+    async move {
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = Shutdown::new(shutdown);
+        let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
+        loop {
+            // One runtime timer for every head of the connection: a later deadline only pushes it back.
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + header_read_timeout);
+            let head = std::future::poll_fn(|cx| conn.poll_head(cx, timer.as_mut(), &mut shutdown));
+            let refused = match head.await {
+                HeadWait::Head(head) => {
+                    let (req, mut exchange) = conn.request(head);
+                    let res = conn.answer(req, &mut exchange, &mut shutdown).await?;
+                    match conn.respond(res, exchange).await? {
+                        Next::Request => continue,
+                        Next::Close => return Ok(()),
+                        Next::Upgrade(tx) => {
+                            let read = std::mem::take(&mut conn.buf).freeze();
+                            let _ = tx.send(Upgraded {
+                                io: into_stream(conn.io.into_inner()),
+                                read,
+                            });
+                            return Ok(());
+                        }
+                    }
+                }
+                HeadWait::Closed => return Ok(()),
+                HeadWait::TimedOut => return Err(ConnError::HeaderTimeout),
+                HeadWait::Failed(e) => return Err(e.into()),
+                HeadWait::NotReady(e) => return Err(e),
+                HeadWait::Refused(e) => e,
+            };
+            return conn.refuse(refused).await;
+        }
+    }
+}
+
+/// A connection's lasting state.
+struct Conn<I, S> {
+    io: AnswerIo<I>,
+    /// Bytes read and not yet taken: part of a head or body, or a pipelined request. Empty (no
+    /// allocation) between requests as a rule.
+    buf: BytesMut,
+    watch: AnswerWatch,
+    peer: SocketAddr,
+    service: S,
+}
+
+/// One request's exchange, beside the request itself.
+struct Exchange {
+    /// The body still to be read from the connection, when it did not come with the head.
+    pipe: Option<Arc<Pipe>>,
+    framing: Framing,
+    /// `100 Continue` still to be sent, before the body is first read.
+    continue_pending: bool,
+    /// Whether the connection can carry another request after this one: not once the client asked
+    /// otherwise, or the body failed or was left unread.
+    keep_alive: bool,
+    answers_head: bool,
+    http10: bool,
+    upgrade: Option<oneshot::Sender<Upgraded>>,
+}
+
+enum Next {
+    Request,
+    Close,
+    /// The protocol was switched: the connection goes to the upgrade's receiver.
+    Upgrade(oneshot::Sender<Upgraded>),
+}
+
+impl<I, S, ResBody> Conn<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    fn poll_head<F: Future<Output = ()>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        timer: Pin<&mut tokio::time::Sleep>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Poll<HeadWait> {
+        loop {
+            if !self.buf.is_empty() {
+                // The service must be ready before the request is taken, so that the request need not
+                // wait anywhere: it is made and handed to the service at once.
+                if let Err(e) = ready!(self.service.poll_ready(cx)) {
+                    return Poll::Ready(HeadWait::NotReady(ConnError::Service(e.into())));
+                }
+                match head::parse(&mut self.buf) {
+                    Ok(Some(head)) => return Poll::Ready(HeadWait::Head(head)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(HeadWait::Refused(e)),
+                }
+            } else if shutdown.poll(cx) {
+                // Between requests: an idle connection ends at once when the server shuts down.
+                return Poll::Ready(HeadWait::Closed);
             }
-        };
-        let Head {
-            method,
-            uri,
-            version,
-            headers,
-            framing,
-            keep_alive,
-            expects_continue,
-            upgrade,
-        } = head;
-        let answers_head = method == Method::HEAD;
-        // The body: whole when it came with the head, else read as the service asks for it.
-        let mut framing = framing.unwrap_or(Framing::Length(0));
+            match poll_read_some(&mut self.io, cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(HeadWait::Closed),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(HeadWait::Failed(e)),
+                Poll::Pending => {
+                    return match timer.poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(HeadWait::TimedOut),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The request of `head`, its body whole when it came with the head, else read as the service
+    /// asks for it.
+    fn request(&mut self, head: Head) -> (Request<Body>, Exchange) {
+        let mut framing = head.framing.unwrap_or(Framing::Length(0));
         let (body, pipe) = match framing {
-            Framing::Length(n) if buf.len() as u64 >= n => {
+            Framing::Length(n) if self.buf.len() as u64 >= n => {
                 framing = Framing::Length(0);
-                (Body::full(buf.split_to(n as usize).freeze()), None)
+                (Body::full(self.buf.split_to(n as usize).freeze()), None)
             }
             Framing::Length(n) => {
                 let pipe = Pipe::new(Some(n));
@@ -171,86 +259,115 @@ where
                 (Body::piped(pipe.clone()), Some(pipe))
             }
         };
-        if buf.is_empty() {
+        if self.buf.is_empty() {
             // Nothing of a next request: the allocation goes (a head that a waiting request keeps may
             // still hold it, until the request lets it go).
-            buf = BytesMut::new();
+            self.buf = BytesMut::new();
         }
         let mut req = Request::new(body);
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = version;
-        *req.headers_mut() = headers;
-        req.extensions_mut().insert(RemoteAddr(peer));
+        *req.method_mut() = head.method;
+        *req.uri_mut() = head.uri;
+        *req.version_mut() = head.version;
+        *req.headers_mut() = head.headers;
+        req.extensions_mut().insert(RemoteAddr(self.peer));
         // Only a GET can be a poll whose answer is watched; every extension costs an allocation.
         if req.method() == Method::GET {
-            req.extensions_mut().insert(watch.clone());
+            req.extensions_mut().insert(self.watch.clone());
         }
-        let upgrade_tx = upgrade.then(|| {
+        let upgrade = head.upgrade.then(|| {
             let (tx, rx) = oneshot::channel();
             req.extensions_mut()
                 .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
             tx
         });
-        let mut pipe = pipe;
-        // Whether the connection can carry another request after this one: not once its body failed
-        // or was left unread.
-        let mut reusable = true;
-        if expects_continue && pipe.is_some() {
-            io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-            io.flush().await?;
-        }
-        std::future::poll_fn(|cx| service.poll_ready(cx))
-            .await
-            .map_err(|e| ConnError::Service(e.into()))?;
-        // In a block of its own, so the answer's future is dropped before the answer is written.
-        let res = {
-            let mut answer = std::pin::pin!(service.call(req));
+        let exchange = Exchange {
+            continue_pending: head.expects_continue && pipe.is_some(),
+            pipe,
+            framing,
+            keep_alive: head.keep_alive,
+            answers_head: req.method() == Method::HEAD,
+            http10: head.version == Version::HTTP_10,
+            upgrade,
+        };
+        (req, exchange)
+    }
+
+    /// Calls the service and waits for its answer, feeding it the body as it asks and watching for
+    /// the client leaving meanwhile.
+    /// The service was polled ready by `poll_head`. A server shutting down makes this the connection's
+    /// last exchange.
+    fn answer<'a, F: Future<Output = ()>>(
+        &'a mut self,
+        req: Request<Body>,
+        x: &'a mut Exchange,
+        shutdown: &'a mut Shutdown<'_, F>,
+    ) -> impl Future<Output = Result<Response<ResBody>, ConnError>> + 'a {
+        let answer = self.service.call(req);
+        async move {
+            let mut answer = std::pin::pin!(answer);
             let res = std::future::poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(res) = answer.as_mut().poll(cx) {
+                        if shutdown.poll(cx) {
+                            x.keep_alive = false;
+                        }
                         return Poll::Ready(Ok(res));
                     }
-                    if let Some(p) = &pipe {
+                    if let Some(p) = &x.pipe {
                         match p.demand(cx) {
                             Demand::None => return Poll::Pending,
                             Demand::Abandoned => {
-                                pipe = None;
-                                if !framing.is_done() {
-                                    reusable = false;
-                                }
+                                x.pipe = None;
                                 continue;
                             }
                             Demand::More => {}
                         }
-                        let step = match framing.decode(&mut buf) {
-                            Ok(Decoded::NeedMore) => match poll_read_some(&mut io, cx, &mut buf) {
-                                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                                    Err(BodyError::Incomplete)
+                        if x.continue_pending {
+                            // The service reads the body: the client may send it now.
+                            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+                            match Pin::new(&mut self.io).poll_write(cx, CONTINUE) {
+                                Poll::Ready(Ok(n)) if n == CONTINUE.len() => {
+                                    x.continue_pending = false
                                 }
-                                Poll::Ready(Ok(_)) => continue,
+                                Poll::Ready(Ok(_)) => {
+                                    return Poll::Ready(Err(ConnError::Io(
+                                        io::ErrorKind::WriteZero.into(),
+                                    )));
+                                }
+                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                                 Poll::Pending => return Poll::Pending,
-                            },
+                            }
+                        }
+                        let step = match x.framing.decode(&mut self.buf) {
+                            Ok(Decoded::NeedMore) => {
+                                match poll_read_some(&mut self.io, cx, &mut self.buf) {
+                                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                        Err(BodyError::Incomplete)
+                                    }
+                                    Poll::Ready(Ok(_)) => continue,
+                                    Poll::Pending => return Poll::Pending,
+                                }
+                            }
                             Ok(Decoded::Data(d)) => Ok(Some(d)),
                             Ok(Decoded::End) => Ok(None),
                             Err(e) => Err(e),
                         };
                         if step.is_err() {
-                            reusable = false;
+                            x.keep_alive = false;
                         }
                         let end = !matches!(step, Ok(Some(_)));
                         p.give(step);
                         if end {
-                            pipe = None;
+                            x.pipe = None;
                         }
                         continue;
                     }
-                    if !reusable || buf.len() >= head::MAX_HEAD_LEN {
+                    if !x.framing.is_done() || self.buf.len() >= head::MAX_HEAD_LEN {
                         return Poll::Pending;
                     }
                     // The request was read: watch for the client leaving while it waits for its answer.
                     // Bytes of a next request (pipelining) are kept for later.
-                    return match poll_read_some(&mut io, cx, &mut buf) {
+                    return match poll_read_some(&mut self.io, cx, &mut self.buf) {
                         Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::ClientLeft)),
                         Poll::Ready(Ok(_)) => continue,
                         Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
@@ -259,101 +376,162 @@ where
                 }
             })
             .await?;
-            res.map_err(|e| ConnError::Service(e.into()))?
-        };
-        if pipe.is_some() || !framing.is_done() {
-            reusable = false;
+            if !x.framing.is_done() {
+                // The body was left unread: the connection's framing is lost.
+                x.keep_alive = false;
+            }
+            res.map_err(|e| ConnError::Service(e.into()))
         }
+    }
+
+    /// Writes the answer; hands the connection over when it switched protocols. A body that is ready at
+    /// once (as every answer of the engine's is) is gathered here, so the future that writes holds only
+    /// the bytes; a body that streams is written by a boxed future.
+    fn respond<'a>(
+        &'a mut self,
+        res: Response<ResBody>,
+        x: Exchange,
+    ) -> impl Future<Output = Result<Next, ConnError>> + 'a
+    where
+        ResBody: 'a,
+    {
         let (parts, body) = res.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        let keep = keep_alive
-            && reusable
-            && !switching
-            && !says_close(&parts.headers)
-            && !std::future::poll_fn(|cx| Poll::Ready(shutdown.poll(cx))).await;
-        let no_body = answers_head
+        let keep = x.keep_alive && !switching && !says_close(&parts.headers);
+        let no_body = x.answers_head
             || parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
         let hint = http_body::Body::size_hint(&body).exact();
-        let http10 = version == Version::HTTP_10;
-        let (out_kind, keep) = match hint {
+        let (kind, keep) = match hint {
             _ if no_body => (BodyOut::None, keep),
             Some(n) => (BodyOut::Length(n), keep),
-            None if http10 => (BodyOut::UntilClose, false),
+            None if x.http10 => (BodyOut::UntilClose, false),
             None => (BodyOut::Chunked, keep),
         };
         let first = hint.unwrap_or(0).min(WRITE_CHUNK as u64) as usize;
         let mut out = Vec::with_capacity(160 + parts.headers.len() * 48 + first);
+        head::write_response_head(&mut out, parts.status, &parts.headers, kind, keep, x.http10);
+        drop(parts);
+        let next = if switching {
+            x.upgrade.map_or(Next::Close, Next::Upgrade)
+        } else if keep {
+            Next::Request
+        } else {
+            Next::Close
+        };
+        async move {
+            if kind != BodyOut::None {
+                let mut body = std::pin::pin!(body);
+                let mut sent = 0;
+                // A body that streams is written by a boxed future: the bytes of a whole body are
+                // written below, and the connection's future keeps no room for the streaming case.
+                if !gather(body.as_mut(), &mut out, kind, &mut sent)? {
+                    Box::pin(write_body(&mut self.io, &mut out, body, kind, &mut sent)).await?;
+                }
+                finish_body(&mut out, kind, sent)?;
+            }
+            self.io.write_all(&out).await?;
+            self.io.flush().await?;
+            drop(out);
+            if matches!(next, Next::Close) {
+                let _ = self.io.shutdown().await;
+            }
+            Ok(next)
+        }
+    }
+
+    /// Answers a head that could not be read (400 or 431) and ends the connection.
+    async fn refuse(&mut self, e: HeadError) -> Result<(), ConnError> {
+        let mut out = Vec::with_capacity(128);
         head::write_response_head(
             &mut out,
-            parts.status,
-            &parts.headers,
-            out_kind,
-            keep,
-            http10,
+            e.status(),
+            &http::HeaderMap::new(),
+            BodyOut::Length(0),
+            false,
+            false,
         );
-        if out_kind != BodyOut::None {
-            write_body(&mut io, &mut out, body, out_kind).await?;
-        }
-        io.write_all(&out).await?;
-        io.flush().await?;
-        drop(out);
-        if switching {
-            if let Some(tx) = upgrade_tx {
-                let read = std::mem::take(&mut buf).freeze();
-                let _ = tx.send(Upgraded {
-                    io: into_stream(io.into_inner()),
-                    read,
-                });
-            }
-            return Ok(());
-        }
-        if !keep {
-            let _ = io.shutdown().await;
-            return Ok(());
-        }
+        self.io.write_all(&out).await?;
+        self.io.flush().await?;
+        Err(ConnError::BadRequest(e.status()))
     }
 }
 
-/// Writes an answer's body after its head (in `out`), in `WRITE_CHUNK` pieces.
+/// Gathers what `body` has ready into `out` after the head; `Ok(true)` once the body ended.
+fn gather<B>(
+    mut body: Pin<&mut B>,
+    out: &mut Vec<u8>,
+    kind: BodyOut,
+    sent: &mut u64,
+) -> Result<bool, ConnError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    // A body that is not ready registers this waker and is polled again by `write_body`, with the
+    // connection's.
+    let mut cx = Context::from_waker(Waker::noop());
+    while out.len() < WRITE_CHUNK {
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(None) => return Ok(true),
+            Poll::Ready(Some(Ok(frame))) => {
+                // Trailers are not sent.
+                if let Ok(data) = frame.into_data() {
+                    push_data(out, &data, kind, sent);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => return Err(ConnError::ResponseBody(e.into())),
+            Poll::Pending => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
+fn push_data(out: &mut Vec<u8>, data: &[u8], kind: BodyOut, sent: &mut u64) {
+    if data.is_empty() {
+        return;
+    }
+    *sent += data.len() as u64;
+    if kind == BodyOut::Chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// Writes the rest of a body that was not ready at once, in `WRITE_CHUNK` pieces.
 async fn write_body<I, B>(
     io: &mut AnswerIo<I>,
     out: &mut Vec<u8>,
-    body: B,
+    mut body: Pin<&mut B>,
     kind: BodyOut,
+    sent: &mut u64,
 ) -> Result<(), ConnError>
 where
     I: AsyncWrite + Unpin + 'static,
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let mut body = std::pin::pin!(body);
-    let mut sent: u64 = 0;
     loop {
-        // The frame's error is turned into ours at once: it need not be `Send` across the writes.
-        let data = match body.as_mut().frame().await {
-            None => break,
-            Some(Err(e)) => return Err(ConnError::ResponseBody(e.into())),
-            // Trailers are not sent.
-            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
-        };
-        if data.is_empty() {
-            continue;
-        }
-        sent += data.len() as u64;
-        if kind == BodyOut::Chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            out.extend_from_slice(&data);
-            out.extend_from_slice(b"\r\n");
-        } else {
-            out.extend_from_slice(&data);
-        }
         if out.len() >= WRITE_CHUNK {
             io.write_all(out).await?;
             out.clear();
         }
+        // The frame's error is turned into ours at once: it need not be `Send` across the writes.
+        let data = match body.as_mut().frame().await {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(ConnError::ResponseBody(e.into())),
+            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+        };
+        push_data(out, &data, kind, sent);
     }
+}
+
+/// Ends a body: the last chunk, or a check that the body had its announced length.
+fn finish_body(out: &mut Vec<u8>, kind: BodyOut, sent: u64) -> Result<(), ConnError> {
     match kind {
         BodyOut::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
         BodyOut::Length(n) if n != sent => {
@@ -383,38 +561,8 @@ enum HeadWait {
     Closed,
     TimedOut,
     Refused(HeadError),
-}
-
-fn poll_head<I: AsyncRead + Unpin, F: Future<Output = ()>>(
-    cx: &mut Context<'_>,
-    io: &mut I,
-    buf: &mut BytesMut,
-    timer: Pin<&mut tokio::time::Sleep>,
-    shutdown: &mut Shutdown<'_, F>,
-) -> Poll<Result<HeadWait, ConnError>> {
-    loop {
-        if !buf.is_empty() {
-            match head::parse(buf) {
-                Ok(Some(head)) => return Poll::Ready(Ok(HeadWait::Head(head))),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Ok(HeadWait::Refused(e))),
-            }
-        } else if shutdown.poll(cx) {
-            // Between requests: an idle connection ends at once when the server shuts down.
-            return Poll::Ready(Ok(HeadWait::Closed));
-        }
-        match poll_read_some(io, cx, buf) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(HeadWait::Closed)),
-            Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-            Poll::Pending => {
-                return match timer.poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Ok(HeadWait::TimedOut)),
-                    Poll::Pending => Poll::Pending,
-                };
-            }
-        }
-    }
+    Failed(io::Error),
+    NotReady(ConnError),
 }
 
 /// Reads what the connection has into `buf`: through the stack when `buf` is empty, so a connection
@@ -507,5 +655,28 @@ impl Wake for ShutdownGate {
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
         self.task.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A connection's future lives as long as the connection, idle or not: what it holds is memory per
+    /// connection (two per long-polling client). It was 1 992 B before its phases got futures of their
+    /// own.
+    #[tokio::test]
+    async fn a_connections_future_stays_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = crate::Io::new(Default::default());
+        let f = crate::serve_connection(
+            c,
+            addr,
+            io.service(),
+            std::time::Duration::from_secs(1),
+            std::future::pending(),
+        );
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 1024, "{size} B");
     }
 }

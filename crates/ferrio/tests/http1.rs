@@ -1,0 +1,263 @@
+//! ferrio's own HTTP/1.1 server (`serve_connection`): framings, keep-alive, pipelining, 100-continue,
+//! upgrades with bytes behind the request, and what a bad or vanishing client gets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ferrio::engine::EngineData;
+
+fn text(s: &str) -> EngineData {
+    EngineData::Text(s.into())
+}
+
+/// A chunked POST whose chunks arrive in separate writes is read whole.
+#[tokio::test]
+async fn chunked_bodies_are_read_across_writes() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let mut c = Conn::connect(s.addr).await;
+    let head = build_request(
+        "POST",
+        &polling_url(&sid),
+        &[("Transfer-Encoding", "chunked")],
+        b"",
+    );
+    c.send(&head).await.unwrap();
+    for piece in [
+        &b"6;x=y\r\n4hello\r\n"[..],
+        b"8\r\n\x1e4 worl",
+        b"d\r\n0\r\n\r\n",
+    ] {
+        c.send(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = c.response().await;
+    assert_eq!(res.status, 200, "{:?}", res.text());
+    assert_eq!(res.text(), "ok");
+    assert_eq!(s.messages(&sid), vec![text("hello"), text(" world")]);
+    // The connection is reused for the next request.
+    c.send(&build_request("GET", &polling_url(&sid), &[], b""))
+        .await
+        .unwrap();
+    assert_eq!(c.response().await.text(), "4hello\x1e4 world");
+}
+
+/// A malformed chunked body is refused, and the connection closed (its framing is lost).
+#[tokio::test]
+async fn malformed_chunked_body_is_refused() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let mut c = Conn::connect(s.addr).await;
+    let mut req = build_request(
+        "POST",
+        &polling_url(&sid),
+        &[("Transfer-Encoding", "chunked")],
+        b"",
+    );
+    req.extend_from_slice(b"zz\r\n4hi\r\n0\r\n\r\n");
+    c.send(&req).await.unwrap();
+    let res = c.response().await;
+    assert!(res.status >= 400, "{res:?}");
+    assert!(c.closed_within(Duration::from_secs(2)).await);
+    assert!(s.messages(&sid).is_empty());
+}
+
+/// `Expect: 100-continue` gets its interim answer before the body is sent.
+#[tokio::test]
+async fn expect_continue_is_answered_before_the_body() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let mut c = Conn::connect(s.addr).await;
+    c.send(&build_request(
+        "POST",
+        &polling_url(&sid),
+        &[("Expect", "100-continue"), ("Content-Length", "6")],
+        b"",
+    ))
+    .await
+    .unwrap();
+    let interim = tokio::time::timeout(READ_TIMEOUT, c.read_head())
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert_eq!(interim.status, 100);
+    c.send(b"4hello").await.unwrap();
+    let res = c.response().await;
+    assert_eq!((res.status, res.text().as_str()), (200, "ok"));
+    assert_eq!(s.messages(&sid), vec![text("hello")]);
+}
+
+/// Requests sent back to back in one write are answered in order on the one connection.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let mut c = Conn::connect(s.addr).await;
+    let mut all = build_request("POST", &polling_url(&sid), &[], b"4one");
+    all.extend(build_request("GET", "/elsewhere", &[], b""));
+    all.extend(build_request("POST", &polling_url(&sid), &[], b"4two"));
+    all.extend(build_request("GET", &polling_url(&sid), &[], b""));
+    c.send(&all).await.unwrap();
+    assert_eq!(c.response().await.text(), "ok");
+    assert_eq!(c.response().await.status, 404);
+    assert_eq!(c.response().await.text(), "ok");
+    assert_eq!(c.response().await.text(), "4one\x1e4two");
+}
+
+/// A body longer than one read, trickled in pieces, arrives whole.
+#[tokio::test]
+async fn long_bodies_arrive_whole() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let message: String = (0..150_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let body = format!("4{message}");
+    let req = build_request("POST", &polling_url(&sid), &[], body.as_bytes());
+    let mut c = Conn::connect(s.addr).await;
+    for piece in req.chunks(40_000) {
+        c.send(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = c.response().await;
+    assert_eq!((res.status, res.text().as_str()), (200, "ok"));
+    assert_eq!(s.messages(&sid), vec![text(&message)]);
+}
+
+/// A request refused before its body was read closes the connection instead of reading the body as
+/// the next request.
+#[tokio::test]
+async fn an_unread_body_closes_the_connection() {
+    let s = Server::start(quiet_config()).await;
+    let mut c = Conn::connect(s.addr).await;
+    c.send(&build_request(
+        "POST",
+        &polling_url("nobody"),
+        &[("Content-Length", "100000")],
+        b"",
+    ))
+    .await
+    .unwrap();
+    c.send(&[b'x'; 1000]).await.unwrap();
+    let res = c.response().await;
+    assert_unknown_sid(&res);
+    assert_eq!(res.header("connection").as_deref(), Some("close"));
+    assert!(c.closed_within(Duration::from_secs(2)).await);
+}
+
+/// HTTP/1.0: closed after the answer unless the client asks for keep-alive.
+#[tokio::test]
+async fn http10_clients_get_their_connection_semantics() {
+    let s = Server::start(quiet_config()).await;
+    let mut c = Conn::connect(s.addr).await;
+    c.send(b"GET /elsewhere HTTP/1.0\r\n\r\n").await.unwrap();
+    assert_eq!(c.response().await.status, 404);
+    assert!(c.closed_within(Duration::from_secs(2)).await);
+
+    let mut c = Conn::connect(s.addr).await;
+    let req =
+        format!("GET {PATH}?EIO=4&transport=polling HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    c.send(req.as_bytes()).await.unwrap();
+    let res = c.response().await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("connection").as_deref(), Some("keep-alive"));
+    let sid = parse_open(&res.body)["sid"].as_str().unwrap().to_string();
+    c.send(b"GET /elsewhere HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(c.response().await.status, 404);
+    assert!(s.engine.socket(&sid).is_some());
+}
+
+/// Malformed heads and ambiguous framings get a 400 and a closed connection; the server goes on.
+#[tokio::test]
+async fn bad_heads_are_400_and_close() {
+    let s = Server::start(quiet_config()).await;
+    let target = format!("{PATH}?EIO=4&transport=polling");
+    for bad in [
+        "GET\r\n\r\n".to_string(),
+        format!("GET {target} HTTP/1.1\r\nBad Header: x\r\n\r\n"),
+        format!(
+            "POST {target} HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ),
+        format!("POST {target} HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+        format!("POST {target} HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        format!("POST {target} HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc"),
+    ] {
+        let mut c = Conn::connect(s.addr).await;
+        c.send(bad.as_bytes()).await.unwrap();
+        let res = c.response().await;
+        assert_eq!(res.status, 400, "{bad:?}");
+        assert!(c.closed_within(Duration::from_secs(2)).await, "{bad:?}");
+    }
+    assert_eq!(s.engine.clients_count(), 0);
+    handshake(s.addr).await;
+}
+
+/// Frames a client sends right behind its upgrade request, in the same write, are not lost.
+#[tokio::test]
+async fn bytes_behind_an_upgrade_request_reach_the_websocket() {
+    let s = Server::start(quiet_config()).await;
+    let mut c = Conn::connect(s.addr).await;
+    let mut bytes = ws_request(&websocket_url(None), &[]);
+    bytes.extend(encode_frame(FIN | OP_TEXT, b"4early", MASK));
+    c.send(&bytes).await.unwrap();
+    let head = tokio::time::timeout(READ_TIMEOUT, c.read_head())
+        .await
+        .expect("no 101")
+        .unwrap();
+    assert_eq!(head.status, 101);
+    let mut ws = RawWs { conn: c, head };
+    let open = ws.frame().await.expect("no open packet");
+    let sid = parse_open(&open.payload)["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ws.frame().await.expect("no echo").text(), "4early");
+    assert_eq!(s.messages(&sid), vec![text("early")]);
+}
+
+/// A client that closes its connection while its GET waits ends the session, as under any HTTP
+/// server: the packets the GET would have carried must not vanish silently.
+#[tokio::test]
+async fn a_poll_whose_client_leaves_ends_the_session() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let mut c = Conn::connect(s.addr).await;
+    c.send(&build_request("GET", &polling_url(&sid), &[], b""))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(c);
+    assert_eq!(
+        s.wait_close(&sid, Duration::from_secs(2)).await,
+        "transport error"
+    );
+}
+
+/// Answers carry a `Date` and their length, and a HEAD request gets no body.
+#[tokio::test]
+async fn answers_are_framed() {
+    let s = Server::start(quiet_config()).await;
+    let res = request(s.addr, "GET", "/elsewhere", &[], b"").await;
+    assert_eq!(res.status, 404);
+    assert!(res.header("date").is_some_and(|d| d.ends_with(" GMT")));
+    assert_eq!(res.header("content-length").as_deref(), Some("9"));
+    let mut c = Conn::connect(s.addr).await;
+    c.send(&build_request("HEAD", "/elsewhere", &[], b""))
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(READ_TIMEOUT, c.read_head())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.status, 404);
+    // Nothing follows the head: the next answer on the connection starts right after it.
+    c.send(&build_request("GET", "/elsewhere", &[], b""))
+        .await
+        .unwrap();
+    let next = c.response().await;
+    assert_eq!((next.status, next.text().as_str()), (404, "Not Found"));
+}
