@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrio::engine::Engine;
+use futures_util::FutureExt as _;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use tokio::net::TcpListener;
@@ -186,19 +187,30 @@ pub async fn accept_loop<S, ResBody>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (service, tls, ops) = (service.clone(), tls.clone(), ops.clone());
-        tokio::spawn(async move {
-            let _open = OpenConnection::new(&ops);
-            // Connections open before the drain end after their current request; those accepted
-            // during it close after each answer (the gate sets `Connection: close`).
-            let shutdown = ops.drain_started();
-            let served = match tls {
-                None => {
-                    ferrio::serve_connection(stream, peer, service, header_read_timeout, shutdown)
-                        .await
-                }
-                Some(acceptor) => {
-                    // A client that stalls its TLS handshake is cut off like one that stalls its headers.
+        let open = OpenConnection::new(&ops);
+        // Connections open before the drain end after their current request; those accepted during
+        // it close after each answer (the gate sets `Connection: close`).
+        let shutdown = ops.drain_started();
+        let service = service.clone();
+        match tls.clone() {
+            // Spawned as the connection's own future with a combinator, not inside an async block
+            // that also holds the TLS branch: every plain connection would keep room for a TLS stream
+            // (and a second copy of its own future) for its whole life.
+            None => {
+                let served =
+                    ferrio::serve_connection(stream, peer, service, header_read_timeout, shutdown);
+                tokio::spawn(served.map(move |r| {
+                    drop(open);
+                    if let Err(e) = r {
+                        tracing::trace!(%peer, error = %e, "connection ended with an error");
+                    }
+                }));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let _open = open;
+                    // A client that stalls its TLS handshake is cut off like one that stalls its
+                    // headers.
                     let stream =
                         match tokio::time::timeout(header_read_timeout, acceptor.accept(stream))
                             .await
@@ -213,14 +225,19 @@ pub async fn accept_loop<S, ResBody>(
                                 return;
                             }
                         };
-                    ferrio::serve_connection(stream, peer, service, header_read_timeout, shutdown)
-                        .await
-                }
-            };
-            if let Err(e) = served {
-                tracing::trace!(%peer, error = %e, "connection ended with an error");
+                    let served = ferrio::serve_connection(
+                        stream,
+                        peer,
+                        service,
+                        header_read_timeout,
+                        shutdown,
+                    );
+                    if let Err(e) = served.await {
+                        tracing::trace!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+        }
     }
 }
 

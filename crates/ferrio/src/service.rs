@@ -215,6 +215,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves HTTP/1.1 (with upgrades) on one accepted connection, as [`serve_until`] does for each: for
 /// accept loops of their own (TLS, connection limits). `peer` reaches the engine as [`RemoteAddr`].
+/// The HTTP/1.1 server is ferrio's own (no buffer held while a connection waits, which long-polling
+/// connections mostly do); requests reach `service` with a [`RequestBody`].
 /// Clients that take longer than `header_read_timeout` to send a request's headers are cut off. When
 /// `shutdown` completes, the connection ends after the request in progress (an idle keep-alive
 /// connection at once); a connection upgraded to websocket is no longer this function's.

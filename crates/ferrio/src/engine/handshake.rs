@@ -8,8 +8,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 /// What the client's handshake request looked like: its URI, headers, the peer's address and the time.
 ///
 /// The URI and the headers are copied into one allocation (`uri`, then one `name:value\n` line per
-/// header). The request's own header values are slices of hyper's read buffer (8 KiB or more), so
-/// keeping them would pin that buffer for the session's whole life; a `HeaderMap` copy also costs a
+/// header). The request's own header values are slices of the HTTP server's read buffer (the request's bytes
+/// under `serve_connection`, 8 KiB or more under hyper), so keeping them would pin that buffer for the session's whole life; a `HeaderMap` copy also costs a
 /// few hundred bytes of tables. Reading is a scan of a few hundred bytes, done when the application
 /// asks (its `socket.handshake()`), not per message.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ impl HandshakeInfo {
         let mut raw = Vec::with_capacity(len);
         raw.extend_from_slice(uri.as_bytes());
         for (k, v) in &parts.headers {
-            // Neither a header name nor a value can hold a newline: hyper refused such a request.
+            // Neither a header name nor a value can hold a newline: the HTTP server refused such a request.
             raw.extend_from_slice(k.as_str().as_bytes());
             raw.push(b':');
             raw.extend_from_slice(v.as_bytes());

@@ -298,7 +298,7 @@ impl Engine {
                         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                     return finish(res);
                 }
-                // A copy of the origin, not a slice of hyper's read buffer: a poll may keep these
+                // A copy of the origin, not a slice of the HTTP server's read buffer: a poll may keep these
                 // headers for a whole wait (see `polling::own_request_bytes`).
                 let origin = HeaderValue::from_bytes(origin.as_bytes())
                     .unwrap_or(HeaderValue::from_static(""));

@@ -2,7 +2,7 @@
 //!
 //! A GET that takes packets from the session's queue has handed them over only once its bytes went
 //! out on a connection whose client was still there. A client may leave (send its FIN) just as its
-//! GET is answered: the runtime has not told hyper yet, hyper writes the answer into the dead
+//! GET is answered: the runtime has not told the HTTP server yet, which writes the answer into the dead
 //! connection, the write succeeds, and the packets would be lost while the session lives on. So the
 //! connections [`crate::serve_connection`] serves run on an [`AnswerIo`]: while a polling answer is
 //! pending on it, the first write asks the kernel (a non-blocking peek, which does not wait for the
@@ -222,8 +222,9 @@ impl<I: AsyncWrite + Unpin + 'static> AsyncWrite for AnswerIo<I> {
             match &r {
                 Poll::Ready(Ok(())) => {
                     let mut pending = self.watch.0.0.pending.lock();
-                    // Written and flushed: delivered, as far as the server can know. (hyper flushes
-                    // once after a whole answer; a flush before the body's bytes are out is not it.)
+                    // Written and flushed: delivered, as far as the server can know. (The HTTP
+                    // servers flush once after a whole answer; a flush before the body's bytes are
+                    // out is not it.)
                     if pending
                         .as_ref()
                         .is_some_and(|p| p.written >= p.body_len + MIN_HEAD_LEN)

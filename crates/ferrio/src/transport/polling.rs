@@ -77,8 +77,8 @@ pub(crate) async fn poll(
         } else if let Some(f) = outbox.try_recv() {
             Some(f)
         } else {
-            // About to wait, maybe for a whole ping interval: the request must not pin hyper's read
-            // buffer meanwhile (see `own_request_bytes`). Without a headers hook nothing after the
+            // About to wait, maybe for a whole ping interval: the request must not pin the HTTP server's
+            // read buffer meanwhile (see `own_request_bytes`). Without a headers hook nothing after the
             // wait reads the request but compression, so its bytes are dropped instead of copied.
             if config.headers.is_none() {
                 accepted = Some(accepted_encoding(config, parts));
@@ -166,7 +166,7 @@ fn accepted_encoding(config: &crate::engine::EngineConfig, parts: &Parts) -> Opt
         .and_then(|v| pick_encoding(v.as_bytes()))
 }
 
-/// Drops the request's URI and headers, slices of hyper's read buffer, for a poll about to wait when
+/// Drops the request's URI and headers, slices of the HTTP server's read buffer, for a poll about to wait when
 /// nothing will read them again: cheaper than copying them (`own_request_bytes`), which a headers hook
 /// needs. The URI left in their place is `/`; only an error answer logs it, and a poll that waited
 /// answers with a payload.
@@ -175,9 +175,9 @@ fn release_request_bytes(parts: &mut Parts) {
     parts.uri = http::Uri::default();
 }
 
-/// Copies the request's URI and headers out of hyper's read buffer, of which they are slices: a poll
-/// that waits would otherwise pin that buffer (8 KiB or more) for as long as it waits, while hyper
-/// allocates another one to watch the connection. Done only when the poll is about to wait, so a busy
+/// Copies the request's URI and headers out of the HTTP server's read buffer, of which they are slices:
+/// a poll that waits would otherwise pin that buffer (the request's bytes; 8 KiB or more under hyper,
+/// which allocates another one to watch the connection) for as long as it waits. Done only when the poll is about to wait, so a busy
 /// session's polls do not pay for it.
 fn own_request_bytes(parts: &mut Parts) {
     let shared = std::mem::take(&mut parts.headers);
@@ -345,7 +345,7 @@ enum BodyError {
 
 /// Reads a POST body of at most `limit` bytes. Each frame must come within `body_read_timeout`, and the
 /// read stops when the session closes. The timer and the close watch are set up only once the body has
-/// to be waited for: hyper has usually read a small body with the request's head, and arming a timer
+/// to be waited for: the HTTP server has usually read a small body with the request's head, and arming a timer
 /// (and waiting for the session's end) for it would cost more than reading it.
 async fn read_body<B>(
     socket: &Socket,
