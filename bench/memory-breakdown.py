@@ -12,14 +12,17 @@ import re
 import sys
 
 # (owner, layer, pattern on one frame's function name); the first rule that matches a frame wins. Layers: `engine` / `socket.io` (the per-session state of crates/ferrio),
-# `websocket` (transport/websocket.rs), `hyper`, `tokio`.
+# `websocket` (transport/websocket.rs), `http1` (ferrio's own HTTP/1 server), `hyper` (when mounted in
+# axum or hyper, and ferrio's before http1), `tokio`.
 RULES = [
     ("task: websocket driver (cell and future, one task for reading and writing)", "websocket", r"Cell<ferrio::transport::websocket::.*run::\{async_block_env"),
     ("websocket codec: write buffer kept for the next frames", "websocket", r"ferrio_proto::ws::Encoder"),
     ("task: websocket reader (spawn_session / spawn_probe)", "websocket", r"Cell<ferrio::transport::websocket::spawn_(session|probe)"),
     ("task: websocket writer (write_loop)", "websocket", r"Cell<ferrio::transport::websocket::write_loop"),
     ("task: session timer (run_timers)", "engine", r"Cell<ferrio::engine::socket::.*run_timers"),
-    ("task: HTTP connection (serve_connection)", "hyper", r"Cell<ferrio::service::serve_until"),
+    ("task: HTTP connection (cell and future)", "http1", r"Cell<.*ferrio::http1::serve_connection|Cell<ferrio::service::serve_until"),
+    ("HTTP connection: answer watch, shutdown gate", "http1", r"^ferrio::http1::serve_connection$"),
+    ("pending GET: request extensions (peer address, answer watch)", "http1", r"http::extensions::Extensions::insert"),
     ("task: socket (run_socket), cell", "socket.io", r"Cell<core::pin::Pin<alloc::boxed::Box<\(dyn core::future::future::Future"),
     ("socket future (run_socket)", "socket.io", r"run_socket::\{async_(fn|block)_env"),
     ("hyper read buffer", "hyper", r"hyper::proto::h1::io::Buffered<T,B>::poll_read_from_io"),
@@ -41,7 +44,9 @@ RULES = [
     ("websocket codec and stream (tungstenite, split)", "websocket", r"tungstenite|ferrio::transport::websocket::(run|accept|CancelWatch)"),
     ("session: id, handler, sessions map", "engine", r"dashmap.*ferrio::engine::socket::Socket|ferrio::engine::Engine::dispatch"),
     ("tokio IO registration (ScheduledIo)", "tokio", r"tokio::runtime::io::"),
-    ("hyper HTTP/1 connection (write buffer, dispatcher)", "hyper", r"^hyper::|serve_connection"),
+    ("session: handler state made at open (client)", "socket.io", r"Handler as ferrio::engine::EngineHandler>::on_open|ferrio::engine::OpenSession>::open"),
+    ("hyper HTTP/1 connection (write buffer, dispatcher)", "hyper", r"^hyper::"),
+    ("HTTP connection: other (allocated while a request ran)", "http1", r"serve_connection"),
 ]
 RULES = [(o, l, re.compile(p)) for o, l, p in RULES]
 

@@ -117,15 +117,14 @@ where
 {
     // Lets a polling answer find out whether it reached the client (see `transport::delivery`).
     let watch = AnswerWatch::default();
-    let conn = Conn {
+    // Used in place by the block below, not rebound there: a rebinding would take room of its own.
+    let mut conn = Conn {
         io: AnswerIo::new(io, watch.clone()),
         buf: BytesMut::new(),
         watch,
         peer,
         service,
     };
-    // Used in place by the block below, not rebound there: a rebinding would take room of its own.
-    let mut conn = conn;
     async move {
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = Shutdown::new(shutdown);
