@@ -140,7 +140,25 @@ async fn an_unread_body_closes_the_connection() {
     ))
     .await
     .unwrap();
-    c.send(&[b'x'; 1000]).await.unwrap();
+    // The client goes on sending its body while the answer comes: the answer is not lost to a reset.
+    let (mut rd, mut wr) = c.stream.into_split();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..100 {
+            if wr.write_all(&[b'x'; 1000]).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    let mut c = Conn {
+        stream: {
+            let _ = &mut rd;
+            let wr = writer.await.unwrap();
+            rd.reunite(wr).unwrap()
+        },
+        buf: Vec::new(),
+    };
     let res = c.response().await;
     assert_unknown_sid(&res);
     assert_eq!(res.header("connection").as_deref(), Some("close"));
@@ -254,10 +272,170 @@ async fn answers_are_framed() {
         .unwrap()
         .unwrap();
     assert_eq!(head.status, 404);
+    // The length a GET's body would have, and no body.
+    assert_eq!(head.header("content-length").as_deref(), Some("9"));
     // Nothing follows the head: the next answer on the connection starts right after it.
     c.send(&build_request("GET", "/elsewhere", &[], b""))
         .await
         .unwrap();
     let next = c.response().await;
     assert_eq!((next.status, next.text().as_str()), (404, "Not Found"));
+}
+
+/// A head sent a byte at a time is answered once complete; junk is refused at once.
+#[tokio::test]
+async fn trickled_heads_and_junk() {
+    let s = Server::start(quiet_config()).await;
+    let mut c = Conn::connect(s.addr).await;
+    let req = build_request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=polling"),
+        &[("X-Padding", &"p".repeat(300))],
+        b"",
+    );
+    for b in &req {
+        c.send(&[*b]).await.unwrap();
+    }
+    let res = c.response().await;
+    assert_eq!(res.status, 200);
+
+    let t = std::time::Instant::now();
+    let mut c = Conn::connect(s.addr).await;
+    c.send(b"\x00\x01\x02 not http at all").await.unwrap();
+    assert_eq!(c.response().await.status, 400);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// A long-poll GET whose (empty) chunked body came with its head still notices its client leaving.
+#[tokio::test]
+async fn a_chunked_poll_whose_client_leaves_ends_the_session() {
+    let s = Server::start(quiet_config()).await;
+    let sid = handshake(s.addr).await;
+    let mut c = Conn::connect(s.addr).await;
+    let mut req = build_request(
+        "GET",
+        &polling_url(&sid),
+        &[("Transfer-Encoding", "chunked")],
+        b"",
+    );
+    req.extend_from_slice(b"0\r\n\r\n");
+    c.send(&req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(c);
+    assert_eq!(
+        s.wait_close(&sid, Duration::from_secs(2)).await,
+        "transport error"
+    );
+}
+
+mod services {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::net::TcpListener;
+
+    use super::common::*;
+
+    async fn serve<F, Fut, B>(f: F) -> std::net::SocketAddr
+    where
+        F: Fn(http::Request<ferrio::RequestBody>) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(ferrio::serve(listener, tower::service_fn(f)));
+        addr
+    }
+
+    /// A streaming answer reaches the client as it comes, not only at its end.
+    #[tokio::test]
+    async fn streaming_answers_are_flushed_as_they_come() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(rx)));
+        let addr = serve(move |_req| {
+            let rx = rx.clone();
+            async move {
+                let rx = rx.lock().await.take().expect("one request");
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    let b = rx.recv().await?;
+                    Some((Ok::<_, Infallible>(http_body::Frame::data(b)), rx))
+                });
+                Ok(http::Response::new(StreamBody::new(stream)))
+            }
+        })
+        .await;
+        let mut c = Conn::connect(addr).await;
+        c.send(&build_request("GET", "/events", &[], b""))
+            .await
+            .unwrap();
+        tx.send(Bytes::from_static(b"first")).await.unwrap();
+        let head = tokio::time::timeout(READ_TIMEOUT, c.read_head())
+            .await
+            .expect("no head while the body streams")
+            .unwrap();
+        assert_eq!(head.header("transfer-encoding").as_deref(), Some("chunked"));
+        let got = tokio::time::timeout(READ_TIMEOUT, async {
+            while !String::from_utf8_lossy(&c.buf).contains("first") {
+                c.read_more().await.unwrap();
+            }
+        })
+        .await;
+        assert!(
+            got.is_ok(),
+            "the first piece did not come before the body's end"
+        );
+        drop(tx);
+        let rest = tokio::time::timeout(READ_TIMEOUT, async {
+            while !c.buf.ends_with(b"0\r\n\r\n") {
+                if c.read_more().await.unwrap() == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(rest.is_ok() && c.buf.ends_with(b"0\r\n\r\n"), "{:?}", c.buf);
+    }
+
+    /// A body the service reads after it answered ends (with an error) instead of waiting forever.
+    #[tokio::test]
+    async fn a_body_read_after_the_answer_ends() {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<bool>();
+        let done_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(done_tx)));
+        let addr = serve(move |req: http::Request<ferrio::RequestBody>| {
+            let done_tx = done_tx.clone();
+            async move {
+                let body = req.into_body();
+                tokio::spawn(async move {
+                    let whole = body.collect().await.is_ok();
+                    if let Some(tx) = done_tx.lock().unwrap().take() {
+                        let _ = tx.send(whole);
+                    }
+                });
+                Ok(http::Response::new(http_body_util::Full::new(
+                    Bytes::from_static(b"ok"),
+                )))
+            }
+        })
+        .await;
+        let mut c = Conn::connect(addr).await;
+        c.send(&build_request(
+            "POST",
+            "/upload",
+            &[("Content-Length", "100000")],
+            b"",
+        ))
+        .await
+        .unwrap();
+        c.send(&[b'x'; 100]).await.unwrap();
+        assert_eq!(c.response().await.status, 200);
+        let whole = tokio::time::timeout(Duration::from_secs(3), done_rx)
+            .await
+            .expect("the body's reader still waits")
+            .unwrap();
+        assert!(!whole, "a body cut short must not read as complete");
+    }
 }

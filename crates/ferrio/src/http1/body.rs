@@ -220,24 +220,35 @@ pub(crate) enum Framing {
     Chunked(Chunked),
 }
 
-/// Where a chunked body's decoder stands.
+/// Where a chunked body's decoder stands. Lines end with CRLF only, as in hyper: a lone LF or CR is
+/// how a request is smuggled past a proxy that splits lines differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunked {
     /// In a chunk-size line: the size so far, and how many hex digits it had.
     Size(u64, u8),
-    /// After the size, in a chunk extension, up to the line's end.
-    Extension(u64),
+    /// Whitespace after the size.
+    SizeSpace(u64),
+    /// In a chunk extension (`;…`): how many bytes the extensions took so far.
+    Extension(u64, u32),
+    /// The chunk-size line's CR was seen.
+    SizeLf(u64),
     /// In a chunk's data: this many bytes left.
     Data(u64),
-    /// After a chunk's data: its CRLF (`true` once the CR was seen).
-    DataEnd(bool),
-    /// After the last chunk, in the trailer section: whether the current line has content.
-    Trailer(bool),
+    /// After a chunk's data: its CR, then its LF.
+    DataCr,
+    DataLf,
+    /// In the trailer section: the current line's length and the section's so far.
+    Trailer(u32, u32),
+    /// A trailer line's CR was seen.
+    TrailerLf(u32, u32),
     Done,
 }
 
 /// A chunk-size line longer than this many hex digits would overflow a `u64`.
 const MAX_SIZE_DIGITS: u8 = 15;
+/// Chunk extensions (per line) and trailers (in all) longer than this are refused, as in hyper: they
+/// carry nothing the server uses, and reading them without end would hold the connection.
+const MAX_EXTENSIONS: u32 = 16 * 1024;
 
 /// What a decoding step gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -273,22 +284,36 @@ impl Framing {
     }
 }
 
-fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, BodyError> {
+/// Takes a chunked body off the front of `buf` when all of it is there: `None` (and `buf` untouched)
+/// when it is not, or is malformed (left for the connection to read and refuse as it comes).
+pub(crate) fn take_whole_chunked(buf: &mut BytesMut) -> Option<Result<Bytes, BodyError>> {
+    let mut probe = BytesMut::from(&buf[..]);
+    let mut state = Chunked::Size(0, 0);
+    let mut data = BytesMut::new();
     loop {
-        if let Chunked::Done = state {
+        match decode_chunked(&mut state, &mut probe) {
+            Ok(Decoded::Data(d)) => data.extend_from_slice(&d),
+            Ok(Decoded::End) => break,
+            Ok(Decoded::NeedMore) | Err(_) => return None,
+        }
+    }
+    buf.advance(buf.len() - probe.len());
+    Some(Ok(data.freeze()))
+}
+
+fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, BodyError> {
+    use Chunked::*;
+    loop {
+        if let Done = state {
             return Ok(Decoded::End);
         }
-        if let Chunked::Data(left) = *state {
+        if let Data(left) = *state {
             if buf.is_empty() {
                 return Ok(Decoded::NeedMore);
             }
             let n = left.min(buf.len() as u64) as usize;
             let rest = left - n as u64;
-            *state = if rest == 0 {
-                Chunked::DataEnd(false)
-            } else {
-                Chunked::Data(rest)
-            };
+            *state = if rest == 0 { DataCr } else { Data(rest) };
             return Ok(Decoded::Data(buf.split_to(n).freeze()));
         }
         let Some(&b) = buf.first() else {
@@ -296,39 +321,32 @@ fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, Bo
         };
         buf.advance(1);
         *state = match (*state, b) {
-            (Chunked::Size(n, d), b) if b.is_ascii_hexdigit() => {
+            (Size(n, d), b) if b.is_ascii_hexdigit() => {
                 if d >= MAX_SIZE_DIGITS {
                     return Err(BodyError::Malformed);
                 }
                 let v = (b as char).to_digit(16).unwrap_or(0) as u64;
-                Chunked::Size(n * 16 + v, d + 1)
+                Size(n * 16 + v, d + 1)
             }
-            (Chunked::Size(_, 0), _) => return Err(BodyError::Malformed),
-            (Chunked::Size(n, _), b';' | b' ' | b'\t') => Chunked::Extension(n),
-            (Chunked::Size(n, _) | Chunked::Extension(n), b'\r') => Chunked::Extension(n),
-            (Chunked::Size(n, _) | Chunked::Extension(n), b'\n') => {
-                if n == 0 {
-                    Chunked::Trailer(false)
-                } else {
-                    Chunked::Data(n)
-                }
-            }
-            (Chunked::Size(..), _) => return Err(BodyError::Malformed),
-            (Chunked::Extension(n), _) => Chunked::Extension(n),
-            (Chunked::DataEnd(false), b'\r') => Chunked::DataEnd(true),
-            (Chunked::DataEnd(_), b'\n') => Chunked::Size(0, 0),
-            (Chunked::DataEnd(_), _) => return Err(BodyError::Malformed),
-            // An empty line ends the trailers (and the body); other lines are skipped.
-            (Chunked::Trailer(content), b'\n') => {
-                if content {
-                    Chunked::Trailer(false)
-                } else {
-                    Chunked::Done
-                }
-            }
-            (Chunked::Trailer(content), b'\r') => Chunked::Trailer(content),
-            (Chunked::Trailer(_), _) => Chunked::Trailer(true),
-            (Chunked::Data(_) | Chunked::Done, _) => unreachable!("handled above"),
+            (Size(_, 0), _) => return Err(BodyError::Malformed),
+            (Size(n, _) | SizeSpace(n), b' ' | b'\t') => SizeSpace(n),
+            (Size(n, _) | SizeSpace(n), b';') => Extension(n, 0),
+            (Size(n, _) | SizeSpace(n) | Extension(n, _), b'\r') => SizeLf(n),
+            (Extension(_, len), _) if len >= MAX_EXTENSIONS => return Err(BodyError::Malformed),
+            (Extension(n, len), b) if b != b'\n' => Extension(n, len + 1),
+            (SizeLf(0), b'\n') => Trailer(0, 0),
+            (SizeLf(n), b'\n') => Data(n),
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => Size(0, 0),
+            (Trailer(line, total), b'\r') => TrailerLf(line, total),
+            (Trailer(_, total), _) if total >= MAX_EXTENSIONS => return Err(BodyError::Malformed),
+            (Trailer(line, total), b) if b != b'\n' => Trailer(line + 1, total + 1),
+            // An empty line ends the trailers, and the body.
+            (TrailerLf(0, _), b'\n') => Done,
+            (TrailerLf(_, total), b'\n') => Trailer(0, total),
+            (Size(..) | SizeSpace(_) | Extension(..) | SizeLf(_) | DataCr | DataLf, _)
+            | (Trailer(..) | TrailerLf(..), _) => return Err(BodyError::Malformed),
+            (Data(_) | Done, _) => unreachable!("handled above"),
         };
     }
 }
@@ -354,7 +372,7 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_whole_and_byte_by_byte() {
-        let wire = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: a\r\n\r\nNEXT";
+        let wire = b"4\r\nWiki\r\n5 ;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: a\r\n\r\nNEXT";
         let (out, done, left) =
             decode_all(&mut Framing::Chunked(Chunked::Size(0, 0)), wire).unwrap();
         assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
@@ -378,11 +396,23 @@ mod tests {
 
     #[test]
     fn malformed_chunked_bodies_are_errors() {
+        let long_extension = format!("1;{}", "a".repeat(MAX_EXTENSIONS as usize + 1));
+        let long_trailer = format!("0\r\nX: {}", "a".repeat(MAX_EXTENSIONS as usize + 1));
         for wire in [
             &b"x\r\n"[..],
             b"\r\n",
             b"4\r\nWikiXX",
             b"ffffffffffffffff1\r\n",
+            // Lines end with CRLF only.
+            b"2\nAB\r\n",
+            b"2;\nAB\r\n",
+            b"2\r\nAB\n0\r\n\r\n",
+            b"2\rAB",
+            b"0\r\n\n",
+            // After the size, only whitespace, an extension or the line's end.
+            b"5 zz\r\n",
+            long_extension.as_bytes(),
+            long_trailer.as_bytes(),
         ] {
             let r = decode_all(&mut Framing::Chunked(Chunked::Size(0, 0)), wire);
             assert_eq!(r, Err(BodyError::Malformed), "{wire:?}");

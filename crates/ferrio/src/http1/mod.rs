@@ -27,6 +27,7 @@ use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use futures_util::task::AtomicWaker;
 use http::{Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt as _;
@@ -45,10 +46,15 @@ use crate::transport::websocket::Stream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// A read lands in a stack buffer of this size first: an idle connection holds no read buffer.
 const STACK_READ: usize = 4096;
 /// How much a read buffer grows by once bytes of a message are waiting in it.
 const READ_CHUNK: usize = 8192;
+/// How long, and for how many bytes, a connection closed on a client still sending reads on.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 /// An answer's bytes are written once this many are gathered (or at its end).
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -121,6 +127,7 @@ where
     let mut conn = Conn {
         io: AnswerIo::new(io, watch.clone()),
         buf: BytesMut::new(),
+        scanned: 0,
         watch,
         peer,
         service,
@@ -169,6 +176,9 @@ struct Conn<I, S> {
     /// Bytes read and not yet taken: part of a head or body, or a pipelined request. Empty (no
     /// allocation) between requests as a rule.
     buf: BytesMut,
+    /// How much of `buf` is known to hold no end of a head: a head trickled in is parsed once it
+    /// is complete, not at every read (which would take time quadratic in its length).
+    scanned: usize,
     watch: AnswerWatch,
     peer: SocketAddr,
     service: S,
@@ -179,14 +189,26 @@ struct Exchange {
     /// The body still to be read from the connection, when it did not come with the head.
     pipe: Option<Arc<Pipe>>,
     framing: Framing,
-    /// `100 Continue` still to be sent, before the body is first read.
-    continue_pending: bool,
+    /// Bytes of `100 Continue` still to be sent before the body is first read (a write may be short).
+    continue_left: usize,
     /// Whether the connection can carry another request after this one: not once the client asked
     /// otherwise, or the body failed or was left unread.
     keep_alive: bool,
     answers_head: bool,
     http10: bool,
+    /// The body was left unread (or failed): the client may still be sending it.
+    unread: bool,
     upgrade: Option<oneshot::Sender<Upgraded>>,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        // A body the service still holds (a task of its own, or an answer that streams it back) is
+        // not fed once the exchange is over: it ends with an error instead of waiting forever.
+        if let Some(pipe) = self.pipe.take() {
+            pipe.give(Err(BodyError::Incomplete));
+        }
+    }
 }
 
 enum Next {
@@ -211,17 +233,28 @@ where
         shutdown: &mut Shutdown<'_, F>,
     ) -> Poll<HeadWait> {
         loop {
-            if !self.buf.is_empty() {
+            // Parsed when its first bytes came (so that junk is refused at once), then only once the
+            // end of a head may be there, or the head is too long.
+            let worth_parsing = !self.buf.is_empty()
+                && (self.scanned == 0
+                    || self.buf.len() > head::MAX_HEAD_LEN
+                    || head::has_end(&self.buf[self.scanned.saturating_sub(3)..]));
+            if worth_parsing {
                 // The service must be ready before the request is taken, so that the request need not
                 // wait anywhere: it is made and handed to the service at once.
                 if let Err(e) = ready!(self.service.poll_ready(cx)) {
                     return Poll::Ready(HeadWait::NotReady(ConnError::Service(e.into())));
                 }
                 match head::parse(&mut self.buf) {
-                    Ok(Some(head)) => return Poll::Ready(HeadWait::Head(head)),
-                    Ok(None) => {}
+                    Ok(Some(head)) => {
+                        self.scanned = 0;
+                        return Poll::Ready(HeadWait::Head(head));
+                    }
+                    Ok(None) => self.scanned = self.buf.len(),
                     Err(e) => return Poll::Ready(HeadWait::Refused(e)),
                 }
+            } else if !self.buf.is_empty() {
+                self.scanned = self.buf.len();
             } else if shutdown.poll(cx) {
                 // Between requests: an idle connection ends at once when the server shuts down.
                 return Poll::Ready(HeadWait::Closed);
@@ -253,10 +286,18 @@ where
                 let pipe = Pipe::new(Some(n));
                 (Body::piped(pipe.clone()), Some(pipe))
             }
-            Framing::Chunked(_) => {
-                let pipe = Pipe::new(None);
-                (Body::piped(pipe.clone()), Some(pipe))
-            }
+            Framing::Chunked(_) => match body::take_whole_chunked(&mut self.buf) {
+                // Whole already (a small chunked body comes with its head): nothing to read later,
+                // and the connection is watched for its client leaving meanwhile.
+                Some(Ok(data)) => {
+                    framing = Framing::Length(0);
+                    (Body::full(data), None)
+                }
+                _ => {
+                    let pipe = Pipe::new(None);
+                    (Body::piped(pipe.clone()), Some(pipe))
+                }
+            },
         };
         if self.buf.is_empty() {
             // Nothing of a next request: the allocation goes (a head that a waiting request keeps may
@@ -280,12 +321,17 @@ where
             tx
         });
         let exchange = Exchange {
-            continue_pending: head.expects_continue && pipe.is_some(),
+            continue_left: if head.expects_continue && pipe.is_some() {
+                CONTINUE.len()
+            } else {
+                0
+            },
             pipe,
             framing,
             keep_alive: head.keep_alive,
             answers_head: req.method() == Method::HEAD,
             http10: head.version == Version::HTTP_10,
+            unread: false,
             upgrade,
         };
         (req, exchange)
@@ -321,18 +367,17 @@ where
                             }
                             Demand::More => {}
                         }
-                        if x.continue_pending {
+                        while x.continue_left > 0 {
                             // The service reads the body: the client may send it now.
-                            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-                            match Pin::new(&mut self.io).poll_write(cx, CONTINUE) {
-                                Poll::Ready(Ok(n)) if n == CONTINUE.len() => {
-                                    x.continue_pending = false
+                            let rest = &CONTINUE[CONTINUE.len() - x.continue_left..];
+                            match Pin::new(&mut self.io).poll_write(cx, rest) {
+                                Poll::Ready(Ok(0)) => {
+                                    return Poll::Ready(Err(io::Error::from(
+                                        io::ErrorKind::WriteZero,
+                                    )
+                                    .into()));
                                 }
-                                Poll::Ready(Ok(_)) => {
-                                    return Poll::Ready(Err(ConnError::Io(
-                                        io::ErrorKind::WriteZero.into(),
-                                    )));
-                                }
+                                Poll::Ready(Ok(n)) => x.continue_left -= n,
                                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                                 Poll::Pending => return Poll::Pending,
                             }
@@ -389,7 +434,7 @@ where
     fn respond<'a>(
         &'a mut self,
         res: Response<ResBody>,
-        x: Exchange,
+        mut x: Exchange,
     ) -> impl Future<Output = Result<Next, ConnError>> + 'a
     where
         ResBody: 'a,
@@ -397,14 +442,15 @@ where
         let (parts, body) = res.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         let keep = x.keep_alive && !switching && !says_close(&parts.headers);
-        let no_body = x.answers_head
-            || parts.status.is_informational()
+        let bodiless = parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
         let hint = http_body::Body::size_hint(&body).exact();
         let (kind, keep) = match hint {
-            _ if no_body => (BodyOut::None, keep),
+            _ if bodiless => (BodyOut::None, keep),
+            // A HEAD answer announces the length a GET's body would have, and sends no body.
             Some(n) => (BodyOut::Length(n), keep),
+            None if x.answers_head => (BodyOut::None, keep),
             None if x.http10 => (BodyOut::UntilClose, false),
             None => (BodyOut::Chunked, keep),
         };
@@ -412,13 +458,15 @@ where
         let mut out = Vec::with_capacity(160 + parts.headers.len() * 48 + first);
         head::write_response_head(&mut out, parts.status, &parts.headers, kind, keep, x.http10);
         drop(parts);
+        let kind = if x.answers_head { BodyOut::None } else { kind };
         let next = if switching {
-            x.upgrade.map_or(Next::Close, Next::Upgrade)
+            x.upgrade.take().map_or(Next::Close, Next::Upgrade)
         } else if keep {
             Next::Request
         } else {
             Next::Close
         };
+        let unread = x.unread;
         async move {
             if kind != BodyOut::None {
                 let mut body = std::pin::pin!(body);
@@ -434,10 +482,37 @@ where
             self.io.flush().await?;
             drop(out);
             if matches!(next, Next::Close) {
-                let _ = self.io.shutdown().await;
+                if unread {
+                    self.linger().await;
+                } else {
+                    let _ = self.io.shutdown().await;
+                }
             }
             Ok(next)
         }
+    }
+
+    /// Ends a connection whose client may still be sending (a refused head, a body left unread): the
+    /// write side is shut, then what comes is read and dropped for a while. Closing with unread bytes
+    /// would make the kernel reset the connection, and the client could lose the answer just sent.
+    async fn linger(&mut self) {
+        let _ = self.io.shutdown().await;
+        let mut left = LINGER_BYTES;
+        let drain = std::future::poll_fn(|cx| {
+            while left > 0 {
+                let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+                let mut read = ReadBuf::uninit(&mut stack);
+                match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                        left = left.saturating_sub(read.filled().len());
+                    }
+                    Poll::Ready(_) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Poll::Ready(())
+        });
+        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 
     /// Answers a head that could not be read (400 or 431) and ends the connection.
@@ -453,6 +528,7 @@ where
         );
         self.io.write_all(&out).await?;
         self.io.flush().await?;
+        self.linger().await;
         Err(ConnError::BadRequest(e.status()))
     }
 }
@@ -519,13 +595,36 @@ where
             io.write_all(out).await?;
             out.clear();
         }
+        // What is gathered goes out before the body is waited for: a body that streams (events sent
+        // as they happen) reaches the client as it comes.
         // The frame's error is turned into ours at once: it need not be `Send` across the writes.
-        let data = match body.as_mut().frame().await {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(ConnError::ResponseBody(e.into())),
-            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+        let ready = body.as_mut().frame().now_or_never().map(frame_data);
+        let data = match ready {
+            Some(data) => data?,
+            None => {
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    io.flush().await?;
+                    out.clear();
+                }
+                frame_data(body.as_mut().frame().await)?
+            }
+        };
+        let Some(data) = data else {
+            return Ok(());
         };
         push_data(out, &data, kind, sent);
+    }
+}
+
+/// A frame's data (empty for trailers, which are not sent); `None` at the body's end.
+fn frame_data<E: Into<BoxError>>(
+    frame: Option<Result<http_body::Frame<Bytes>, E>>,
+) -> Result<Option<Bytes>, ConnError> {
+    match frame {
+        None => Ok(None),
+        Some(Err(e)) => Err(ConnError::ResponseBody(e.into())),
+        Some(Ok(frame)) => Ok(Some(frame.into_data().unwrap_or_default())),
     }
 }
 
