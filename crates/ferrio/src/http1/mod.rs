@@ -11,6 +11,12 @@
 //! pipelining, `Expect: 100-continue`, upgrades (handed to the websocket transport), a timeout for a
 //! request's head, and a graceful end. A client closing its connection while its request waits drops
 //! the request's future, as it did under hyper (a waiting poll then ends its session).
+//!
+//! Limits, none of which the engine meets: a request body is read from the connection only while its
+//! answer is pending (a body the service reads after answering ends with an error); while a streaming
+//! answer is written, a client that leaves is noticed at the next write only; and, as under hyper,
+//! there is no timeout for a client that stops reading an answer. HTTP/2 is not served here (mount the
+//! engine in an HTTP/2 server for that).
 
 mod body;
 mod head;
