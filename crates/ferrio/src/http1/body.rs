@@ -432,4 +432,57 @@ mod tests {
         assert_eq!((out.as_slice(), done), (&b"hel"[..], false));
         assert_eq!(framing, Framing::Length(2));
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes and however they are split across reads, the decoder neither panics nor
+        /// gives more than it was given, and a body it takes whole decodes the same way in pieces.
+        #[test]
+        fn chunked_decoding_of_any_bytes_is_safe(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            cut in 0usize..512,
+        ) {
+            let cut = cut.min(bytes.len());
+            let mut framing = Framing::Chunked(Chunked::Size(0, 0));
+            let mut out = Vec::new();
+            let mut ended = false;
+            for piece in [&bytes[..cut], &bytes[cut..]] {
+                match decode_all(&mut framing, piece) {
+                    Ok((o, done, _)) => {
+                        out.extend_from_slice(&o);
+                        if done {
+                            ended = true;
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            proptest::prop_assert!(out.len() <= bytes.len());
+            let mut whole = BytesMut::from(&bytes[..]);
+            if let Some(Ok(data)) = take_whole_chunked(&mut whole) {
+                proptest::prop_assert!(ended);
+                proptest::prop_assert_eq!(&data[..], &out[..]);
+            }
+        }
+
+        /// Chunked encodings of any data decode back to it.
+        #[test]
+        fn chunked_bodies_round_trip(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64), 0..8),
+        ) {
+            let mut wire = Vec::new();
+            for c in &chunks {
+                wire.extend_from_slice(format!("{:X};e=1\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\nT: v\r\n\r\n");
+            let (out, done, left) =
+                decode_all(&mut Framing::Chunked(Chunked::Size(0, 0)), &wire).unwrap();
+            proptest::prop_assert!(done);
+            proptest::prop_assert_eq!(left, 0);
+            proptest::prop_assert_eq!(out, chunks.concat());
+        }
+    }
 }

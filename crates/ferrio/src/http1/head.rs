@@ -372,4 +372,42 @@ mod tests {
             "{text}"
         );
     }
+
+    proptest::proptest! {
+        /// Any bytes: a head, `None` (incomplete), or a refusal; never a panic, and a head takes only
+        /// bytes that were there.
+        #[test]
+        fn any_bytes_parse_or_are_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        ) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            if let Ok(Some(_)) = parse(&mut buf) {
+                proptest::prop_assert!(buf.len() < bytes.len());
+            }
+        }
+
+        /// Heads made of arbitrary header values: parsed, or refused, never a panic.
+        #[test]
+        fn heads_with_any_values_are_safe(
+            values in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..12),
+        ) {
+            let mut text = b"POST /engine.io/?EIO=4 HTTP/1.1\r\n".to_vec();
+            for (i, v) in values.iter().enumerate() {
+                let name: &[u8] = match i % 4 {
+                    0 => b"content-length",
+                    1 => b"transfer-encoding",
+                    2 => b"connection",
+                    _ => b"x-any",
+                };
+                text.extend_from_slice(name);
+                text.extend_from_slice(b": ");
+                text.extend_from_slice(v);
+                text.extend_from_slice(b"\r\n");
+            }
+            text.extend_from_slice(b"\r\n");
+            let mut buf = BytesMut::from(&text[..]);
+            let _ = parse(&mut buf);
+        }
+    }
 }
