@@ -14,7 +14,9 @@ use http_body_util::{Either, Full};
 use tokio::net::TcpListener;
 
 use crate::engine::Engine;
-pub use crate::http1::{Body as RequestBody, BodyError as RequestBodyError, ConnError};
+pub use crate::http1::{
+    Body as RequestBody, BodyError as RequestBodyError, ConnError, serve_connection,
+};
 use crate::serve_client::ClientFiles;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -212,30 +214,6 @@ where
 
 /// How long [`serve_until`] gives a client to send a request's headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves HTTP/1.1 (with upgrades) on one accepted connection, as [`serve_until`] does for each: for
-/// accept loops of their own (TLS, connection limits). `peer` reaches the engine as [`RemoteAddr`].
-/// The HTTP/1.1 server is ferrio's own (no buffer held while a connection waits, which long-polling
-/// connections mostly do); requests reach `service` with a [`RequestBody`].
-/// Clients that take longer than `header_read_timeout` to send a request's headers are cut off. When
-/// `shutdown` completes, the connection ends after the request in progress (an idle keep-alive
-/// connection at once); a connection upgraded to websocket is no longer this function's.
-pub fn serve_connection<I, S, ResBody>(
-    io: I,
-    peer: SocketAddr,
-    service: S,
-    header_read_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-) -> impl Future<Output = Result<(), ConnError>>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<RequestBody>, Response = Response<ResBody>>,
-    S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes>,
-    ResBody::Error: Into<BoxError>,
-{
-    crate::http1::serve_connection(io, peer, service, header_read_timeout, shutdown)
-}
 
 /// Binds `addr` and serves the engine alone (404 for every other path).
 pub async fn listen(addr: impl tokio::net::ToSocketAddrs, engine: Engine) -> std::io::Result<()> {

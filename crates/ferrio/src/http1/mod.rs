@@ -107,13 +107,19 @@ pub(crate) struct Upgraded {
     pub(crate) read: Bytes,
 }
 
-/// Serves HTTP/1.1 on `io` (see [`crate::serve_connection`]).
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection, as [`serve_until`](crate::serve_until)
+/// does for each: for accept loops of their own (TLS, connection limits). `peer` reaches the engine as
+/// [`RemoteAddr`]. The HTTP/1.1 server is ferrio's own (no buffer held while a connection waits, which
+/// long-polling connections mostly do); requests reach `service` with a [`RequestBody`](Body).
+/// Clients that take longer than `header_read_timeout` to send a request's headers are cut off. When
+/// `shutdown` completes, the connection ends after the request in progress (an idle keep-alive
+/// connection at once); a connection upgraded to websocket is no longer this function's.
 ///
 /// The connection's future lives as long as the connection, idle or not, so it is kept small: not an
 /// `async fn` (which would store its arguments twice), and each phase of a request (reading its head,
 /// waiting for its answer, writing it) awaits a future of its own, so that the big values of one phase
 /// share their room with those of the others.
-pub(crate) fn serve_connection<I, S, ResBody>(
+pub fn serve_connection<I, S, ResBody>(
     io: I,
     peer: SocketAddr,
     service: S,
@@ -197,13 +203,11 @@ struct Exchange {
     framing: Framing,
     /// Bytes of `100 Continue` still to be sent before the body is first read (a write may be short).
     continue_left: usize,
-    /// Whether the connection can carry another request after this one: not once the client asked
-    /// otherwise, or the body failed or was left unread.
+    /// Whether the client wants the connection kept after this exchange (and the server is not
+    /// shutting down). A body left unread or failed (framing not done) ends it as well.
     keep_alive: bool,
     answers_head: bool,
     http10: bool,
-    /// The body was left unread (or failed): the client may still be sending it.
-    unread: bool,
     upgrade: Option<oneshot::Sender<Upgraded>>,
 }
 
@@ -337,7 +341,6 @@ where
             keep_alive: head.keep_alive,
             answers_head: req.method() == Method::HEAD,
             http10: head.version == Version::HTTP_10,
-            unread: false,
             upgrade,
         };
         (req, exchange)
@@ -345,6 +348,7 @@ where
 
     /// Calls the service and waits for its answer, feeding it the body as it asks and watching for
     /// the client leaving meanwhile.
+    ///
     /// The service was polled ready by `poll_head`. A server shutting down makes this the connection's
     /// last exchange.
     fn answer<'a, F: Future<Output = ()>>(
@@ -402,9 +406,6 @@ where
                             Ok(Decoded::End) => Ok(None),
                             Err(e) => Err(e),
                         };
-                        if step.is_err() {
-                            x.keep_alive = false;
-                        }
                         let end = !matches!(step, Ok(Some(_)));
                         p.give(step);
                         if end {
@@ -426,10 +427,6 @@ where
                 }
             })
             .await?;
-            if !x.framing.is_done() {
-                // The body was left unread: the connection's framing is lost.
-                x.keep_alive = false;
-            }
             res.map_err(|e| ConnError::Service(e.into()))
         }
     }
@@ -447,7 +444,10 @@ where
     {
         let (parts, body) = res.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        let keep = x.keep_alive && !switching && !says_close(&parts.headers);
+        // A body left unread (or failed) loses the connection's framing, and its client may still be
+        // sending it.
+        let unread = !x.framing.is_done();
+        let keep = x.keep_alive && !unread && !switching && !says_close(&parts.headers);
         let bodiless = parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
@@ -472,7 +472,6 @@ where
         } else {
             Next::Close
         };
-        let unread = x.unread;
         async move {
             if kind != BodyOut::None {
                 let mut body = std::pin::pin!(body);

@@ -25,7 +25,6 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{EngineConfig, Outbox, RequestError, Socket};
-use crate::transport::delivery::AnswerIo;
 
 /// Frames written per flush at most, so one busy session cannot hold its writer's buffer forever.
 const MAX_BATCH: usize = 256;
@@ -152,12 +151,10 @@ impl UpgradeSource {
                 let upgraded = on_upgrade.await.ok()?;
                 // The plain TCP stream when that is what lies under hyper: no wrapper between the
                 // codec and the socket.
-                Some(match upgraded.downcast::<TokioIo<AnswerIo<TcpStream>>>() {
-                    Ok(p) => (Stream::Tcp(p.io.into_inner().into_inner()), p.read_buf),
-                    Err(u) => match u.downcast::<TokioIo<TcpStream>>() {
-                        Ok(p) => (Stream::Tcp(p.io.into_inner()), p.read_buf),
-                        Err(u) => (Stream::Other(Box::new(TokioIo::new(u))), Bytes::new()),
-                    },
+                Some(match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(p) => (Stream::Tcp(p.io.into_inner()), p.read_buf),
+                    // `Upgraded` gives back the bytes it read past the request itself.
+                    Err(u) => (Stream::Other(Box::new(TokioIo::new(u))), Bytes::new()),
                 })
             }
         }
