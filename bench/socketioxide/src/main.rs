@@ -64,6 +64,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = axum::Router::new().layer(layer);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    // axum::serve leaves Nagle's algorithm on (TCP_NODELAY off); NODELAY=1 turns it off, as Node's
+    // http server and ferrio do by default, to compare like with like.
+    if std::env::var("NODELAY").is_ok_and(|v| v == "1") {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).await?;
+    } else {
+        axum::serve(listener, app).await?;
+    }
     Ok(())
 }

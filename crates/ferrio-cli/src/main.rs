@@ -60,8 +60,7 @@ fn init_logs(filter: Option<&str>, format: config::LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve {
@@ -77,25 +76,51 @@ async fn main() -> std::process::ExitCode {
                 }
             };
             init_logs(opts.log.as_deref(), opts.log_format.unwrap_or_default());
-            if let Err(e) = serve::run(opts).await {
+            let threads = opts.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let served = runtime(threads)
+                .and_then(|rt| rt.block_on(serve::run(opts)).map_err(|e| e.to_string()));
+            if let Err(e) = served {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         }
         Command::Connect(opts) => {
             init_logs(Some("warn"), config::LogFormat::Text);
-            if let Err(e) = connect::run(opts).await {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if let Err(e) = runtime(threads)
+                .and_then(|rt| rt.block_on(connect::run(opts)).map_err(|e| e.to_string()))
+            {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         }
         Command::Bench(opts) => {
             init_logs(Some("warn"), config::LogFormat::Text);
-            if let Err(e) = bench::run(opts).await {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if let Err(e) = runtime(threads).and_then(|rt| rt.block_on(bench::run(opts))) {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         }
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// The runtime for `threads` threads. One thread gets tokio's current-thread scheduler: it needs no
+/// work stealing, so each wake-up costs less than on a one-worker multi-thread runtime (about a
+/// sixth less CPU per echo ack; `bench/runs-2026-11-30e.md`).
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    let built = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    built.map_err(|e| format!("runtime: {e}"))
 }

@@ -132,6 +132,63 @@ async fn sigterm_exits_as_soon_as_every_client_is_gone() {
     polling.disconnect();
 }
 
+/// The names of the server's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_thread_serves_both_transports_and_drains() {
+    let mut server = Server::start(&["--threads", "1"], &[]);
+    let (ws, _) = client(&server.url, &[TransportKind::WebSocket]);
+    let (polling, _) = client(&server.url, &[TransportKind::Polling]);
+    for _ in 0..20 {
+        assert!(echo(&ws).await && echo(&polling).await);
+    }
+    // Everything ran on the main thread: no runtime worker was started.
+    let names = thread_names(server.pid());
+    assert_eq!(names.len(), 1, "threads: {names:?}");
+    server.signal("TERM");
+    let (status, took) = server.wait_exit(STEP);
+    assert!(
+        status.success() && took < Duration::from_secs(5),
+        "{status:?} {took:?}"
+    );
+    ws.disconnect();
+    polling.disconnect();
+
+    // The default starts a worker per CPU the process may use (this machine has at least two).
+    let server = Server::start(&[], &[]);
+    let (ws, _) = client(&server.url, &[TransportKind::WebSocket]);
+    assert!(echo(&ws).await);
+    let workers = thread_names(server.pid())
+        .iter()
+        .filter(|n| n.starts_with("tokio-r"))
+        .count();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(workers, cpus, "{:?}", thread_names(server.pid()));
+    ws.disconnect();
+}
+
+#[test]
+fn zero_threads_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrio"))
+        .args(["serve", "--port", "0"])
+        .env("FERRIO_THREADS", "0")
+        .output()
+        .expect("run ferrio");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("threads must be at least 1"), "{err}");
+}
+
 #[test]
 fn max_connections_refuses_further_clients_until_one_leaves() {
     // From the environment, as FERRIO_* variables set every option.

@@ -320,6 +320,27 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         .map_err(|_| "the generator thread panicked".to_owned())?
 }
 
+/// Runs the fan-out publisher on a thread of its own. Among the receivers' tasks it would wait behind
+/// every reception its last broadcast caused: a generator busy receiving would skip ticks, and a
+/// server that delivers promptly would be offered fewer broadcasts than the step's rate (a server
+/// that lets frames pile up would not). On its own thread the kernel wakes it on time.
+fn publish_on_own_thread(publisher: impl Future<Output = ()> + Send + 'static) {
+    let spawned = std::thread::Builder::new()
+        .name("bench-publisher".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(publisher),
+                Err(e) => eprintln!("publisher runtime: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("publisher thread: {e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // One client.
 
@@ -747,7 +768,12 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
             // Fan-out: the receivers first, the publisher last.
             for idx in 0..total {
                 t.tick().await;
-                tokio::spawn(client(plan.clone(), stats.clone(), idx, phase_rx.clone()));
+                let c = client(plan.clone(), stats.clone(), idx, phase_rx.clone());
+                if plan.publisher(idx) {
+                    publish_on_own_thread(c);
+                } else {
+                    tokio::spawn(c);
+                }
             }
         });
     }
