@@ -76,10 +76,9 @@ fn main() -> std::process::ExitCode {
                 }
             };
             init_logs(opts.log.as_deref(), opts.log_format.unwrap_or_default());
-            let threads = opts.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
-            let served = runtime(threads)
+            // Every serving thread runs a runtime of its own (`serve::run` starts the others).
+            let served = serve::one_thread_runtime()
+                .map_err(|e| format!("runtime: {e}"))
                 .and_then(|rt| rt.block_on(serve::run(opts)).map_err(|e| e.to_string()));
             if let Err(e) = served {
                 eprintln!("ferrio: {e}");
@@ -88,9 +87,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Connect(opts) => {
             init_logs(Some("warn"), config::LogFormat::Text);
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if let Err(e) = runtime(threads)
-                .and_then(|rt| rt.block_on(connect::run(opts)).map_err(|e| e.to_string()))
+            if let Err(e) =
+                runtime().and_then(|rt| rt.block_on(connect::run(opts)).map_err(|e| e.to_string()))
             {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
@@ -98,8 +96,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Bench(opts) => {
             init_logs(Some("warn"), config::LogFormat::Text);
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if let Err(e) = runtime(threads).and_then(|rt| rt.block_on(bench::run(opts))) {
+            if let Err(e) = runtime().and_then(|rt| rt.block_on(bench::run(opts))) {
                 eprintln!("ferrio: {e}");
                 return std::process::ExitCode::FAILURE;
             }
@@ -108,19 +105,10 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-/// The runtime for `threads` threads. One thread gets tokio's current-thread scheduler: it needs no
-/// work stealing, so each wake-up costs less than on a one-worker multi-thread runtime (about a
-/// sixth less CPU per echo ack; `bench/runs-2026-11-30e.md`).
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
-    let built = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    };
-    built.map_err(|e| format!("runtime: {e}"))
+/// The runtime of `ferrio connect` and `ferrio bench` (the generator runs its own).
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))
 }

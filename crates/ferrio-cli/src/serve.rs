@@ -198,8 +198,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     demo_app(&io);
     let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
-    let listener =
-        tokio::net::TcpListener::bind((host.as_str(), opts.port.unwrap_or(3000))).await?;
+    let threads = opts.threads.unwrap_or_else(default_threads);
+    let mut listeners = bind(&host, opts.port.unwrap_or(3000), threads)?.into_iter();
+    let listener = tokio::net::TcpListener::from_std(listeners.next().expect("one listener"))?;
     let addr = listener.local_addr()?;
     // Handlers installed before the listening line: a signal sent as soon as it is read must find them
     // (the default action of SIGTERM and SIGHUP ends the process).
@@ -207,9 +208,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     if let Some(certs) = &certs {
         reload_on_sighup(certs.clone());
     }
-    let scheme = if certs.is_some() { "https" } else { "http" };
-    println!("listening on {scheme}://{addr}");
-    tracing::info!(%addr, tls = certs.is_some(), "serving");
     let path: Arc<str> = opts.path.as_deref().unwrap_or("/socket.io/").into();
     let pages = {
         let (bundle, path) = (bundle.clone(), path.clone());
@@ -232,16 +230,49 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let acceptor = certs
         .as_ref()
         .map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    // The other threads, each with its own listener on the same port and its own runtime: a
+    // connection and its tasks stay on the thread that accepted it.
+    for (n, listener) in listeners.enumerate() {
+        let (acceptor, service, ops) = (acceptor.clone(), service.clone(), ops.clone());
+        let stop = stopped(stop_rx.clone());
+        std::thread::Builder::new()
+            .name(format!("ferrio-{}", n + 1))
+            .spawn(move || {
+                let rt = match one_thread_runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "no runtime for a serving thread");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            ops::accept_loop(l, acceptor, service, ops, header_read_timeout, stop)
+                                .await
+                        }
+                        Err(e) => tracing::error!(error = %e, "listener not registered"),
+                    }
+                    // The connections left on this thread are closed by the main thread's
+                    // `io.close()`, then the process exits: keep serving them until then.
+                    std::future::pending::<()>().await;
+                });
+            })?;
+    }
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, tls = acceptor.is_some(), threads, "serving");
     let accepting = tokio::spawn(ops::accept_loop(
         listener,
         acceptor,
         service,
         ops.clone(),
         header_read_timeout,
-        async {
-            let _ = stop_rx.await;
-        },
+        stopped(stop_rx),
     ));
     signals.next().await;
     tokio::select! {
@@ -249,7 +280,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         _ = signals.next() => tracing::warn!("second signal: ending the drain now"),
     }
     // Whoever is left is closed now (with "server shutting down"), and the port released.
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = accepting.await;
     io.close().await;
     // Let the close frames and the last poll answers go out.
@@ -257,6 +288,52 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     adapter.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Threads when `threads` is not set: the CPUs this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The runtime of one serving thread: tokio's current-thread scheduler, which has no work stealing
+/// to pay for at each wake-up (about a sixth less CPU per echo ack than one worker of the
+/// multi-thread scheduler; `bench/runs-2026-11-30e.md`).
+pub fn one_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `threads` listening sockets on one address. With more than one, each has `SO_REUSEPORT`, so the
+/// kernel spreads new connections over the serving threads (the first one binds the port, when 0 asks
+/// for any, and the others bind the same).
+fn bind(host: &str, port: u16, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("no address for {host}"),
+        )
+    })?;
+    let mut out = Vec::with_capacity(threads);
+    for _ in 0..threads.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        // As tokio's `TcpListener::bind`: a restart does not wait for the old connections' TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        if threads > 1 {
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
 }
 
 /// Reads the certificate again on every SIGHUP, from a task; a failed reload keeps the certificate

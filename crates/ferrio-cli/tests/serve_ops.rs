@@ -152,7 +152,7 @@ async fn one_thread_serves_both_transports_and_drains() {
     for _ in 0..20 {
         assert!(echo(&ws).await && echo(&polling).await);
     }
-    // Everything ran on the main thread: no runtime worker was started.
+    // Everything ran on the main thread.
     let names = thread_names(server.pid());
     assert_eq!(names.len(), 1, "threads: {names:?}");
     server.signal("TERM");
@@ -163,18 +163,85 @@ async fn one_thread_serves_both_transports_and_drains() {
     );
     ws.disconnect();
     polling.disconnect();
+}
 
-    // The default starts a worker per CPU the process may use (this machine has at least two).
-    let server = Server::start(&[], &[]);
-    let (ws, _) = client(&server.url, &[TransportKind::WebSocket]);
-    assert!(echo(&ws).await);
-    let workers = thread_names(server.pid())
-        .iter()
-        .filter(|n| n.starts_with("tokio-r"))
-        .count();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(workers, cpus, "{:?}", thread_names(server.pid()));
-    ws.disconnect();
+/// Three serving threads, each accepting on the same port: clients spread over them still share one
+/// server (a broadcast reaches all of them, a polling session's requests may land on any thread), and
+/// the drain closes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_threads_share_one_server() {
+    let mut server = Server::start(&["--threads", "3"], &[]);
+    let serving = || {
+        thread_names(server.pid())
+            .iter()
+            .filter(|n| n.starts_with("ferrio-"))
+            .count()
+    };
+    assert!(
+        prod::eventually(STEP, || serving() == 2),
+        "the main thread and two more: {:?}",
+        thread_names(server.pid())
+    );
+    let mut clients = Vec::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..12 {
+        let transport = if i % 3 == 0 {
+            TransportKind::Polling
+        } else {
+            TransportKind::WebSocket
+        };
+        let (socket, reasons) = client(&server.url, &[transport]);
+        let seen = heard.clone();
+        socket.on("chat", move |_, mut ev: ferrio_client::Event| {
+            let text = ev
+                .parse::<serde_json::Value>()
+                .ok()
+                .map(|v| v["text"].clone());
+            seen.lock().unwrap().push((i, text));
+            async {}
+        });
+        assert!(echo(&socket).await, "client {i}");
+        clients.push((socket, reasons));
+    }
+    // Each client's own connections: with 12 clients on three listeners the kernel spreads them, so
+    // some broadcast crosses threads; every client hears every message.
+    for (i, (socket, _)) in clients.iter().enumerate().take(3) {
+        socket
+            .emit("chat", &serde_json::json!({ "text": format!("from {i}") }))
+            .expect("emit");
+    }
+    assert!(
+        prod::eventually(STEP, || heard.lock().unwrap().len() == 36),
+        "heard: {:?}",
+        heard.lock().unwrap()
+    );
+    for i in 0..12 {
+        for from in 0..3 {
+            let want = serde_json::json!(format!("from {from}"));
+            assert!(
+                heard
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|(to, text)| *to == i && text.as_ref() == Some(&want)),
+                "client {i} missed {want}"
+            );
+        }
+    }
+    server.signal("TERM");
+    for (i, (_, reasons)) in clients.iter().enumerate() {
+        assert!(
+            prod::eventually(STEP, || !reasons.lock().unwrap().is_empty()),
+            "client {i} not told to go"
+        );
+        let reason = reasons.lock().unwrap()[0];
+        assert!(reason.will_reconnect(), "client {i}: {reason:?}");
+    }
+    let (status, _) = server.wait_exit(STEP);
+    assert!(status.success(), "{status:?}");
+    for (socket, _) in &clients {
+        socket.disconnect();
+    }
 }
 
 #[test]
