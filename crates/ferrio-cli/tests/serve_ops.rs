@@ -192,7 +192,7 @@ async fn serving_threads_share_one_server() {
         };
         let (socket, reasons) = client(&server.url, &[transport]);
         let seen = heard.clone();
-        socket.on("chat", move |_, mut ev: ferrio_client::Event| {
+        socket.on("chat", move |_, ev: ferrio_client::Event| {
             let text = ev
                 .parse::<serde_json::Value>()
                 .ok()
