@@ -76,9 +76,43 @@ for (const [i, r] of rows.entries()) {
   console.log(r.map((c, j) => String(c).padEnd(widths[j])).join("  "));
   if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
 }
+
+// Stepped scenarios, step by step: CPU per delivery and how busy the server was. A server busy all the
+// step long (near 100 %) is saturated: it delivered the step's load with all of one core, whatever
+// that costs it per delivery, so only the steps below saturation compare servers' costs.
+const stepRows = [["by step", "rate", ...servers.map((s) => `${s} CPU-µs/msg (busy)`)]];
+for (const scenario of scenarios) {
+  const runs = servers.map((s) => load(scenario, s));
+  const steps = Math.max(0, ...runs.map((r) => (r && !r.failed && r.steps?.length > 1 ? r.steps.length : 0)));
+  for (let i = 0; i < steps; i++) {
+    const rate = runs.find((r) => r?.steps?.[i])?.steps[i].rate;
+    stepRows.push([
+      scenario,
+      String(rate),
+      ...runs.map((r) => {
+        const st = r?.steps?.[i];
+        if (!st || st.server_cpu_us == null || !st.deliveries_per_s) return "-";
+        const delivered = st.deliveries_per_s * st.seconds;
+        const busy = (100 * st.server_cpu_us) / 1e6 / st.seconds;
+        return `${num(st.server_cpu_us / delivered, 2)} (${num(busy)}%)`;
+      }),
+    ]);
+  }
+}
+if (stepRows.length > 1) {
+  console.log("");
+  const w = stepRows[0].map((_, i) => Math.max(...stepRows.map((r) => String(r[i]).length)));
+  for (const [i, r] of stepRows.entries()) {
+    console.log(r.map((c, j) => String(c).padEnd(w[j])).join("  "));
+    if (i === 0) console.log(w.map((x) => "-".repeat(x)).join("  "));
+  }
+}
 console.log(`
 Ratios in parentheses are to Node. CPU-µs/msg: server utime+stime over the measurement per delivered
 message (echo and polling: per ack); kernel: its system-time part (syscalls and the loopback TCP work
 they do), which no user-space change removes. RSS/conn: (VmRSS at the end - VmRSS before connecting) / connections.
 deliv/s and p99: the highest rate step for fanout and rooms. deliv/CPU-s: deliveries per second of server
-CPU (what one core would sustain). gen CPU%: the generator's own load (near 100: it is the bottleneck).`);
+CPU (what one core would sustain). gen CPU%: the generator's own load (near 100: it is the bottleneck).
+By step: a server near 100 % busy is saturated and delivers the step's load at whatever cost per
+delivery that leaves (it lets frames gather and writes them together), so two saturated servers read
+the same there; the steps below saturation compare their costs.`);
