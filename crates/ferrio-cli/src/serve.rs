@@ -199,6 +199,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let threads = opts.threads.unwrap_or_else(default_threads);
+    // Several listeners share a port through `SO_REUSEPORT`, a Unix option.
+    #[cfg(not(unix))]
+    let threads = 1;
     let mut listeners = bind(&host, opts.port.unwrap_or(3000), threads)?.into_iter();
     let listener = tokio::net::TcpListener::from_std(listeners.next().expect("one listener"))?;
     let addr = listener.local_addr()?;
@@ -291,7 +294,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
 }
 
 /// Threads when `threads` is not set: the CPUs this process may use.
-pub fn default_threads() -> usize {
+fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
