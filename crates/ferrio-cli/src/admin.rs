@@ -132,14 +132,12 @@ pub fn metrics(opts: &ServeOptions) -> Result<Option<PrometheusHandle>, String> 
         .map_err(|e| format!("--metrics: {e}"))
 }
 
-/// Figures of the process read when `/metrics` is scraped: tasks alive on the tokio runtime (a task
-/// leak shows as a figure that only grows while the clients come and go).
+/// Figures of the process read when `/metrics` is scraped: tasks alive on the serving threads' tokio
+/// runtimes (a task leak shows as a figure that only grows while the clients come and go).
 fn runtime_gauges() -> String {
-    let tasks = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks = crate::serve::alive_tasks();
     format!(
-        "# HELP ferrio_runtime_alive_tasks Tasks alive on the tokio runtime.\n\
+        "# HELP ferrio_runtime_alive_tasks Tasks alive on the tokio runtimes.\n\
          # TYPE ferrio_runtime_alive_tasks gauge\n\
          ferrio_runtime_alive_tasks {tasks}\n"
     )

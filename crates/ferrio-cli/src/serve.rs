@@ -198,6 +198,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     demo_app(&io);
     let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+    register_runtime(&tokio::runtime::Handle::current());
     let threads = opts.threads.unwrap_or_else(default_threads);
     // Several listeners share a port through `SO_REUSEPORT`, a Unix option.
     #[cfg(not(unix))]
@@ -242,24 +243,31 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     for (n, listener) in listeners.enumerate() {
         let (acceptor, service, ops) = (acceptor.clone(), service.clone(), ops.clone());
         let stop = stopped(stop_rx.clone());
+        // Built and counted here, so that `/metrics` sees every thread from the listening line on.
+        let rt = one_thread_runtime()?;
+        register_runtime(rt.handle());
         std::thread::Builder::new()
             .name(format!("ferrio-{}", n + 1))
             .spawn(move || {
-                let rt = match one_thread_runtime() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "no runtime for a serving thread");
-                        return;
-                    }
-                };
                 rt.block_on(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => {
-                            ops::accept_loop(l, acceptor, service, ops, header_read_timeout, stop)
+                    // A task, as the main thread's accept loop, so that each counts in `/metrics`.
+                    let accepting = tokio::spawn(async move {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => {
+                                ops::accept_loop(
+                                    l,
+                                    acceptor,
+                                    service,
+                                    ops,
+                                    header_read_timeout,
+                                    stop,
+                                )
                                 .await
+                            }
+                            Err(e) => tracing::error!(error = %e, "listener not registered"),
                         }
-                        Err(e) => tracing::error!(error = %e, "listener not registered"),
-                    }
+                    });
+                    let _ = accepting.await;
                     // The connections left on this thread are closed by the main thread's
                     // `io.close()`, then the process exits: keep serving them until then.
                     std::future::pending::<()>().await;
@@ -291,6 +299,31 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     adapter.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The runtimes of the serving threads, for the figures `/metrics` sums over them.
+static RUNTIMES: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
+
+/// Counts a runtime among the serving ones.
+fn register_runtime(rt: &tokio::runtime::Handle) {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(rt.clone());
+}
+
+/// Tasks alive on every serving thread's runtime (on the current one when none is registered: a test
+/// that builds the service without `run`).
+pub fn alive_tasks() -> usize {
+    let runtimes = RUNTIMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if runtimes.is_empty() {
+        return tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+    }
+    runtimes.iter().map(|h| h.metrics().num_alive_tasks()).sum()
 }
 
 /// Threads when `threads` is not set: the CPUs this process may use.
