@@ -199,10 +199,16 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let admin_ui = admin::setup(&io, &opts).map_err(ServeError::Admin)?;
     let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     register_runtime(&tokio::runtime::Handle::current());
-    let threads = opts.threads.unwrap_or_else(default_threads);
-    // Several listeners share a port through `SO_REUSEPORT`, a Unix option.
-    #[cfg(not(unix))]
-    let threads = 1;
+    let threads = if SPREADS_CONNECTIONS {
+        opts.threads.unwrap_or_else(default_threads)
+    } else {
+        if opts.threads.is_some_and(|t| t > 1) {
+            tracing::warn!(
+                "one serving thread: this system does not spread connections over listeners"
+            );
+        }
+        1
+    };
     let mut listeners = bind(&host, opts.port.unwrap_or(3000), threads)?.into_iter();
     let listener = tokio::net::TcpListener::from_std(listeners.next().expect("one listener"))?;
     let addr = listener.local_addr()?;
@@ -243,36 +249,36 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     for (n, listener) in listeners.enumerate() {
         let (acceptor, service, ops) = (acceptor.clone(), service.clone(), ops.clone());
         let stop = stopped(stop_rx.clone());
-        // Built and counted here, so that `/metrics` sees every thread from the listening line on.
-        let rt = one_thread_runtime()?;
-        register_runtime(rt.handle());
+        // The thread first, then its runtime: a runtime dropped here, inside this one, would panic.
+        let (give, take) = std::sync::mpsc::channel::<tokio::runtime::Runtime>();
         std::thread::Builder::new()
             .name(format!("ferrio-{}", n + 1))
             .spawn(move || {
-                rt.block_on(async move {
-                    // A task, as the main thread's accept loop, so that each counts in `/metrics`.
-                    let accepting = tokio::spawn(async move {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => {
-                                ops::accept_loop(
-                                    l,
-                                    acceptor,
-                                    service,
-                                    ops,
-                                    header_read_timeout,
-                                    stop,
-                                )
-                                .await
-                            }
-                            Err(e) => tracing::error!(error = %e, "listener not registered"),
-                        }
-                    });
-                    let _ = accepting.await;
+                if let Ok(rt) = take.recv() {
                     // The connections left on this thread are closed by the main thread's
                     // `io.close()`, then the process exits: keep serving them until then.
-                    std::future::pending::<()>().await;
-                });
+                    rt.block_on(std::future::pending::<()>());
+                }
             })?;
+        let rt = one_thread_runtime()?;
+        // Accepting and counted before the listening line, a task as the main thread's accept loop.
+        let listener = {
+            let _entered = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        rt.spawn(ops::accept_loop(
+            listener,
+            acceptor,
+            service,
+            ops,
+            header_read_timeout,
+            stop,
+        ));
+        register_runtime(rt.handle());
+        if let Err(std::sync::mpsc::SendError(rt)) = give.send(rt) {
+            rt.shutdown_background();
+            return Err(std::io::Error::other("a serving thread ended at its start").into());
+        }
     }
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
@@ -340,36 +346,67 @@ pub fn one_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// `threads` listening sockets on one address. With more than one, each has `SO_REUSEPORT`, so the
-/// kernel spreads new connections over the serving threads (the first one binds the port, when 0 asks
-/// for any, and the others bind the same).
+/// Whether listeners sharing a port through `SO_REUSEPORT` get the new connections spread over them
+/// (Linux's behaviour; elsewhere the option exists with other meanings, or not at all).
+const SPREADS_CONNECTIONS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// `threads` listening sockets on `host`'s first address that takes them (as tokio's
+/// `TcpListener::bind` tries each). With more than one, each has `SO_REUSEPORT`, so the kernel
+/// spreads new connections over the serving threads; the first binds the port (any free one for 0),
+/// the others bind the same.
 fn bind(host: &str, port: u16, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    use socket2::{Domain, Socket, Type};
     use std::net::ToSocketAddrs;
-    let mut addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+    let mut last = None;
+    for addr in (host, port).to_socket_addrs()? {
+        match bind_group(addr, threads) {
+            Ok(listeners) => return Ok(listeners),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("no address for {host}"),
         )
-    })?;
+    }))
+}
+
+fn bind_group(
+    mut addr: std::net::SocketAddr,
+    threads: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let shared = threads > 1;
+    if shared && addr.port() != 0 {
+        // A server already on the port (another process of this user with `SO_REUSEPORT`) would
+        // otherwise share it silently, each getting part of the clients: a socket without the option
+        // finds it.
+        drop(listen_on(addr, false)?);
+    }
     let mut out = Vec::with_capacity(threads);
     for _ in 0..threads.max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        // As tokio's `TcpListener::bind`: a restart does not wait for the old connections' TIME_WAIT.
-        #[cfg(unix)]
-        socket.set_reuse_address(true)?;
-        #[cfg(unix)]
-        if threads > 1 {
-            socket.set_reuse_port(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        socket.set_nonblocking(true)?;
-        let listener: std::net::TcpListener = socket.into();
+        let listener = listen_on(addr, shared)?;
         addr = listener.local_addr()?;
         out.push(listener);
     }
     Ok(out)
+}
+
+fn listen_on(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As tokio's `TcpListener::bind`: a restart does not wait for the old connections' TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = shared;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Reads the certificate again on every SIGHUP, from a task; a failed reload keeps the certificate

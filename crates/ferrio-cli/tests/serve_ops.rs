@@ -205,6 +205,22 @@ async fn serving_threads_share_one_server() {
     }
     // Each client's own connections: with 12 clients on three listeners the kernel spreads them, so
     // some broadcast crosses threads; every client hears every message.
+    // The clients reached more than one thread: a thread that serves connections is woken for each
+    // of their requests, one that only waits to accept is not.
+    let woken: Vec<u64> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .collect();
+    assert!(
+        woken.iter().filter(|&&n| n > 10).count() >= 2,
+        "wake-ups per thread: {woken:?}"
+    );
     for (i, (socket, _)) in clients.iter().enumerate().take(3) {
         socket
             .emit("chat", &serde_json::json!({ "text": format!("from {i}") }))
@@ -242,6 +258,41 @@ async fn serving_threads_share_one_server() {
     for (socket, _) in &clients {
         socket.disconnect();
     }
+}
+
+/// Serving threads share their port with each other, not with another server: a second one on the
+/// same port fails to start, as with one thread.
+#[test]
+fn a_second_server_on_the_port_is_refused() {
+    let server = Server::start(&["--threads", "2"], &[]);
+    let port = server.addr().rsplit(':').next().unwrap().to_owned();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_ferrio"))
+        .args([
+            "serve",
+            "--threads",
+            "2",
+            "--port",
+            &port,
+            "--serve-client",
+            "false",
+        ])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ferrio");
+    let exited = prod::eventually(STEP, || second.try_wait().ok().flatten().is_some());
+    if !exited {
+        let _ = second.kill();
+    }
+    let out = second
+        .wait_with_output()
+        .expect("the second server's output");
+    assert!(exited, "the second server runs on the first one's port");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("in use"), "{err}");
+    drop(server);
 }
 
 #[test]
