@@ -119,8 +119,8 @@ pub struct ServeOptions {
     /// Log format: `text` (default) or `json` (one JSON object per line).
     #[arg(long, env = "FERRIO_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Threads that run the server (default: the CPUs this process may use). With one, everything runs
-    /// on one thread without work stealing, which costs less for each wake-up.
+    /// Serving threads (default: the CPUs this process may use), each with a runtime and a listener of
+    /// its own on the shared port; a connection stays on the thread that accepted it.
     #[arg(long, env = "FERRIO_THREADS")]
     pub threads: Option<usize>,
     // Operating: the Socket.IO admin UI.

@@ -77,7 +77,7 @@ fn main() -> std::process::ExitCode {
             };
             init_logs(opts.log.as_deref(), opts.log_format.unwrap_or_default());
             // Every serving thread runs a runtime of its own (`serve::run` starts the others).
-            let served = serve::one_thread_runtime()
+            let served = one_thread_runtime()
                 .map_err(|e| format!("runtime: {e}"))
                 .and_then(|rt| rt.block_on(serve::run(opts)).map_err(|e| e.to_string()));
             if let Err(e) = served {
@@ -103,6 +103,15 @@ fn main() -> std::process::ExitCode {
         }
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// A runtime on tokio's current-thread scheduler: each of `ferrio serve`'s serving threads, and the
+/// load generator's threads. It has no work stealing to pay for at each wake-up (about a sixth less
+/// CPU per echo ack than one worker of the multi-thread scheduler; `bench/runs-2026-11-30e.md`).
+pub(crate) fn one_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// The runtime of `ferrio connect` and `ferrio bench` (the generator runs its own).

@@ -260,7 +260,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
                     rt.block_on(std::future::pending::<()>());
                 }
             })?;
-        let rt = one_thread_runtime()?;
+        let rt = crate::one_thread_runtime()?;
         // Accepting and counted before the listening line, a task as the main thread's accept loop.
         let listener = {
             let _entered = rt.enter();
@@ -335,15 +335,6 @@ pub fn alive_tasks() -> usize {
 /// Threads when `threads` is not set: the CPUs this process may use.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
-/// The runtime of one serving thread: tokio's current-thread scheduler, which has no work stealing
-/// to pay for at each wake-up (about a sixth less CPU per echo ack than one worker of the
-/// multi-thread scheduler; `bench/runs-2026-11-30e.md`).
-pub fn one_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
 }
 
 /// Whether listeners sharing a port through `SO_REUSEPORT` get the new connections spread over them

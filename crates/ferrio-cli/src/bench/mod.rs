@@ -299,9 +299,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         .name("bench".into())
         .spawn(move || {
             let rt = if threads == 1 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+                crate::one_thread_runtime()
             } else {
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads)
@@ -327,14 +325,9 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
 fn publish_on_own_thread(publisher: impl Future<Output = ()> + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("bench-publisher".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(publisher),
-                Err(e) => eprintln!("publisher runtime: {e}"),
-            }
+        .spawn(move || match crate::one_thread_runtime() {
+            Ok(rt) => rt.block_on(publisher),
+            Err(e) => eprintln!("publisher runtime: {e}"),
         });
     if let Err(e) = spawned {
         eprintln!("publisher thread: {e}");
