@@ -425,6 +425,12 @@ impl Encoder {
         }
     }
 
+    /// Whether messages may be compressed (the extension was agreed): each compressed message then
+    /// depends on the ones before it.
+    pub fn compresses(&self) -> bool {
+        self.deflater.is_some()
+    }
+
     /// Whether the compressor's state exists.
     pub fn holds_memory(&self) -> bool {
         self.deflater.as_ref().is_some_and(Deflater::has_state)

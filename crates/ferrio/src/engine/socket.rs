@@ -61,6 +61,10 @@ struct FrameQueue {
     budget: usize,
     /// Signalled when frames leave the queue while a replay waits for room, and when the queue closes.
     room: Notify,
+    /// `ferrio_packets_out_total` / `ferrio_bytes_out_total`, counted as frames leave the queue (or go
+    /// through it, see [`QueueState::through`]): on the writer's side, so a broadcast's loop over its
+    /// recipients does no metrics work for the frames it queues.
+    out: crate::telemetry::FramesOut,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +81,111 @@ struct QueueState {
     closed: bool,
     /// The session is gone: the writer takes what is left, then `None`.
     ended: bool,
+    /// The websocket's TCP stream, which `push` may write to itself while `through` is set.
+    stream: Option<Arc<tokio::net::TcpStream>>,
+    /// The writer waits with nothing taken and nothing unwritten: a frame pushed now is written to
+    /// `stream` by the pushing thread, under this lock, without waking the writer's task (a broadcast
+    /// then costs each recipient a lock and a `send`, and wakes no other serving thread). Whoever takes
+    /// a frame or writes otherwise clears it first; the writer sets it again once idle.
+    through: bool,
+    /// Binary frames go out on the websocket as they are (not on Engine.IO v3, which reframes them).
+    through_binary: bool,
+    /// The front frame is the unwritten end of a frame that `push` wrote in part: websocket bytes, which
+    /// the writer sends as they are.
+    raw_front: bool,
+}
+
+/// What [`FrameQueue::poll_pop`] took.
+struct Popped {
+    frame: Frame,
+    /// The queue is empty now (and the writer registered for the next frame).
+    emptied: bool,
+    /// `frame` holds websocket bytes to send as they are (see [`QueueState::raw_front`]).
+    raw: bool,
+}
+
+/// How a frame fared on its way through (see [`QueueState::through`]).
+enum Through {
+    /// Written whole.
+    Written,
+    /// Written in part: the rest, as websocket bytes.
+    Partial(Bytes),
+    /// Not written (not a frame that may go through, or the stream takes nothing now): it is queued.
+    Queued,
+}
+
+/// The largest frame written through: a larger one goes to the writer, which writes it without
+/// copying it first.
+const MAX_THROUGH: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a frame written through is framed: one buffer per thread, not one per connection.
+    static THROUGH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread handles a packet with more behind it: what it sends is queued, not written through.
+    static IN_BURST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (the handling of a packet) with frames it sends queued rather than written through when
+/// `burst` says that more packets wait behind this one. A sender whose packets pile up (a server
+/// behind its load) then leaves each recipient's frames to its writer, which writes all that piled
+/// up in one write, where writing each frame through would cost a write apiece.
+pub(crate) fn handling<R>(burst: bool, f: impl FnOnce() -> R) -> R {
+    if !burst {
+        return f();
+    }
+    let before = IN_BURST.replace(true);
+    let r = f();
+    IN_BURST.set(before);
+    r
+}
+
+impl QueueState {
+    /// Writes `frame` to the websocket's stream, as the writer would have framed it (no compression:
+    /// `through` is never set on a connection that compresses). Clears `through` unless the whole frame
+    /// was written.
+    fn write_through(&mut self, frame: &Frame) -> Through {
+        use ferrio_proto::ws::frame::{OP_BINARY, OP_TEXT, write_header};
+        let (opcode, payload): (u8, &[u8]) = match frame {
+            // Not the close packet (the writer ends the connection after it), nor the empty marker of an
+            // uncompressed frame (the outbox consumes it).
+            Frame::Text(t)
+                if !t.is_empty()
+                    && frame.packet_type() != ferrio_proto::engine::PacketType::Close =>
+            {
+                (OP_TEXT, t.as_bytes())
+            }
+            Frame::Binary(b) if self.through_binary => (OP_BINARY, b.as_ref()),
+            _ => {
+                self.through = false;
+                return Through::Queued;
+            }
+        };
+        let Some(stream) = self
+            .stream
+            .as_ref()
+            .filter(|_| payload.len() <= MAX_THROUGH)
+        else {
+            self.through = false;
+            return Through::Queued;
+        };
+        THROUGH_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            write_header(buf, true, 0, opcode, None, payload.len());
+            buf.extend_from_slice(payload);
+            match stream.try_write(buf) {
+                Ok(n) if n == buf.len() => Through::Written,
+                Ok(n) => {
+                    self.through = false;
+                    Through::Partial(Bytes::copy_from_slice(&buf[n..]))
+                }
+                // Full (the writer waits for room) or failed (the writer meets the error itself).
+                Err(_) => {
+                    self.through = false;
+                    Through::Queued
+                }
+            }
+        })
+    }
 }
 
 /// Frames in order: the oldest inline, the others in a deque that is given back once drained. A session
@@ -136,9 +245,40 @@ impl FrameQueue {
         if st.closed {
             return Err(Refused::Closed);
         }
+        if st.through && !IN_BURST.get() {
+            match st.write_through(&frame) {
+                Through::Written => {
+                    drop(st);
+                    self.out.record(c - FRAME_COST);
+                    return Ok(());
+                }
+                Through::Partial(rest) => {
+                    self.out.record(c - FRAME_COST);
+                    // The queue is empty (`through` was set): the rest goes first, before any frame
+                    // queued from now on. Past any budget: it is part of a frame already sent.
+                    let rest = Frame::Binary(rest);
+                    let c = cost(&rest);
+                    st.raw_front = true;
+                    return self.queue_and_wake(st, rest, c);
+                }
+                Through::Queued => {}
+            }
+        }
         if st.frames.len() >= self.max_frames || (budgeted && st.bytes + c > self.budget) {
             return Err(Refused::Full);
         }
+        // Not written through (a burst): nothing may be from now on, until the writer took this.
+        st.through = false;
+        self.queue_and_wake(st, frame, c)
+    }
+
+    #[inline]
+    fn queue_and_wake(
+        &self,
+        mut st: parking_lot::MutexGuard<'_, QueueState>,
+        frame: Frame,
+        c: usize,
+    ) -> Result<(), Refused> {
         st.bytes += c;
         st.frames.push_back(frame);
         let waker = st.waker.take();
@@ -152,10 +292,15 @@ impl FrameQueue {
     /// Takes the next frame, and whether that emptied the queue; `Pending` registers the writer's
     /// waker. A frame that empties the queue registers the waker too: the writer then knows it has
     /// everything without asking again (one lock per frame, not one more per batch).
-    fn poll_pop(&self, cx: Option<&mut Context<'_>>) -> Poll<Option<(Frame, bool)>> {
+    ///
+    /// With `idle` (the writer has nothing taken and unwritten), an empty queue lets frames go through
+    /// (see [`QueueState::through`]) until the next is taken.
+    fn poll_pop(&self, cx: Option<&mut Context<'_>>, idle: bool) -> Poll<Option<Popped>> {
         let mut st = self.state.lock();
-        if let Some(f) = st.frames.pop_front() {
-            st.bytes -= cost(&f);
+        if let Some(frame) = st.frames.pop_front() {
+            st.through = false;
+            st.bytes -= cost(&frame);
+            let raw = std::mem::take(&mut st.raw_front);
             let emptied = st.frames.len() == 0 && !st.ended;
             if emptied && let Some(cx) = cx {
                 register(&mut st.waker, cx);
@@ -165,7 +310,11 @@ impl FrameQueue {
             if room {
                 self.room.notify_waiters();
             }
-            return Poll::Ready(Some((f, emptied)));
+            return Poll::Ready(Some(Popped {
+                frame,
+                emptied,
+                raw,
+            }));
         }
         if st.ended {
             return Poll::Ready(None);
@@ -173,18 +322,49 @@ impl FrameQueue {
         if let Some(cx) = cx {
             register(&mut st.waker, cx);
         }
+        st.through = idle && st.stream.is_some();
         Poll::Pending
     }
 
+    /// The writer wrote everything it took and found the queue empty at its last take: frames may go
+    /// through unless some were queued since.
+    fn idle(&self) {
+        let mut st = self.state.lock();
+        st.through = st.frames.len() == 0 && st.stream.is_some() && !st.ended;
+    }
+
+    /// Frames stop going through until the writer is idle again: it is about to write bytes of its own.
+    fn hold(&self) {
+        self.state.lock().through = false;
+    }
+
+    /// Frames may go through `stream` whenever the writer is idle.
+    fn attach(&self, stream: Arc<tokio::net::TcpStream>, binary: bool) {
+        let mut st = self.state.lock();
+        st.stream = Some(stream);
+        st.through_binary = binary;
+    }
+
+    /// No frame goes through any more, and the stream is let go: the writer is closing it.
+    fn detach(&self) {
+        let stream = {
+            let mut st = self.state.lock();
+            st.through = false;
+            st.stream.take()
+        };
+        drop(stream);
+    }
+
     fn close(&self) {
-        let frames = {
+        let (frames, stream) = {
             let mut st = self.state.lock();
             st.closed = true;
+            st.through = false;
             st.bytes = 0;
-            std::mem::take(&mut st.frames)
+            (std::mem::take(&mut st.frames), st.stream.take())
         };
         self.room.notify_waiters();
-        drop(frames);
+        drop((frames, stream));
     }
 
     /// Wakes the writer waiting for frames: the session closed, or a pending poll must answer now (an
@@ -196,9 +376,14 @@ impl FrameQueue {
         }
     }
 
-    /// Forgets the writer's waker.
+    /// Forgets the writer's waker, and lets nothing through: the writer is running and will write
+    /// what is queued meanwhile in one batch.
     fn unregister(&self) {
-        let waker = self.state.lock().waker.take();
+        let waker = {
+            let mut st = self.state.lock();
+            st.through = false;
+            st.waker.take()
+        };
         drop(waker);
     }
 
@@ -211,6 +396,7 @@ impl FrameQueue {
         let waker = {
             let mut st = self.state.lock();
             st.ended = true;
+            st.through = false;
             st.waker.take()
         };
         if let Some(w) = waker {
@@ -226,11 +412,10 @@ pub(crate) struct Outbox {
     queue: Arc<FrameQueue>,
     /// A frame taken from the queue that did not fit in the last poll response; it goes first next time.
     carry: Option<Frame>,
-    /// `ferrio_packets_out_total` / `ferrio_bytes_out_total`, counted as frames leave the queue: on the
-    /// writer's side, so a broadcast's loop over its recipients does no metrics work.
-    out: crate::telemetry::FramesOut,
     /// The frame last returned followed an [`uncompressed_marker`].
     uncompressed: bool,
+    /// The frame last returned is websocket bytes to send as they are.
+    raw: bool,
 }
 
 /// Queued right before a frame that must not be compressed (`compress(false)`): an empty text frame,
@@ -248,16 +433,33 @@ impl Outbox {
     /// The next frame, and whether the queue is empty after it (the writer's waker is then registered
     /// for the next one); or `Pending` with the writer's waker registered.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Frame, bool)>> {
+        self.poll_next(cx, false)
+    }
+
+    /// [`poll_recv`](Self::poll_recv) for a websocket writer; `idle` says that it has nothing taken
+    /// and unwritten, so that an empty queue lets frames go through to the stream given to
+    /// [`attach`](Self::attach).
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle: bool,
+    ) -> Poll<Option<(Frame, bool)>> {
         self.uncompressed = false;
+        self.raw = false;
         if let Some(f) = self.carry.take() {
             return Poll::Ready(Some((f, false)));
         }
         loop {
-            let Some((f, emptied)) = ready!(self.queue.poll_pop(Some(cx))) else {
+            let Some(p) = ready!(self.queue.poll_pop(Some(&mut *cx), idle)) else {
                 return Poll::Ready(None);
             };
-            if self.taken(&f) {
-                return Poll::Ready(Some((f, emptied)));
+            if p.raw {
+                // Counted when it went through.
+                self.raw = true;
+                return Poll::Ready(Some((p.frame, p.emptied)));
+            }
+            if self.taken(&p.frame) {
+                return Poll::Ready(Some((p.frame, p.emptied)));
             }
         }
     }
@@ -280,10 +482,10 @@ impl Outbox {
             return Some(f);
         }
         loop {
-            let Poll::Ready(f) = self.queue.poll_pop(None) else {
+            let Poll::Ready(p) = self.queue.poll_pop(None, false) else {
                 return None;
             };
-            let (f, _) = f?;
+            let f = p?.frame;
             if self.taken(&f) {
                 return Some(f);
             }
@@ -295,6 +497,32 @@ impl Outbox {
         self.uncompressed
     }
 
+    /// Whether the frame last returned is websocket bytes, to send as they are.
+    pub(crate) fn last_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// Lets frames pushed while this writer is idle go straight to `stream` (see
+    /// [`QueueState::through`]); `binary`: binary frames go out as they are.
+    pub(crate) fn attach(&self, stream: Arc<tokio::net::TcpStream>, binary: bool) {
+        self.queue.attach(stream, binary);
+    }
+
+    /// Ends [`attach`](Self::attach): the writer is closing the stream.
+    pub(crate) fn detach(&self) {
+        self.queue.detach();
+    }
+
+    /// The writer wrote all it took and emptied the queue at its last take.
+    pub(crate) fn idle(&self) {
+        self.queue.idle();
+    }
+
+    /// The writer is about to write bytes of its own (a pong): nothing goes through meanwhile.
+    pub(crate) fn hold(&self) {
+        self.queue.hold();
+    }
+
     /// A frame left the queue: it counts as sent. False for the uncompressed marker, which only flags
     /// the frame after it.
     #[inline]
@@ -303,7 +531,7 @@ impl Outbox {
             self.uncompressed = true;
             return false;
         }
-        self.out.record(cost(f) - FRAME_COST);
+        self.queue.out.record(cost(f) - FRAME_COST);
         true
     }
 
@@ -390,6 +618,7 @@ impl Socket {
             max_frames: engine.config.max_buffered_packets.max(2),
             budget: engine.config.max_buffered_bytes,
             room: Notify::new(),
+            out: crate::telemetry::FramesOut::new(),
         });
         let session = Session::new(
             Instant::now(),
@@ -406,8 +635,8 @@ impl Socket {
             outbox: Mutex::new(Some(Outbox {
                 queue,
                 carry: None,
-                out: crate::telemetry::FramesOut::new(),
                 uncompressed: false,
+                raw: false,
             })),
             outbox_returned: Notify::new(),
             me: me.clone(),
@@ -828,5 +1057,181 @@ mod tests {
         assert_eq!(q.pop_front(), None);
         assert_eq!(q.len(), 0);
         assert_eq!(q.rest.capacity(), 0, "a drained deque is given back");
+    }
+
+    fn queue() -> FrameQueue {
+        FrameQueue {
+            state: Mutex::new(QueueState::default()),
+            max_frames: 100_000,
+            budget: usize::MAX,
+            room: Notify::new(),
+            out: crate::telemetry::FramesOut::new(),
+        }
+    }
+
+    /// Counts its wakes.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connected pair: the server's end shared as a websocket writer shares it, and the client's.
+    async fn pair() -> (Arc<tokio::net::TcpStream>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (Arc::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    fn ws_text(payload: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        ferrio_proto::ws::frame::write_header(
+            &mut out,
+            true,
+            0,
+            ferrio_proto::ws::frame::OP_TEXT,
+            None,
+            payload.len(),
+        );
+        out.extend_from_slice(payload.as_bytes());
+        out
+    }
+
+    #[tokio::test]
+    async fn an_idle_writers_frames_go_through_without_waking_it() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = pair().await;
+        let q = queue();
+        q.attach(server, true);
+        let wakes = Arc::new(Wakes(0.into()));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        // A writer with something taken and unwritten lets nothing through.
+        assert!(q.poll_pop(Some(&mut cx), false).is_pending());
+        assert!(q.push(msg("queued"), true).is_ok());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        let p = match q.poll_pop(Some(&mut cx), false) {
+            Poll::Ready(Some(p)) => p,
+            _ => panic!("the frame was queued"),
+        };
+        assert_eq!((p.frame, p.emptied, p.raw), (msg("queued"), true, false));
+        // Idle: written by the push itself, framed as the writer frames it, with no wake.
+        q.idle();
+        assert!(q.push(msg("hello"), true).is_ok());
+        assert!(q.push(Frame::binary(vec![1u8, 2]), true).is_ok());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(q.state.lock().frames.len(), 0);
+        let mut want = ws_text("4hello");
+        want.extend_from_slice(&[0x82, 2, 1, 2]);
+        let mut got = vec![0; want.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, want);
+        // The close packet goes to the writer (it ends the connection after it), and what follows waits
+        // behind it.
+        assert!(q.push(Frame::close(), false).is_ok());
+        assert!(q.push(msg("after"), true).is_ok());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert_eq!(q.state.lock().frames.len(), 2);
+        // Detached (the writer closes the stream): nothing goes through, even from an idle writer.
+        while let Poll::Ready(Some(_)) = q.poll_pop(Some(&mut cx), true) {}
+        q.detach();
+        q.idle();
+        assert!(q.push(msg("late"), true).is_ok());
+        assert_eq!(q.state.lock().frames.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_running_writer_or_a_burst_gets_the_frames_queued() {
+        let (server, _client) = pair().await;
+        let q = queue();
+        q.attach(server, false);
+        let waker = Waker::from(Arc::new(Wakes(0.into())));
+        let mut cx = Context::from_waker(&waker);
+        assert!(q.poll_pop(Some(&mut cx), true).is_pending());
+        // Handling a packet with more behind it: queued, for the writer to batch.
+        handling(true, || assert!(q.push(msg("a"), true).is_ok()));
+        assert_eq!(q.state.lock().frames.len(), 1);
+        assert!(q.poll_pop(Some(&mut cx), true).is_ready());
+        assert!(q.poll_pop(Some(&mut cx), true).is_pending());
+        // The writer runs (reads a packet): it writes what is queued meanwhile itself.
+        q.unregister();
+        assert!(q.push(msg("b"), true).is_ok());
+        assert_eq!(q.state.lock().frames.len(), 1);
+        // Binary frames stay with the writer on Engine.IO v3 (`attach(_, false)`), which reframes them.
+        assert!(q.poll_pop(Some(&mut cx), true).is_ready());
+        assert!(q.poll_pop(Some(&mut cx), true).is_pending());
+        assert!(q.push(Frame::binary(vec![1u8]), true).is_ok());
+        assert_eq!(q.state.lock().frames.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_frame_written_in_part_sends_its_end_before_anything_queued_after_it() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = pair().await;
+        let q = queue();
+        q.attach(server.clone(), true);
+        let waker = Waker::from(Arc::new(Wakes(0.into())));
+        let mut cx = Context::from_waker(&waker);
+        assert!(q.poll_pop(Some(&mut cx), true).is_pending());
+        // Frames through until the peer, which reads nothing, has the stream full.
+        let payload = |i: usize| format!("4{i:05}{}", "x".repeat(MAX_THROUGH - 6));
+        let mut sent = 0;
+        while q.state.lock().frames.len() == 0 {
+            assert!(q.push(Frame::Text(payload(sent).into()), true).is_ok());
+            sent += 1;
+            assert!(sent < 100_000, "the stream never filled");
+        }
+        assert!(q.push(Frame::Text(payload(sent).into()), true).is_ok());
+        sent += 1;
+        // The peer reads everything while the test writes what the writer would.
+        let reader = tokio::spawn(async move {
+            let mut d =
+                ferrio_proto::ws::Decoder::new(ferrio_proto::ws::Role::Client, 1 << 20, None);
+            let mut texts = Vec::new();
+            let mut buf = vec![0; 64 * 1024];
+            while texts.len() < sent {
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed after {} messages", texts.len());
+                d.feed(&buf[..n]);
+                while let Some(m) = d.next_message().unwrap() {
+                    match m {
+                        ferrio_proto::ws::Message::Text(t) => texts.push(t.to_string()),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            texts
+        });
+        let mut out: Vec<u8> = Vec::new();
+        while let Poll::Ready(Some(p)) = q.poll_pop(Some(&mut cx), false) {
+            match p.frame {
+                Frame::Binary(b) if p.raw => {
+                    assert!(
+                        out.is_empty(),
+                        "the end of a frame written in part goes first"
+                    );
+                    out.extend_from_slice(&b);
+                }
+                Frame::Text(t) => out.extend_from_slice(&ws_text(&t)),
+                Frame::Binary(_) => panic!("no binary frame was sent"),
+            }
+        }
+        let mut written = 0;
+        while written < out.len() {
+            server.writable().await.unwrap();
+            match server.try_write(&out[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Whether the stream took the last frame through in part or refused it whole, every message
+        // arrives whole and in order.
+        let texts = reader.await.unwrap();
+        let want: Vec<String> = (0..sent).map(payload).collect();
+        assert_eq!(texts, want);
     }
 }

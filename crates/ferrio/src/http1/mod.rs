@@ -692,7 +692,7 @@ fn into_stream<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I) -> Str
     if let Some(tcp) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TcpStream>>()
         && let Some(tcp) = tcp.take()
     {
-        return Stream::Tcp(tcp);
+        return Stream::Tcp(std::sync::Arc::new(tcp));
     }
     match slot {
         Some(io) => Stream::Other(Box::new(io)),

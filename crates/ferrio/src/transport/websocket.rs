@@ -103,8 +103,12 @@ pub(crate) fn switching_protocols(upgrade: &Upgrade) -> Response<Bytes> {
 
 /// An upgraded connection: the TCP stream itself when that is what lies under the HTTP server, else
 /// the stream boxed (TLS, hyper's `Upgraded` when mounted in axum or hyper).
+///
+/// The TCP stream is shared with the session's queue, which writes frames to it itself while the
+/// writer is idle (see `Outbox::attach`): it is used through `&TcpStream` (readiness, then a
+/// non-blocking try), as tokio's own reads and writes do inside.
 pub(crate) enum Stream {
-    Tcp(TcpStream),
+    Tcp(Arc<TcpStream>),
     Other(Box<dyn UpgradedIo>),
 }
 
@@ -152,7 +156,7 @@ impl UpgradeSource {
                 // The plain TCP stream when that is what lies under hyper: no wrapper between the
                 // codec and the socket.
                 Some(match upgraded.downcast::<TokioIo<TcpStream>>() {
-                    Ok(p) => (Stream::Tcp(p.io.into_inner()), p.read_buf),
+                    Ok(p) => (Stream::Tcp(Arc::new(p.io.into_inner())), p.read_buf),
                     // `Upgraded` gives back the bytes it read past the request itself.
                     Err(u) => (Stream::Other(Box::new(TokioIo::new(u))), Bytes::new()),
                 })
@@ -161,42 +165,52 @@ impl UpgradeSource {
     }
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Other(s) => Pin::new(s).poll_read(cx, buf),
+thread_local! {
+    /// Where a TCP stream's reads land while no frame is in progress: one buffer per thread, not one
+    /// per connection.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `attempt` once `poll_ready` says the stream may take it, until it does not end in `WouldBlock`
+/// (which clears the readiness, so that the next `poll_ready` waits for the stream).
+fn poll_io<T>(
+    cx: &mut Context<'_>,
+    mut poll_ready: impl FnMut(&mut Context<'_>) -> Poll<io::Result<()>>,
+    mut attempt: impl FnMut() -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    loop {
+        ready!(poll_ready(cx))?;
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return Poll::Ready(r),
         }
     }
 }
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+impl Stream {
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => poll_io(cx, |cx| s.poll_write_ready(cx), || s.try_write(buf)),
             Stream::Other(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            // Nothing is held back on TCP.
+            Stream::Tcp(_) => Poll::Ready(Ok(())),
             Stream::Other(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Other(s) => Pin::new(s).poll_shutdown(cx),
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            // Alone once the queue let it go (`Outbox::detach`); shared, it closes with its last owner.
+            Stream::Tcp(s) => match Arc::get_mut(s) {
+                Some(s) => s.shutdown().await,
+                None => Ok(()),
+            },
+            Stream::Other(s) => s.shutdown().await,
         }
     }
 }
@@ -245,20 +259,43 @@ impl WsConn {
     /// Reads what the connection has: into the decoder's buffer while a frame is in progress (it is
     /// sized for the frame), else through a buffer on the stack, so that waiting holds no memory.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.decoder.buffered() > 0 {
-            return tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                self.decoder.buffer_mut(),
-            );
+        let WsConn { io, decoder, .. } = self;
+        match io {
+            Stream::Tcp(s) => {
+                if decoder.buffered() > 0 {
+                    let buf = decoder.buffer_mut();
+                    return poll_io(cx, |cx| s.poll_read_ready(cx), || s.try_read_buf(buf));
+                }
+                READ_BUF.with_borrow_mut(|chunk| {
+                    chunk.clear();
+                    chunk.reserve(READ_CHUNK);
+                    let n = ready!(poll_io(
+                        cx,
+                        |cx| s.poll_read_ready(cx),
+                        || s.try_read_buf(chunk)
+                    ))?;
+                    decoder.feed(chunk);
+                    Poll::Ready(Ok(n))
+                })
+            }
+            Stream::Other(s) => {
+                if decoder.buffered() > 0 {
+                    return tokio_util::io::poll_read_buf(Pin::new(s), cx, decoder.buffer_mut());
+                }
+                // Uninitialised: zeroing 4 KiB at every poll (most find nothing to read) would cost
+                // more than the read.
+                let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                let mut rb = ReadBuf::uninit(&mut chunk);
+                ready!(Pin::new(s).poll_read(cx, &mut rb))?;
+                decoder.feed(rb.filled());
+                Poll::Ready(Ok(rb.filled().len()))
+            }
         }
-        // Uninitialised: zeroing 4 KiB at every poll (most find nothing to read) would cost more than
-        // the read.
-        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut rb = ReadBuf::uninit(&mut chunk);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        self.decoder.feed(rb.filled());
-        Poll::Ready(Ok(rb.filled().len()))
+    }
+
+    /// Whether bytes read wait to be decoded: more messages are behind the one just taken.
+    fn has_input(&self) -> bool {
+        self.decoder.buffered() > 0
     }
 
     /// Whether encoded bytes wait to be written.
@@ -269,12 +306,9 @@ impl WsConn {
     /// Writes what was encoded, then gives a large buffer back.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let io = &mut self.io;
-        ready!(
-            self.out
-                .poll_drain(|b| Pin::new(&mut *io).poll_write(cx, b))
-        )?;
+        ready!(self.out.poll_drain(|b| io.poll_write(cx, b)))?;
         // A no-op on TCP; a TLS stream may hold bytes back until flushed.
-        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        ready!(self.io.poll_flush(cx))?;
         self.out.written_out();
         Poll::Ready(Ok(()))
     }
@@ -294,6 +328,21 @@ impl WsConn {
 
     pub(crate) fn pong(&mut self, payload: &[u8]) {
         self.encoder.pong(payload, self.out.buf_mut());
+    }
+
+    /// Appends bytes that are websocket frames already (the end of a frame written in part by the
+    /// session's queue).
+    fn raw(&mut self, bytes: &[u8]) {
+        self.out.buf_mut().extend_from_slice(bytes);
+    }
+
+    /// The stream frames may be written to from elsewhere, while this connection's writer is idle: a
+    /// plain TCP stream without compression (a compressed frame depends on the frames before it).
+    fn shareable(&self) -> Option<Arc<TcpStream>> {
+        match &self.io {
+            Stream::Tcp(s) if !self.encoder.compresses() => Some(s.clone()),
+            _ => None,
+        }
     }
 
     /// Sends a close frame (after what is still unwritten) and ends the write side, within a second (a
@@ -476,10 +525,22 @@ struct Driver {
     graceful: bool,
 }
 
+impl Drop for Driver {
+    /// A task dropped before `finish` (its runtime shutting down) lets the queue's share of the stream
+    /// go too, so that the connection closes with the task.
+    fn drop(&mut self) {
+        self.outbox.detach();
+    }
+}
+
 impl Driver {
     /// Takes the session's queue (a pending poll hands it over when the session was upgraded).
     async fn start(socket: Arc<Socket>, ws: WsConn) -> Option<Driver> {
         let outbox = socket.acquire_outbox().await?;
+        if let Some(stream) = ws.shareable() {
+            let binary = socket.protocol() != ferrio_proto::engine::Protocol::V3;
+            outbox.attach(stream, binary);
+        }
         Some(Driver {
             socket,
             ws,
@@ -506,6 +567,8 @@ impl Driver {
     }
 
     async fn finish(mut self, end: End) {
+        // Nothing goes through the stream from now on, and it is this task's alone to shut down.
+        self.outbox.detach();
         if end == End::WriteFailed {
             self.socket.close_with(CloseReason::TransportError);
         }
@@ -593,7 +656,9 @@ impl Driver {
             Message::Text(t) => self.socket.wire().decode_text(t),
             Message::Binary(b) => self.socket.wire().decode_binary(b),
             Message::Ping(p) => {
-                // Rare (Engine.IO has its own heartbeat): goes out with the next write.
+                // Rare (Engine.IO has its own heartbeat): goes out with the next write, and nothing
+                // goes through the stream until then.
+                self.outbox.hold();
                 self.ws.pong(&p);
                 return Poll::Ready(Ok(()));
             }
@@ -613,7 +678,8 @@ impl Driver {
                 // round's write step: a wake for it would only poll the task once more for nothing. Only
                 // here, not at every wake: a recipient of broadcasts never reads and pays no lock for it.
                 self.outbox.unregister();
-                self.backpressure = self.socket.receive(p);
+                let burst = self.ws.has_input();
+                self.backpressure = crate::engine::handling(burst, || self.socket.receive(p));
             }
             Err(_) => {
                 self.socket.close_with(CloseReason::ParseError);
@@ -636,7 +702,8 @@ impl Driver {
             }
             let mut n = 0;
             while n < MAX_BATCH {
-                let (f, emptied) = match self.outbox.poll_recv(cx) {
+                // Idle while nothing is taken: an empty queue then lets frames go through.
+                let (f, emptied) = match self.outbox.poll_next(cx, n == 0) {
                     Poll::Ready(Some(f)) => f,
                     Poll::Ready(None) => {
                         if n == 0 {
@@ -649,6 +716,17 @@ impl Driver {
                         break;
                     }
                 };
+                if self.outbox.last_raw() {
+                    if let Frame::Binary(b) = &f {
+                        self.ws.raw(b);
+                    }
+                    n += 1;
+                    if emptied {
+                        more = false;
+                        break;
+                    }
+                    continue;
+                }
                 if f.packet_type() == PacketType::Close {
                     self.graceful = true;
                     break;
@@ -673,7 +751,13 @@ impl Driver {
             }
         }
         match self.ws.poll_write_out(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(more || self.graceful)),
+            Poll::Ready(Ok(())) => {
+                if !more && !self.graceful {
+                    // All written and the queue was empty at the last take: frames may go through.
+                    self.outbox.idle();
+                }
+                Poll::Ready(Ok(more || self.graceful))
+            }
             Poll::Ready(Err(_)) => Poll::Ready(Err(End::WriteFailed)),
             Poll::Pending => {
                 // Blocked on the peer: the session's end must still wake this task.
