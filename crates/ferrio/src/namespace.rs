@@ -319,7 +319,9 @@ impl NamespaceInner {
                 Protocol::V4 => connect_ok(&self.name, socket.id(), socket.pid()),
                 Protocol::V3 => connect_ok_v4(&self.name),
             };
-            let _ = socket.write_packet(&connected, false);
+            // Queued, not written through: the client hears it once this task yields, after the
+            // socket is reachable and its connection handlers ran as far as they do without waiting.
+            let _ = crate::engine::queued(true, || socket.write_packet(&connected, false));
         }
         match restored {
             None => {

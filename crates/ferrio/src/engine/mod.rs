@@ -34,7 +34,7 @@ pub use ferrio_proto::engine::{
     TransportKind,
 };
 pub use handshake::HandshakeInfo;
-pub(crate) use socket::{Outbox, handling, uncompressed_marker};
+pub(crate) use socket::{Outbox, queued, uncompressed_marker};
 pub use socket::{SendError, Socket};
 pub(crate) use wire::Wire;
 

@@ -121,25 +121,54 @@ const MAX_THROUGH: usize = 16 * 1024;
 thread_local! {
     /// Where a frame written through is framed: one buffer per thread, not one per connection.
     static THROUGH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// This thread handles a packet with more behind it: what it sends is queued, not written through.
-    static IN_BURST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What this thread sends is queued, not written through (see [`queued`]).
+    static QUEUE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` (the handling of a packet) with frames it sends queued rather than written through when
-/// `burst` says that more packets wait behind this one. A sender whose packets pile up (a server
-/// behind its load) then leaves each recipient's frames to its writer, which writes all that piled
-/// up in one write, where writing each frame through would cost a write apiece.
-pub(crate) fn handling<R>(burst: bool, f: impl FnOnce() -> R) -> R {
-    if !burst {
+/// Runs `f` with the frames it sends queued rather than written through, when `queue` says so; the
+/// session's writer then writes them once the sending task yields. For:
+/// - a packet with more read behind it: a sender whose packets pile up (a server behind its load) then
+///   leaves each recipient's frames to its writer, which writes all that piled up in one write, where
+///   writing each frame through would cost a write apiece;
+/// - an answer the client must not see before what follows it in the same task is done (the CONNECT
+///   answer, before the socket is reachable and its connection handlers ran), as no client of a
+///   Node server can.
+pub(crate) fn queued<R>(queue: bool, f: impl FnOnce() -> R) -> R {
+    /// Puts the flag back even when `f` panics (a handler's panic is caught further up, and the
+    /// thread goes on serving).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            QUEUE_ONLY.set(self.0);
+        }
+    }
+    if !queue {
         return f();
     }
-    let before = IN_BURST.replace(true);
-    let r = f();
-    IN_BURST.set(before);
-    r
+    let _restore = Restore(QUEUE_ONLY.replace(true));
+    f()
 }
 
 impl QueueState {
+    /// Takes the end of a frame written in part, when it is at the front.
+    fn take_raw_front(&mut self) -> Option<Bytes> {
+        if !std::mem::take(&mut self.raw_front) {
+            return None;
+        }
+        // The rest was queued into an empty queue, so it is the inline first frame; frames queued after
+        // it wait in the deque, which `pop_front` reaches once the inline slot is empty.
+        match self.frames.first.take() {
+            Some(Frame::Binary(b)) => {
+                self.bytes -= FRAME_COST + b.len();
+                Some(b)
+            }
+            other => {
+                self.frames.first = other;
+                None
+            }
+        }
+    }
+
     /// Writes `frame` to the websocket's stream, as the writer would have framed it (no compression:
     /// `through` is never set on a connection that compresses). Clears `through` unless the whole frame
     /// was written.
@@ -245,7 +274,7 @@ impl FrameQueue {
         if st.closed {
             return Err(Refused::Closed);
         }
-        if st.through && !IN_BURST.get() {
+        if st.through && !QUEUE_ONLY.get() {
             match st.write_through(&frame) {
                 Through::Written => {
                     drop(st);
@@ -267,7 +296,7 @@ impl FrameQueue {
         if st.frames.len() >= self.max_frames || (budgeted && st.bytes + c > self.budget) {
             return Err(Refused::Full);
         }
-        // Not written through (a burst): nothing may be from now on, until the writer took this.
+        // Not written through: nothing may be from now on, until the writer took this.
         st.through = false;
         self.queue_and_wake(st, frame, c)
     }
@@ -334,8 +363,12 @@ impl FrameQueue {
     }
 
     /// Frames stop going through until the writer is idle again: it is about to write bytes of its own.
-    fn hold(&self) {
-        self.state.lock().through = false;
+    ///
+    /// Returns the end of a frame written in part, if one waits: those bytes must go first.
+    fn hold(&self) -> Option<Bytes> {
+        let mut st = self.state.lock();
+        st.through = false;
+        st.take_raw_front()
     }
 
     /// Frames may go through `stream` whenever the writer is idle.
@@ -346,13 +379,16 @@ impl FrameQueue {
     }
 
     /// No frame goes through any more, and the stream is let go: the writer is closing it.
-    fn detach(&self) {
-        let stream = {
+    ///
+    /// Returns the end of a frame written in part, if one waits: it goes before the close frame.
+    fn detach(&self) -> Option<Bytes> {
+        let (stream, rest) = {
             let mut st = self.state.lock();
             st.through = false;
-            st.stream.take()
+            (st.stream.take(), st.take_raw_front())
         };
         drop(stream);
+        rest
     }
 
     fn close(&self) {
@@ -370,7 +406,12 @@ impl FrameQueue {
     /// Wakes the writer waiting for frames: the session closed, or a pending poll must answer now (an
     /// upgrade under way). The writer looks at the session's state at its next wake.
     fn wake_writer(&self) {
-        let waker = self.state.lock().waker.take();
+        let waker = {
+            let mut st = self.state.lock();
+            // The writer looks at the session first: nothing goes past it meanwhile.
+            st.through = false;
+            st.waker.take()
+        };
         if let Some(w) = waker {
             w.wake();
         }
@@ -509,8 +550,10 @@ impl Outbox {
     }
 
     /// Ends [`attach`](Self::attach): the writer is closing the stream.
-    pub(crate) fn detach(&self) {
-        self.queue.detach();
+    ///
+    /// Returns the end of a frame written in part, if one waits: it goes before the close frame.
+    pub(crate) fn detach(&self) -> Option<Bytes> {
+        self.queue.detach()
     }
 
     /// The writer wrote all it took and emptied the queue at its last take.
@@ -519,8 +562,10 @@ impl Outbox {
     }
 
     /// The writer is about to write bytes of its own (a pong): nothing goes through meanwhile.
-    pub(crate) fn hold(&self) {
-        self.queue.hold();
+    ///
+    /// Returns the end of a frame written in part, if one waits: those bytes must go first.
+    pub(crate) fn hold(&self) -> Option<Bytes> {
+        self.queue.hold()
     }
 
     /// A frame left the queue: it counts as sent. False for the uncompressed marker, which only flags
@@ -1152,7 +1197,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(q.poll_pop(Some(&mut cx), true).is_pending());
         // Handling a packet with more behind it: queued, for the writer to batch.
-        handling(true, || assert!(q.push(msg("a"), true).is_ok()));
+        queued(true, || assert!(q.push(msg("a"), true).is_ok()));
         assert_eq!(q.state.lock().frames.len(), 1);
         assert!(q.poll_pop(Some(&mut cx), true).is_ready());
         assert!(q.poll_pop(Some(&mut cx), true).is_pending());
@@ -1169,6 +1214,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_written_in_part_sends_its_end_before_anything_queued_after_it() {
+        fill_then_drain(false).await;
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_frame_written_in_part_goes_before_the_writers_own_bytes() {
+        fill_then_drain(true).await;
+    }
+
+    /// Writes frames through until the peer, which reads nothing, has the stream full; then writes what
+    /// the writer would (with `own_bytes`, as before a pong or the close frame: what `hold` gives back
+    /// first) and checks that the peer gets every message whole and in order.
+    async fn fill_then_drain(own_bytes: bool) {
         use tokio::io::AsyncReadExt;
         let (server, mut client) = pair().await;
         let q = queue();
@@ -1176,7 +1233,6 @@ mod tests {
         let waker = Waker::from(Arc::new(Wakes(0.into())));
         let mut cx = Context::from_waker(&waker);
         assert!(q.poll_pop(Some(&mut cx), true).is_pending());
-        // Frames through until the peer, which reads nothing, has the stream full.
         let payload = |i: usize| format!("4{i:05}{}", "x".repeat(MAX_THROUGH - 6));
         let mut sent = 0;
         while q.state.lock().frames.len() == 0 {
@@ -1206,6 +1262,13 @@ mod tests {
             texts
         });
         let mut out: Vec<u8> = Vec::new();
+        if own_bytes {
+            let partial = q.state.lock().raw_front;
+            let rest = q.hold();
+            assert_eq!(rest.is_some(), partial);
+            out.extend_from_slice(&rest.unwrap_or_default());
+            assert!(q.hold().is_none(), "the rest is given once");
+        }
         while let Poll::Ready(Some(p)) = q.poll_pop(Some(&mut cx), false) {
             match p.frame {
                 Frame::Binary(b) if p.raw => {
@@ -1219,6 +1282,7 @@ mod tests {
                 Frame::Binary(_) => panic!("no binary frame was sent"),
             }
         }
+        assert_eq!(q.state.lock().bytes, 0);
         let mut written = 0;
         while written < out.len() {
             server.writable().await.unwrap();

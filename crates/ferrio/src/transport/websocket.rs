@@ -529,7 +529,7 @@ impl Drop for Driver {
     /// A task dropped before `finish` (its runtime shutting down) lets the queue's share of the stream
     /// go too, so that the connection closes with the task.
     fn drop(&mut self) {
-        self.outbox.detach();
+        drop(self.outbox.detach());
     }
 }
 
@@ -567,8 +567,11 @@ impl Driver {
     }
 
     async fn finish(mut self, end: End) {
-        // Nothing goes through the stream from now on, and it is this task's alone to shut down.
-        self.outbox.detach();
+        // Nothing goes through the stream from now on, and it is this task's alone to shut down. A
+        // frame written through in part is finished first.
+        if let Some(rest) = self.outbox.detach() {
+            self.ws.raw(&rest);
+        }
         if end == End::WriteFailed {
             self.socket.close_with(CloseReason::TransportError);
         }
@@ -658,7 +661,9 @@ impl Driver {
             Message::Ping(p) => {
                 // Rare (Engine.IO has its own heartbeat): goes out with the next write, and nothing
                 // goes through the stream until then.
-                self.outbox.hold();
+                if let Some(rest) = self.outbox.hold() {
+                    self.ws.raw(&rest);
+                }
                 self.ws.pong(&p);
                 return Poll::Ready(Ok(()));
             }
@@ -678,8 +683,9 @@ impl Driver {
                 // round's write step: a wake for it would only poll the task once more for nothing. Only
                 // here, not at every wake: a recipient of broadcasts never reads and pays no lock for it.
                 self.outbox.unregister();
+                // More read behind this packet: what its handler sends waits for this task's writes.
                 let burst = self.ws.has_input();
-                self.backpressure = crate::engine::handling(burst, || self.socket.receive(p));
+                self.backpressure = crate::engine::queued(burst, || self.socket.receive(p));
             }
             Err(_) => {
                 self.socket.close_with(CloseReason::ParseError);
