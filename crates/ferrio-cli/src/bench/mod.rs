@@ -535,18 +535,18 @@ impl Client {
     fn on_data(&mut self, data: engine::Data) -> Result<Option<Frame>, String> {
         let measuring = self.phase != 0;
         // Fast path of JSON for the hot message of fan-out: a chat event carrying its send time.
+        // Chats are sent only while measuring, so every one counts, even when this client has not
+        // yet seen the phase change (the first broadcast of a run reaches clients whose task has not
+        // run since: counted by phase, part of it read as lost).
         if let engine::Data::Text(t) = &data
             && let Some(rest) = t.strip_prefix("2[\"chat\",")
         {
-            if measuring {
-                self.stats.received.fetch_add(1, Relaxed);
-            }
+            self.stats.received.fetch_add(1, Relaxed);
             if self.plan.publisher(self.idx) {
                 return Ok(None);
             }
             match chat_timestamp(rest) {
-                Some(ts) if measuring => self.stats.delivered(ts),
-                Some(_) => {}
+                Some(ts) => self.stats.delivered(ts),
                 None => return Err(format!("unexpected chat message: {t}")),
             }
             return Ok(None);
@@ -570,20 +570,20 @@ impl Client {
             }
             Ok(Some(socket::Packet::Disconnect { .. })) => Err("disconnected by the server".into()),
             Ok(Some(socket::Packet::Event { event, args, .. })) => {
-                if measuring {
+                // A chat counts whatever this client's phase (see the fast path above).
+                let chat = event == "chat";
+                if measuring || chat {
                     self.stats.received.fetch_add(1, Relaxed);
                 }
                 // A chat that did not take the fast path (msgpack): its send time from the value.
-                if event == "chat" && !self.plan.publisher(self.idx) {
+                if chat && !self.plan.publisher(self.idx) {
                     let ts = args
                         .first()
                         .and_then(|a| a.get("text"))
                         .and_then(Value::as_str)
                         .and_then(|t| t.parse::<u64>().ok())
                         .ok_or_else(|| format!("unexpected chat message: {args:?}"))?;
-                    if measuring {
-                        self.stats.delivered(ts);
-                    }
+                    self.stats.delivered(ts);
                 }
                 Ok(None)
             }
