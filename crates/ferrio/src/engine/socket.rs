@@ -174,6 +174,7 @@ impl QueueState {
     /// was written.
     fn write_through(&mut self, frame: &Frame) -> Through {
         use ferrio_proto::ws::frame::{OP_BINARY, OP_TEXT, write_header};
+        self.through = false;
         let (opcode, payload): (u8, &[u8]) = match frame {
             // Not the close packet (the writer ends the connection after it), nor the empty marker of an
             // uncompressed frame (the outbox consumes it).
@@ -184,36 +185,28 @@ impl QueueState {
                 (OP_TEXT, t.as_bytes())
             }
             Frame::Binary(b) if self.through_binary => (OP_BINARY, b.as_ref()),
-            _ => {
-                self.through = false;
-                return Through::Queued;
-            }
+            _ => return Through::Queued,
         };
         let Some(stream) = self
             .stream
             .as_ref()
             .filter(|_| payload.len() <= MAX_THROUGH)
         else {
-            self.through = false;
             return Through::Queued;
         };
-        THROUGH_BUF.with_borrow_mut(|buf| {
+        let through = THROUGH_BUF.with_borrow_mut(|buf| {
             buf.clear();
             write_header(buf, true, 0, opcode, None, payload.len());
             buf.extend_from_slice(payload);
             match stream.try_write(buf) {
                 Ok(n) if n == buf.len() => Through::Written,
-                Ok(n) => {
-                    self.through = false;
-                    Through::Partial(Bytes::copy_from_slice(&buf[n..]))
-                }
+                Ok(n) => Through::Partial(Bytes::copy_from_slice(&buf[n..])),
                 // Full (the writer waits for room) or failed (the writer meets the error itself).
-                Err(_) => {
-                    self.through = false;
-                    Through::Queued
-                }
+                Err(_) => Through::Queued,
             }
-        })
+        });
+        self.through = matches!(through, Through::Written);
+        through
     }
 }
 

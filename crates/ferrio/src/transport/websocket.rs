@@ -722,25 +722,20 @@ impl Driver {
                         break;
                     }
                 };
-                if self.outbox.last_raw() {
-                    if let Frame::Binary(b) = &f {
-                        self.ws.raw(b);
-                    }
-                    n += 1;
-                    if emptied {
-                        more = false;
+                match f {
+                    // The end of a frame written through in part: websocket bytes already.
+                    Frame::Binary(b) if self.outbox.last_raw() => self.ws.raw(&b),
+                    f if f.packet_type() == PacketType::Close => {
+                        self.graceful = true;
                         break;
                     }
-                    continue;
-                }
-                if f.packet_type() == PacketType::Close {
-                    self.graceful = true;
-                    break;
-                }
-                let compress = !self.outbox.last_uncompressed();
-                let frame = self.socket.wire().websocket_frame(f);
-                if self.ws.encode(&frame, compress).is_err() {
-                    return Poll::Ready(Err(End::WriteFailed));
+                    f => {
+                        let compress = !self.outbox.last_uncompressed();
+                        let frame = self.socket.wire().websocket_frame(f);
+                        if self.ws.encode(&frame, compress).is_err() {
+                            return Poll::Ready(Err(End::WriteFailed));
+                        }
+                    }
                 }
                 n += 1;
                 if emptied {
