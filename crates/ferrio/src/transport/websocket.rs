@@ -187,6 +187,40 @@ fn poll_io<T>(
     }
 }
 
+/// Reads what `s` has into `buf`'s spare room. A read that leaves room unfilled drained the socket,
+/// so the stream's readiness is cleared then, without a syscall: the next read waits for the runtime
+/// to report new bytes instead of asking the kernel and getting `WouldBlock` (one `recvfrom` saved per
+/// message a client sends one at a time, as tokio's own `poll_read` does).
+fn poll_read_tcp(
+    s: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut impl bytes::BufMut,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(s.poll_read_ready(cx))?;
+        let mut drained = 0;
+        // `try_io` clears the readiness it saw before the read when its closure ends in
+        // `WouldBlock`; bytes that came after the read raised a newer event, which that leaves set
+        // (clearing after the read instead could lose it to another thread's driver).
+        match s.try_io(tokio::io::Interest::READABLE, || {
+            let room = buf.chunk_mut().len();
+            let n = s.try_read_buf(buf)?;
+            if n > 0 && n < room {
+                drained = n;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if drained > 0 {
+                    return Poll::Ready(Ok(drained));
+                }
+            }
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
 impl Stream {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self {
@@ -263,17 +297,12 @@ impl WsConn {
         match io {
             Stream::Tcp(s) => {
                 if decoder.buffered() > 0 {
-                    let buf = decoder.buffer_mut();
-                    return poll_io(cx, |cx| s.poll_read_ready(cx), || s.try_read_buf(buf));
+                    return poll_read_tcp(s, cx, decoder.buffer_mut());
                 }
                 READ_BUF.with_borrow_mut(|chunk| {
                     chunk.clear();
                     chunk.reserve(READ_CHUNK);
-                    let n = ready!(poll_io(
-                        cx,
-                        |cx| s.poll_read_ready(cx),
-                        || s.try_read_buf(chunk)
-                    ))?;
+                    let n = ready!(poll_read_tcp(s, cx, chunk))?;
                     decoder.feed(chunk);
                     Poll::Ready(Ok(n))
                 })
