@@ -133,13 +133,18 @@ pub fn metrics(opts: &ServeOptions) -> Result<Option<PrometheusHandle>, String> 
 }
 
 /// Figures of the process read when `/metrics` is scraped: tasks alive on the serving threads' tokio
-/// runtimes (a task leak shows as a figure that only grows while the clients come and go).
+/// runtimes (a task leak shows as a figure that only grows while the clients come and go), and the
+/// connections moved between them.
 fn runtime_gauges() -> String {
     let tasks = crate::serve::alive_tasks();
+    let moved = crate::ops::MOVED.load(std::sync::atomic::Ordering::Relaxed);
     format!(
         "# HELP ferrio_runtime_alive_tasks Tasks alive on the tokio runtimes.\n\
          # TYPE ferrio_runtime_alive_tasks gauge\n\
-         ferrio_runtime_alive_tasks {tasks}\n"
+         ferrio_runtime_alive_tasks {tasks}\n\
+         # HELP ferrio_connections_moved_total Connections that followed a long-polling session to its serving thread.\n\
+         # TYPE ferrio_connections_moved_total counter\n\
+         ferrio_connections_moved_total {moved}\n"
     )
 }
 

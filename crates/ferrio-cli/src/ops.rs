@@ -197,14 +197,15 @@ pub async fn accept_loop<S, ResBody>(
             // that also holds the TLS branch: every plain connection would keep room for a TLS stream
             // (and a second copy of its own future) for its whole life.
             None => {
-                let served =
-                    ferrio::serve_connection(stream, peer, service, header_read_timeout, shutdown);
-                tokio::spawn(served.map(move |r| {
-                    drop(open);
-                    if let Err(e) = r {
-                        tracing::trace!(%peer, error = %e, "connection ended with an error");
-                    }
-                }));
+                drop(shutdown);
+                serve_plain(
+                    stream,
+                    Bytes::new(),
+                    peer,
+                    service,
+                    header_read_timeout,
+                    open,
+                );
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
@@ -239,6 +240,61 @@ pub async fn accept_loop<S, ResBody>(
             }
         }
     }
+}
+
+/// Connections that followed a long-polling session to another serving thread (`/metrics`:
+/// `ferrio_connections_moved_total`).
+pub(crate) static MOVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Serves a plain TCP connection on this thread's runtime until it ends, or until it follows a
+/// long-polling session to the serving thread that session belongs to: it goes on there, with what
+/// its client sent past the last request, and still counts as one open connection.
+fn serve_plain<S, ResBody>(
+    stream: tokio::net::TcpStream,
+    read: Bytes,
+    peer: std::net::SocketAddr,
+    service: S,
+    header_read_timeout: Duration,
+    open: OpenConnection,
+) where
+    S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: hyper::body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    // Connections open before the drain end after their current request; those accepted during
+    // it close after each answer (the gate sets `Connection: close`).
+    let shutdown = open.0.drain_started();
+    let served = ferrio::serve_tcp_connection(
+        stream,
+        read,
+        peer,
+        service.clone(),
+        header_read_timeout,
+        shutdown,
+    );
+    tokio::spawn(served.map(move |r| match r {
+        Ok(ferrio::Served::Ended) => {}
+        Ok(ferrio::Served::Moved(moved)) => {
+            let Some(rt) = crate::serve::serving_runtime(moved.to) else {
+                return;
+            };
+            MOVED.fetch_add(1, Ordering::Relaxed);
+            rt.spawn(async move {
+                match tokio::net::TcpStream::from_std(moved.stream) {
+                    Ok(stream) => {
+                        serve_plain(stream, moved.read, peer, service, header_read_timeout, open);
+                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "a moved connection failed"),
+                }
+            });
+        }
+        Err(e) => tracing::trace!(%peer, error = %e, "connection ended with an error"),
+    }));
 }
 
 /// The service in front of everything: `/healthz`, the connection limit and the drain.

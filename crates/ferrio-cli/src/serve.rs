@@ -209,6 +209,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         }
         1
     };
+    // Named only when there are several: a long-polling session's connections then follow it to the
+    // thread of its handshake (see `ops::serve_plain`). The main thread is the first runtime counted.
+    if threads > 1 {
+        ferrio::set_serving_thread(1);
+    }
     let mut listeners = bind(&host, opts.port.unwrap_or(3000), threads)?.into_iter();
     let listener = tokio::net::TcpListener::from_std(listeners.next().expect("one listener"))?;
     let addr = listener.local_addr()?;
@@ -254,6 +259,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         std::thread::Builder::new()
             .name(format!("ferrio-{}", n + 1))
             .spawn(move || {
+                // Counted in `RUNTIMES` after the main thread's and those of the threads before it.
+                ferrio::set_serving_thread(u16::try_from(n + 2).unwrap_or(0));
                 if let Ok(rt) = take.recv() {
                     // The connections left on this thread are closed by the main thread's
                     // `io.close()`, then the process exits: keep serving them until then.
@@ -316,6 +323,14 @@ fn register_runtime(rt: &tokio::runtime::Handle) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(rt.clone());
+}
+
+/// The runtime of serving thread `index` (counted from 1, in the order of `RUNTIMES`).
+pub(crate) fn serving_runtime(index: u16) -> Option<tokio::runtime::Handle> {
+    let runtimes = RUNTIMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    runtimes.get(usize::from(index).checked_sub(1)?).cloned()
 }
 
 /// Tasks alive on every serving thread's runtime (on the current one when none is registered: a test

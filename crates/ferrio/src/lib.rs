@@ -23,6 +23,7 @@ mod send;
 mod serve_client;
 mod server;
 mod service;
+mod serving;
 mod socket;
 mod telemetry;
 mod transport;
@@ -44,9 +45,10 @@ pub use operators::{BroadcastOperator, RemoteSocket};
 pub use serve_client::ClientFiles;
 pub use server::{ConnectionStateRecovery, Io, IoConfig, IoConfigBuilder};
 pub use service::{
-    ConnError, DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, NotFound, RequestBody,
-    RequestBodyError, close_sessions_gracefully, listen, local_addr, serve, serve_connection,
-    serve_until,
+    ConnError, DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, MovedConnection, NotFound,
+    RequestBody, RequestBodyError, Served, close_sessions_gracefully, listen, local_addr, serve,
+    serve_connection, serve_tcp_connection, serve_until,
 };
+pub use serving::set_serving_thread;
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};
 pub use telemetry::{AggregatedEvent, AggregatedEvents};

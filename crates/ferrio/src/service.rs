@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 pub use crate::http1::{
-    Body as RequestBody, BodyError as RequestBodyError, ConnError, serve_connection,
+    Body as RequestBody, BodyError as RequestBodyError, ConnError, MovedConnection, Served,
+    serve_connection, serve_tcp_connection,
 };
 use crate::serve_client::ClientFiles;
 

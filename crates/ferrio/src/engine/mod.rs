@@ -348,11 +348,18 @@ impl Engine {
                     if socket.transport() != TransportKind::Polling {
                         return Err(RequestError::BadRequest);
                     }
-                    match parts.method {
+                    let mut res = match parts.method {
                         Method::GET => polling::poll(&socket, parts).await,
                         Method::POST => polling::post(&socket, parts, body).await,
                         _ => Err(RequestError::BadRequest),
+                    }?;
+                    // Answered on another serving thread than the session's: the connection may
+                    // follow the session there for its next requests.
+                    if let Some(home) = socket.home_elsewhere() {
+                        res.extensions_mut()
+                            .insert(crate::serving::FollowSession(home));
                     }
+                    Ok(res)
                 }
                 TransportKind::WebSocket => {
                     if !is_upgrade || !config.allow_upgrades {

@@ -623,6 +623,9 @@ pub struct Socket {
     open: AtomicBool,
     /// The protocol revision and encodings of this session.
     wire: Wire,
+    /// The serving thread that answered the handshake (0: none named), where the connections of a
+    /// polling session's requests go (see `crate::serving`).
+    home: u16,
     /// Counts this session against `max_pending_handshakes_per_address` until it is established.
     handshake_slot: Mutex<Option<super::limits::HandshakeSlot>>,
 }
@@ -689,8 +692,14 @@ impl Socket {
             handler: Mutex::new(None),
             open: AtomicBool::new(true),
             wire,
+            home: crate::serving::serving_thread(),
             handshake_slot: Mutex::new(None),
         })
+    }
+
+    /// The serving thread this session belongs to, when it is not the calling one.
+    pub(crate) fn home_elsewhere(&self) -> Option<u16> {
+        (self.home != 0 && self.home != crate::serving::serving_thread()).then_some(self.home)
     }
 
     pub(crate) fn hold_handshake_slot(&self, slot: Option<super::limits::HandshakeSlot>) {

@@ -47,6 +47,7 @@ use body::{Decoded, Demand, Framing, Pipe};
 use head::{BodyOut, Head, HeadError};
 
 use crate::engine::RemoteAddr;
+use crate::serving::FollowSession;
 use crate::transport::delivery::{AnswerIo, AnswerWatch};
 use crate::transport::websocket::Stream;
 
@@ -133,13 +134,93 @@ where
     ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
+    let served = serve(
+        io,
+        BytesMut::new(),
+        false,
+        peer,
+        service,
+        header_read_timeout,
+        shutdown,
+    );
+    served.map(|r| r.map(|_| ()))
+}
+
+/// How a connection served by [`serve_tcp_connection`] ended without an error.
+#[derive(Debug)]
+pub enum Served {
+    /// The client closed it, it was answered with `Connection: close`, the server shut down, or it
+    /// went to the websocket transport.
+    Ended,
+    /// It goes to another serving thread (see [`set_serving_thread`](crate::set_serving_thread)).
+    Moved(MovedConnection),
+}
+
+/// A keep-alive connection between two requests, handed on to the serving thread of the long-polling
+/// session it last served: resume it there with [`serve_tcp_connection`] (from that thread's runtime,
+/// which the stream is registered with by `TcpStream::from_std`).
+#[derive(Debug)]
+pub struct MovedConnection {
+    /// Out of the runtime it was served on, still non-blocking.
+    pub stream: std::net::TcpStream,
+    /// What the client sent past the last request (a pipelined request): read first.
+    pub read: Bytes,
+    /// The serving thread to go to.
+    pub to: u16,
+}
+
+/// [`serve_connection`] on a plain TCP connection that may move: after answering a request of a
+/// long-polling session that belongs to another serving thread, it ends with [`Served::Moved`] instead
+/// of reading the next request. `read` holds bytes already read from the connection (a moved one's).
+pub fn serve_tcp_connection<S, ResBody>(
+    io: TcpStream,
+    read: Bytes,
+    peer: SocketAddr,
+    service: S,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = Result<Served, ConnError>>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    serve(
+        io,
+        BytesMut::from(read),
+        true,
+        peer,
+        service,
+        header_read_timeout,
+        shutdown,
+    )
+}
+
+fn serve<I, S, ResBody>(
+    io: I,
+    read: BytesMut,
+    movable: bool,
+    peer: SocketAddr,
+    service: S,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = Result<Served, ConnError>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
     // Lets a polling answer find out whether it reached the client (see `transport::delivery`).
     let watch = AnswerWatch::default();
     // Used in place by the block below, not rebound there: a rebinding would take room of its own.
     let mut conn = Conn {
         io: AnswerIo::new(io, watch.clone()),
-        buf: BytesMut::new(),
+        buf: read,
         scanned: 0,
+        movable,
         watch,
         peer,
         service,
@@ -160,24 +241,36 @@ where
                     let res = conn.answer(req, &mut exchange, &mut shutdown).await?;
                     match conn.respond(res, exchange).await? {
                         Next::Request => continue,
-                        Next::Close => return Ok(()),
+                        Next::Move(to) => {
+                            let read = std::mem::take(&mut conn.buf).freeze();
+                            // Only `serve_tcp_connection`'s connections move: a TCP stream.
+                            let Ok(tcp) = into_tcp(conn.io.into_inner()) else {
+                                return Ok(Served::Ended);
+                            };
+                            return Ok(Served::Moved(MovedConnection {
+                                stream: tcp.into_std()?,
+                                read,
+                                to,
+                            }));
+                        }
+                        Next::Close => return Ok(Served::Ended),
                         Next::Upgrade(tx) => {
                             let read = std::mem::take(&mut conn.buf).freeze();
                             let _ = tx.send(Upgraded {
                                 io: into_stream(conn.io.into_inner()),
                                 read,
                             });
-                            return Ok(());
+                            return Ok(Served::Ended);
                         }
                     }
                 }
-                HeadWait::Closed => return Ok(()),
+                HeadWait::Closed => return Ok(Served::Ended),
                 HeadWait::TimedOut => return Err(ConnError::HeaderTimeout),
                 HeadWait::Failed(e) => return Err(e.into()),
                 HeadWait::NotReady(e) => return Err(e),
                 HeadWait::Refused(e) => e,
             };
-            return conn.refuse(refused).await;
+            return conn.refuse(refused).await.map(|()| Served::Ended);
         }
     }
 }
@@ -191,6 +284,9 @@ struct Conn<I, S> {
     /// How much of `buf` is known to hold no end of a head: a head trickled in is parsed once it
     /// is complete, not at every read (which would take time quadratic in its length).
     scanned: usize,
+    /// Whether the connection may go to another serving thread between requests (a plain TCP one
+    /// served by `serve_tcp_connection`).
+    movable: bool,
     watch: AnswerWatch,
     peer: SocketAddr,
     service: S,
@@ -226,6 +322,8 @@ enum Next {
     Close,
     /// The protocol was switched: the connection goes to the upgrade's receiver.
     Upgrade(oneshot::Sender<Upgraded>),
+    /// Kept alive, and goes to the serving thread of the session it answered.
+    Move(u16),
 }
 
 impl<I, S, ResBody> Conn<I, S>
@@ -443,6 +541,10 @@ where
         ResBody: 'a,
     {
         let (parts, body) = res.into_parts();
+        let follow = match parts.extensions.get::<FollowSession>() {
+            Some(f) if self.movable => Some(f.0),
+            _ => None,
+        };
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         // A body left unread (or failed) loses the connection's framing, and its client may still be
         // sending it.
@@ -468,7 +570,7 @@ where
         let next = if switching {
             x.upgrade.take().map_or(Next::Close, Next::Upgrade)
         } else if keep {
-            Next::Request
+            follow.map_or(Next::Request, Next::Move)
         } else {
             Next::Close
         };
@@ -686,17 +788,22 @@ fn poll_read_some<I: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
-/// The connection handed to the websocket transport: the TCP stream itself when that is what it is.
-fn into_stream<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I) -> Stream {
+/// The TCP stream, when that is what `io` is.
+fn into_tcp<I: 'static>(io: I) -> Result<TcpStream, I> {
     let mut slot = Some(io);
     if let Some(tcp) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TcpStream>>()
         && let Some(tcp) = tcp.take()
     {
-        return Stream::Tcp(std::sync::Arc::new(tcp));
+        return Ok(tcp);
     }
-    match slot {
-        Some(io) => Stream::Other(Box::new(io)),
-        None => unreachable!("taken only when it is a TCP stream"),
+    Err(slot.expect("taken only when it is a TCP stream"))
+}
+
+/// The connection handed to the websocket transport: the TCP stream itself when that is what it is.
+fn into_stream<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I) -> Stream {
+    match into_tcp(io) {
+        Ok(tcp) => Stream::Tcp(std::sync::Arc::new(tcp)),
+        Err(io) => Stream::Other(Box::new(io)),
     }
 }
 
@@ -781,6 +888,123 @@ mod tests {
         );
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1024, "{size} B");
+    }
+
+    /// Answers with the request's path; a request for `/follow` is answered as for a session of
+    /// serving thread 2.
+    #[derive(Clone)]
+    struct Follow;
+
+    impl tower_service::Service<http::Request<super::Body>> for Follow {
+        type Response = http::Response<http_body_util::Full<bytes::Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<super::Body>) -> Self::Future {
+            let path = req.uri().path().to_owned();
+            let mut res = http::Response::new(http_body_util::Full::new(path.clone().into()));
+            if path == "/follow" {
+                res.extensions_mut()
+                    .insert(crate::serving::FollowSession(2));
+            }
+            std::future::ready(Ok(res))
+        }
+    }
+
+    /// A keep-alive connection that answered a request of another thread's session ends with
+    /// `Moved` once the answer is out, handing on the stream and the next request already read; served
+    /// again from there, it answers that request. `serve_connection` (which cannot move its connection)
+    /// answers both in place.
+    #[tokio::test]
+    async fn a_connection_follows_its_session_with_the_bytes_read_past_the_answer() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const TWO: &[u8] =
+            b"GET /follow HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = Duration::from_secs(5);
+        let answers = |out: &[u8]| {
+            let text = String::from_utf8_lossy(out).into_owned();
+            (text.matches("HTTP/1.1 200").count(), text)
+        };
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        client.write_all(TWO).await.unwrap();
+        let served = super::serve_tcp_connection(
+            server,
+            bytes::Bytes::new(),
+            peer,
+            Follow,
+            t,
+            std::future::pending(),
+        );
+        let moved = match tokio::time::timeout(t, served).await.unwrap().unwrap() {
+            super::Served::Moved(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(moved.to, 2);
+        assert_eq!(&moved.read[..], b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        let stream = tokio::net::TcpStream::from_std(moved.stream).unwrap();
+        let resumed = tokio::spawn(super::serve_tcp_connection(
+            stream,
+            moved.read,
+            peer,
+            Follow,
+            t,
+            std::future::pending(),
+        ));
+        let mut out = Vec::new();
+        while answers(&out).0 < 2 {
+            let mut chunk = [0; 1024];
+            let n = tokio::time::timeout(t, client.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{}", answers(&out).1);
+            out.extend_from_slice(&chunk[..n]);
+        }
+        let text = answers(&out).1;
+        assert!(
+            text.find("/follow").unwrap() < text.find("/next").unwrap(),
+            "{text}"
+        );
+        client.shutdown().await.unwrap();
+        let ended = tokio::time::timeout(t, resumed).await.unwrap().unwrap();
+        assert!(matches!(ended, Ok(super::Served::Ended)), "{ended:?}");
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        let in_place = tokio::spawn(crate::serve_connection(
+            server,
+            peer,
+            Follow,
+            t,
+            std::future::pending(),
+        ));
+        client.write_all(TWO).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(t, client.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answers(&out).0, 2, "{}", answers(&out).1);
+        assert!(
+            tokio::time::timeout(t, in_place)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_ok()
+        );
     }
 
     /// Pieces of requests and random bytes, in random order, on one connection whose client then
