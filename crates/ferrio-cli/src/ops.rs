@@ -56,12 +56,14 @@ impl Ops {
     }
 
     /// For a connection accepted now: completes when the drain begins, or never when it already has
-    /// (such a connection must still read its one request; the gate makes it the last).
-    fn drain_started(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// (such a connection must still read its one request; the gate makes it the last). For one that
+    /// `moved` to another serving thread between two requests, at once when the drain has begun: it
+    /// is an idle keep-alive connection, which ends then.
+    fn drain_started(&self, moved: bool) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.draining.subscribe();
         let already = *rx.borrow_and_update();
         async move {
-            if already {
+            if already && !moved {
                 std::future::pending::<()>().await;
             }
             let _ = rx.wait_for(|d| *d).await;
@@ -188,26 +190,17 @@ pub async fn accept_loop<S, ResBody>(
         };
         let _ = stream.set_nodelay(true);
         let open = OpenConnection::new(&ops);
-        // Connections open before the drain end after their current request; those accepted during
-        // it close after each answer (the gate sets `Connection: close`).
-        let shutdown = ops.drain_started();
         let service = service.clone();
         match tls.clone() {
             // Spawned as the connection's own future with a combinator, not inside an async block
             // that also holds the TLS branch: every plain connection would keep room for a TLS stream
             // (and a second copy of its own future) for its whole life.
             None => {
-                drop(shutdown);
-                serve_plain(
-                    stream,
-                    Bytes::new(),
-                    peer,
-                    service,
-                    header_read_timeout,
-                    open,
-                );
+                serve_plain(stream, None, peer, service, header_read_timeout, open);
             }
             Some(acceptor) => {
+                // As for a plain connection (`serve_plain`).
+                let shutdown = ops.drain_started(false);
                 tokio::spawn(async move {
                     let _open = open;
                     // A client that stalls its TLS handshake is cut off like one that stalls its
@@ -251,7 +244,7 @@ pub(crate) static MOVED: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 /// its client sent past the last request, and still counts as one open connection.
 fn serve_plain<S, ResBody>(
     stream: tokio::net::TcpStream,
-    read: Bytes,
+    moved: Option<Bytes>,
     peer: std::net::SocketAddr,
     service: S,
     header_read_timeout: Duration,
@@ -267,11 +260,12 @@ fn serve_plain<S, ResBody>(
     ResBody::Error: Into<BoxError>,
 {
     // Connections open before the drain end after their current request; those accepted during
-    // it close after each answer (the gate sets `Connection: close`).
-    let shutdown = open.0.drain_started();
+    // it close after each answer (the gate sets `Connection: close`); one that moved here between
+    // two requests ends at once if the drain has begun.
+    let shutdown = open.0.drain_started(moved.is_some());
     let served = ferrio::serve_tcp_connection(
         stream,
-        read,
+        moved.unwrap_or_default(),
         peer,
         service.clone(),
         header_read_timeout,
@@ -287,7 +281,8 @@ fn serve_plain<S, ResBody>(
             rt.spawn(async move {
                 match tokio::net::TcpStream::from_std(moved.stream) {
                     Ok(stream) => {
-                        serve_plain(stream, moved.read, peer, service, header_read_timeout, open);
+                        let read = Some(moved.read);
+                        serve_plain(stream, read, peer, service, header_read_timeout, open);
                     }
                     Err(e) => tracing::debug!(%peer, error = %e, "a moved connection failed"),
                 }

@@ -242,6 +242,11 @@ where
                     match conn.respond(res, exchange).await? {
                         Next::Request => continue,
                         Next::Move(to) => {
+                            // The server is shutting down: the connection ends here, between
+                            // requests, as it would have on this thread.
+                            if shutdown.poll(&mut Context::from_waker(Waker::noop())) {
+                                return Ok(Served::Ended);
+                            }
                             let read = std::mem::take(&mut conn.buf).freeze();
                             // Only `serve_tcp_connection`'s connections move: a TCP stream.
                             let Ok(tcp) = into_tcp(conn.io.into_inner()) else {
@@ -921,7 +926,7 @@ mod tests {
     /// A keep-alive connection that answered a request of another thread's session ends with
     /// `Moved` once the answer is out, handing on the stream and the next request already read; served
     /// again from there, it answers that request. `serve_connection` (which cannot move its connection)
-    /// answers both in place.
+    /// answers both in place, and a server shutting down ends it instead of moving it.
     #[tokio::test]
     async fn a_connection_follows_its_session_with_the_bytes_read_past_the_answer() {
         use std::time::Duration;
@@ -980,6 +985,22 @@ mod tests {
         client.shutdown().await.unwrap();
         let ended = tokio::time::timeout(t, resumed).await.unwrap().unwrap();
         assert!(matches!(ended, Ok(super::Served::Ended)), "{ended:?}");
+
+        // A server shutting down ends the connection after the answer instead of moving it.
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        let end = TWO.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let first = bytes::Bytes::from_static(&TWO[..end]);
+        let served =
+            super::serve_tcp_connection(server, first, peer, Follow, t, std::future::ready(()));
+        let ended = tokio::time::timeout(t, served).await.unwrap();
+        assert!(matches!(ended, Ok(super::Served::Ended)), "{ended:?}");
+        let mut out = Vec::new();
+        tokio::time::timeout(t, client.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answers(&out).0, 1, "{}", answers(&out).1);
 
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, peer) = l.accept().await.unwrap();
