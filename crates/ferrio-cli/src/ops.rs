@@ -173,6 +173,7 @@ pub async fn accept_loop<S, ResBody>(
     ResBody::Error: Into<BoxError>,
 {
     let mut stop = std::pin::pin!(stop);
+    let resume = resumer(service.clone(), header_read_timeout);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -196,7 +197,16 @@ pub async fn accept_loop<S, ResBody>(
             // that also holds the TLS branch: every plain connection would keep room for a TLS stream
             // (and a second copy of its own future) for its whole life.
             None => {
-                serve_plain(stream, None, peer, service, header_read_timeout, open);
+                let resume = Some(resume.clone());
+                serve_plain(
+                    stream,
+                    None,
+                    peer,
+                    service,
+                    header_read_timeout,
+                    open,
+                    resume,
+                );
             }
             Some(acceptor) => {
                 // As for a plain connection (`serve_plain`).
@@ -239,9 +249,59 @@ pub async fn accept_loop<S, ResBody>(
 /// `ferrio_connections_moved_total`).
 pub(crate) static MOVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Resumes a connection that moved to another serving thread (`serve_plain`), with the service of
+/// the accept loop that first served it: shared by that loop's connections, so that each holds a
+/// pointer to it rather than a second copy of the service.
+type Resume =
+    Arc<dyn Fn(ferrio::MovedConnection, std::net::SocketAddr, OpenConnection) + Send + Sync>;
+
+/// `resume` for the connections of an accept loop.
+fn resumer<S, ResBody>(service: S, header_read_timeout: Duration) -> Resume
+where
+    S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: hyper::body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    // Locked only to be cloned, at each move: a service need not be `Sync`.
+    let service = std::sync::Mutex::new(service);
+    Arc::new(move |moved: ferrio::MovedConnection, peer, open| {
+        let Some(rt) = crate::serve::serving_runtime(moved.to) else {
+            return;
+        };
+        MOVED.fetch_add(1, Ordering::Relaxed);
+        let service = service
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        rt.spawn(async move {
+            match tokio::net::TcpStream::from_std(moved.stream) {
+                Ok(stream) => {
+                    let moved = Some(moved.read);
+                    serve_plain(
+                        stream,
+                        moved,
+                        peer,
+                        service,
+                        header_read_timeout,
+                        open,
+                        None,
+                    );
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "a moved connection failed"),
+            }
+        });
+    })
+}
+
 /// Serves a plain TCP connection on this thread's runtime until it ends, or until it follows a
-/// long-polling session to the serving thread that session belongs to: it goes on there, with what
-/// its client sent past the last request, and still counts as one open connection.
+/// long-polling session to the serving thread that session belongs to (`resume`, for a connection
+/// that did not move yet; one moves once at most): it goes on there, with what its client sent past
+/// the last request, and still counts as one open connection.
 fn serve_plain<S, ResBody>(
     stream: tokio::net::TcpStream,
     moved: Option<Bytes>,
@@ -249,6 +309,7 @@ fn serve_plain<S, ResBody>(
     service: S,
     header_read_timeout: Duration,
     open: OpenConnection,
+    resume: Option<Resume>,
 ) where
     S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
         + Clone
@@ -263,30 +324,14 @@ fn serve_plain<S, ResBody>(
     // it close after each answer (the gate sets `Connection: close`); one that moved here between
     // two requests ends at once if the drain has begun.
     let shutdown = open.0.drain_started(moved.is_some());
-    let served = ferrio::serve_tcp_connection(
-        stream,
-        moved.unwrap_or_default(),
-        peer,
-        service.clone(),
-        header_read_timeout,
-        shutdown,
-    );
+    let served =
+        ferrio::serve_tcp_connection(stream, moved, peer, service, header_read_timeout, shutdown);
     tokio::spawn(served.map(move |r| match r {
         Ok(ferrio::Served::Ended) => {}
         Ok(ferrio::Served::Moved(moved)) => {
-            let Some(rt) = crate::serve::serving_runtime(moved.to) else {
-                return;
-            };
-            MOVED.fetch_add(1, Ordering::Relaxed);
-            rt.spawn(async move {
-                match tokio::net::TcpStream::from_std(moved.stream) {
-                    Ok(stream) => {
-                        let read = Some(moved.read);
-                        serve_plain(stream, read, peer, service, header_read_timeout, open);
-                    }
-                    Err(e) => tracing::debug!(%peer, error = %e, "a moved connection failed"),
-                }
-            });
+            if let Some(resume) = resume {
+                resume(moved, peer, open);
+            }
         }
         Err(e) => tracing::trace!(%peer, error = %e, "connection ended with an error"),
     }));

@@ -169,12 +169,15 @@ pub struct MovedConnection {
     pub to: u16,
 }
 
-/// [`serve_connection`] on a plain TCP connection that may move: after answering a request of a
-/// long-polling session that belongs to another serving thread, it ends with [`Served::Moved`] instead
-/// of reading the next request. `read` holds bytes already read from the connection (a moved one's).
+/// [`serve_connection`] on a plain TCP connection that may move, once: after answering a request of a
+/// long-polling session that belongs to another serving thread, a new connection (`moved: None`) ends
+/// with [`Served::Moved`] instead of reading the next request. One that moved already
+/// (`moved: Some(bytes read past its last request)`) is served where it is from then on, whatever
+/// sessions its requests belong to: a connection that carries several clients' requests (from a
+/// proxy, or a browser's tabs) does not go back and forth.
 pub fn serve_tcp_connection<S, ResBody>(
     io: TcpStream,
-    read: Bytes,
+    moved: Option<Bytes>,
     peer: SocketAddr,
     service: S,
     header_read_timeout: Duration,
@@ -186,10 +189,11 @@ where
     ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
+    let movable = moved.is_none();
     serve(
         io,
-        BytesMut::from(read),
-        true,
+        BytesMut::from(moved.unwrap_or_default()),
+        movable,
         peer,
         service,
         header_read_timeout,
@@ -893,6 +897,18 @@ mod tests {
         );
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1024, "{size} B");
+        // `ferrio serve`'s, which may move its connection.
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let f = crate::serve_tcp_connection(
+            c,
+            None,
+            addr,
+            io.service(),
+            std::time::Duration::from_secs(1),
+            std::future::pending(),
+        );
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 1024, "{size} B");
     }
 
     /// Answers with the request's path; a request for `/follow` is answered as for a session of
@@ -936,6 +952,8 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let t = Duration::from_secs(5);
+        // The end of the first request.
+        let end = TWO.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let answers = |out: &[u8]| {
             let text = String::from_utf8_lossy(out).into_owned();
             (text.matches("HTTP/1.1 200").count(), text)
@@ -944,14 +962,8 @@ mod tests {
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, peer) = l.accept().await.unwrap();
         client.write_all(TWO).await.unwrap();
-        let served = super::serve_tcp_connection(
-            server,
-            bytes::Bytes::new(),
-            peer,
-            Follow,
-            t,
-            std::future::pending(),
-        );
+        let served =
+            super::serve_tcp_connection(server, None, peer, Follow, t, std::future::pending());
         let moved = match tokio::time::timeout(t, served).await.unwrap().unwrap() {
             super::Served::Moved(m) => m,
             other => panic!("{other:?}"),
@@ -961,7 +973,7 @@ mod tests {
         let stream = tokio::net::TcpStream::from_std(moved.stream).unwrap();
         let resumed = tokio::spawn(super::serve_tcp_connection(
             stream,
-            moved.read,
+            Some(moved.read),
             peer,
             Follow,
             t,
@@ -982,6 +994,17 @@ mod tests {
             text.find("/follow").unwrap() < text.find("/next").unwrap(),
             "{text}"
         );
+        // Moved once, it moves no more: another thread's session is answered in place.
+        client.write_all(&TWO[..end]).await.unwrap();
+        while answers(&out).0 < 3 {
+            let mut chunk = [0; 1024];
+            let n = tokio::time::timeout(t, client.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{}", answers(&out).1);
+            out.extend_from_slice(&chunk[..n]);
+        }
         client.shutdown().await.unwrap();
         let ended = tokio::time::timeout(t, resumed).await.unwrap().unwrap();
         assert!(matches!(ended, Ok(super::Served::Ended)), "{ended:?}");
@@ -989,10 +1012,18 @@ mod tests {
         // A server shutting down ends the connection after the answer instead of moving it.
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, peer) = l.accept().await.unwrap();
-        let end = TWO.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let first = bytes::Bytes::from_static(&TWO[..end]);
-        let served =
-            super::serve_tcp_connection(server, first, peer, Follow, t, std::future::ready(()));
+        // Comes at its second poll: after the connection waited for its first request.
+        let mut polled = false;
+        let shutdown = std::future::poll_fn(move |cx| {
+            if std::mem::replace(&mut polled, true) {
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        });
+        let served = super::serve_tcp_connection(server, None, peer, Follow, t, shutdown);
+        client.write_all(first.as_ref()).await.unwrap();
         let ended = tokio::time::timeout(t, served).await.unwrap();
         assert!(matches!(ended, Ok(super::Served::Ended)), "{ended:?}");
         let mut out = Vec::new();

@@ -187,10 +187,25 @@ fn poll_io<T>(
     }
 }
 
+/// Whether the runtime reports new bytes after a short read without a read that ends in `WouldBlock`:
+/// with epoll and kqueue, which tokio uses on these systems. Windows re-arms a socket's readiness only
+/// after a real `WouldBlock`, as does mio's fallback to `poll`, which tokio also respects in its own
+/// `poll_read`.
+const DRAINED_BY_SHORT_READ: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+));
+
 /// Reads what `s` has into `buf`'s spare room. A read that leaves room unfilled drained the socket,
 /// so the stream's readiness is cleared then, without a syscall: the next read waits for the runtime
 /// to report new bytes instead of asking the kernel and getting `WouldBlock` (one `recvfrom` saved per
-/// message a client sends one at a time, as tokio's own `poll_read` does).
+/// message a client sends one at a time, as tokio's own `poll_read` does where that is safe:
+/// `DRAINED_BY_SHORT_READ`).
 fn poll_read_tcp(
     s: &TcpStream,
     cx: &mut Context<'_>,
@@ -205,7 +220,7 @@ fn poll_read_tcp(
         match s.try_io(tokio::io::Interest::READABLE, || {
             let room = buf.chunk_mut().len();
             let n = s.try_read_buf(buf)?;
-            if n > 0 && n < room {
+            if DRAINED_BY_SHORT_READ && n > 0 && n < room {
                 drained = n;
                 return Err(io::ErrorKind::WouldBlock.into());
             }
