@@ -954,10 +954,21 @@ mod tests {
         let t = Duration::from_secs(5);
         // The end of the first request.
         let end = TWO.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let answers = |out: &[u8]| {
+        fn answers(out: &[u8]) -> (usize, String) {
             let text = String::from_utf8_lossy(out).into_owned();
             (text.matches("HTTP/1.1 200").count(), text)
-        };
+        }
+        // Reads until `out` holds `n` answers.
+        async fn read_answers(client: &mut tokio::net::TcpStream, out: &mut Vec<u8>, n: usize) {
+            while answers(out).0 < n {
+                let mut chunk = [0; 1024];
+                let read = client.read(&mut chunk);
+                let got = tokio::time::timeout(Duration::from_secs(5), read).await;
+                let got = got.unwrap().unwrap();
+                assert!(got > 0, "{}", answers(out).1);
+                out.extend_from_slice(&chunk[..got]);
+            }
+        }
 
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, peer) = l.accept().await.unwrap();
@@ -980,15 +991,7 @@ mod tests {
             std::future::pending(),
         ));
         let mut out = Vec::new();
-        while answers(&out).0 < 2 {
-            let mut chunk = [0; 1024];
-            let n = tokio::time::timeout(t, client.read(&mut chunk))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "{}", answers(&out).1);
-            out.extend_from_slice(&chunk[..n]);
-        }
+        read_answers(&mut client, &mut out, 2).await;
         let text = answers(&out).1;
         assert!(
             text.find("/follow").unwrap() < text.find("/next").unwrap(),
@@ -996,15 +999,7 @@ mod tests {
         );
         // Moved once, it moves no more: another thread's session is answered in place.
         client.write_all(&TWO[..end]).await.unwrap();
-        while answers(&out).0 < 3 {
-            let mut chunk = [0; 1024];
-            let n = tokio::time::timeout(t, client.read(&mut chunk))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "{}", answers(&out).1);
-            out.extend_from_slice(&chunk[..n]);
-        }
+        read_answers(&mut client, &mut out, 3).await;
         client.shutdown().await.unwrap();
         let ended = tokio::time::timeout(t, resumed).await.unwrap().unwrap();
         assert!(matches!(ended, Ok(super::Served::Ended)), "{ended:?}");
