@@ -152,6 +152,42 @@ impl Drop for OpenConnection {
     }
 }
 
+/// What `ferrio serve` answers a connection's requests with: the bounds its accept loops need.
+pub trait ConnService<ResBody>:
+    tower::Service<
+        Request<ferrio::RequestBody>,
+        Response = Response<ResBody>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, ResBody> ConnService<ResBody> for S where
+    S: tower::Service<
+            Request<ferrio::RequestBody>,
+            Response = Response<ResBody>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The body of an answer a [`ConnService`] gives.
+pub trait AnswerBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> AnswerBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
 /// Accepts connections on `listener` until `stop` completes, each served (after a TLS handshake when
 /// `tls` is set) by `service` through [`ferrio::serve_connection`]. Accepting goes on while draining, so
 /// that health checks read 503 instead of a refused connection; the gate refuses new clients then.
@@ -163,14 +199,8 @@ pub async fn accept_loop<S, ResBody>(
     header_read_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ResBody: hyper::body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    S: ConnService<ResBody>,
+    ResBody: AnswerBody,
 {
     let mut stop = std::pin::pin!(stop);
     let resume = resumer(service.clone(), header_read_timeout);
@@ -197,16 +227,8 @@ pub async fn accept_loop<S, ResBody>(
             // that also holds the TLS branch: every plain connection would keep room for a TLS stream
             // (and a second copy of its own future) for its whole life.
             None => {
-                let resume = Some(resume.clone());
-                serve_plain(
-                    stream,
-                    None,
-                    peer,
-                    service,
-                    header_read_timeout,
-                    open,
-                    resume,
-                );
+                let start = Start::New(resume.clone());
+                serve_plain(stream, start, peer, service, header_read_timeout, open);
             }
             Some(acceptor) => {
                 // As for a plain connection (`serve_plain`).
@@ -258,14 +280,8 @@ type Resume =
 /// `resume` for the connections of an accept loop.
 fn resumer<S, ResBody>(service: S, header_read_timeout: Duration) -> Resume
 where
-    S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ResBody: hyper::body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    S: ConnService<ResBody>,
+    ResBody: AnswerBody,
 {
     // Locked only to be cloned, at each move: a service need not be `Sync`.
     let service = std::sync::Mutex::new(service);
@@ -281,16 +297,8 @@ where
         rt.spawn(async move {
             match tokio::net::TcpStream::from_std(moved.stream) {
                 Ok(stream) => {
-                    let moved = Some(moved.read);
-                    serve_plain(
-                        stream,
-                        moved,
-                        peer,
-                        service,
-                        header_read_timeout,
-                        open,
-                        None,
-                    );
+                    let start = Start::Moved(moved.read);
+                    serve_plain(stream, start, peer, service, header_read_timeout, open);
                 }
                 Err(e) => tracing::debug!(%peer, error = %e, "a moved connection failed"),
             }
@@ -298,28 +306,32 @@ where
     })
 }
 
+/// How a plain connection comes to `serve_plain`.
+enum Start {
+    /// Accepted here: it may follow a long-polling session once, through its accept loop's `Resume`.
+    New(Resume),
+    /// Moved here, with what its client sent past its last request: it stays.
+    Moved(Bytes),
+}
+
 /// Serves a plain TCP connection on this thread's runtime until it ends, or until it follows a
-/// long-polling session to the serving thread that session belongs to (`resume`, for a connection
-/// that did not move yet; one moves once at most): it goes on there, with what its client sent past
-/// the last request, and still counts as one open connection.
+/// long-polling session to the serving thread that session belongs to: it goes on there, with what
+/// its client sent past the last request, and still counts as one open connection.
 fn serve_plain<S, ResBody>(
     stream: tokio::net::TcpStream,
-    moved: Option<Bytes>,
+    start: Start,
     peer: std::net::SocketAddr,
     service: S,
     header_read_timeout: Duration,
     open: OpenConnection,
-    resume: Option<Resume>,
 ) where
-    S: tower::Service<Request<ferrio::RequestBody>, Response = Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ResBody: hyper::body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    S: ConnService<ResBody>,
+    ResBody: AnswerBody,
 {
+    let (resume, moved) = match start {
+        Start::New(resume) => (Some(resume), None),
+        Start::Moved(read) => (None, Some(read)),
+    };
     // Connections open before the drain end after their current request; those accepted during
     // it close after each answer (the gate sets `Connection: close`); one that moved here between
     // two requests ends at once if the drain has begun.
