@@ -81,8 +81,11 @@ async fn alive_tasks_follow_the_clients() {
         c.io().close();
     }
     drop(clients);
+    // What stays: each serving thread's deadline task (started by its first session) and the
+    // connect-timeout sweeper; and, on a loaded machine, the previous scrape's connection, whose end
+    // the thread that served it may not have seen yet. A leak of the clients' tasks is 20 or more.
     settle(&url, "tasks freed after the clients left", |n| {
-        n <= idle + 2.0
+        n <= idle + 5.0
     })
     .await;
     assert!(busy > idle);

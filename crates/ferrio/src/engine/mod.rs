@@ -111,8 +111,8 @@ pub(crate) struct EngineInner {
     handler: Box<dyn OpenSession>,
     /// Handshakes in progress per address (`max_pending_handshakes_per_address`).
     pending_handshakes: Arc<limits::PendingHandshakes>,
-    /// Every session's deadlines, on one task.
-    pub(crate) timers: Arc<timer::Timers>,
+    /// Every session's deadlines, on one task per serving thread.
+    pub(crate) timers: timer::TimerSet,
 }
 
 /// An Engine.IO server. Cloning shares it.
@@ -212,7 +212,7 @@ impl Engine {
                 config,
                 sessions: DashMap::new(),
                 handler: Box::new(Typed(Arc::new(handler))),
-                timers: Arc::default(),
+                timers: timer::TimerSet::default(),
             }),
         }
     }

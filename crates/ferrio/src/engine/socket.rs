@@ -875,7 +875,7 @@ impl Socket {
         // The websocket driver waits on the queue, not on `ended`.
         self.queue.wake_writer();
         if let Some(at) = self.filed.lock().take() {
-            self.engine.timers.cancel(self.serial, at);
+            self.engine.timers.of(self.home).cancel(self.serial, at);
         }
         if let Some(c) = self.upgrade_cancel.lock().take() {
             c.cancel();
@@ -1042,6 +1042,7 @@ impl Socket {
         }
         self.engine
             .timers
+            .of(self.home)
             .file(self.me.clone(), self.serial, *filed, at);
         *filed = Some(at);
     }
