@@ -135,8 +135,10 @@ impl BroadcastOperator {
                 args.clone()
             };
             let packet = self.event_packet(&*ns, event, args)?;
-            run_now_or_spawn(ns.adapter().broadcast(packet, self.opts.clone()))
-                .map_err(|_| EmitError::Disconnected)?;
+            crate::telemetry::batched(|| {
+                run_now_or_spawn(ns.adapter().broadcast(packet, self.opts.clone()))
+            })
+            .map_err(|_| EmitError::Disconnected)?;
         }
         Ok(())
     }

@@ -22,6 +22,7 @@
 //! that reports it itself (the admin UI's dashboard): off until someone asks for it, then an atomic add
 //! per event on a per-second slot.
 
+use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -157,6 +158,21 @@ impl FramesOut {
     /// A frame of `bytes` encoded bytes left the queue for the transport.
     #[inline]
     pub(crate) fn record(&self, bytes: usize) {
+        let batched = BATCH.with(|b| {
+            if !b.open.get() {
+                return false;
+            }
+            if b.packets.get() == 0 {
+                // Every session's handles are the same two series: the first recipient's do for all.
+                *b.to.borrow_mut() = Some((self.packets.clone(), self.bytes.clone()));
+            }
+            b.packets.set(b.packets.get() + 1);
+            b.bytes.set(b.bytes.get() + bytes as u64);
+            true
+        });
+        if batched {
+            return;
+        }
         self.packets.increment(1);
         self.bytes.increment(bytes as u64);
         if TALLY.enabled.load(Ordering::Relaxed) {
@@ -164,6 +180,57 @@ impl FramesOut {
             TALLY.add(Kind::BytesOut as usize, bytes as u64);
         }
     }
+}
+
+/// The frames a broadcast wrote through on this thread, counted here and added to the counters once
+/// when it is done (see [`batched`]).
+struct Batch {
+    open: Cell<bool>,
+    packets: Cell<u64>,
+    bytes: Cell<u64>,
+    /// The handles of the first session counted.
+    to: RefCell<Option<(Counter, Counter)>>,
+}
+
+thread_local! {
+    static BATCH: Batch = const {
+        Batch {
+            open: Cell::new(false),
+            packets: Cell::new(0),
+            bytes: Cell::new(0),
+            to: RefCell::new(None),
+        }
+    };
+}
+
+/// Runs `f` (a broadcast's delivery loop) with the frames it sends counted once at its end, not with two
+/// atomic adds for every recipient. Nested, the outer call adds them.
+pub(crate) fn batched<R>(f: impl FnOnce() -> R) -> R {
+    /// Adds what was counted even when `f` panics (a handler's panic is caught further up, and the
+    /// thread goes on serving).
+    struct Flush;
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            BATCH.with(|b| {
+                b.open.set(false);
+                let packets = b.packets.replace(0);
+                let bytes = b.bytes.replace(0);
+                if let Some((p, n)) = b.to.borrow_mut().take() {
+                    p.increment(packets);
+                    n.increment(bytes);
+                }
+                if packets > 0 && TALLY.enabled.load(Ordering::Relaxed) {
+                    TALLY.add(Kind::PacketsOut as usize, packets);
+                    TALLY.add(Kind::BytesOut as usize, bytes);
+                }
+            });
+        }
+    }
+    if BATCH.with(|b| b.open.replace(true)) {
+        return f();
+    }
+    let _flush = Flush;
+    f()
 }
 
 /// Counts a volatile frame that was not queued; returns `queued`.
@@ -374,9 +441,14 @@ impl Drop for AggregatedEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// The per-second tally is the process's: tests that count frames run one at a time.
+    static TALLIED: Mutex<()> = Mutex::new(());
 
     #[test]
     fn counts_per_second_and_reason_are_taken_once() {
+        let _one_at_a_time = TALLIED.lock();
         let events = AggregatedEvents::new();
         let _ = events.take();
         connection(TransportKind::Polling);
@@ -402,5 +474,104 @@ mod tests {
                 .all(|e| e.timestamp % 1000 == 0 && e.timestamp > 0)
         );
         assert!(events.take().is_empty(), "each count is taken once");
+    }
+
+    /// A recorder of counters only, each an atomic the test reads back.
+    #[derive(Default)]
+    struct Counters(Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>);
+
+    impl Counters {
+        fn get(&self, name: &str) -> u64 {
+            self.0
+                .lock()
+                .get(name)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+    }
+
+    impl metrics::Recorder for Counters {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> Counter {
+            let c = self
+                .0
+                .lock()
+                .entry(key.name().to_owned())
+                .or_default()
+                .clone();
+            Counter::from_arc(c)
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn a_broadcast_adds_its_frames_once_at_its_end_even_when_it_panics() {
+        let _one_at_a_time = TALLIED.lock();
+        let recorder = Counters::default();
+        let sessions: Vec<FramesOut> =
+            metrics::with_local_recorder(&recorder, || (0..3).map(|_| FramesOut::new()).collect());
+        let packets = || recorder.get("ferrio_packets_out_total");
+        let bytes = || recorder.get("ferrio_bytes_out_total");
+        sessions[0].record(4);
+        assert_eq!((packets(), bytes()), (1, 4), "outside a broadcast, at once");
+        batched(|| {
+            for s in &sessions {
+                s.record(10);
+            }
+            // A broadcast inside a broadcast (an emit from a delivery): the outer one adds.
+            batched(|| sessions[1].record(5));
+            assert_eq!((packets(), bytes()), (1, 4), "nothing added while it runs");
+        });
+        assert_eq!(
+            (packets(), bytes()),
+            (5, 39),
+            "four frames, 35 bytes, added at its end"
+        );
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batched(|| {
+                sessions[2].record(6);
+                panic!("a handler's panic");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            (packets(), bytes()),
+            (6, 45),
+            "added on the way out of a panic"
+        );
+        sessions[0].record(1);
+        assert_eq!(
+            (packets(), bytes()),
+            (7, 46),
+            "the batch closed: at once again"
+        );
     }
 }

@@ -63,7 +63,8 @@ struct FrameQueue {
     room: Notify,
     /// `ferrio_packets_out_total` / `ferrio_bytes_out_total`, counted as frames leave the queue (or go
     /// through it, see [`QueueState::through`]): on the writer's side, so a broadcast's loop over its
-    /// recipients does no metrics work for the frames it queues.
+    /// recipients does no metrics work for the frames it queues, and adds those it writes through once
+    /// at its end (`telemetry::batched`).
     out: crate::telemetry::FramesOut,
 }
 
@@ -113,6 +114,13 @@ enum Through {
     /// Not written (not a frame that may go through, or the stream takes nothing now): it is queued.
     Queued,
 }
+
+/// A peer gone away answers the write-through's `send` with an error, not with a SIGPIPE that would end
+/// a process which did not ignore it (std's `write` passes the same flag).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: std::ffi::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: std::ffi::c_int = 0;
 
 /// The largest frame written through: a larger one goes to the writer, which writes it without
 /// copying it first.
@@ -198,7 +206,11 @@ impl QueueState {
             buf.clear();
             write_header(buf, true, 0, opcode, None, payload.len());
             buf.extend_from_slice(payload);
-            match stream.try_write(buf) {
+            // A `send` on the socket itself, not `try_write`: tokio's readiness check first reads the
+            // stream's registration, one more cache line per recipient of a broadcast. Its readiness is
+            // left as it was; on a full buffer the frame is queued, and the writer's own write then
+            // meets the full buffer and waits for room as usual.
+            match socket2::SockRef::from(&**stream).send_with_flags(buf, SEND_FLAGS) {
                 Ok(n) if n == buf.len() => Through::Written,
                 Ok(n) => Through::Partial(Bytes::copy_from_slice(&buf[n..])),
                 // Full (the writer waits for room) or failed (the writer meets the error itself).
