@@ -322,15 +322,22 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
 /// every reception its last broadcast caused: a generator busy receiving would skip ticks, and a
 /// server that delivers promptly would be offered fewer broadcasts than the step's rate (a server
 /// that lets frames pile up would not). On its own thread the kernel wakes it on time.
-fn publish_on_own_thread(publisher: impl Future<Output = ()> + Send + 'static) {
+fn publish_on_own_thread(publisher: impl Future<Output = ()> + Send + 'static, stats: &Arc<Stats>) {
+    // A publisher that cannot start is a client that failed, with its cause as the run's error: the
+    // ramp-up then settles at once instead of waiting for it until its time limit.
+    let failed = |stats: &Stats, what: String| {
+        stats.error(what);
+        stats.failed.fetch_add(1, Relaxed);
+    };
+    let on_thread = stats.clone();
     let spawned = std::thread::Builder::new()
         .name("bench-publisher".into())
         .spawn(move || match crate::one_thread_runtime() {
             Ok(rt) => rt.block_on(publisher),
-            Err(e) => eprintln!("publisher runtime: {e}"),
+            Err(e) => failed(&on_thread, format!("publisher runtime: {e}")),
         });
     if let Err(e) = spawned {
-        eprintln!("publisher thread: {e}");
+        failed(stats, format!("publisher thread: {e}"));
     }
 }
 
@@ -763,7 +770,7 @@ async fn drive(plan: Arc<Plan>, opts: BenchOptions) -> Result<(), String> {
                 t.tick().await;
                 let c = client(plan.clone(), stats.clone(), idx, phase_rx.clone());
                 if plan.publisher(idx) {
-                    publish_on_own_thread(c);
+                    publish_on_own_thread(c, &stats);
                 } else {
                     tokio::spawn(c);
                 }
