@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::EmitError;
-use crate::value::{Value, ValueError, from_args, to_args};
+use crate::value::{Value, ValueError, from_args_ref, to_args};
 
 /// Where the answer to an ack goes: the socket that received the event.
 pub trait AckWriter: Clone + Send + Sync + 'static {
@@ -120,7 +120,7 @@ impl<W: AckWriter> Event<W> {
 
     /// Deserializes the arguments: a tuple reads them in order, any other type reads the first.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        from_args(self.args.clone())
+        from_args_ref(&self.args)
     }
 
     /// Whether the peer waits for an ack.

@@ -23,6 +23,11 @@ pub fn from_args<T: DeserializeOwned>(args: Vec<Value>) -> Result<T, ValueError>
     T::deserialize(ArgsDeserializer { args })
 }
 
+/// [`from_args`] reading borrowed arguments, without copying them first (they stay for another read).
+pub fn from_args_ref<T: DeserializeOwned>(args: &[Value]) -> Result<T, ValueError> {
+    T::deserialize(ArgsDeserializer { args })
+}
+
 /// Top-level serializer of [`to_args`].
 struct ArgsSerializer;
 
@@ -268,14 +273,47 @@ impl<S: ser::SerializeStructVariant<Ok = Value, Error = ValueError>> ser::Serial
     }
 }
 
-/// Top-level deserializer of [`from_args`].
-struct ArgsDeserializer {
-    args: Vec<Value>,
+/// The arguments [`ArgsDeserializer`] reads: owned ([`from_args`]) or borrowed ([`from_args_ref`]).
+trait ArgList<'de> {
+    type Arg: de::Deserializer<'de, Error = ValueError>;
+    type Iter: ExactSizeIterator<Item = Self::Arg>;
+    fn into_args(self) -> Self::Iter;
+    /// What a missing argument reads as (JS `undefined`, seen as `null`).
+    fn null() -> Self::Arg;
 }
 
-impl ArgsDeserializer {
-    fn first(self) -> Value {
-        self.args.into_iter().next().unwrap_or(Value::Null)
+impl ArgList<'_> for Vec<Value> {
+    type Arg = Value;
+    type Iter = std::vec::IntoIter<Value>;
+    fn into_args(self) -> Self::Iter {
+        self.into_iter()
+    }
+    fn null() -> Value {
+        Value::Null
+    }
+}
+
+static NULL: Value = Value::Null;
+
+impl<'de> ArgList<'de> for &'de [Value] {
+    type Arg = &'de Value;
+    type Iter = std::slice::Iter<'de, Value>;
+    fn into_args(self) -> Self::Iter {
+        self.iter()
+    }
+    fn null() -> &'de Value {
+        &NULL
+    }
+}
+
+/// Top-level deserializer of [`from_args`] and [`from_args_ref`].
+struct ArgsDeserializer<L> {
+    args: L,
+}
+
+impl<'de, L: ArgList<'de>> ArgsDeserializer<L> {
+    fn first(self) -> L::Arg {
+        self.args.into_args().next().unwrap_or_else(L::null)
     }
 }
 
@@ -287,7 +325,7 @@ macro_rules! first_arg {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for ArgsDeserializer {
+impl<'de, L: ArgList<'de>> de::Deserializer<'de> for ArgsDeserializer<L> {
     type Error = ValueError;
 
     first_arg! {
@@ -341,9 +379,10 @@ impl<'de> de::Deserializer<'de> for ArgsDeserializer {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, ValueError> {
-        let received = self.args.len();
-        visitor.visit_seq(ArgsSeq {
-            iter: self.args.into_iter(),
+        let iter = self.args.into_args();
+        let received = iter.len();
+        visitor.visit_seq(ArgsSeq::<'de, L> {
+            iter,
             index: 0,
             len,
             received,
@@ -352,14 +391,14 @@ impl<'de> de::Deserializer<'de> for ArgsDeserializer {
 }
 
 /// The arguments seen by a tuple target; positions past the end read as `null`.
-struct ArgsSeq {
-    iter: std::vec::IntoIter<Value>,
+struct ArgsSeq<'de, L: ArgList<'de>> {
+    iter: L::Iter,
     index: usize,
     len: usize,
     received: usize,
 }
 
-impl<'de> SeqAccess<'de> for ArgsSeq {
+impl<'de, L: ArgList<'de>> SeqAccess<'de> for ArgsSeq<'de, L> {
     type Error = ValueError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
@@ -375,7 +414,7 @@ impl<'de> SeqAccess<'de> for ArgsSeq {
             Some(v) => seed.deserialize(v).map(Some),
             // A missing trailing argument is JS `undefined`: fine for an `Option`, an error otherwise.
             None => {
-                seed.deserialize(Value::Null)
+                seed.deserialize(L::null())
                     .map(Some)
                     .map_err(|_| ValueError::MissingArgument {
                         index,

@@ -404,6 +404,208 @@ impl<'de> Deserializer<'de> for MapKeyDeserializer {
     }
 }
 
+/// Reads a borrowed value without copying it first: strings and blobs are handed to the target as
+/// borrowed (a `String` field still copies its own), arrays and objects are walked in place. For
+/// `Event::parse`, which may be called more than once and so
+/// cannot take the arguments, and used to deep-copy all of them before reading any.
+///
+/// The rare shapes (an enum, a blob read as a sequence) go through an owned copy of that one value.
+impl<'de> Deserializer<'de> for &'de Value {
+    type Error = ValueError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        match self {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Number(n) => visit_number(n, visitor),
+            Value::String(s) => visitor.visit_borrowed_str(s),
+            Value::Binary(b) => visitor.visit_borrowed_bytes(b),
+            Value::Array(a) => {
+                let mut seq = SeqRef { iter: a.iter() };
+                let out = visitor.visit_seq(&mut seq)?;
+                if seq.iter.len() == 0 {
+                    Ok(out)
+                } else {
+                    Err(de::Error::invalid_length(
+                        a.len(),
+                        &"fewer elements in array",
+                    ))
+                }
+            }
+            Value::Object(m) => {
+                let mut map = MapRef {
+                    iter: m.iter(),
+                    value: None,
+                };
+                let out = visitor.visit_map(&mut map)?;
+                if map.iter.len() == 0 {
+                    Ok(out)
+                } else {
+                    Err(de::Error::invalid_length(m.len(), &"fewer elements in map"))
+                }
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        match self {
+            Value::Null => visitor.visit_none(),
+            v => visitor.visit_some(v),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        match self {
+            // A blob's bytes are shared, not copied.
+            Value::Binary(b) => Value::Binary(b.clone()).deserialize_seq(visitor),
+            v => v.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        self.clone().deserialize_enum(name, variants, visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_unit()
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct tuple_struct map struct identifier
+    }
+}
+
+struct SeqRef<'de> {
+    iter: std::slice::Iter<'de, Value>,
+}
+
+impl<'de> SeqAccess<'de> for SeqRef<'de> {
+    type Error = ValueError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ValueError> {
+        self.iter.next().map(|v| seed.deserialize(v)).transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.len())
+    }
+}
+
+struct MapRef<'de> {
+    iter: indexmap::map::Iter<'de, String, Value>,
+    value: Option<&'de Value>,
+}
+
+impl<'de> MapAccess<'de> for MapRef<'de> {
+    type Error = ValueError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ValueError> {
+        match self.iter.next() {
+            Some((k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(KeyRef(k)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ValueError> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(v),
+            None => Err(de::Error::custom("value is missing")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.len())
+    }
+}
+
+/// A borrowed object key: a struct's field name is matched without a copy; a key read as a number,
+/// a bool or an enum goes through [`MapKeyDeserializer`].
+struct KeyRef<'de>(&'de str);
+
+macro_rules! owned_key {
+    ($($method:ident($($arg:ident: $t:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $t,)* visitor: V) -> Result<V::Value, ValueError> {
+            MapKeyDeserializer { key: self.0.to_owned() }.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for KeyRef<'de> {
+    type Error = ValueError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_borrowed_str(self.0)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ValueError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    owned_key! {
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+    }
+
+    forward_to_deserialize_any! {
+        char str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        identifier ignored_any
+    }
+}
+
 /// An externally tagged enum: the variant name and, unless it is a bare string, its content.
 struct EnumDeserializer {
     variant: String,
@@ -547,6 +749,64 @@ mod tests {
             matches!(&err, ValueError::Custom(m) if m.contains("missing field")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_borrowed_value_reads_as_the_owned_one_does() {
+        use super::super::args::{from_args, from_args_ref};
+        let v = j(r#"{"room":"r1","text":"hi","ts":1700000000000,"reply_to":7,"extra":[1]}"#);
+        let args = vec![v.clone()];
+        assert_eq!(
+            from_args_ref::<Msg>(&args).unwrap(),
+            from_args::<Msg>(args.clone()).unwrap()
+        );
+        assert_eq!(args[0], v, "the arguments are still there to read again");
+        // Keys read as numbers, enums in every form, blobs as byte vectors, missing tuple positions.
+        let m: HashMap<u32, bool> = from_args_ref(&[j(r#"{"1":true,"20":false}"#)]).unwrap();
+        assert!(m[&1] && !m[&20]);
+        assert!(from_args_ref::<HashMap<u32, bool>>(&[j(r#"{"x":true}"#)]).is_err());
+        for text in [
+            r#""Unit""#,
+            r#"{"New":-3}"#,
+            r#"{"Tup":[1,"a"]}"#,
+            r#"{"St":{"a":true}}"#,
+        ] {
+            assert_eq!(
+                from_args_ref::<E>(&[j(text)]).unwrap(),
+                from_value::<E>(j(text)).unwrap(),
+                "{text}"
+            );
+        }
+        let blob = Value::Binary(Bytes::from_static(&[1, 2, 3]));
+        assert_eq!(
+            from_args_ref::<Vec<u8>>(std::slice::from_ref(&blob)).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            from_args_ref::<(u8, Option<String>)>(&[j("5")]).unwrap(),
+            (5, None)
+        );
+        let err = from_args_ref::<(u8, String)>(&[j("5")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ValueError::MissingArgument {
+                    index: 1,
+                    received: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            from_args_ref::<(u8, u8)>(&[j("[1,2]")]).is_err(),
+            "one argument, not a tuple"
+        );
+        assert_eq!(
+            from_args_ref::<(u8, u8)>(&[j("1"), j("2")]).unwrap(),
+            (1, 2)
+        );
+        assert!(from_args_ref::<Msg>(&[j(r#"{"room":"r1"}"#)]).is_err());
+        assert_eq!(from_args_ref::<Option<u8>>(&[]).unwrap(), None);
     }
 
     #[test]

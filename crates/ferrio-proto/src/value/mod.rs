@@ -21,7 +21,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use serde_json::Number;
 
-pub use args::{from_args, to_args};
+pub use args::{from_args, from_args_ref, to_args};
 pub use de::from_value;
 pub(crate) use json::write_escaped;
 pub use ser::to_value;

@@ -157,4 +157,21 @@ proptest! {
         prop_assert_eq!(to_value(&v).unwrap(), v.clone());
         prop_assert_eq!(from_value::<Value>(v.clone()).unwrap(), v);
     }
+
+    #[test]
+    fn reading_borrowed_arguments_reads_what_reading_owned_ones_does(
+        args in prop::collection::vec(arb_value(true), 0..4)
+    ) {
+        use super::{from_args, from_args_ref};
+        prop_assert_eq!(from_args_ref::<Value>(&args).unwrap(), from_args::<Value>(args.clone()).unwrap());
+        // serde_json's own value reads blobs as arrays of numbers, through the sequence path.
+        prop_assert_eq!(
+            from_args_ref::<(serde_json::Value, Option<serde_json::Value>)>(&args).ok(),
+            from_args::<(serde_json::Value, Option<serde_json::Value>)>(args.clone()).ok()
+        );
+        prop_assert_eq!(
+            from_args_ref::<(Value, Value, Value, Value)>(&args).unwrap(),
+            from_args::<(Value, Value, Value, Value)>(args.clone()).unwrap()
+        );
+    }
 }
