@@ -8,6 +8,7 @@ use serde::de::{
 };
 use serde::forward_to_deserialize_any;
 use serde_json::Number;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Deserializes a `T` from a [`Value`] (blobs feed byte-buffer targets such as `serde_bytes::ByteBuf`).
@@ -317,7 +318,8 @@ impl<'de> MapAccess<'de> for MapDeserializer {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(MapKeyDeserializer { key: k }).map(Some)
+                seed.deserialize(MapKeyDeserializer { key: Cow::Owned(k) })
+                    .map(Some)
             }
             None => Ok(None),
         }
@@ -338,9 +340,11 @@ impl<'de> MapAccess<'de> for MapDeserializer {
     }
 }
 
-/// An object key: a string that numeric and boolean targets parse, like serde_json's map keys.
-struct MapKeyDeserializer {
-    key: String,
+/// An object key: a string that numeric and boolean targets parse, like serde_json's map keys. Owned
+/// when the object is (it is moved to the target), borrowed when the object is read in place (a
+/// struct's field name is then matched without a copy).
+struct MapKeyDeserializer<'de> {
+    key: Cow<'de, str>,
 }
 
 macro_rules! deserialize_parsed_key {
@@ -354,11 +358,14 @@ macro_rules! deserialize_parsed_key {
     )*};
 }
 
-impl<'de> Deserializer<'de> for MapKeyDeserializer {
+impl<'de> Deserializer<'de> for MapKeyDeserializer<'de> {
     type Error = ValueError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
-        visitor.visit_string(self.key)
+        match self.key {
+            Cow::Borrowed(k) => visitor.visit_borrowed_str(k),
+            Cow::Owned(k) => visitor.visit_string(k),
+        }
     }
 
     deserialize_parsed_key! {
@@ -395,7 +402,7 @@ impl<'de> Deserializer<'de> for MapKeyDeserializer {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, ValueError> {
-        Value::String(self.key).deserialize_enum(name, variants, visitor)
+        Value::String(self.key.into_owned()).deserialize_enum(name, variants, visitor)
     }
 
     forward_to_deserialize_any! {
@@ -406,8 +413,8 @@ impl<'de> Deserializer<'de> for MapKeyDeserializer {
 
 /// Reads a borrowed value without copying it first: strings and blobs are handed to the target as
 /// borrowed (a `String` field still copies its own), arrays and objects are walked in place. For
-/// `Event::parse`, which may be called more than once and so
-/// cannot take the arguments, and used to deep-copy all of them before reading any.
+/// `Event::parse`, which may be called more than once and so cannot take the arguments; it used to
+/// deep-copy all of them before reading any.
 ///
 /// The rare shapes (an enum, a blob read as a sequence) go through an owned copy of that one value.
 impl<'de> Deserializer<'de> for &'de Value {
@@ -531,7 +538,10 @@ impl<'de> MapAccess<'de> for MapRef<'de> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(KeyRef(k)).map(Some)
+                seed.deserialize(MapKeyDeserializer {
+                    key: Cow::Borrowed(k),
+                })
+                .map(Some)
             }
             None => Ok(None),
         }
@@ -552,60 +562,6 @@ impl<'de> MapAccess<'de> for MapRef<'de> {
     }
 }
 
-/// A borrowed object key: a struct's field name is matched without a copy; a key read as a number,
-/// a bool or an enum goes through [`MapKeyDeserializer`].
-struct KeyRef<'de>(&'de str);
-
-macro_rules! owned_key {
-    ($($method:ident($($arg:ident: $t:ty),*);)*) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $t,)* visitor: V) -> Result<V::Value, ValueError> {
-            MapKeyDeserializer { key: self.0.to_owned() }.$method($($arg,)* visitor)
-        }
-    )*};
-}
-
-impl<'de> Deserializer<'de> for KeyRef<'de> {
-    type Error = ValueError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
-        visitor.visit_borrowed_str(self.0)
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, ValueError> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    owned_key! {
-        deserialize_bool();
-        deserialize_i8();
-        deserialize_i16();
-        deserialize_i32();
-        deserialize_i64();
-        deserialize_i128();
-        deserialize_u8();
-        deserialize_u16();
-        deserialize_u32();
-        deserialize_u64();
-        deserialize_u128();
-        deserialize_f32();
-        deserialize_f64();
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
-    }
-
-    forward_to_deserialize_any! {
-        char str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
-        identifier ignored_any
-    }
-}
-
 /// An externally tagged enum: the variant name and, unless it is a bare string, its content.
 struct EnumDeserializer {
     variant: String,
@@ -620,7 +576,9 @@ impl<'de> EnumAccess<'de> for EnumDeserializer {
         self,
         seed: V,
     ) -> Result<(V::Value, VariantDeserializer), ValueError> {
-        let variant = seed.deserialize(MapKeyDeserializer { key: self.variant })?;
+        let variant = seed.deserialize(MapKeyDeserializer {
+            key: Cow::Owned(self.variant),
+        })?;
         Ok((variant, VariantDeserializer { value: self.value }))
     }
 }
