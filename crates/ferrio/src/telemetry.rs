@@ -170,15 +170,19 @@ impl FramesOut {
             b.bytes.set(b.bytes.get() + bytes as u64);
             true
         });
-        if batched {
-            return;
+        if !batched {
+            add_out(&self.packets, &self.bytes, 1, bytes as u64);
         }
-        self.packets.increment(1);
-        self.bytes.increment(bytes as u64);
-        if TALLY.enabled.load(Ordering::Relaxed) {
-            TALLY.add(Kind::PacketsOut as usize, 1);
-            TALLY.add(Kind::BytesOut as usize, bytes as u64);
-        }
+    }
+}
+
+/// Adds frames that left to the out counters and, when someone reads it, to the per-second tally.
+fn add_out(packets: &Counter, bytes: &Counter, frames: u64, len: u64) {
+    packets.increment(frames);
+    bytes.increment(len);
+    if TALLY.enabled.load(Ordering::Relaxed) {
+        TALLY.add(Kind::PacketsOut as usize, frames);
+        TALLY.add(Kind::BytesOut as usize, len);
     }
 }
 
@@ -215,13 +219,9 @@ pub(crate) fn batched<R>(f: impl FnOnce() -> R) -> R {
                 b.open.set(false);
                 let packets = b.packets.replace(0);
                 let bytes = b.bytes.replace(0);
+                // Set by the first frame counted: none, nothing to add.
                 if let Some((p, n)) = b.to.borrow_mut().take() {
-                    p.increment(packets);
-                    n.increment(bytes);
-                }
-                if packets > 0 && TALLY.enabled.load(Ordering::Relaxed) {
-                    TALLY.add(Kind::PacketsOut as usize, packets);
-                    TALLY.add(Kind::BytesOut as usize, bytes);
+                    add_out(&p, &n, packets, bytes);
                 }
             });
         }
