@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use ferrio_proto::engine::{Data, Protocol, TransportKind};
+use ferrio_proto::fxhash::FxBuild;
 use ferrio_proto::reconnect::{Event, Output, Reconnect};
 use ferrio_proto::socket::{Packet, PacketDecoder, normalize_namespace};
 use parking_lot::{Mutex, RwLock};
@@ -48,7 +49,8 @@ type Listener = Arc<dyn Fn(&ManagerEvent) + Send + Sync>;
 struct State {
     /// The open connection, once its sockets have been told.
     sender: Option<EngineSender>,
-    sockets: HashMap<String, Weak<SocketInner>>,
+    /// Namespace names are the application's: the Fx hash (one lookup per message from the server).
+    sockets: HashMap<String, Weak<SocketInner>, FxBuild>,
     /// Whether the manager's task runs; it ends when the machine has nothing left to do.
     running: bool,
     machine: Reconnect,
@@ -112,7 +114,7 @@ impl Manager {
                 opts,
                 state: Mutex::new(State {
                     sender: None,
-                    sockets: HashMap::new(),
+                    sockets: HashMap::default(),
                     running: false,
                     machine,
                     root: Root::Awaiting,

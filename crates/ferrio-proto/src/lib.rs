@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod engine;
+pub mod fxhash;
 pub mod reconnect;
 pub mod socket;
 pub mod value;

@@ -14,7 +14,6 @@ mod ack;
 mod client;
 mod conn;
 pub mod engine;
-mod fxhash;
 mod http1;
 mod introspect;
 mod namespace;

@@ -23,10 +23,10 @@ use crate::adapter::{
 };
 use crate::conn::Conn;
 use crate::engine::BoxFuture;
-use crate::fxhash::FxBuild;
 use crate::operators::{BroadcastOperator, RemoteSocket, Scope};
 use crate::server::ConnectionStateRecovery;
 use crate::socket::{ClientLink, DisconnectReason, NamespaceLink, Socket, SocketParts, SocketTask};
+use ferrio_proto::fxhash::FxBuild;
 
 /// Why a middleware refused a connection: the client gets CONNECT_ERROR with its message and data.
 pub use ferrio_proto::socket::ConnectError;

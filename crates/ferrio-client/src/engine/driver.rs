@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrio_proto::engine::client::{Event, Output, TransportEnd};
-use ferrio_proto::engine::{ClientSession, Frame, Packet, TransportKind};
+use ferrio_proto::engine::{ClientSession, Frame, Packet, Protocol, TransportKind};
 use ferrio_proto::ws::{CLOSE_NORMAL, Message};
 use http::{Method, StatusCode};
 use tokio::sync::mpsc;
@@ -89,11 +89,11 @@ enum Active {
         get: Slot<HttpConn, Result<Bytes, RequestError>>,
         post: Slot<HttpConn, Result<Bytes, RequestError>>,
     },
-    /// The task owns both halves: a write is the writer's buffer being flushed (no future, no lock),
-    /// and a ping is answered by queueing the pong on the writer.
+    /// The task owns the reader; the writer is in [`Shared::direct`], where the senders may write
+    /// through it while the task waits. A write is the writer's buffer being flushed (no future), and a
+    /// ping is answered by queueing the pong on the writer.
     WebSocket {
         read: WsReader,
-        write: WsWriter,
         /// The session waits for the flush in progress ([`Output::Write`]); a flush that only carries a
         /// pong is nobody's write.
         in_flight: bool,
@@ -101,13 +101,18 @@ enum Active {
 }
 
 impl Active {
-    fn websocket(ws: Ws) -> Active {
+    fn websocket(ws: Ws, shared: &Shared) -> Active {
+        shared.direct.lock().writer = Some(ws.writer);
         Active::WebSocket {
             read: ws.reader,
-            write: ws.writer,
             in_flight: false,
         }
     }
+}
+
+/// Runs `f` on the websocket's writer, under the lock the senders write under.
+fn with_writer<R>(shared: &Shared, f: impl FnOnce(&mut WsWriter) -> R) -> Option<R> {
+    shared.direct.lock().writer.as_mut().map(f)
 }
 
 /// What the transport produced.
@@ -118,18 +123,19 @@ enum TransportEvent {
     Flushed(Result<(), WsError>),
 }
 
-async fn next_transport_event(active: &mut Active) -> TransportEvent {
+/// `flush`: the writer holds bytes to write.
+async fn next_transport_event(active: &mut Active, shared: &Shared, flush: bool) -> TransportEvent {
     match active {
         Active::Polling { get, post } => tokio::select! {
             biased;
             r = get.wait() => TransportEvent::Polled(r),
             r = post.wait() => TransportEvent::Posted(r),
         },
-        Active::WebSocket { read, write, .. } => tokio::select! {
+        Active::WebSocket { read, .. } => tokio::select! {
             biased;
-            r = std::future::poll_fn(|cx| write.poll_flush(cx)), if write.has_pending() => {
-                TransportEvent::Flushed(r)
-            }
+            r = std::future::poll_fn(|cx| {
+                with_writer(shared, |w| w.poll_flush(cx)).unwrap_or(Poll::Ready(Ok(())))
+            }), if flush => TransportEvent::Flushed(r),
             m = read.next() => TransportEvent::Read(m),
         },
     }
@@ -203,7 +209,7 @@ pub(crate) fn spawn(start: Start) {
             get: Slot::Idle(conn),
             post: Slot::Idle(HttpConn::default()),
         },
-        Transport::WebSocket(ws) => Active::websocket(*ws),
+        Transport::WebSocket(ws) => Active::websocket(*ws, &shared),
     };
     let driver = Driver {
         endpoint,
@@ -237,6 +243,15 @@ impl Driver {
         let mut timer_polled = false;
         let shared = self.shared.clone();
         loop {
+            // From here until it waits, the task writes: the senders queue behind it.
+            let failed = {
+                let mut direct = shared.direct.lock();
+                direct.open = false;
+                direct.failed.take()
+            };
+            if let Some(e) = failed {
+                self.session.on_transport_end(ws_end(e));
+            }
             if self.shared.closed.load(Ordering::Acquire) && self.session.is_open() {
                 self.close();
             }
@@ -255,6 +270,7 @@ impl Driver {
                 }
             }
             let wants_frames = self.session.wants_frames() && !self.senders_gone;
+            let flush = self.open_direct(wants_frames);
             tokio::select! {
                 biased;
                 _ = std::future::poll_fn(|cx| {
@@ -271,10 +287,19 @@ impl Driver {
                     // Fire once per deadline: a new deadline re-arms it above.
                     timer_at = None;
                 }
-                _ = std::future::poll_fn(|cx| shared.poll_close_requested(cx)) => self.close(),
-                ev = next_transport_event(&mut self.active) => self.on_transport_event(ev),
+                close = std::future::poll_fn(|cx| shared.poll_attention(cx)) => {
+                    // A kick needs nothing more than this turn: it takes back the writer's bytes and
+                    // the error at the top of the loop.
+                    if close {
+                        self.close();
+                    }
+                }
+                ev = next_transport_event(&mut self.active, &shared, flush) => {
+                    self.on_transport_event(ev)
+                }
                 frame = self.rx.recv(), if wants_frames => match frame {
                     Some(f) => {
+                        shared.direct.lock().queued -= 1;
                         self.session.send(f);
                         self.take_frames();
                     }
@@ -293,16 +318,43 @@ impl Driver {
             }
         }
         self.shared.closed.store(true, Ordering::Release);
-        if let Active::WebSocket { write, .. } = &mut self.active {
+        let writer = {
+            let mut direct = self.shared.direct.lock();
+            direct.open = false;
+            direct.writer.take()
+        };
+        if let Some(mut write) = writer {
             let code = self.close_code;
             let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, write.close(code)).await;
         }
     }
 
+    /// Lets the senders write their frames themselves while the task waits, when it has nothing of its
+    /// own to write: the session is open on the websocket (v4; a v3 binary frame is rewritten by the
+    /// session), nothing is buffered or in flight, and no frame waits in the channel (`wants_frames`:
+    /// the session takes frames and there are senders). Returns whether the writer holds bytes to flush.
+    fn open_direct(&self, wants_frames: bool) -> bool {
+        let mut direct = self.shared.direct.lock();
+        let pending = direct.writer.as_ref().is_some_and(|w| w.has_pending());
+        direct.open = wants_frames
+            && !pending
+            && direct.queued == 0
+            && direct.writer.is_some()
+            && matches!(self.probe, Probe::None)
+            && self.session.protocol() == Protocol::V4
+            && !self.shared.closed.load(Ordering::Acquire);
+        pending
+    }
+
     /// Hands the session every frame already queued: they go out together in the next write.
     fn take_frames(&mut self) {
+        let mut taken = 0;
         while let Ok(f) = self.rx.try_recv() {
             self.session.send(f);
+            taken += 1;
+        }
+        if taken > 0 {
+            self.shared.direct.lock().queued -= taken;
         }
     }
 
@@ -343,7 +395,7 @@ impl Driver {
                     match std::mem::replace(&mut self.probe, Probe::None) {
                         Probe::Ready(ws) => {
                             // Polling is paused: nothing is in flight on it, so dropping it loses nothing.
-                            self.active = Active::websocket(*ws);
+                            self.active = Active::websocket(*ws, &self.shared);
                             self.shared.set_transport(TransportKind::WebSocket);
                             remember_websocket(self.endpoint.host_key(), true);
                             tracing::debug!(sid = %self.sid, "upgraded to websocket");
@@ -407,24 +459,25 @@ impl Driver {
     /// session hears of it before this task waits again, without a turn of the loop. What the socket
     /// does not take yet is flushed from `next_transport_event`.
     async fn start_write(&mut self, frames: Vec<Frame>) {
-        let Active::WebSocket {
-            write, in_flight, ..
-        } = &mut self.active
-        else {
+        let Active::WebSocket { in_flight, .. } = &mut self.active else {
             return;
         };
-        let result = match write.encode(&frames) {
-            Ok(()) => {
-                // One poll, never a wait: `Pending` leaves the waker registered for the loop's flush.
-                match std::future::poll_fn(|cx| Poll::Ready(write.poll_flush(cx))).await {
-                    Poll::Ready(r) => r,
-                    Poll::Pending => {
-                        *in_flight = true;
-                        return;
-                    }
-                }
+        let shared = &self.shared;
+        // One poll, never a wait: `Pending` leaves the waker registered for the loop's flush.
+        let polled = std::future::poll_fn(|cx| {
+            Poll::Ready(with_writer(shared, |w| match w.encode(&frames) {
+                Ok(()) => w.poll_flush(cx),
+                Err(e) => Poll::Ready(Err(e)),
+            }))
+        })
+        .await;
+        let result = match polled {
+            Some(Poll::Ready(r)) => r,
+            Some(Poll::Pending) => {
+                *in_flight = true;
+                return;
             }
-            Err(e) => Err(e),
+            None => Err(WsError::Closed),
         };
         self.session.on_write(now(), result.map_err(ws_end));
     }
@@ -457,9 +510,7 @@ impl Driver {
                         s.on_transport_end(TransportEnd::Closed)
                     }
                     Message::Ping(p) => {
-                        if let Active::WebSocket { write, .. } = &mut self.active {
-                            write.pong(&p);
-                        }
+                        with_writer(&self.shared, |w| w.pong(&p));
                     }
                     Message::Pong(_) => {}
                 }

@@ -181,15 +181,51 @@ struct Shared {
     closed: AtomicBool,
     /// [`EngineSender::close`] was called and the task has not seen it yet.
     close_requested: AtomicBool,
-    /// The task's waker, for `close_requested`. The task looks at it on every turn, so a flag and a
-    /// waker it rarely replaces cost less than joining and leaving a `Notify`'s waiter list each time.
+    /// A sender's direct write needs the task: it left bytes to flush, or it failed.
+    kicked: AtomicBool,
+    /// The task's waker, for `close_requested` and `kicked`. The task looks at it on every turn, so a
+    /// flag and a waker it rarely replaces cost less than joining and leaving a `Notify`'s waiter list
+    /// each time.
     close_waker: Mutex<Option<Waker>>,
+    /// The websocket's writer and whether a sender may use it.
+    direct: Mutex<Direct>,
+}
+
+/// The writer of the websocket in use, shared by the task and the senders.
+///
+/// While the task waits with everything written and nothing of its own to write, a frame is written
+/// by its sender at once ([`EngineSender::send`]): no channel, no wake-up and no turn of the task per
+/// frame, which was a third of the client's own work per ack. Otherwise, or when the socket does not
+/// take all of it, the task writes as before and the senders queue behind it. Every write of either
+/// side happens under this lock, so the frames keep the order of their sends.
+pub(crate) struct Direct {
+    /// The websocket's writer; `None` over polling and once the session is over.
+    pub(crate) writer: Option<websocket::WsWriter>,
+    /// Set by the task just before it waits, when the session is open on the websocket with nothing
+    /// buffered, nothing in flight and no frame left in the channel; cleared on each of its turns.
+    pub(crate) open: bool,
+    /// Frames in the channel that the task has not taken: the next frames go behind them.
+    pub(crate) queued: usize,
+    /// A sender's write failed: the task ends the transport with it.
+    pub(crate) failed: Option<websocket::WsError>,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct")
+            .field("writer", &self.writer.is_some())
+            .field("open", &self.open)
+            .field("queued", &self.queued)
+            .field("failed", &self.failed)
+            .finish()
+    }
 }
 
 impl Shared {
-    /// Ready once [`EngineSender::close`] was called (once per call).
-    fn poll_close_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.close_requested.load(Ordering::Acquire) {
+    /// Ready once [`EngineSender::close`] was called (true, once per call) or a direct write needs the
+    /// task (false).
+    fn poll_attention(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        if !self.close_requested.load(Ordering::Acquire) && !self.kicked.load(Ordering::Acquire) {
             {
                 let mut w = self.close_waker.lock();
                 if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -197,12 +233,20 @@ impl Shared {
                 }
             }
             // Asked between the first look and the registration: not missed.
-            if !self.close_requested.load(Ordering::Acquire) {
+            if !self.close_requested.load(Ordering::Acquire) && !self.kicked.load(Ordering::Acquire)
+            {
                 return Poll::Pending;
             }
         }
-        self.close_requested.store(false, Ordering::Release);
-        Poll::Ready(())
+        self.kicked.store(false, Ordering::Release);
+        Poll::Ready(self.close_requested.swap(false, Ordering::AcqRel))
+    }
+
+    /// Wakes the task for `close_requested` or `kicked`.
+    fn wake_task(&self) {
+        if let Some(w) = self.close_waker.lock().take() {
+            w.wake();
+        }
     }
 
     fn set_transport(&self, kind: TransportKind) {
@@ -232,9 +276,35 @@ impl EngineSender {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(EngineError::Closed);
         }
-        self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EngineError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => EngineError::Closed,
+        {
+            let mut direct = self.shared.direct.lock();
+            if direct.open
+                && let Some(writer) = direct.writer.as_mut()
+            {
+                match writer.write_now(&frame) {
+                    Ok(true) => return Ok(()),
+                    // The socket took part of it (the rest waits in the writer) or failed: the task
+                    // takes over, and the frames after this one queue behind it.
+                    result => {
+                        direct.open = false;
+                        if let Err(e) = result {
+                            direct.failed = Some(e);
+                        }
+                        drop(direct);
+                        self.shared.kicked.store(true, Ordering::Release);
+                        self.shared.wake_task();
+                        return Ok(());
+                    }
+                }
+            }
+            direct.queued += 1;
+        }
+        self.tx.try_send(frame).map_err(|e| {
+            self.shared.direct.lock().queued -= 1;
+            match e {
+                mpsc::error::TrySendError::Full(_) => EngineError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => EngineError::Closed,
+            }
         })
     }
 
@@ -243,9 +313,7 @@ impl EngineSender {
     pub fn close(&self) {
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
             self.shared.close_requested.store(true, Ordering::Release);
-            if let Some(w) = self.shared.close_waker.lock().take() {
-                w.wake();
-            }
+            self.shared.wake_task();
         }
     }
 
@@ -349,7 +417,14 @@ pub(crate) async fn connect_with_hook(
         transport: AtomicU8::new(transport_code(first)),
         closed: AtomicBool::new(false),
         close_requested: AtomicBool::new(false),
+        kicked: AtomicBool::new(false),
         close_waker: Mutex::new(None),
+        direct: Mutex::new(Direct {
+            writer: None,
+            open: false,
+            queued: 0,
+            failed: None,
+        }),
     });
     let (tx, rx) = mpsc::channel(SEND_QUEUE_CAPACITY);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE_CAPACITY);

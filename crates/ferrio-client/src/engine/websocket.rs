@@ -244,6 +244,17 @@ impl WsWriter {
         self.encoder.pong(payload, self.out.buf_mut());
     }
 
+    /// Encodes `frame` and writes it now, from a sender's thread, without waiting: true when all of it
+    /// went out. What the socket does not take waits for [`WsWriter::poll_flush`], which the session
+    /// task then calls with its own waker (the one registered here wakes nobody).
+    pub(crate) fn write_now(&mut self, frame: &Frame) -> Result<bool, WsError> {
+        self.encode(std::slice::from_ref(frame))?;
+        match self.poll_flush(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
     /// Whether encoded bytes wait for [`WsWriter::poll_flush`].
     pub(crate) fn has_pending(&self) -> bool {
         self.dirty

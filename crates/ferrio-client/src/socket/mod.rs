@@ -10,11 +10,11 @@ mod send;
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrio_proto::engine::Protocol;
+use ferrio_proto::fxhash::FxBuild;
 use ferrio_proto::socket::{
     AckArgs, AckError, AckTable, ClientDisconnectReason, ConnectAck, ConnectError, EmitError,
     Packet, RetryOutcome, RetryQueue, connect_request, is_reserved_event,
@@ -56,7 +56,7 @@ struct State {
     send_buffer: Vec<Packet>,
     acks: AckTable<AckSlot>,
     /// Ack ids whose packet went out on the current connection: nobody answers them after a disconnect.
-    sent_acks: HashSet<u64, BuildHasherDefault<IdHasher>>,
+    sent_acks: HashSet<u64, FxBuild>,
     queue: RetryQueue<Queued>,
     pid: Option<String>,
     last_offset: Option<String>,
@@ -174,27 +174,6 @@ impl Drop for Forget {
         let id = self.id;
         st.send_buffer
             .retain(|p| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
-    }
-}
-
-/// Hashes the socket's own ack ids, which the peer does not choose: one multiplication rather than
-/// SipHash (two per ack).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

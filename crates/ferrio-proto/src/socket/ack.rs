@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
+use crate::fxhash::FxBuild;
 use crate::value::{Value, ValueError, from_args};
 
 /// The arguments of an ack.
@@ -61,7 +62,8 @@ pub enum AckError {
 #[derive(Debug)]
 pub struct AckTable<T> {
     next_id: u64,
-    pending: HashMap<u64, (Option<Instant>, T)>,
+    /// Keyed by our own ids (the peer only names them back): the Fx hash, not SipHash.
+    pending: HashMap<u64, (Option<Instant>, T), FxBuild>,
     deadlines: BTreeSet<(Instant, u64)>,
 }
 
@@ -69,7 +71,7 @@ impl<T> Default for AckTable<T> {
     fn default() -> Self {
         AckTable {
             next_id: 0,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             deadlines: BTreeSet::new(),
         }
     }

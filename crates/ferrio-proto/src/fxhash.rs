@@ -1,15 +1,18 @@
-//! A fast, non-keyed hasher for maps keyed by socket ids.
+//! A fast, non-keyed hasher for maps whose keys the peer does not choose.
 //!
-//! Socket ids are 128 random bits chosen by the server, so nobody can pick colliding keys and the
-//! SipHash of the standard maps buys nothing there; it was the largest single cost of a fan-out (one
-//! lookup per recipient per broadcast). This is the Fx hash of rustc (multiply-rotate, 8 bytes at a time).
+//! Socket ids are 128 random bits chosen by the server, ack ids are counted by the side that waits for
+//! the ack, namespace names are the application's: nobody can pick colliding keys, and the SipHash of
+//! the standard maps buys nothing there. It was the largest single cost of a fan-out (one lookup per
+//! recipient per broadcast), and three of the client's hashes per ack. This is the Fx hash of rustc
+//! (multiply-rotate, 8 bytes at a time). Maps whose keys a peer sends (rooms, object keys) keep SipHash.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
+/// The hasher; see the module.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
+pub struct FxHasher(u64);
 
 impl FxHasher {
     #[inline]
@@ -53,7 +56,7 @@ impl Hasher for FxHasher {
 }
 
 /// `BuildHasher` of [`FxHasher`].
-pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+pub type FxBuild = BuildHasherDefault<FxHasher>;
 
 #[cfg(test)]
 mod tests {
@@ -69,6 +72,19 @@ mod tests {
             top.insert(b.hash_one(id.as_str()) >> 52);
         }
         // 4096 possible values of the top 12 bits: nearly all must be used.
+        assert!(top.len() > 3500, "{}", top.len());
+    }
+
+    /// Ack ids are counted up from 0: consecutive integers must spread over the top bits too (hashbrown
+    /// takes its 7-bit tags from there; equal tags would make every probe compare keys).
+    #[test]
+    fn consecutive_integers_hash_apart() {
+        let b = FxBuild::default();
+        let tags: std::collections::HashSet<u64> =
+            (0u64..1_000).map(|i| b.hash_one(i) >> 57).collect();
+        assert!(tags.len() > 100, "{}", tags.len());
+        let top: std::collections::HashSet<u64> =
+            (0u64..10_000).map(|i| b.hash_one(i) >> 52).collect();
         assert!(top.len() > 3500, "{}", top.len());
     }
 }
