@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use ferrio_proto::engine::{Data, Protocol, TransportKind};
 use ferrio_proto::fxhash::FxBuild;
 use ferrio_proto::reconnect::{Event, Output, Reconnect};
-use ferrio_proto::socket::{Packet, PacketDecoder, normalize_namespace};
+use ferrio_proto::socket::{Encoded, Packet, PacketDecoder, normalize_namespace};
+use ferrio_proto::value::Value;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -317,7 +318,21 @@ impl ManagerInner {
     /// packet is only written while connected, which the socket checked). Whether it was queued, for
     /// the callers that report a lost write (an ack answered after the connection closed).
     pub(crate) fn write_packet(&self, packet: &Packet) -> bool {
-        let encoded = self.opts.parser.encode(packet);
+        self.write_encoded(self.opts.parser.encode(packet))
+    }
+
+    /// [`ManagerInner::write_packet`] of an event given by its parts (no packet built).
+    pub(crate) fn write_event(
+        &self,
+        nsp: &str,
+        event: &str,
+        args: &[Value],
+        id: Option<u64>,
+    ) -> bool {
+        self.write_encoded(self.opts.parser.encode_event(nsp, event, args, id))
+    }
+
+    fn write_encoded(&self, encoded: Encoded) -> bool {
         // Queued under the lock (it never waits) rather than with a clone of the sender per packet.
         let st = self.state.lock();
         let Some(sender) = &st.sender else {

@@ -177,6 +177,14 @@ impl Drop for Forget {
     }
 }
 
+/// The event name and arguments of an EVENT packet.
+fn event_parts(packet: &Packet) -> Option<(&str, &[Value])> {
+    match packet {
+        Packet::Event { event, args, .. } => Some((event, args)),
+        _ => None,
+    }
+}
+
 fn check_name(event: &str) -> Result<(), EmitError> {
     if is_reserved_event(event) {
         return Err(EmitError::Reserved(event.to_owned()));
@@ -479,17 +487,11 @@ impl Socket {
             self.enqueue(event.to_owned(), args, timeout, None);
             return Ok(());
         }
-        let packet = Packet::Event {
-            nsp: self.inner.nsp.clone(),
-            event: event.to_owned(),
-            args,
-            id: None,
-        };
         let sent = {
             let mut st = self.state();
-            self.send_or_buffer(&mut st, packet, volatile)
+            self.send_event(&mut st, event, args, None, volatile)
         };
-        self.notify_outgoing(sent.iter());
+        self.notify_outgoing(sent.iter().map(|args| (event, &args[..])));
         Ok(())
     }
 
@@ -510,20 +512,17 @@ impl Socket {
             let deadline = timeout.map(|t| now() + t);
             let id = st.acks.register(deadline, AckSlot::Once(tx));
             self.rearm(&mut st, deadline);
-            let packet = Packet::Event {
-                nsp: self.inner.nsp.clone(),
-                event: event.to_owned(),
-                args,
-                id: Some(id),
-            };
-            (id, self.send_or_buffer(&mut st, packet, volatile))
+            (
+                id,
+                self.send_event(&mut st, event, args, Some(id), volatile),
+            )
         };
         let mut guard = Forget {
             socket: Arc::downgrade(&self.inner),
             id,
             armed: true,
         };
-        self.notify_outgoing(sent.iter());
+        self.notify_outgoing(sent.iter().map(|args| (event, &args[..])));
         let result = rx.await.unwrap_or(Err(AckError::Disconnected));
         guard.armed = false;
         result
@@ -551,6 +550,38 @@ impl Socket {
         }
     }
 
+    /// [`Socket::send_or_buffer`] of an event given by its parts: when connected it is encoded from them
+    /// (no copy of the namespace and the event name into a packet, two allocations per emit), and the
+    /// arguments come back for the outgoing listeners.
+    fn send_event(
+        &self,
+        st: &mut State,
+        event: &str,
+        args: Vec<Value>,
+        id: Option<u64>,
+        volatile: bool,
+    ) -> Option<Vec<Value>> {
+        if !st.connected {
+            let packet = Packet::Event {
+                nsp: self.inner.nsp.clone(),
+                event: event.to_owned(),
+                args,
+                id,
+            };
+            // Not connected: buffered or dropped, never written.
+            let written = self.send_or_buffer(st, packet, volatile);
+            debug_assert!(written.is_none());
+            return None;
+        }
+        if let Some(id) = id {
+            st.sent_acks.insert(id);
+        }
+        self.inner
+            .manager
+            .write_event(&self.inner.nsp, event, &args, id);
+        Some(args)
+    }
+
     fn write_state(&self, st: &mut State, packet: &Packet) {
         if let Packet::Event { id: Some(id), .. } = packet {
             st.sent_acks.insert(*id);
@@ -558,7 +589,8 @@ impl Socket {
         self.inner.manager.write_packet(packet);
     }
 
-    fn notify_outgoing<'a>(&self, packets: impl Iterator<Item = &'a Packet>) {
+    /// Calls the outgoing listeners with each `(event, args)`.
+    fn notify_outgoing<'a>(&self, events: impl Iterator<Item = (&'a str, &'a [Value])>) {
         let listeners: Vec<_> = self
             .inner
             .handlers
@@ -570,11 +602,9 @@ impl Socket {
         if listeners.is_empty() {
             return;
         }
-        for packet in packets {
-            if let Packet::Event { event, args, .. } = packet {
-                for f in &listeners {
-                    f(self, event, args);
-                }
+        for (event, args) in events {
+            for f in &listeners {
+                f(self, event, args);
             }
         }
     }
@@ -607,7 +637,7 @@ impl Socket {
             });
             self.drain_queue(&mut st, false)
         };
-        self.notify_outgoing(sent.iter());
+        self.notify_outgoing(sent.iter().filter_map(event_parts));
     }
 
     /// Sends the head of the retry queue unless it is already in flight (or `force`, after a reconnect).
@@ -667,7 +697,7 @@ impl Socket {
                 }
             }
         }
-        self.notify_outgoing(sent.iter());
+        self.notify_outgoing(sent.iter().filter_map(event_parts));
     }
 
     pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
@@ -684,7 +714,7 @@ impl Socket {
                 None => None,
             }
         };
-        self.notify_outgoing(sent.iter());
+        self.notify_outgoing(sent.iter().filter_map(event_parts));
     }
 
     // ---- lifecycle ----
@@ -841,7 +871,7 @@ impl Socket {
             sent.extend(self.drain_queue(&mut st, true));
             sent
         };
-        self.notify_outgoing(sent.iter());
+        self.notify_outgoing(sent.iter().filter_map(event_parts));
         self.lifecycle(Incoming::Connect);
     }
 

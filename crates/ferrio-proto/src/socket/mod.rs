@@ -19,12 +19,15 @@ pub use connect::{
 };
 pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;
-pub use packet::{Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode};
+pub use packet::{
+    Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode, encode_event,
+};
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};
 pub use rules::{is_reserved_event, normalize_namespace};
 
 use crate::engine::Data;
+use crate::value::Value;
 
 /// How Socket.IO packets become Engine.IO messages and back: what `socket.io`'s `parser` option is.
 ///
@@ -64,6 +67,16 @@ use crate::engine::Data;
 pub trait Parser: Send + Sync + 'static {
     /// Encodes a packet into the frames to send: [`Encoded::head`] first, then its attachments.
     fn encode(&self, packet: &Packet) -> Encoded;
+    /// What [`Parser::encode`] gives for a `Packet::Event` of these parts. The built-in parsers write it
+    /// from the parts; the default builds the packet (copying the arguments).
+    fn encode_event(&self, nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
+        self.encode(&Packet::Event {
+            nsp: nsp.to_owned(),
+            event: event.to_owned(),
+            args: args.to_vec(),
+            id,
+        })
+    }
     /// A decoder for one connection.
     fn decoder(&self) -> Box<dyn PacketDecoder>;
 }
@@ -95,6 +108,10 @@ impl Default for JsonParser {
 impl Parser for JsonParser {
     fn encode(&self, packet: &Packet) -> Encoded {
         encode(packet)
+    }
+
+    fn encode_event(&self, nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
+        packet::encode_event(nsp, event, args, id)
     }
 
     fn decoder(&self) -> Box<dyn PacketDecoder> {

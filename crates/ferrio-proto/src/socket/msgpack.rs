@@ -46,6 +46,13 @@ impl Parser for MsgpackParser {
         }
     }
 
+    fn encode_event(&self, nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
+        Encoded {
+            head: Frame::Binary(Bytes::from(encode_event(nsp, event, args, id))),
+            attachments: Vec::new(),
+        }
+    }
+
     fn decoder(&self) -> Box<dyn PacketDecoder> {
         Box::new(MsgpackDecoder)
     }
@@ -68,41 +75,64 @@ impl PacketDecoder for MsgpackDecoder {
 
 /// The MessagePack bytes of `packet`.
 pub fn encode(packet: &Packet) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    // (type, namespace, whether `data` is written, ack id)
-    let (ty, nsp, has_data, id) = match packet {
-        Packet::Connect { nsp, data } => (PacketType::Connect, nsp, data.is_some(), None),
-        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, false, None),
-        Packet::Event { nsp, id, .. } => (PacketType::Event, nsp, true, *id),
-        Packet::Ack { nsp, id, .. } => (PacketType::Ack, nsp, true, Some(*id)),
-        Packet::ConnectError { nsp, .. } => (PacketType::ConnectError, nsp, true, None),
+    let (ty, nsp, id, data) = match packet {
+        Packet::Connect { nsp, data } => (
+            PacketType::Connect,
+            nsp,
+            None,
+            data.as_ref().map_or(Body::None, Body::Value),
+        ),
+        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None, Body::None),
+        Packet::Event {
+            nsp,
+            event,
+            args,
+            id,
+        } => (PacketType::Event, nsp, *id, Body::Array(Some(event), args)),
+        Packet::Ack { nsp, args, id } => (PacketType::Ack, nsp, Some(*id), Body::Array(None, args)),
+        Packet::ConnectError { nsp, data } => {
+            (PacketType::ConnectError, nsp, None, Body::Value(data))
+        }
     };
+    encode_parts(ty, nsp, id, data)
+}
+
+/// [`encode`] of a `Packet::Event` made of these parts, without building it.
+pub fn encode_event(nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Vec<u8> {
+    encode_parts(PacketType::Event, nsp, id, Body::Array(Some(event), args))
+}
+
+/// A packet's `data`: none, a value, or an array of arguments (behind the event name of an event).
+enum Body<'a> {
+    None,
+    Value(&'a Value),
+    Array(Option<&'a str>, &'a [Value]),
+}
+
+fn encode_parts(ty: PacketType, nsp: &str, id: Option<u64>, data: Body<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let has_data = !matches!(data, Body::None);
     write_map_len(2 + has_data as usize + id.is_some() as usize, &mut out);
     write_str("type", &mut out);
     write_uint(u64::from(ty as u8 - b'0'), &mut out);
     write_str("nsp", &mut out);
     write_str(nsp, &mut out);
-    match packet {
-        Packet::Connect { data: Some(d), .. } | Packet::ConnectError { data: d, .. } => {
+    match data {
+        Body::None => {}
+        Body::Value(d) => {
             write_str("data", &mut out);
             encode_into(d, &mut out);
         }
-        Packet::Event { event, args, .. } => {
+        Body::Array(event, args) => {
             write_str("data", &mut out);
-            write_array_len(args.len() + 1, &mut out);
-            write_str(event, &mut out);
+            write_array_len(args.len() + usize::from(event.is_some()), &mut out);
+            if let Some(event) = event {
+                write_str(event, &mut out);
+            }
             for a in args {
                 encode_into(a, &mut out);
             }
         }
-        Packet::Ack { args, .. } => {
-            write_str("data", &mut out);
-            write_array_len(args.len(), &mut out);
-            for a in args {
-                encode_into(a, &mut out);
-            }
-        }
-        Packet::Connect { data: None, .. } | Packet::Disconnect { .. } => {}
     }
     if let Some(id) = id {
         write_str("id", &mut out);

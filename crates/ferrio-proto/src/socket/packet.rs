@@ -195,10 +195,29 @@ fn write_header(out: &mut String, ty: PacketType, attachments: usize, nsp: &str,
 /// exact size: one allocation for the frame, where a `String` with room to spare needs a second one
 /// when it becomes shared bytes.
 pub fn encode(packet: &Packet) -> Encoded {
+    encode_with(|out| write_packet(out, packet))
+}
+
+/// [`encode`] of a `Packet::Event` made of these parts, without building it (no copy of the namespace,
+/// the event name or the arguments).
+pub fn encode_event(nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
+    encode_with(|out| {
+        write_parts(
+            out,
+            PacketType::Event,
+            nsp,
+            id,
+            Body::Array(Some(event), args),
+        )
+    })
+}
+
+/// Runs `write` on the thread's scratch buffer (see [`encode`]); it returns the attachments.
+fn encode_with(write: impl FnOnce(&mut String) -> Vec<Bytes>) -> Encoded {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut out) => {
             out.clear();
-            let attachments = write_packet(&mut out, packet);
+            let attachments = write(&mut out);
             if out.len() <= SCRATCH_KEEP {
                 Encoded {
                     head: Frame::Text(bytestring::ByteString::from(out.as_str())),
@@ -217,7 +236,7 @@ pub fn encode(packet: &Packet) -> Encoded {
         // Not reached in practice (encoding calls no code of the application); kept safe anyway.
         Err(_) => {
             let mut out = String::with_capacity(64);
-            let attachments = write_packet(&mut out, packet);
+            let attachments = write(&mut out);
             trim_spare(&mut out);
             Encoded {
                 head: Frame::Text(out.into()),
@@ -237,7 +256,6 @@ const SCRATCH_KEEP: usize = 4096;
 
 /// Writes `packet` into `out` (empty); returns its binary attachments.
 fn write_packet(out: &mut String, packet: &Packet) -> Vec<Bytes> {
-    let mut attachments = Vec::new();
     let (ty, nsp, id, data): (PacketType, &str, Option<u64>, Body<'_>) = match packet {
         Packet::Connect { nsp, data } => {
             (PacketType::Connect, nsp, None, Body::Data(data.as_ref()))
@@ -254,6 +272,17 @@ fn write_packet(out: &mut String, packet: &Packet) -> Vec<Bytes> {
             (PacketType::ConnectError, nsp, None, Body::Data(Some(data)))
         }
     };
+    write_parts(out, ty, nsp, id, data)
+}
+
+fn write_parts(
+    out: &mut String,
+    ty: PacketType,
+    nsp: &str,
+    id: Option<u64>,
+    data: Body<'_>,
+) -> Vec<Bytes> {
+    let mut attachments = Vec::new();
     write_header(out, ty, 0, nsp, id);
     let header_len = out.len();
     match data {
@@ -518,6 +547,55 @@ mod tests {
 
     fn dec(s: &str) -> Result<Option<Packet>, ParseError> {
         Decoder::default().decode_text(s)
+    }
+
+    /// An event encoded from its parts is the event packet encoded, with both built-in parsers and
+    /// through the trait's default (a parser of the application's that only encodes packets).
+    #[test]
+    fn an_event_encoded_from_its_parts_is_the_packet_encoded() {
+        use crate::socket::{JsonParser, MsgpackParser, Parser};
+        struct PacketsOnly;
+        impl Parser for PacketsOnly {
+            fn encode(&self, packet: &Packet) -> Encoded {
+                JsonParser::default().encode(packet)
+            }
+            fn decoder(&self) -> Box<dyn crate::socket::PacketDecoder> {
+                JsonParser::default().decoder()
+            }
+        }
+        let blob = Value::Binary(Bytes::from_static(b"\x00\x01"));
+        let cases: Vec<(&str, &str, Vec<Value>, Option<u64>)> = vec![
+            ("/", "chat", vec![], None),
+            (
+                "/",
+                "echo",
+                vec![Value::from(7), Value::from("é\"")],
+                Some(12),
+            ),
+            (
+                "/admin",
+                "up",
+                vec![Value::Array(vec![blob.clone(), Value::Null])],
+                Some(0),
+            ),
+            ("/x", "two blobs", vec![blob.clone(), blob], None),
+        ];
+        let parsers: [&dyn Parser; 3] =
+            [&JsonParser::default(), &MsgpackParser::new(), &PacketsOnly];
+        for parser in parsers {
+            for (nsp, event, args, id) in &cases {
+                let packet = Packet::Event {
+                    nsp: nsp.to_string(),
+                    event: event.to_string(),
+                    args: args.clone(),
+                    id: *id,
+                };
+                let from_parts = parser.encode_event(nsp, event, args, *id);
+                let whole = parser.encode(&packet);
+                assert_eq!(from_parts.head, whole.head, "{packet:?}");
+                assert_eq!(from_parts.attachments, whole.attachments, "{packet:?}");
+            }
+        }
     }
 
     fn text_of(e: &Encoded) -> &str {
