@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 
-use super::packet::{Encoded, Packet, PacketType, ParseError, build};
+use super::packet::{Body, Encoded, Packet, PacketType, ParseError, build};
 use super::{PacketDecoder, Parser};
 use crate::engine::{Data, Frame};
 use crate::value::Value;
@@ -75,25 +75,7 @@ impl PacketDecoder for MsgpackDecoder {
 
 /// The MessagePack bytes of `packet`.
 pub fn encode(packet: &Packet) -> Vec<u8> {
-    let (ty, nsp, id, data) = match packet {
-        Packet::Connect { nsp, data } => (
-            PacketType::Connect,
-            nsp,
-            None,
-            data.as_ref().map_or(Body::None, Body::Value),
-        ),
-        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None, Body::None),
-        Packet::Event {
-            nsp,
-            event,
-            args,
-            id,
-        } => (PacketType::Event, nsp, *id, Body::Array(Some(event), args)),
-        Packet::Ack { nsp, args, id } => (PacketType::Ack, nsp, Some(*id), Body::Array(None, args)),
-        Packet::ConnectError { nsp, data } => {
-            (PacketType::ConnectError, nsp, None, Body::Value(data))
-        }
-    };
+    let (ty, nsp, id, data) = packet.parts();
     encode_parts(ty, nsp, id, data)
 }
 
@@ -102,24 +84,17 @@ pub fn encode_event(nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> 
     encode_parts(PacketType::Event, nsp, id, Body::Array(Some(event), args))
 }
 
-/// A packet's `data`: none, a value, or an array of arguments (behind the event name of an event).
-enum Body<'a> {
-    None,
-    Value(&'a Value),
-    Array(Option<&'a str>, &'a [Value]),
-}
-
 fn encode_parts(ty: PacketType, nsp: &str, id: Option<u64>, data: Body<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    let has_data = !matches!(data, Body::None);
+    let has_data = !matches!(data, Body::Data(None));
     write_map_len(2 + has_data as usize + id.is_some() as usize, &mut out);
     write_str("type", &mut out);
     write_uint(u64::from(ty as u8 - b'0'), &mut out);
     write_str("nsp", &mut out);
     write_str(nsp, &mut out);
     match data {
-        Body::None => {}
-        Body::Value(d) => {
+        Body::Data(None) => {}
+        Body::Data(Some(d)) => {
             write_str("data", &mut out);
             encode_into(d, &mut out);
         }

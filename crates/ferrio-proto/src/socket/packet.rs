@@ -254,24 +254,33 @@ thread_local! {
 /// The largest packet [`encode`] copies out of its scratch buffer (and so the most that buffer keeps).
 const SCRATCH_KEEP: usize = 4096;
 
+impl Packet {
+    /// Its type, namespace, ack id and data, as both parsers write them.
+    pub(crate) fn parts(&self) -> (PacketType, &str, Option<u64>, Body<'_>) {
+        match self {
+            Packet::Connect { nsp, data } => {
+                (PacketType::Connect, nsp, None, Body::Data(data.as_ref()))
+            }
+            Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None, Body::Data(None)),
+            Packet::Event {
+                nsp,
+                event,
+                args,
+                id,
+            } => (PacketType::Event, nsp, *id, Body::Array(Some(event), args)),
+            Packet::Ack { nsp, args, id } => {
+                (PacketType::Ack, nsp, Some(*id), Body::Array(None, args))
+            }
+            Packet::ConnectError { nsp, data } => {
+                (PacketType::ConnectError, nsp, None, Body::Data(Some(data)))
+            }
+        }
+    }
+}
+
 /// Writes `packet` into `out` (empty); returns its binary attachments.
 fn write_packet(out: &mut String, packet: &Packet) -> Vec<Bytes> {
-    let (ty, nsp, id, data): (PacketType, &str, Option<u64>, Body<'_>) = match packet {
-        Packet::Connect { nsp, data } => {
-            (PacketType::Connect, nsp, None, Body::Data(data.as_ref()))
-        }
-        Packet::Disconnect { nsp } => (PacketType::Disconnect, nsp, None, Body::Data(None)),
-        Packet::Event {
-            nsp,
-            event,
-            args,
-            id,
-        } => (PacketType::Event, nsp, *id, Body::Array(Some(event), args)),
-        Packet::Ack { nsp, args, id } => (PacketType::Ack, nsp, Some(*id), Body::Array(None, args)),
-        Packet::ConnectError { nsp, data } => {
-            (PacketType::ConnectError, nsp, None, Body::Data(Some(data)))
-        }
-    };
+    let (ty, nsp, id, data) = packet.parts();
     write_parts(out, ty, nsp, id, data)
 }
 
@@ -312,7 +321,8 @@ fn trim_spare(out: &mut String) {
 }
 
 /// What follows the header of a packet.
-enum Body<'a> {
+/// A packet's data: a value (or none), or an array of arguments behind the event name of an event.
+pub(crate) enum Body<'a> {
     Data(Option<&'a Value>),
     Array(Option<&'a str>, &'a [Value]),
 }
