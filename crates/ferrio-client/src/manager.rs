@@ -321,15 +321,18 @@ impl ManagerInner {
         self.write_encoded(self.opts.parser.encode(packet))
     }
 
-    /// [`ManagerInner::write_packet`] of an event given by its parts (no packet built).
+    /// [`ManagerInner::write_packet`] of an event given by its parts (no packet built); hands the
+    /// arguments back.
     pub(crate) fn write_event(
         &self,
         nsp: &str,
         event: &str,
-        args: &[Value],
+        args: Vec<Value>,
         id: Option<u64>,
-    ) -> bool {
-        self.write_encoded(self.opts.parser.encode_event(nsp, event, args, id))
+    ) -> Vec<Value> {
+        let (encoded, args) = self.opts.parser.encode_event(nsp, event, args, id);
+        self.write_encoded(encoded);
+        args
     }
 
     fn write_encoded(&self, encoded: Encoded) -> bool {

@@ -256,7 +256,7 @@ impl Driver {
                 self.close();
             }
             if self.session.wants_frames() && !self.senders_gone {
-                self.take_frames();
+                self.take_frames(0);
             }
             if !self.execute().await {
                 break;
@@ -299,9 +299,8 @@ impl Driver {
                 }
                 frame = self.rx.recv(), if wants_frames => match frame {
                     Some(f) => {
-                        shared.direct.lock().queued -= 1;
                         self.session.send(f);
-                        self.take_frames();
+                        self.take_frames(1);
                     }
                     None => {
                         self.senders_gone = true;
@@ -346,9 +345,9 @@ impl Driver {
         pending
     }
 
-    /// Hands the session every frame already queued: they go out together in the next write.
-    fn take_frames(&mut self) {
-        let mut taken = 0;
+    /// Hands the session every frame already queued: they go out together in the next write. `taken`:
+    /// frames the caller already took from the channel and handed over.
+    fn take_frames(&mut self, mut taken: usize) {
         while let Ok(f) = self.rx.try_recv() {
             self.session.send(f);
             taken += 1;
@@ -360,7 +359,7 @@ impl Driver {
 
     /// The application closed: what it queued goes first, then the close packet.
     fn close(&mut self) {
-        self.take_frames();
+        self.take_frames(0);
         self.session.close(now());
     }
 

@@ -576,10 +576,11 @@ impl Socket {
         if let Some(id) = id {
             st.sent_acks.insert(id);
         }
-        self.inner
-            .manager
-            .write_event(&self.inner.nsp, event, &args, id);
-        Some(args)
+        Some(
+            self.inner
+                .manager
+                .write_event(&self.inner.nsp, event, args, id),
+        )
     }
 
     fn write_state(&self, st: &mut State, packet: &Packet) {

@@ -67,15 +67,28 @@ use crate::value::Value;
 pub trait Parser: Send + Sync + 'static {
     /// Encodes a packet into the frames to send: [`Encoded::head`] first, then its attachments.
     fn encode(&self, packet: &Packet) -> Encoded;
-    /// What [`Parser::encode`] gives for a `Packet::Event` of these parts. The built-in parsers write it
-    /// from the parts; the default builds the packet (copying the arguments).
-    fn encode_event(&self, nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
-        self.encode(&Packet::Event {
+    /// What [`Parser::encode`] gives for a `Packet::Event` of these parts, with the arguments handed
+    /// back (the caller still has use for them). The built-in parsers write it from the parts; the
+    /// default moves the arguments into a packet and out again, copying only the two names.
+    fn encode_event(
+        &self,
+        nsp: &str,
+        event: &str,
+        args: Vec<Value>,
+        id: Option<u64>,
+    ) -> (Encoded, Vec<Value>) {
+        let packet = Packet::Event {
             nsp: nsp.to_owned(),
             event: event.to_owned(),
-            args: args.to_vec(),
+            args,
             id,
-        })
+        };
+        let encoded = self.encode(&packet);
+        match packet {
+            Packet::Event { args, .. } => (encoded, args),
+            // Built as an event just above.
+            _ => (encoded, Vec::new()),
+        }
     }
     /// A decoder for one connection.
     fn decoder(&self) -> Box<dyn PacketDecoder>;
@@ -110,8 +123,14 @@ impl Parser for JsonParser {
         encode(packet)
     }
 
-    fn encode_event(&self, nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
-        packet::encode_event(nsp, event, args, id)
+    fn encode_event(
+        &self,
+        nsp: &str,
+        event: &str,
+        args: Vec<Value>,
+        id: Option<u64>,
+    ) -> (Encoded, Vec<Value>) {
+        (packet::encode_event(nsp, event, &args, id), args)
     }
 
     fn decoder(&self) -> Box<dyn PacketDecoder> {

@@ -46,11 +46,18 @@ impl Parser for MsgpackParser {
         }
     }
 
-    fn encode_event(&self, nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> Encoded {
-        Encoded {
-            head: Frame::Binary(Bytes::from(encode_event(nsp, event, args, id))),
+    fn encode_event(
+        &self,
+        nsp: &str,
+        event: &str,
+        args: Vec<Value>,
+        id: Option<u64>,
+    ) -> (Encoded, Vec<Value>) {
+        let encoded = Encoded {
+            head: Frame::Binary(Bytes::from(encode_event(nsp, event, &args, id))),
             attachments: Vec::new(),
-        }
+        };
+        (encoded, args)
     }
 
     fn decoder(&self) -> Box<dyn PacketDecoder> {

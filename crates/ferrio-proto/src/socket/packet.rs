@@ -600,7 +600,8 @@ mod tests {
                     args: args.clone(),
                     id: *id,
                 };
-                let from_parts = parser.encode_event(nsp, event, args, *id);
+                let (from_parts, back) = parser.encode_event(nsp, event, args.clone(), *id);
+                assert_eq!(&back, args, "the arguments come back");
                 let whole = parser.encode(&packet);
                 assert_eq!(from_parts.head, whole.head, "{packet:?}");
                 assert_eq!(from_parts.attachments, whole.attachments, "{packet:?}");
