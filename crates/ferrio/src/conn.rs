@@ -47,6 +47,11 @@ impl Conn {
         self.parser.encode(packet)
     }
 
+    /// The parser, for the packets written from their parts (no `Packet` built).
+    pub(crate) fn parser(&self) -> &dyn Parser {
+        &*self.parser
+    }
+
     /// Writes pre-encoded frames; returns false when the connection refused them.
     pub(crate) fn write(&self, encoded: &Encoded, volatile: bool) -> bool {
         self.write_with(encoded.head.clone(), &encoded.attachments, volatile, true)

@@ -20,7 +20,8 @@ pub use connect::{
 pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;
 pub use packet::{
-    Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode, encode_event,
+    Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode, encode_ack,
+    encode_event,
 };
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};
@@ -83,15 +84,30 @@ pub trait Parser: Send + Sync + 'static {
             args,
             id,
         };
-        let encoded = self.encode(&packet);
-        match packet {
-            Packet::Event { args, .. } => (encoded, args),
-            // Built as an event just above.
-            _ => (encoded, Vec::new()),
-        }
+        encode_handing_back(self, packet)
+    }
+    /// What [`Parser::encode`] gives for a `Packet::Ack` of these parts, with the arguments handed back,
+    /// as [`Parser::encode_event`] does for an event.
+    fn encode_ack(&self, nsp: &str, args: Vec<Value>, id: u64) -> (Encoded, Vec<Value>) {
+        let packet = Packet::Ack {
+            nsp: nsp.to_owned(),
+            args,
+            id,
+        };
+        encode_handing_back(self, packet)
     }
     /// A decoder for one connection.
     fn decoder(&self) -> Box<dyn PacketDecoder>;
+}
+
+/// The defaults of [`Parser::encode_event`] and [`Parser::encode_ack`]: `packet` encoded, and its
+/// arguments handed back.
+fn encode_handing_back<P: Parser + ?Sized>(parser: &P, packet: Packet) -> (Encoded, Vec<Value>) {
+    let encoded = parser.encode(&packet);
+    match packet {
+        Packet::Event { args, .. } | Packet::Ack { args, .. } => (encoded, args),
+        _ => (encoded, Vec::new()),
+    }
 }
 
 /// Decodes the messages of one connection into packets.
@@ -131,6 +147,10 @@ impl Parser for JsonParser {
         id: Option<u64>,
     ) -> (Encoded, Vec<Value>) {
         (packet::encode_event(nsp, event, &args, id), args)
+    }
+
+    fn encode_ack(&self, nsp: &str, args: Vec<Value>, id: u64) -> (Encoded, Vec<Value>) {
+        (packet::encode_ack(nsp, &args, id), args)
     }
 
     fn decoder(&self) -> Box<dyn PacketDecoder> {

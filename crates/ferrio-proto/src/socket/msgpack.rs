@@ -60,6 +60,15 @@ impl Parser for MsgpackParser {
         (encoded, args)
     }
 
+    fn encode_ack(&self, nsp: &str, args: Vec<Value>, id: u64) -> (Encoded, Vec<Value>) {
+        let bytes = encode_parts(PacketType::Ack, nsp, Some(id), Body::Array(None, &args));
+        let encoded = Encoded {
+            head: Frame::Binary(Bytes::from(bytes)),
+            attachments: Vec::new(),
+        };
+        (encoded, args)
+    }
+
     fn decoder(&self) -> Box<dyn PacketDecoder> {
         Box::new(MsgpackDecoder)
     }

@@ -212,6 +212,11 @@ pub fn encode_event(nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> 
     })
 }
 
+/// [`encode`] of a `Packet::Ack` made of these parts, without building it.
+pub fn encode_ack(nsp: &str, args: &[Value], id: u64) -> Encoded {
+    encode_with(|out| write_parts(out, PacketType::Ack, nsp, Some(id), Body::Array(None, args)))
+}
+
 /// Runs `write` on the thread's scratch buffer (see [`encode`]); it returns the attachments.
 fn encode_with(write: impl FnOnce(&mut String) -> Vec<Bytes>) -> Encoded {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
@@ -562,7 +567,7 @@ mod tests {
     /// An event encoded from its parts is the event packet encoded, with both built-in parsers and
     /// through the trait's default (a parser of the application's that only encodes packets).
     #[test]
-    fn an_event_encoded_from_its_parts_is_the_packet_encoded() {
+    fn events_and_acks_encoded_from_their_parts_are_the_packets_encoded() {
         use crate::socket::{JsonParser, MsgpackParser, Parser};
         struct PacketsOnly;
         impl Parser for PacketsOnly {
@@ -601,6 +606,19 @@ mod tests {
                     id: *id,
                 };
                 let (from_parts, back) = parser.encode_event(nsp, event, args.clone(), *id);
+                assert_eq!(&back, args, "the arguments come back");
+                let whole = parser.encode(&packet);
+                assert_eq!(from_parts.head, whole.head, "{packet:?}");
+                assert_eq!(from_parts.attachments, whole.attachments, "{packet:?}");
+
+                // The same arguments answering an ack.
+                let id = id.unwrap_or(3);
+                let packet = Packet::Ack {
+                    nsp: nsp.to_string(),
+                    args: args.clone(),
+                    id,
+                };
+                let (from_parts, back) = parser.encode_ack(nsp, args.clone(), id);
                 assert_eq!(&back, args, "the arguments come back");
                 let whole = parser.encode(&packet);
                 assert_eq!(from_parts.head, whole.head, "{packet:?}");

@@ -10,6 +10,14 @@ const PLACEHOLDER: &str = "_placeholder";
 impl Value {
     /// Parses JSON text (nesting limited to 128 levels); strings stay strings, placeholders stay objects.
     pub fn from_json(text: &str) -> Result<Value, ValueError> {
+        if let Some(value) = super::quick::parse(text) {
+            return Ok(value);
+        }
+        Value::from_json_fully(text)
+    }
+
+    /// The full parser (serde_json's), for every text the quick reader leaves to it.
+    pub(super) fn from_json_fully(text: &str) -> Result<Value, ValueError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let value = Value::deserialize(&mut de).map_err(ValueError::from_json)?;
         de.end().map_err(ValueError::from_json)?;

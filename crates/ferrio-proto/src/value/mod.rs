@@ -12,6 +12,7 @@ mod args;
 mod de;
 mod json;
 pub mod msgpack;
+mod quick;
 mod ser;
 
 #[cfg(test)]

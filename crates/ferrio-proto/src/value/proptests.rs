@@ -174,4 +174,24 @@ proptest! {
             from_args::<(Value, Value, Value, Value)>(args.clone()).unwrap()
         );
     }
+
+    #[test]
+    fn the_quick_reader_agrees_with_the_full_parser_on_what_it_reads(v in arb_value(false)) {
+        let (text, _) = v.to_json();
+        let quick = super::quick::parse(&text);
+        let full = Value::from_json_fully(&text).ok();
+        prop_assert!(quick.is_none() || quick == full, "{}", text);
+        prop_assert_eq!(Value::from_json(&text).ok(), full);
+    }
+
+    #[test]
+    fn the_quick_reader_never_reads_what_the_full_parser_would_not(
+        text in "[\\[\\]{}:,\" \\\\\\-+.eE0-9a-z\u{1}\u{e9}]{0,24}"
+    ) {
+        let full = Value::from_json_fully(&text).ok();
+        if let Some(quick) = super::quick::parse(&text) {
+            prop_assert_eq!(Some(quick), full.clone(), "{}", text);
+        }
+        prop_assert_eq!(Value::from_json(&text).ok(), full);
+    }
 }

@@ -1,7 +1,7 @@
 //! What a socket receives: events and the ack answering one, the types both sides share, answered
 //! through this side's socket.
 
-use ferrio_proto::socket::{AckWriter, Packet};
+use ferrio_proto::socket::AckWriter;
 use ferrio_proto::value::Value;
 
 use super::Socket;
@@ -16,11 +16,11 @@ pub type Event = ferrio_proto::socket::Event<Socket>;
 
 impl AckWriter for Socket {
     fn write_ack(&self, id: u64, args: Vec<Value>) -> Result<(), EmitError> {
-        let packet = Packet::Ack {
-            nsp: self.nsp().to_owned(),
-            args,
-            id,
-        };
-        self.write_packet(&packet, false)
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        // Written from its parts: no copy of the namespace's name into a packet.
+        let (encoded, _) = self.inner.conn.parser().encode_ack(self.nsp(), args, id);
+        self.write_own(encoded, false, true)
     }
 }

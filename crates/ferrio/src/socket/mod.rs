@@ -494,13 +494,16 @@ impl Socket {
         for f in &outgoing {
             f(self, event, &args);
         }
-        let packet = Packet::Event {
-            nsp: self.nsp().to_owned(),
-            event: event.to_owned(),
-            args,
-            id,
-        };
-        self.write_packet_with(&packet, volatile, compress)
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        // Written from its parts: no copy of the two names into a packet.
+        let (encoded, _) = self
+            .inner
+            .conn
+            .parser()
+            .encode_event(self.nsp(), event, args, id);
+        self.write_own(encoded, volatile, compress)
     }
 
     /// Encodes and writes one packet to this socket's connection.
@@ -519,9 +522,21 @@ impl Socket {
         {
             return Err(EmitError::Disconnected);
         }
-        let conn = &self.inner.conn;
-        let encoded = conn.encode(packet);
-        if conn.write_with(encoded.head, &encoded.attachments, volatile, compress) {
+        self.write_own(self.inner.conn.encode(packet), volatile, compress)
+    }
+
+    /// Writes one packet encoded for this socket's connection alone.
+    pub(crate) fn write_own(
+        &self,
+        encoded: ferrio_proto::socket::Encoded,
+        volatile: bool,
+        compress: bool,
+    ) -> Result<(), EmitError> {
+        if self
+            .inner
+            .conn
+            .write_with(encoded.head, &encoded.attachments, volatile, compress)
+        {
             Ok(())
         } else {
             Err(EmitError::Disconnected)

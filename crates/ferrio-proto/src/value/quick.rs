@@ -1,0 +1,226 @@
+//! JSON text → [`Value`] for the shapes peers send nearly always: strings without escapes, integers,
+//! `true`/`false`/`null`, arrays and objects nested well below the limit.
+//!
+//! Anything else (an escape, a fraction or exponent, `-0`, an integer beyond 64 bits, deep nesting, and
+//! every syntax error) makes it answer `None`, and [`Value::from_json`] hands the whole text to the full
+//! parser. So the two agree on every input: this one only takes what it reads exactly as the full
+//! parser would, and it skips serde's visitor machinery, which was most of the cost of a small event.
+
+use super::{Map, Value};
+
+/// Well below the full parser's limit of 128, so that text near the limit reaches the parser that
+/// reports it (and so that this recursion stays shallow).
+const MAX_DEPTH: usize = 64;
+
+/// The value of `text`, or `None` when the full parser must decide.
+pub(super) fn parse(text: &str) -> Option<Value> {
+    let mut r = Reader {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    let value = r.value(0)?;
+    r.skip_ws();
+    (r.at == r.bytes.len()).then_some(value)
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => self.string().map(Value::String),
+            b'[' if depth < MAX_DEPTH => self.array(depth),
+            b'{' if depth < MAX_DEPTH => self.object(depth),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'n' => self.literal(b"null", Value::Null),
+            b'-' | b'0'..=b'9' => self.integer(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], value: Value) -> Option<Value> {
+        if !self.bytes[self.at..].starts_with(word) {
+            return None;
+        }
+        self.at += word.len();
+        Some(value)
+    }
+
+    /// A string without escapes or control characters (which the full parser unescapes or refuses).
+    fn string(&mut self) -> Option<String> {
+        let start = self.at + 1;
+        let len = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.bytes[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        // Both ends are ASCII quotes, so the slice lies on character boundaries.
+        Some(self.text[start..start + len].to_owned())
+    }
+
+    /// An integer the full parser reads as one: `u64` when non-negative, `i64` when negative. It reads
+    /// `-0` and anything wider as a float, and a fraction or exponent makes a float too.
+    fn integer(&mut self) -> Option<Value> {
+        let negative = self.bytes[self.at] == b'-';
+        let start = self.at + usize::from(negative);
+        let mut end = start;
+        let mut n: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.bytes.get(end).copied() {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            end += 1;
+        }
+        let digits = end - start;
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.bytes.get(end) {
+            return None;
+        }
+        self.at = end;
+        if !negative {
+            return Some(Value::Number(n.into()));
+        }
+        let v = match n {
+            0 => return None,
+            n if n <= i64::MAX as u64 => -(n as i64),
+            n if n == i64::MIN.unsigned_abs() => i64::MIN,
+            _ => return None,
+        };
+        Some(Value::Number(v.into()))
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Value> {
+        self.at += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(Value::Array(items));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<Value> {
+        self.at += 1;
+        let mut map = Map::new();
+        self.skip_ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(Value::Object(map));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            let value = self.value(depth + 1)?;
+            // As the full parser (and JSON.parse): a repeated key keeps its first place, takes the last value.
+            map.insert(key, value);
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(Value::Object(map));
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(text: &str) -> Option<Value> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let v = serde::Deserialize::deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(v)
+    }
+
+    #[test]
+    fn reads_what_peers_send() {
+        for text in [
+            r#"["chat",{"room":"room1","text":"1733040000000000"}]"#,
+            r#"["echo",1733040000000000]"#,
+            r#" [ "a" , [ ] , { } , true , false , null , -5 , 0 , 18446744073709551615 ] "#,
+            r#"{"a":1,"b":{"c":[1,2,{"d":"é😀"}]},"a":2}"#,
+            "[-9223372036854775808]",
+            "\"\u{7f}\u{2028}\"",
+        ] {
+            let quick = parse(text);
+            assert!(quick.is_some(), "{text} should be read here");
+            assert_eq!(quick, full(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn leaves_the_rest_to_the_full_parser() {
+        for text in [
+            r#"["a\"b"]"#,
+            "[\"a\u{1}\"]",
+            "[1.5]",
+            "[1e3]",
+            "[-0]",
+            "[01]",
+            "[-]",
+            "[18446744073709551616]",
+            "[-9223372036854775809]",
+            "[1,]",
+            "{\"a\" 1}",
+            "{1:2}",
+            "[tru]",
+            "[true x]",
+            "[1] x",
+            "",
+            "[",
+            "\"open",
+            &"[".repeat(MAX_DEPTH + 1),
+        ] {
+            assert_eq!(parse(text), None, "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&deep).is_some());
+        let deeper = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(parse(&deeper), None);
+        assert!(full(&deeper).is_some());
+    }
+}
