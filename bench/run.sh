@@ -4,9 +4,11 @@
 #
 #   bash bench/run.sh SCENARIO      # idle | echo | fanout | rooms | polling | storm
 #   bash bench/run.sh all
+#   bash bench/run.sh echo rooms    # several
 #
 # Sizes can be overridden from the environment, e.g. IDLE_CLIENTS=5000 FANOUT_CLIENTS=2000 DURATION=6.
-# SERVERS="node ferrio" runs a subset. Results (one JSON per run, plus logs) go to bench/results/, with
+# SERVERS="node ferrio" runs a subset; ROUNDS=3 runs each scenario three times against every server and
+# shows each server's median round (see below). Results (one JSON per run, plus logs) go to bench/results/, with
 # the text table (table.txt) and an HTML report with charts (report.html).
 #
 # CPUS=2: the multi-core runs. Server and generator both get cores 0 and 1 (this box has two), and the
@@ -26,15 +28,18 @@ SERVERS=${SERVERS:-"node socketioxide ferrio"}
 DURATION=${DURATION:-10}
 
 usage() {
-  echo "usage: bash bench/run.sh idle|echo|fanout|rooms|polling|storm|all" >&2
+  echo "usage: bash bench/run.sh SCENARIO... (idle echo fanout rooms polling storm, or all)" >&2
   exit 2
 }
-[ $# -eq 1 ] || usage
-case "$1" in
-  all) SCENARIOS="idle echo fanout rooms polling storm" ;;
-  idle | echo | fanout | rooms | polling | storm) SCENARIOS=$1 ;;
-  *) usage ;;
-esac
+[ $# -ge 1 ] || usage
+SCENARIOS=""
+for arg in "$@"; do
+  case "$arg" in
+    all) SCENARIOS="$SCENARIOS idle echo fanout rooms polling storm" ;;
+    idle | echo | fanout | rooms | polling | storm) SCENARIOS="$SCENARIOS $arg" ;;
+    *) usage ;;
+  esac
+done
 
 # Thousands of sockets on each side of loopback.
 ulimit -n 200000 2>/dev/null || ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -81,19 +86,41 @@ scenario_args() {
   esac
 }
 
+run_one() { # SCENARIO SERVER OUT (OUT.json, OUT.log, OUT.server.log)
+  local scenario=$1 server=$2 out=$3
+  start_server "$server" "$out.server.log"
+  echo "== $scenario against $server ($URL, pid $SERVER_PID, server cores $SERVER_CPUS)" >&2
+  sleep 0.5
+  # shellcheck disable=SC2046
+  if ! taskset -c $GENERATOR_CPUS "$FERRIO" bench "$scenario" "$URL" $(scenario_args "$scenario") \
+    --server-pid "$SERVER_PID" --json >"$out.json" 2> >(tee "$out.log" >&2); then
+    echo "{\"scenario\":\"$scenario\",\"failed\":true}" >"$out.json"
+  fi
+  stop_server
+  sleep 1
+}
+
+# ROUNDS > 1: every scenario runs that many times against each server, and the table shows each
+# server's median round (bench/median.mjs; every round's figure goes to rounds.txt). On a host whose
+# speed drifts by tens of percent from one minute to the next, one round per server compares the
+# moments more than the servers. Each round takes the servers in the other order, so that a drift over
+# the rounds falls on all of them alike.
+ROUNDS=${ROUNDS:-1}
+: >"$RESULTS/rounds.txt"
 for scenario in $SCENARIOS; do
+  if [ "$ROUNDS" -le 1 ]; then
+    for server in $SERVERS; do run_one "$scenario" "$server" "$RESULTS/$scenario-$server"; done
+    continue
+  fi
+  for server in $SERVERS; do rm -f "$RESULTS/$scenario-$server".r*.json; done
+  for round in $(seq "$ROUNDS"); do
+    order=$SERVERS
+    [ $((round % 2)) -eq 0 ] && order=$(echo "$SERVERS" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for server in $order; do run_one "$scenario" "$server" "$RESULTS/$scenario-$server.r$round"; done
+  done
   for server in $SERVERS; do
-    log="$RESULTS/$scenario-$server.server.log"
-    start_server "$server" "$log"
-    echo "== $scenario against $server ($URL, pid $SERVER_PID, server cores $SERVER_CPUS)" >&2
-    sleep 0.5
-    # shellcheck disable=SC2046
-    if ! taskset -c $GENERATOR_CPUS "$FERRIO" bench "$scenario" "$URL" $(scenario_args "$scenario") \
-      --server-pid "$SERVER_PID" --json >"$RESULTS/$scenario-$server.json" 2> >(tee "$RESULTS/$scenario-$server.log" >&2); then
-      echo "{\"scenario\":\"$scenario\",\"failed\":true}" >"$RESULTS/$scenario-$server.json"
-    fi
-    stop_server
-    sleep 1
+    node bench/median.mjs "$scenario" "$server" "$RESULTS/$scenario-$server".r*.json \
+      >"$RESULTS/$scenario-$server.json" 2> >(tee -a "$RESULTS/rounds.txt" >&2)
   done
 done
 
