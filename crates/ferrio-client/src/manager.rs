@@ -335,6 +335,12 @@ impl ManagerInner {
         args
     }
 
+    /// [`ManagerInner::write_packet`] of an ack given by its parts (no packet built).
+    pub(crate) fn write_ack(&self, nsp: &str, args: Vec<Value>, id: u64) -> bool {
+        let (encoded, _) = self.opts.parser.encode_ack(nsp, args, id);
+        self.write_encoded(encoded)
+    }
+
     fn write_encoded(&self, encoded: Encoded) -> bool {
         // Queued under the lock (it never waits) rather than with a clone of the sender per packet.
         let st = self.state.lock();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ferrio_proto::socket::{AckWriter, ClientDisconnectReason, ConnectError, EmitError, Packet};
+use ferrio_proto::socket::{AckWriter, ClientDisconnectReason, ConnectError, EmitError};
 use ferrio_proto::value::Value;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -25,12 +25,7 @@ pub type Event = ferrio_proto::socket::Event<Socket>;
 
 impl AckWriter for Socket {
     fn write_ack(&self, id: u64, args: Vec<Value>) -> Result<(), EmitError> {
-        let packet = Packet::Ack {
-            nsp: self.inner.nsp.clone(),
-            args,
-            id,
-        };
-        if self.inner.manager.write_packet(&packet) {
+        if self.inner.manager.write_ack(&self.inner.nsp, args, id) {
             Ok(())
         } else {
             Err(EmitError::Disconnected)
