@@ -1,8 +1,7 @@
-//! JSON text → [`Value`] for the shapes peers send nearly always: strings without escapes, integers,
+//! JSON text → [`Value`] for the shapes peers send nearly always: strings without escapes, numbers,
 //! `true`/`false`/`null`, arrays and objects nested well below the limit.
 //!
-//! Anything else (an escape, a fraction or exponent, `-0`, an integer beyond 64 bits, deep nesting, and
-//! every syntax error) makes it answer `None`, and [`Value::from_json`] hands the whole text to the full
+//! Anything else (an escape, deep nesting, and every syntax error) makes it answer `None`, and [`Value::from_json`] hands the whole text to the full
 //! parser. So the two agree on every input: this one only takes what it reads exactly as the full
 //! parser would, and it skips serde's visitor machinery, which was most of the cost of a small event.
 
@@ -50,7 +49,7 @@ impl Reader<'_> {
             b't' => self.literal(b"true", Value::Bool(true)),
             b'f' => self.literal(b"false", Value::Bool(false)),
             b'n' => self.literal(b"null", Value::Null),
-            b'-' | b'0'..=b'9' => self.integer(),
+            b'-' | b'0'..=b'9' => self.number(),
             _ => None,
         }
     }
@@ -77,35 +76,63 @@ impl Reader<'_> {
         Some(self.text[start..start + len].to_owned())
     }
 
-    /// An integer the full parser reads as one: `u64` when non-negative, `i64` when negative. It reads
-    /// `-0` and anything wider as a float, and a fraction or exponent makes a float too.
-    fn integer(&mut self) -> Option<Value> {
-        let negative = self.bytes[self.at] == b'-';
-        let start = self.at + usize::from(negative);
-        let mut end = start;
-        let mut n: u64 = 0;
+    /// A number. An integer is read here: `u64` when non-negative, `i64` when negative, as the full
+    /// parser reads it. The rest (a fraction or exponent, `-0`, an integer beyond 64 bits, all floats for
+    /// serde_json) goes to serde_json's own number parser, the one its full parse runs, on this token
+    /// alone: the float is read once, not again with the whole text.
+    fn number(&mut self) -> Option<Value> {
+        let start = self.at;
+        let negative = self.bytes[start] == b'-';
+        let first = start + usize::from(negative);
+        let mut end = first;
+        let mut n: Option<u64> = Some(0);
         while let Some(d @ b'0'..=b'9') = self.bytes.get(end).copied() {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            n = n.and_then(|n| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
             end += 1;
         }
-        let digits = end - start;
-        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
+        let digits = end - first;
+        if digits == 0 || (digits > 1 && self.bytes[first] == b'0') {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.bytes.get(end) {
-            return None;
+        let mut integer = true;
+        if self.bytes.get(end) == Some(&b'.') {
+            integer = false;
+            end = self.digits(end + 1)?;
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(end) {
+            integer = false;
+            end += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(end) {
+                end += 1;
+            }
+            end = self.digits(end)?;
         }
         self.at = end;
-        if !negative {
-            return Some(Value::Number(n.into()));
-        }
-        let v = match n {
-            0 => return None,
-            n if n <= i64::MAX as u64 => -(n as i64),
-            n if n == i64::MIN.unsigned_abs() => i64::MIN,
-            _ => return None,
+        let small = match (integer, n, negative) {
+            (true, Some(n), false) => Some(Value::Number(n.into())),
+            (true, Some(n), true) if n != 0 && n <= i64::MAX as u64 => {
+                Some(Value::Number((-(n as i64)).into()))
+            }
+            (true, Some(n), true) if n == i64::MIN.unsigned_abs() => {
+                Some(Value::Number(i64::MIN.into()))
+            }
+            _ => None,
         };
-        Some(Value::Number(v.into()))
+        small.or_else(|| {
+            self.text[start..end]
+                .parse::<serde_json::Number>()
+                .ok()
+                .map(Value::Number)
+        })
+    }
+
+    /// The end of the digits starting at `at`; none when there is not one.
+    fn digits(&self, at: usize) -> Option<usize> {
+        let count = self.bytes[at.min(self.bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        (count > 0).then_some(at + count)
     }
 
     fn array(&mut self, depth: usize) -> Option<Value> {
@@ -185,6 +212,10 @@ mod tests {
             r#"{"a":1,"b":{"c":[1,2,{"d":"é😀"}]},"a":2}"#,
             "[-9223372036854775808]",
             "\"\u{7f}\u{2028}\"",
+            // Numbers read by serde_json's number parser, on the token alone.
+            "[1.5,-0.25,1e3,1E+3,2e-3,-0,-0.0,0.1]",
+            "[18446744073709551616,-9223372036854775809,123456789012345678901234567890.5]",
+            "{\"x\":12.000000000000001,\"y\":5e-324}",
         ] {
             let quick = parse(text);
             assert!(quick.is_some(), "{text} should be read here");
@@ -197,13 +228,15 @@ mod tests {
         for text in [
             r#"["a\"b"]"#,
             "[\"a\u{1}\"]",
-            "[1.5]",
-            "[1e3]",
-            "[-0]",
             "[01]",
+            "[-01]",
             "[-]",
-            "[18446744073709551616]",
-            "[-9223372036854775809]",
+            "[1.]",
+            "[.5]",
+            "[1e]",
+            "[1e+]",
+            "[1.5.3]",
+            "[1e400]",
             "[1,]",
             "{\"a\" 1}",
             "{1:2}",
