@@ -40,10 +40,7 @@ impl MsgpackParser {
 
 impl Parser for MsgpackParser {
     fn encode(&self, packet: &Packet) -> Encoded {
-        Encoded {
-            head: Frame::Binary(Bytes::from(encode(packet))),
-            attachments: Vec::new(),
-        }
+        one_frame(encode(packet))
     }
 
     fn encode_event(
@@ -53,20 +50,12 @@ impl Parser for MsgpackParser {
         args: Vec<Value>,
         id: Option<u64>,
     ) -> (Encoded, Vec<Value>) {
-        let encoded = Encoded {
-            head: Frame::Binary(Bytes::from(encode_event(nsp, event, &args, id))),
-            attachments: Vec::new(),
-        };
-        (encoded, args)
+        (one_frame(encode_event(nsp, event, &args, id)), args)
     }
 
     fn encode_ack(&self, nsp: &str, args: Vec<Value>, id: u64) -> (Encoded, Vec<Value>) {
         let bytes = encode_parts(PacketType::Ack, nsp, Some(id), Body::Array(None, &args));
-        let encoded = Encoded {
-            head: Frame::Binary(Bytes::from(bytes)),
-            attachments: Vec::new(),
-        };
-        (encoded, args)
+        (one_frame(bytes), args)
     }
 
     fn decoder(&self) -> Box<dyn PacketDecoder> {
@@ -87,6 +76,14 @@ impl PacketDecoder for MsgpackDecoder {
     }
 
     fn reset(&mut self) {}
+}
+
+/// A msgpack packet is always one binary frame: blobs stay inside it.
+fn one_frame(bytes: Vec<u8>) -> Encoded {
+    Encoded {
+        head: Frame::Binary(Bytes::from(bytes)),
+        attachments: Vec::new(),
+    }
 }
 
 /// The MessagePack bytes of `packet`.

@@ -1,9 +1,10 @@
 //! JSON text → [`Value`] for the shapes peers send nearly always: strings without escapes, numbers,
 //! `true`/`false`/`null`, arrays and objects nested well below the limit.
 //!
-//! Anything else (an escape, deep nesting, and every syntax error) makes it answer `None`, and [`Value::from_json`] hands the whole text to the full
-//! parser. So the two agree on every input: this one only takes what it reads exactly as the full
-//! parser would, and it skips serde's visitor machinery, which was most of the cost of a small event.
+//! Anything else (an escape, deep nesting, and every syntax error) makes it answer `None`, and
+//! [`Value::from_json`] hands the whole text to the full parser. So the two agree on every input: this
+//! one only takes what it reads exactly as the full parser would, and it skips serde's visitor
+//! machinery, which was most of the cost of a small event.
 
 use super::{Map, Value};
 
@@ -77,23 +78,18 @@ impl Reader<'_> {
     }
 
     /// A number. An integer is read here: `u64` when non-negative, `i64` when negative, as the full
-    /// parser reads it. The rest (a fraction or exponent, `-0`, an integer beyond 64 bits, all floats for
-    /// serde_json) goes to serde_json's own number parser, the one its full parse runs, on this token
-    /// alone: the float is read once, not again with the whole text.
+    /// parser reads it. Any other number (a fraction or exponent, `-0`, an integer beyond 64 bits, which
+    /// serde_json reads as floats) goes to serde_json's own number parser, the one its full parse runs,
+    /// on this token alone: the text is not read again from the start.
     fn number(&mut self) -> Option<Value> {
         let start = self.at;
         let negative = self.bytes[start] == b'-';
         let first = start + usize::from(negative);
-        let mut end = first;
-        let mut n: Option<u64> = Some(0);
-        while let Some(d @ b'0'..=b'9') = self.bytes.get(end).copied() {
-            n = n.and_then(|n| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
-            end += 1;
-        }
-        let digits = end - first;
-        if digits == 0 || (digits > 1 && self.bytes[first] == b'0') {
+        let mut end = self.digits(first)?;
+        if end - first > 1 && self.bytes[first] == b'0' {
             return None;
         }
+        let magnitude = self.text[first..end].parse::<u64>().ok();
         let mut integer = true;
         if self.bytes.get(end) == Some(&b'.') {
             integer = false;
@@ -108,14 +104,11 @@ impl Reader<'_> {
             end = self.digits(end)?;
         }
         self.at = end;
-        let small = match (integer, n, negative) {
-            (true, Some(n), false) => Some(Value::Number(n.into())),
-            (true, Some(n), true) if n != 0 && n <= i64::MAX as u64 => {
-                Some(Value::Number((-(n as i64)).into()))
-            }
-            (true, Some(n), true) if n == i64::MIN.unsigned_abs() => {
-                Some(Value::Number(i64::MIN.into()))
-            }
+        let small = match (integer, magnitude) {
+            (true, Some(n)) if !negative => Some(Value::Number(n.into())),
+            (true, Some(n)) if n != 0 => 0i64
+                .checked_sub_unsigned(n)
+                .map(|i| Value::Number(i.into())),
             _ => None,
         };
         small.or_else(|| {
@@ -135,60 +128,64 @@ impl Reader<'_> {
         (count > 0).then_some(at + count)
     }
 
-    fn array(&mut self, depth: usize) -> Option<Value> {
+    /// Steps over the `[` or `{`; whether `close` follows at once (the container is empty).
+    fn open(&mut self, close: u8) -> Option<bool> {
         self.at += 1;
-        let mut items = Vec::new();
         self.skip_ws();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(Value::Array(items));
-        }
-        loop {
-            items.push(self.value(depth + 1)?);
-            self.skip_ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(Value::Array(items));
+        let empty = self.peek()? == close;
+        self.at += usize::from(empty);
+        Some(empty)
+    }
+
+    /// After an item: whether `close` ends the container, rather than a comma before the next item.
+    fn next_or_close(&mut self, close: u8) -> Option<bool> {
+        self.skip_ws();
+        let closed = match self.peek()? {
+            b',' => false,
+            b if b == close => true,
+            _ => return None,
+        };
+        self.at += 1;
+        Some(closed)
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Value> {
+        let mut items = Vec::new();
+        if !self.open(b']')? {
+            loop {
+                items.push(self.value(depth + 1)?);
+                if self.next_or_close(b']')? {
+                    break;
                 }
-                _ => return None,
             }
         }
+        Some(Value::Array(items))
     }
 
     fn object(&mut self, depth: usize) -> Option<Value> {
-        self.at += 1;
         let mut map = Map::new();
-        self.skip_ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(Value::Object(map));
-        }
-        loop {
-            self.skip_ws();
-            if self.peek()? != b'"' {
-                return None;
-            }
-            let key = self.string()?;
-            self.skip_ws();
-            if self.peek()? != b':' {
-                return None;
-            }
-            self.at += 1;
-            let value = self.value(depth + 1)?;
-            // As the full parser (and JSON.parse): a repeated key keeps its first place, takes the last value.
-            map.insert(key, value);
-            self.skip_ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(Value::Object(map));
+        if !self.open(b'}')? {
+            loop {
+                self.skip_ws();
+                if self.peek()? != b'"' {
+                    return None;
                 }
-                _ => return None,
+                let key = self.string()?;
+                self.skip_ws();
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.at += 1;
+                let value = self.value(depth + 1)?;
+                // As the full parser (and JSON.parse): a repeated key keeps its first place, takes the
+                // last value.
+                map.insert(key, value);
+                if self.next_or_close(b'}')? {
+                    break;
+                }
             }
         }
+        Some(Value::Object(map))
     }
 }
 

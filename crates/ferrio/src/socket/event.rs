@@ -16,11 +16,9 @@ pub type Event = ferrio_proto::socket::Event<Socket>;
 
 impl AckWriter for Socket {
     fn write_ack(&self, id: u64, args: Vec<Value>) -> Result<(), EmitError> {
-        if !self.connected() {
-            return Err(EmitError::Disconnected);
-        }
         // Written from its parts: no copy of the namespace's name into a packet.
-        let (encoded, _) = self.inner.conn.parser().encode_ack(self.nsp(), args, id);
-        self.write_own(encoded, false, true)
+        self.write_connected(false, true, |parser| {
+            parser.encode_ack(self.nsp(), args, id).0
+        })
     }
 }

@@ -494,16 +494,10 @@ impl Socket {
         for f in &outgoing {
             f(self, event, &args);
         }
-        if !self.connected() {
-            return Err(EmitError::Disconnected);
-        }
         // Written from its parts: no copy of the two names into a packet.
-        let (encoded, _) = self
-            .inner
-            .conn
-            .parser()
-            .encode_event(self.nsp(), event, args, id);
-        self.write_own(encoded, volatile, compress)
+        self.write_connected(volatile, compress, |parser| {
+            parser.encode_event(self.nsp(), event, args, id).0
+        })
     }
 
     /// Encodes and writes one packet to this socket's connection.
@@ -525,8 +519,22 @@ impl Socket {
         self.write_own(self.inner.conn.encode(packet), volatile, compress)
     }
 
+    /// Encodes with the connection's parser and writes one packet of this socket's, while it is
+    /// connected: an event or an ack written from its parts.
+    fn write_connected(
+        &self,
+        volatile: bool,
+        compress: bool,
+        encode: impl FnOnce(&dyn ferrio_proto::socket::Parser) -> ferrio_proto::socket::Encoded,
+    ) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        self.write_own(encode(self.inner.conn.parser()), volatile, compress)
+    }
+
     /// Writes one packet encoded for this socket's connection alone.
-    pub(crate) fn write_own(
+    fn write_own(
         &self,
         encoded: ferrio_proto::socket::Encoded,
         volatile: bool,
