@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::ack::{AckArgs, BroadcastAckError, EmitError};
 use crate::adapter::{
     AckSink, Adapter, AdapterError, AdapterFactory, BroadcastFlags, BroadcastOptions,
-    LocalNamespace, RestoredSession, Room, Sid, SocketInfo,
+    LocalNamespace, Recipient, RestoredSession, Room, Sid, SocketInfo,
 };
 use crate::conn::Conn;
 use crate::engine::BoxFuture;
@@ -501,6 +501,10 @@ impl LocalNamespace for NamespaceInner {
             None if self.recovery => self.deliver_held(sid, encoded, flags),
             None => false,
         }
+    }
+
+    fn recipient(&self, sid: &str) -> Option<std::sync::Weak<dyn Recipient>> {
+        self.sockets.get(sid).map(|s| s.recipient())
     }
 
     fn hold(&self, sid: &str) {

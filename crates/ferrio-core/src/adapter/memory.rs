@@ -1,23 +1,83 @@
 //! The in-memory adapter: rooms of one process.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::sync::{OnceLock, Weak};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
-use ferrio_proto::socket::Packet;
+use ferrio_proto::socket::{Encoded, Packet};
 use ferrio_proto::value::Value;
 use parking_lot::{Mutex, RwLock};
 
 use super::{
-    AckEvent, AckSink, Adapter, AdapterError, BroadcastOptions, JoinError, LocalNamespace,
-    RecoveryOptions, RestoredSession, Room, RoomListener, Session, SessionLog, Sid, SocketInfo,
+    AckEvent, AckSink, Adapter, AdapterError, BroadcastFlags, BroadcastOptions, JoinError,
+    LocalNamespace, Recipient, RecoveryOptions, RestoredSession, Room, RoomListener, Session,
+    SessionLog, Sid, SocketInfo,
 };
 use crate::BoxFuture;
 
 #[derive(Default)]
 struct Rooms {
-    rooms: HashMap<Room, Few<Sid>>,
-    sids: HashMap<Sid, Few<Room>>,
+    rooms: HashMap<Room, Few<Member>>,
+    sids: HashMap<Sid, Joined>,
+}
+
+/// A socket's entry: its rooms, and the socket itself when the namespace handed it out.
+#[derive(Default)]
+struct Joined {
+    rooms: Few<Room>,
+    to: Option<Weak<dyn Recipient>>,
+}
+
+/// A member of a room: its sid, which is what it is compared and hashed by, and the socket itself
+/// when the namespace handed it out, so that a broadcast reaches it without a lookup by sid.
+#[derive(Clone)]
+struct Member {
+    sid: Sid,
+    to: Option<Weak<dyn Recipient>>,
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Self) -> bool {
+        self.sid == other.sid
+    }
+}
+
+impl Eq for Member {}
+
+impl Hash for Member {
+    // As its sid: a set of members is looked up by sid (`Borrow`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.sid.hash(state)
+    }
+}
+
+impl Borrow<Sid> for Member {
+    fn borrow(&self) -> &Sid {
+        &self.sid
+    }
+}
+
+/// One recipient of a broadcast, collected under the rooms' lock and written to after it.
+enum Target {
+    Direct(Arc<dyn Recipient>),
+    BySid(Sid),
+}
+
+impl Target {
+    fn deliver(&self, ns: &dyn LocalNamespace, encoded: &Encoded, flags: &BroadcastFlags) {
+        match self {
+            Target::Direct(r) => {
+                if r.deliver(encoded, flags).is_none() {
+                    ns.deliver(r.sid(), encoded, flags);
+                }
+            }
+            Target::BySid(sid) => {
+                ns.deliver(sid, encoded, flags);
+            }
+        }
+    }
 }
 
 /// A set that keeps a single member inline. Most sets here hold one: every socket has its own room,
@@ -49,11 +109,14 @@ impl<T: std::hash::Hash + Eq + Clone> Few<T> {
 
     /// Whether `x` is a member. A small set is compared by value: cheaper than hashing the key (this
     /// runs for every candidate of a broadcast that excludes rooms, such as the sender's own).
-    fn contains(&self, x: &T) -> bool {
+    fn contains<Q: Hash + Eq + ?Sized>(&self, x: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
         match self {
             Few::Empty => false,
-            Few::One(t) => t == x,
-            Few::Many(s) if s.len() <= 4 => s.iter().any(|t| t == x),
+            Few::One(t) => t.borrow() == x,
+            Few::Many(s) if s.len() <= 4 => s.iter().any(|t| t.borrow() == x),
             Few::Many(s) => s.contains(x),
         }
     }
@@ -94,10 +157,13 @@ impl<T: std::hash::Hash + Eq + Clone> Few<T> {
     }
 
     /// Takes `x` out; returns whether it was there.
-    fn remove(&mut self, x: &T) -> bool {
+    fn remove<Q: Hash + Eq + ?Sized>(&mut self, x: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
         match self {
             Few::Empty => false,
-            Few::One(t) if t == x => {
+            Few::One(t) if (*t).borrow() == x => {
                 *self = Few::Empty;
                 true
             }
@@ -195,14 +261,32 @@ impl MemoryAdapter {
     /// compared by value instead of hashed, and a single target room needs no de-duplication set (a
     /// growing `HashSet` was ~15% of the instructions of a 500-client fan-out).
     fn matching(&self, opts: &BroadcastOptions) -> Vec<Sid> {
+        self.collect(opts, |sid, _| sid.clone())
+    }
+
+    /// Where a broadcast to `opts` goes: each matching socket itself where the namespace handed it
+    /// out, else its sid.
+    fn targets(&self, opts: &BroadcastOptions) -> Vec<Target> {
+        self.collect(opts, |sid, to| match to.and_then(Weak::upgrade) {
+            Some(r) => Target::Direct(r),
+            None => Target::BySid(sid.clone()),
+        })
+    }
+
+    /// `pick` of each local socket matching `opts` (its sid and, when kept, the socket itself).
+    fn collect<T>(
+        &self,
+        opts: &BroadcastOptions,
+        pick: impl Fn(&Sid, Option<&Weak<dyn Recipient>>) -> T,
+    ) -> Vec<T> {
         let s = self.state.read();
-        let except: Vec<&Few<Sid>> = opts.except.iter().filter_map(|r| s.rooms.get(r)).collect();
+        let except: Vec<&Few<Member>> = opts.except.iter().filter_map(|r| s.rooms.get(r)).collect();
         let excluded = |sid: &Sid| except.iter().any(|m| m.contains(sid));
         if opts.rooms.is_empty() {
             s.sids
-                .keys()
-                .filter(|sid| !excluded(sid))
-                .cloned()
+                .iter()
+                .filter(|(sid, _)| !excluded(sid))
+                .map(|(sid, j)| pick(sid, j.to.as_ref()))
                 .collect()
         } else if opts.rooms.len() == 1 {
             // One room: its members are distinct already.
@@ -210,16 +294,21 @@ impl MemoryAdapter {
                 return Vec::new();
             };
             let mut out = Vec::with_capacity(members.len());
-            out.extend(members.iter().filter(|sid| !excluded(sid)).cloned());
+            out.extend(
+                members
+                    .iter()
+                    .filter(|m| !excluded(&m.sid))
+                    .map(|m| pick(&m.sid, m.to.as_ref())),
+            );
             out
         } else {
             let mut seen = HashSet::new();
             let mut out = Vec::new();
             for r in &opts.rooms {
                 if let Some(members) = s.rooms.get(r) {
-                    for sid in members.iter() {
-                        if !excluded(sid) && seen.insert(sid.clone()) {
-                            out.push(sid.clone());
+                    for m in members.iter() {
+                        if !excluded(&m.sid) && seen.insert(m.sid.clone()) {
+                            out.push(pick(&m.sid, m.to.as_ref()));
                         }
                     }
                 }
@@ -238,12 +327,19 @@ impl Adapter for MemoryAdapter {
     fn try_add_all(&self, sid: &Sid, rooms: &[Room]) -> Result<(), JoinError> {
         let max = self.max_rooms();
         let listened = self.listened();
+        // Asked before the lock: the namespace looks it up in its own map.
+        let to = self.ns.upgrade().and_then(|ns| ns.recipient(sid));
         let mut joined = Vec::new();
         {
             let mut s = self.state.write();
             // One growth step for a join of many rooms, not one rehash per doubling.
             s.rooms.reserve(rooms.len());
             let entry = s.sids.entry(sid.clone()).or_default();
+            if to.is_some() {
+                entry.to = to;
+            }
+            let to = entry.to.clone();
+            let entry = &mut entry.rooms;
             if let Some(max) = max
                 && entry.len() + rooms.len() > max
             {
@@ -272,7 +368,10 @@ impl Adapter for MemoryAdapter {
                 }
             }
             for r in rooms {
-                s.rooms.entry(r.clone()).or_default().insert(sid.clone());
+                s.rooms.entry(r.clone()).or_default().insert(Member {
+                    sid: sid.clone(),
+                    to: to.clone(),
+                });
             }
         }
         self.notify(&joined, sid);
@@ -283,8 +382,8 @@ impl Adapter for MemoryAdapter {
         let mut left = false;
         {
             let mut s = self.state.write();
-            if let Some(rooms) = s.sids.get_mut(sid) {
-                left = rooms.remove(room);
+            if let Some(j) = s.sids.get_mut(sid) {
+                left = j.rooms.remove(room);
             }
             if let Some(members) = s.rooms.get_mut(room) {
                 members.remove(sid);
@@ -303,7 +402,7 @@ impl Adapter for MemoryAdapter {
         let mut left = Vec::new();
         {
             let mut s = self.state.write();
-            let Some(rooms) = s.sids.remove(sid) else {
+            let Some(Joined { rooms, .. }) = s.sids.remove(sid) else {
                 return;
             };
             for r in rooms.iter() {
@@ -330,7 +429,7 @@ impl Adapter for MemoryAdapter {
             .read()
             .sids
             .get(sid)
-            .map(|r| r.iter().cloned().collect())
+            .map(|j| j.rooms.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -357,15 +456,15 @@ impl Adapter for MemoryAdapter {
                 let now = Instant::now();
                 log.stamp(now, &mut packet);
                 let encoded = ns.encode(&packet);
-                for sid in self.matching(&opts) {
-                    ns.deliver(&sid, &encoded, &opts.flags);
+                for t in self.targets(&opts) {
+                    t.deliver(&*ns, &encoded, &opts.flags);
                 }
                 log.push(now, packet, opts);
             }
             _ => {
                 let encoded = ns.encode(&packet);
-                for sid in self.matching(&opts) {
-                    ns.deliver(&sid, &encoded, &opts.flags);
+                for t in self.targets(&opts) {
+                    t.deliver(&*ns, &encoded, &opts.flags);
                 }
             }
         });
@@ -572,43 +671,8 @@ mod tests {
     }
 
     fn adapter() -> MemoryAdapter {
-        let weak: Weak<dyn LocalNamespace> = Weak::<NullNs>::new();
+        let weak: Weak<dyn LocalNamespace> = Weak::<HandingNs>::new();
         MemoryAdapter::new(weak)
-    }
-
-    struct NullNs;
-    impl LocalNamespace for NullNs {
-        fn name(&self) -> &str {
-            "/"
-        }
-        fn encode(&self, p: &Packet) -> ferrio_proto::socket::Encoded {
-            ferrio_proto::socket::encode(p)
-        }
-        fn deliver(
-            &self,
-            _: &str,
-            _: &ferrio_proto::socket::Encoded,
-            _: &super::super::BroadcastFlags,
-        ) -> bool {
-            true
-        }
-        fn deliver_with_ack(
-            &self,
-            _: &str,
-            _: &ferrio_proto::socket::Encoded,
-            _: u64,
-            _: &AckSink,
-        ) -> bool {
-            true
-        }
-        fn next_ack_id(&self) -> u64 {
-            0
-        }
-        fn socket_info(&self, _: &str) -> Option<SocketInfo> {
-            None
-        }
-        fn disconnect(&self, _: &str, _: bool) {}
-        fn on_server_side_emit(&self, _: String, _: Vec<Value>, _: Option<AckSink>) {}
     }
 
     fn room(s: &str) -> Room {
@@ -647,6 +711,122 @@ mod tests {
         a.del_all(&s1);
         assert_eq!(a.socket_rooms(&s1), Vec::<Room>::new());
         assert_eq!(a.sockets(&opts(&["r1"], &[])), vec![s2]);
+    }
+
+    /// Hands out recipients for the sids in `sockets` and logs what it delivers by sid.
+    #[derive(Default)]
+    struct HandingNs {
+        sockets: parking_lot::Mutex<HashMap<String, Arc<Direct>>>,
+        by_sid: parking_lot::Mutex<Vec<String>>,
+    }
+
+    /// A recipient that logs what reaches it directly, and takes deliveries while `live`.
+    struct Direct {
+        sid: String,
+        live: std::sync::atomic::AtomicBool,
+        got: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Recipient for Direct {
+        fn sid(&self) -> &str {
+            &self.sid
+        }
+        fn deliver(&self, _: &Encoded, _: &BroadcastFlags) -> Option<bool> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.live.load(SeqCst).then(|| {
+                self.got.fetch_add(1, SeqCst);
+                true
+            })
+        }
+    }
+
+    impl LocalNamespace for HandingNs {
+        fn name(&self) -> &str {
+            "/"
+        }
+        fn encode(&self, p: &Packet) -> Encoded {
+            ferrio_proto::socket::encode(p)
+        }
+        fn deliver(&self, sid: &str, _: &Encoded, _: &BroadcastFlags) -> bool {
+            self.by_sid.lock().push(sid.to_owned());
+            true
+        }
+        fn recipient(&self, sid: &str) -> Option<Weak<dyn Recipient>> {
+            let s = self.sockets.lock();
+            s.get(sid).map(|d| Arc::downgrade(d) as Weak<dyn Recipient>)
+        }
+        fn deliver_with_ack(&self, _: &str, _: &Encoded, _: u64, _: &AckSink) -> bool {
+            true
+        }
+        fn next_ack_id(&self) -> u64 {
+            0
+        }
+        fn socket_info(&self, _: &str) -> Option<SocketInfo> {
+            None
+        }
+        fn disconnect(&self, _: &str, _: bool) {}
+        fn on_server_side_emit(&self, _: String, _: Vec<Value>, _: Option<AckSink>) {}
+    }
+
+    #[test]
+    fn broadcasts_reach_handed_out_sockets_directly_and_the_rest_by_sid() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let ns = Arc::new(HandingNs::default());
+        let direct = |sid: &str| {
+            let d = Arc::new(Direct {
+                sid: sid.to_owned(),
+                live: true.into(),
+                got: 0.into(),
+            });
+            ns.sockets.lock().insert(sid.to_owned(), d.clone());
+            d
+        };
+        let (a, b, gone) = (direct("a"), direct("b"), direct("gone"));
+        let weak: Weak<dyn LocalNamespace> = Arc::downgrade(&ns) as Weak<dyn LocalNamespace>;
+        let adapter = MemoryAdapter::new(weak);
+        for sid in ["a", "b", "gone", "unknown"] {
+            adapter.add_all(&room(sid), &[room(sid), room("r")]);
+        }
+        // "gone" was dropped since it joined, "b" no longer takes deliveries for its sid: both are
+        // reached by sid, as "unknown" (never handed out) is.
+        ns.sockets.lock().remove("gone");
+        drop(gone);
+        b.live.store(false, SeqCst);
+        let packet = || Packet::Event {
+            nsp: "/".into(),
+            event: "e".into(),
+            args: vec![],
+            id: None,
+        };
+        // The in-memory adapter's futures are ready at once.
+        let send = |o: BroadcastOptions| {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let sent = adapter.broadcast(packet(), o).as_mut().poll(&mut cx);
+            assert!(matches!(sent, std::task::Poll::Ready(Ok(()))));
+        };
+        send(opts(&["r"], &[]));
+        assert_eq!(a.got.load(SeqCst), 1);
+        assert_eq!(b.got.load(SeqCst), 0);
+        let mut by_sid = std::mem::take(&mut *ns.by_sid.lock());
+        by_sid.sort();
+        assert_eq!(by_sid, ["b", "gone", "unknown"]);
+
+        // Excluded rooms still exclude, every socket is reached once, and a socket handed out
+        // after its first join is reached directly from its next join on.
+        b.live.store(true, SeqCst);
+        send(opts(&["r", "a"], &["unknown"]));
+        assert_eq!((a.got.load(SeqCst), b.got.load(SeqCst)), (2, 1));
+        assert_eq!(*ns.by_sid.lock(), ["gone"]);
+        ns.by_sid.lock().clear();
+        let late = direct("unknown");
+        adapter.add_all(&room("unknown"), &[room("late")]);
+        send(opts(&["late"], &[]));
+        assert_eq!(late.got.load(SeqCst), 1);
+        assert!(ns.by_sid.lock().is_empty());
+        // Everyone, with no rooms named: the sockets' own entries carry them too.
+        send(opts(&[], &[]));
+        assert_eq!((a.got.load(SeqCst), late.got.load(SeqCst)), (3, 2));
+        assert_eq!(*ns.by_sid.lock(), ["gone"]);
     }
 
     #[test]

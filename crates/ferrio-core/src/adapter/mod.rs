@@ -9,7 +9,7 @@ mod memory;
 mod recovery;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ferrio_proto::socket::{Encoded, Packet};
@@ -134,6 +134,20 @@ pub enum JoinError {
     },
 }
 
+/// A local socket as a broadcast reaches it. An adapter keeps one beside the sid in its room index
+/// ([`LocalNamespace::recipient`]), so that a broadcast writes to each recipient without looking it
+/// up by sid: that lookup was the largest part of a delivery's own work, a cache miss per recipient
+/// in a large fan-out.
+pub trait Recipient: Send + Sync {
+    /// The socket's id.
+    fn sid(&self) -> &str;
+    /// Writes pre-encoded frames, as [`LocalNamespace::deliver`] would, and says whether they were
+    /// written. `None` when this socket no longer takes deliveries for its sid (it disconnected, and
+    /// a session restored under the same sid may be waiting for them): the adapter then delivers by
+    /// sid.
+    fn deliver(&self, encoded: &Encoded, flags: &BroadcastFlags) -> Option<bool>;
+}
+
 /// The sockets of this node in one namespace, as the adapter may use them.
 pub trait LocalNamespace: Send + Sync + 'static {
     /// Namespace name.
@@ -142,6 +156,12 @@ pub trait LocalNamespace: Send + Sync + 'static {
     fn encode(&self, packet: &Packet) -> Encoded;
     /// Writes pre-encoded frames to a socket; returns whether it was written.
     fn deliver(&self, sid: &str, encoded: &Encoded, flags: &BroadcastFlags) -> bool;
+    /// The socket `sid` itself, for an adapter to keep in its room index; `None` (the default) when
+    /// it is not reachable now, or the namespace delivers by sid only. Asked when a socket joins
+    /// rooms; a recipient that stops taking deliveries says so ([`Recipient::deliver`]).
+    fn recipient(&self, _sid: &str) -> Option<Weak<dyn Recipient>> {
+        None
+    }
     /// Writes pre-encoded frames carrying ack id `ack_id` and routes the socket's answer to `sink`.
     fn deliver_with_ack(&self, sid: &str, encoded: &Encoded, ack_id: u64, sink: &AckSink) -> bool;
     /// A fresh ack id for a broadcast with acks.

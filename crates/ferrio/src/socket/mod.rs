@@ -37,7 +37,8 @@ use queue::Queue;
 
 use crate::ack::{AckArgs, AckError, EmitError};
 use crate::adapter::{
-    AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, JoinError, Room, Session, Sid,
+    AckEvent, AckSink, Adapter, BroadcastOptions, Handshake, JoinError, Recipient, Room, Session,
+    Sid,
 };
 use crate::conn::Conn;
 use crate::operators::{BroadcastOperator, Scope};
@@ -109,6 +110,40 @@ pub(crate) struct SocketInner {
     /// The private id of its session, with connection state recovery on.
     pid: Option<Arc<str>>,
     recovered: bool,
+}
+
+impl SocketInner {
+    fn write_broadcast(
+        &self,
+        encoded: &ferrio_proto::socket::Encoded,
+        flags: &crate::adapter::BroadcastFlags,
+    ) -> bool {
+        self.conn.write_with(
+            encoded.head.clone(),
+            &encoded.attachments,
+            flags.volatile,
+            flags.compress.unwrap_or(true),
+        )
+    }
+}
+
+impl Recipient for SocketInner {
+    fn sid(&self) -> &str {
+        &self.id
+    }
+
+    /// Only while connected: a socket is handed to the adapter once it is in the namespace's map,
+    /// and it leaves the map after it stops being connected. A disconnected socket leaves its
+    /// deliveries to the namespace, which may hold them for a session restored under its sid.
+    fn deliver(
+        &self,
+        encoded: &ferrio_proto::socket::Encoded,
+        flags: &crate::adapter::BroadcastFlags,
+    ) -> Option<bool> {
+        self.connected
+            .load(Ordering::Acquire)
+            .then(|| self.write_broadcast(encoded, flags))
+    }
 }
 
 /// A client connected to a namespace (`socket` in JavaScript). Cloning shares it, as `Io` and
@@ -611,12 +646,13 @@ impl Socket {
         encoded: &ferrio_proto::socket::Encoded,
         flags: &crate::adapter::BroadcastFlags,
     ) -> bool {
-        self.inner.conn.write_with(
-            encoded.head.clone(),
-            &encoded.attachments,
-            flags.volatile,
-            flags.compress.unwrap_or(true),
-        )
+        self.inner.write_broadcast(encoded, flags)
+    }
+
+    /// The socket as the adapter keeps it in its rooms, to write broadcasts to it directly.
+    pub(crate) fn recipient(&self) -> Weak<dyn Recipient> {
+        // Weak: the room index must not keep a socket alive, whatever happens to its entries.
+        Arc::downgrade(&self.inner) as Weak<dyn Recipient>
     }
 
     /// Registers a broadcast ack (same id for every recipient, encoded once).
