@@ -338,6 +338,10 @@ impl NamespaceInner {
                     self.after_socket_left();
                     return false;
                 }
+                // Reachable now: its own room again (it is in it already) hands the socket to the
+                // adapter, whose restored rooms knew it by sid only.
+                self.adapter
+                    .add_all(socket.sid(), std::slice::from_ref(socket.sid()));
             }
         }
         socket.mark_joined();

@@ -156,6 +156,17 @@ impl<T: std::hash::Hash + Eq + Clone> Few<T> {
         }
     }
 
+    /// Puts `x` in the place of the member equal to it, if there is one.
+    fn replace(&mut self, x: T) {
+        match self {
+            Few::One(t) if *t == x => *t = x,
+            Few::Many(s) if s.contains(&x) => {
+                s.replace(x);
+            }
+            _ => {}
+        }
+    }
+
     /// Takes `x` out; returns whether it was there.
     fn remove<Q: Hash + Eq + ?Sized>(&mut self, x: &Q) -> bool
     where
@@ -332,11 +343,26 @@ impl Adapter for MemoryAdapter {
         let mut joined = Vec::new();
         {
             let mut s = self.state.write();
+            let Rooms { rooms: index, sids } = &mut *s;
             // One growth step for a join of many rooms, not one rehash per doubling.
-            s.rooms.reserve(rooms.len());
-            let entry = s.sids.entry(sid.clone()).or_default();
-            if to.is_some() {
+            index.reserve(rooms.len());
+            let entry = sids.entry(sid.clone()).or_default();
+            let fresh = match (&to, &entry.to) {
+                (Some(new), Some(old)) => !Weak::ptr_eq(new, old),
+                (new, _) => new.is_some(),
+            };
+            if fresh {
                 entry.to = to;
+                // Rooms it joined before it was handed out (in a middleware, or restored with its
+                // session) take the handle too.
+                for r in entry.rooms.iter() {
+                    if let Some(members) = index.get_mut(r) {
+                        members.replace(Member {
+                            sid: sid.clone(),
+                            to: entry.to.clone(),
+                        });
+                    }
+                }
             }
             let to = entry.to.clone();
             let entry = &mut entry.rooms;
@@ -348,7 +374,7 @@ impl Adapter for MemoryAdapter {
                 if entry.len() + new.len() > max {
                     let have = entry.len();
                     if have == 0 {
-                        s.sids.remove(sid);
+                        sids.remove(sid);
                     }
                     drop(s);
                     tracing::warn!(
@@ -368,7 +394,7 @@ impl Adapter for MemoryAdapter {
                 }
             }
             for r in rooms {
-                s.rooms.entry(r.clone()).or_default().insert(Member {
+                index.entry(r.clone()).or_default().insert(Member {
                     sid: sid.clone(),
                     to: to.clone(),
                 });
@@ -811,22 +837,36 @@ mod tests {
         by_sid.sort();
         assert_eq!(by_sid, ["b", "gone", "unknown"]);
 
-        // Excluded rooms still exclude, every socket is reached once, and a socket handed out
-        // after its first join is reached directly from its next join on.
+        // Excluded rooms still exclude, and every socket is reached once.
         b.live.store(true, SeqCst);
         send(opts(&["r", "a"], &["unknown"]));
         assert_eq!((a.got.load(SeqCst), b.got.load(SeqCst)), (2, 1));
         assert_eq!(*ns.by_sid.lock(), ["gone"]);
         ns.by_sid.lock().clear();
+        // A socket handed out after its first joins (in a middleware, or restored with its session)
+        // is reached directly from its next join on, in the rooms it joined before too.
         let late = direct("unknown");
         adapter.add_all(&room("unknown"), &[room("late")]);
         send(opts(&["late"], &[]));
-        assert_eq!(late.got.load(SeqCst), 1);
+        send(opts(&["r"], &["a", "b", "gone"]));
+        assert_eq!(late.got.load(SeqCst), 2);
         assert!(ns.by_sid.lock().is_empty());
+        // A socket handed out anew under the same sid replaces the old one in all its rooms.
+        let again = direct("a");
+        adapter.add_all(&room("a"), &[room("a")]);
+        send(opts(&["r"], &["unknown"]));
+        assert_eq!((a.got.load(SeqCst), again.got.load(SeqCst)), (2, 1));
         // Everyone, with no rooms named: the sockets' own entries carry them too.
         send(opts(&[], &[]));
-        assert_eq!((a.got.load(SeqCst), late.got.load(SeqCst)), (3, 2));
-        assert_eq!(*ns.by_sid.lock(), ["gone"]);
+        assert_eq!(
+            (
+                again.got.load(SeqCst),
+                b.got.load(SeqCst),
+                late.got.load(SeqCst)
+            ),
+            (2, 3, 3)
+        );
+        assert_eq!(*ns.by_sid.lock(), ["gone", "gone"]);
     }
 
     #[test]
