@@ -265,12 +265,7 @@ impl MemoryAdapter {
         !self.listeners.read().is_empty()
     }
 
-    /// Local sockets matching `opts`, collected first so that no lock is held while delivering.
-    ///
-    /// This runs once per broadcast over every recipient, so it hashes as little as it can: the excluded
-    /// rooms are looked up once (not once per candidate), small excluded rooms (a socket's own room) are
-    /// compared by value instead of hashed, and a single target room needs no de-duplication set (a
-    /// growing `HashSet` was ~15% of the instructions of a 500-client fan-out).
+    /// The sids of the local sockets matching `opts`.
     fn matching(&self, opts: &BroadcastOptions) -> Vec<Sid> {
         self.collect(opts, |sid, _| sid.clone())
     }
@@ -284,7 +279,13 @@ impl MemoryAdapter {
         })
     }
 
-    /// `pick` of each local socket matching `opts` (its sid and, when kept, the socket itself).
+    /// `pick` of each local socket matching `opts` (its sid and, when kept, the socket itself),
+    /// collected first so that no lock is held while delivering.
+    ///
+    /// This runs once per broadcast over every recipient, so it hashes as little as it can: the excluded
+    /// rooms are looked up once (not once per candidate), small excluded rooms (a socket's own room) are
+    /// compared by value instead of hashed, and a single target room needs no de-duplication set (a
+    /// growing `HashSet` was ~15% of the instructions of a 500-client fan-out).
     fn collect<T>(
         &self,
         opts: &BroadcastOptions,
