@@ -5,12 +5,18 @@ use ferrio_proto::value::Value;
 use std::hint::black_box;
 
 const CHAT: &str = r#"["chat",{"room":"r1","text":"hello world","ts":1700000000000}]"#;
+/// The same with a quote and a newline in the text: escapes in a string.
+const CHAT_ESCAPED: &str =
+    r#"["chat",{"room":"r1","text":"she said \"hello\"\nworld","ts":1700000000000}]"#;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("value");
     g.throughput(Throughput::Bytes(CHAT.len() as u64));
     g.bench_function("from_json_chat", |b| {
         b.iter(|| Value::from_json(black_box(CHAT)).unwrap())
+    });
+    g.bench_function("from_json_chat_escaped", |b| {
+        b.iter(|| Value::from_json(black_box(CHAT_ESCAPED)).unwrap())
     });
     let v = Value::from_json(CHAT).unwrap();
     g.bench_function("write_json_chat", |b| {

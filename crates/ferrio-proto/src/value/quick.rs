@@ -63,18 +63,38 @@ impl Reader<'_> {
         Some(value)
     }
 
-    /// A string without escapes or control characters (which the full parser unescapes or refuses).
+    /// A string. One without escapes is copied as it is. One with escapes goes to serde_json's own
+    /// string parser, the one its full parse runs, on this token alone (so a quote or a newline in a
+    /// message no longer makes the whole text parse twice). A control character, which the full
+    /// parser refuses, gives up.
     fn string(&mut self) -> Option<String> {
         let start = self.at + 1;
-        let len = self.bytes[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if self.bytes[start + len] != b'"' {
-            return None;
+        let mut end = start;
+        let mut escaped = false;
+        loop {
+            // Past the end after a final backslash: unterminated.
+            end += self
+                .bytes
+                .get(end..)?
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            match self.bytes[end] {
+                b'"' => break,
+                // The escaped byte is skipped (it may be a quote); serde_json checks the escape.
+                b'\\' => {
+                    escaped = true;
+                    end += 2;
+                }
+                _ => return None,
+            }
         }
-        self.at = start + len + 1;
-        // Both ends are ASCII quotes, so the slice lies on character boundaries.
-        Some(self.text[start..start + len].to_owned())
+        self.at = end + 1;
+        // Both ends are ASCII quotes, so the slices lie on character boundaries.
+        if escaped {
+            serde_json::from_str(&self.text[start - 1..=end]).ok()
+        } else {
+            Some(self.text[start..end].to_owned())
+        }
     }
 
     /// A number. An integer is read here: `u64` when non-negative, `i64` when negative, as the full
@@ -213,6 +233,9 @@ mod tests {
             "[1.5,-0.25,1e3,1E+3,2e-3,-0,-0.0,0.1]",
             "[18446744073709551616,-9223372036854775809,123456789012345678901234567890.5]",
             "{\"x\":12.000000000000001,\"y\":5e-324}",
+            // Strings with escapes, read by serde_json's string parser on the token alone.
+            r#"["a\"b","\\","\/\b\f\n\r\t","\u00e9\ud83d\ude00",{"k\"ey":"\"\""}]"#,
+            r#"["\\\"", "x"]"#,
         ] {
             let quick = parse(text);
             assert!(quick.is_some(), "{text} should be read here");
@@ -223,8 +246,11 @@ mod tests {
     #[test]
     fn leaves_the_rest_to_the_full_parser() {
         for text in [
-            r#"["a\"b"]"#,
             "[\"a\u{1}\"]",
+            r#"["a\x"]"#,
+            r#"["\ud800"]"#,
+            r#"["\u12"]"#,
+            "[\"a\\",
             "[01]",
             "[-01]",
             "[-]",
