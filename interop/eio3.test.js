@@ -72,7 +72,9 @@ for (const [mode, transport] of Object.entries(TRANSPORTS)) {
 
     before(async () => {
       assert.match(V2_VERSION, /^2\./);
-      server = await startServer(["--allow-eio3"]);
+      // A 2 s ping timeout, not the example's 200 ms: these tests check what is delivered, and a stall of
+      // this process while the other test files run beside it must not cost a v2 client its session.
+      server = await startServer(["--allow-eio3", "--ping-timeout", "2000"]);
     });
     after(async () => {
       await server?.stop();
