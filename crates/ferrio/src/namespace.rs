@@ -442,6 +442,9 @@ impl Scope for NamespaceInner {
     fn ack_timeout(&self) -> Option<Duration> {
         self.config.ack_timeout
     }
+    fn writes_json_text(&self) -> bool {
+        self.config.parser.writes_json_text()
+    }
 }
 
 impl NamespaceLink for NamespaceInner {

@@ -25,6 +25,8 @@ pub(crate) trait Scope: Send + Sync + 'static {
     fn targets(self: Arc<Self>) -> Vec<Arc<dyn Scope>>;
     /// How long `emit_with_ack` waits when no `timeout` was given (none: until the recipients are gone).
     fn ack_timeout(&self) -> Option<Duration>;
+    /// Whether its parser writes the default JSON text (events can be written straight from data).
+    fn writes_json_text(&self) -> bool;
 }
 
 /// Who to reach, built with chained calls, then what to do with them.
@@ -122,21 +124,43 @@ impl BroadcastOperator {
         })
     }
 
-    /// Emits to every target; the packet is encoded once.
+    /// Emits to every target; the packet is encoded once per target namespace.
+    ///
+    /// Where the adapter needs no packet (the in-memory adapter, unless a session log keeps it) and
+    /// the parser is the default one, the event is written straight from `data` to its text: no
+    /// argument values built, written and dropped again for each broadcast.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
-        let mut args = to_args(data)?;
+        if ferrio_proto::socket::is_reserved_event(event) {
+            return Err(EmitError::Reserved(event.to_owned()));
+        }
+        // Built once, for the targets that need a packet.
+        let mut built: Option<Vec<Value>> = None;
         let targets = self.targets();
         let last = targets.len().saturating_sub(1);
         for (i, ns) in targets.into_iter().enumerate() {
+            let adapter = ns.adapter();
+            if ns.writes_json_text() && adapter.takes_encoded(&self.opts) {
+                let encoded =
+                    ferrio_proto::socket::encode_event_from(ns.name(), event, data, None)?;
+                if let Some(encoded) = encoded {
+                    crate::telemetry::batched(|| adapter.broadcast_encoded(&encoded, &self.opts))
+                        .map_err(|_| EmitError::Disconnected)?;
+                    continue;
+                }
+            }
+            let all = match built.as_mut() {
+                Some(all) => all,
+                None => built.insert(to_args(data)?),
+            };
             // The last (usually the only) target takes the arguments instead of a deep copy.
             let args = if i == last {
-                std::mem::take(&mut args)
+                std::mem::take(all)
             } else {
-                args.clone()
+                all.clone()
             };
             let packet = self.event_packet(&*ns, event, args)?;
             crate::telemetry::batched(|| {
-                run_now_or_spawn(ns.adapter().broadcast(packet, self.opts.clone()))
+                run_now_or_spawn(adapter.broadcast(packet, self.opts.clone()))
             })
             .map_err(|_| EmitError::Disconnected)?;
         }

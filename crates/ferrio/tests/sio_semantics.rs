@@ -413,3 +413,64 @@ async fn server_side_emit_with_ack_on_one_node() {
         .unwrap();
     assert!(acks.is_empty());
 }
+
+#[derive(Serialize)]
+struct Chat<'a> {
+    from: &'a str,
+    text: &'a str,
+    n: Vec<Option<f64>>,
+}
+
+/// An emit is written straight from its data to text unless something needs its arguments as values
+/// (an outgoing listener); either way the client reads the same frame, and a broadcast writes it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn emits_read_the_same_whichever_way_they_are_written() {
+    let server = TestServer::start(config()).await;
+    let mut c = server.client().await;
+    let sid = c.join("/").await;
+    let socket = socket_of(&server, &sid).await;
+    let chat = Chat {
+        from: "a",
+        text: "q\"\n😀",
+        n: vec![Some(1.0), Some(-2.5), None, Some(f64::NAN)],
+    };
+    let data = (&chat, 7u8, Some("x"), ());
+    let expected = r#"42["ev",{"from":"a","text":"q\"\n😀","n":[1.0,-2.5,null,null]},7,"x",null]"#;
+
+    socket.emit("ev", &data).unwrap();
+    assert_eq!(c.recv_text().await, expected);
+    server.io.to(sid.as_str()).emit("ev", &data).unwrap();
+    assert_eq!(c.recv_text().await, expected);
+
+    let seen = Log::new();
+    let s = seen.clone();
+    socket.on_any_outgoing(move |_s, event, args| s.push((event.to_owned(), args.to_vec())));
+    socket.emit("ev", &data).unwrap();
+    assert_eq!(c.recv_text().await, expected);
+    assert_eq!(
+        seen.get(),
+        vec![("ev".to_owned(), ferrio::to_args(&data).unwrap())]
+    );
+
+    // The errors of serializing, before anything is written.
+    assert!(socket.emit("ev", &Unserializable).is_err());
+    assert!(
+        server
+            .io
+            .to(sid.as_str())
+            .emit("ev", &Unserializable)
+            .is_err()
+    );
+    socket.off_any_outgoing();
+    assert!(socket.emit("ev", &Unserializable).is_err());
+    assert!(socket.emit("ev", &(1, i128::MAX)).is_err());
+    // A blob still goes as an attachment.
+    socket.emit("ev", &(1, Value::from(vec![1u8, 2]))).unwrap();
+    assert_eq!(
+        c.recv_text().await,
+        r#"451-["ev",1,{"_placeholder":true,"num":0}]"#
+    );
+    // Its attachment, and nothing else.
+    let rest = c.expect_open(Duration::from_millis(100)).await;
+    assert_eq!(rest.len(), 1, "{rest:?}");
+}

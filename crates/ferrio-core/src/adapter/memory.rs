@@ -265,6 +265,13 @@ impl MemoryAdapter {
         !self.listeners.read().is_empty()
     }
 
+    /// Delivers `encoded` to every local socket matching `opts`.
+    fn deliver_all(&self, ns: &dyn LocalNamespace, encoded: &Encoded, opts: &BroadcastOptions) {
+        for t in self.targets(opts) {
+            t.deliver(ns, encoded, &opts.flags);
+        }
+    }
+
     /// The sids of the local sockets matching `opts`.
     fn matching(&self, opts: &BroadcastOptions) -> Vec<Sid> {
         self.collect(opts, |sid, _| sid.clone())
@@ -482,20 +489,28 @@ impl Adapter for MemoryAdapter {
                 let mut log = log.lock();
                 let now = Instant::now();
                 log.stamp(now, &mut packet);
-                let encoded = ns.encode(&packet);
-                for t in self.targets(&opts) {
-                    t.deliver(&*ns, &encoded, &opts.flags);
-                }
+                self.deliver_all(&*ns, &ns.encode(&packet), &opts);
                 log.push(now, packet, opts);
             }
-            _ => {
-                let encoded = ns.encode(&packet);
-                for t in self.targets(&opts) {
-                    t.deliver(&*ns, &encoded, &opts.flags);
-                }
-            }
+            _ => self.deliver_all(&*ns, &ns.encode(&packet), &opts),
         });
         Box::pin(async move { result })
+    }
+
+    fn takes_encoded(&self, opts: &BroadcastOptions) -> bool {
+        // A broadcast the session log keeps needs its packet (stamped with its offset, replayed).
+        self.recovery.get().is_none() || !SessionLog::keeps(opts)
+    }
+
+    fn broadcast_encoded(
+        &self,
+        encoded: &Encoded,
+        opts: &BroadcastOptions,
+    ) -> Result<(), AdapterError> {
+        debug_assert!(self.takes_encoded(opts));
+        let ns = self.ns()?;
+        self.deliver_all(&*ns, encoded, opts);
+        Ok(())
     }
 
     fn broadcast_with_ack(

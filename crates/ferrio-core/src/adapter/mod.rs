@@ -213,6 +213,25 @@ pub trait Adapter: Send + Sync + 'static {
         packet: Packet,
         opts: BroadcastOptions,
     ) -> BoxFuture<Result<(), AdapterError>>;
+    /// Whether a broadcast to `opts` may come to [`Adapter::broadcast_encoded`]: already encoded with
+    /// the namespace's parser, without its packet. Only an adapter that needs nothing more of it says
+    /// yes (the in-memory one, when no session log keeps the packet for recovery). A cluster adapter
+    /// sends the packet itself to the other nodes, so the default is `false`.
+    fn takes_encoded(&self, _opts: &BroadcastOptions) -> bool {
+        false
+    }
+    /// Sends an event, encoded with the namespace's parser, to every matching socket, as
+    /// [`Adapter::broadcast`] would have sent its packet. Called only when
+    /// [`Adapter::takes_encoded`] said yes for `opts`; the default (which never says yes) refuses it.
+    fn broadcast_encoded(
+        &self,
+        _encoded: &Encoded,
+        _opts: &BroadcastOptions,
+    ) -> Result<(), AdapterError> {
+        Err(AdapterError::Transport(
+            "this adapter sends packets, not encoded frames".into(),
+        ))
+    }
     /// Sends a packet expecting an ack from every matching socket; acks and counts go to `sink`, which
     /// gets `CountsComplete` once every node reported.
     fn broadcast_with_ack(

@@ -118,7 +118,13 @@ impl SessionLog {
     /// Whether a broadcast gets an offset and a place in the log: events without ack, not volatile. A
     /// volatile packet may be dropped anyway; an ack cannot be answered to a socket restored later.
     pub fn is_eligible(packet: &Packet, opts: &BroadcastOptions) -> bool {
-        matches!(packet, Packet::Event { id: None, .. }) && !opts.flags.volatile
+        matches!(packet, Packet::Event { id: None, .. }) && Self::keeps(opts)
+    }
+
+    /// Whether an event without an ack broadcast to `opts` is kept (volatile ones are not: a client
+    /// could have missed them anyway).
+    pub fn keeps(opts: &BroadcastOptions) -> bool {
+        !opts.flags.volatile
     }
 
     /// Appends the offset to an eligible packet's arguments (where the official client reads it) and

@@ -15,6 +15,11 @@ use crate::value::{Value, ValueError, from_args_ref, to_args};
 pub trait AckWriter: Clone + Send + Sync + 'static {
     /// Writes the ACK packet answering `id` with `args`.
     fn write_ack(&self, id: u64, args: Vec<Value>) -> Result<(), EmitError>;
+    /// Writes the ACK packet answering `id` with the arguments `data` stands for (see
+    /// [`to_args`]). A writer whose parser writes JSON text may write them straight from `data`.
+    fn write_ack_from<T: Serialize + ?Sized>(&self, id: u64, data: &T) -> Result<(), EmitError> {
+        self.write_ack(id, to_args(data)?)
+    }
 }
 
 /// Answers the ack of one event. Dropping it without sending sends nothing, as in JavaScript. When an
@@ -40,8 +45,13 @@ impl<W: AckWriter> AckSender<W> {
 
     /// Sends the ack: a tuple is several arguments, `()` none, anything else one.
     pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
-        let args = to_args(data)?;
-        self.send_args(args)
+        if self.sent.is_some() {
+            // Shared by several listeners: an answer that cannot be serialized leaves the ack to
+            // the others, so it is serialized before it counts.
+            let args = to_args(data)?;
+            return self.send_args(args);
+        }
+        self.writer.write_ack_from(self.id, data)
     }
 
     /// Sends the ack with raw arguments. A copy whose event was already answered sends nothing.

@@ -21,7 +21,7 @@ pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;
 pub use packet::{
     Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode, encode_ack,
-    encode_event,
+    encode_ack_from, encode_event, encode_event_from,
 };
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};
@@ -98,6 +98,13 @@ pub trait Parser: Send + Sync + 'static {
     }
     /// A decoder for one connection.
     fn decoder(&self) -> Box<dyn PacketDecoder>;
+    /// Whether this parser writes what the default JSON parser writes, so that an event or an ack can
+    /// be written straight from the application's data ([`encode_event_from`], [`encode_ack_from`]).
+    /// `false` by default, so that another parser (or one wrapping the default) encodes its packets
+    /// itself.
+    fn writes_json_text(&self) -> bool {
+        false
+    }
 }
 
 /// The defaults of [`Parser::encode_event`] and [`Parser::encode_ack`]: `packet` encoded, and its
@@ -155,6 +162,10 @@ impl Parser for JsonParser {
 
     fn decoder(&self) -> Box<dyn PacketDecoder> {
         Box::new(Decoder::new(self.max_attachments))
+    }
+
+    fn writes_json_text(&self) -> bool {
+        true
     }
 }
 

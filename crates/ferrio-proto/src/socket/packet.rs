@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use crate::engine::Frame;
-use crate::value::Value;
+use crate::value::{TextError, Value, ValueError};
 
 /// The seven Socket.IO packet types, with their wire digit as discriminant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,36 +217,94 @@ pub fn encode_ack(nsp: &str, args: &[Value], id: u64) -> Encoded {
     encode_with(|out| write_parts(out, PacketType::Ack, nsp, Some(id), Body::Array(None, args)))
 }
 
+/// [`encode_event`] of the arguments `data` stands for (as [`to_args`](crate::value::to_args) reads
+/// it), written straight from `data`, without building the arguments first: the same frame, byte for
+/// byte. `Ok(None)` when `data` holds binary data (or misuses serde's map protocol): those take
+/// `to_args` and [`encode_event`]. An error is the one `to_args` gives.
+pub fn encode_event_from<T: serde::Serialize + ?Sized>(
+    nsp: &str,
+    event: &str,
+    data: &T,
+    id: Option<u64>,
+) -> Result<Option<Encoded>, ValueError> {
+    encode_from(PacketType::Event, nsp, Some(event), data, id)
+}
+
+/// [`encode_ack`] of the arguments `data` stands for, written straight from `data` (see
+/// [`encode_event_from`]).
+pub fn encode_ack_from<T: serde::Serialize + ?Sized>(
+    nsp: &str,
+    data: &T,
+    id: u64,
+) -> Result<Option<Encoded>, ValueError> {
+    encode_from(PacketType::Ack, nsp, None, data, Some(id))
+}
+
+fn encode_from<T: serde::Serialize + ?Sized>(
+    ty: PacketType,
+    nsp: &str,
+    event: Option<&str>,
+    data: &T,
+    id: Option<u64>,
+) -> Result<Option<Encoded>, ValueError> {
+    let encoded = try_encode_with(|out| {
+        write_header(out, ty, 0, nsp, id);
+        out.push('[');
+        if let Some(e) = event {
+            crate::value::write_escaped(out, e);
+        }
+        crate::value::write_args(out, data, event.is_some())?;
+        out.push(']');
+        Ok(Vec::new())
+    });
+    match encoded {
+        Ok(encoded) => Ok(Some(encoded)),
+        Err(TextError::Fallback) => Ok(None),
+        Err(TextError::Value(e)) => Err(e),
+    }
+}
+
 /// Runs `write` on the thread's scratch buffer (see [`encode`]); it returns the attachments.
 fn encode_with(write: impl FnOnce(&mut String) -> Vec<Bytes>) -> Encoded {
+    match try_encode_with(|out| Ok::<_, std::convert::Infallible>(write(out))) {
+        Ok(encoded) => encoded,
+        Err(never) => match never {},
+    }
+}
+
+/// [`encode_with`] of a writer that may fail (nothing is handed out then).
+fn try_encode_with<E>(
+    write: impl FnOnce(&mut String) -> Result<Vec<Bytes>, E>,
+) -> Result<Encoded, E> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut out) => {
             out.clear();
-            let attachments = write(&mut out);
+            let attachments = write(&mut out)?;
             if out.len() <= SCRATCH_KEEP {
-                Encoded {
+                Ok(Encoded {
                     head: Frame::Text(bytestring::ByteString::from(out.as_str())),
                     attachments,
-                }
+                })
             } else {
                 // Large: handed over as it is rather than copied (and not kept by the thread).
                 let mut big = std::mem::take(&mut *out);
                 trim_spare(&mut big);
-                Encoded {
+                Ok(Encoded {
                     head: Frame::Text(big.into()),
                     attachments,
-                }
+                })
             }
         }
-        // Not reached in practice (encoding calls no code of the application); kept safe anyway.
+        // The buffer is in use further up this thread's stack: an application's `Serialize`,
+        // run while writing its data, emitted something itself.
         Err(_) => {
             let mut out = String::with_capacity(64);
-            let attachments = write(&mut out);
+            let attachments = write(&mut out)?;
             trim_spare(&mut out);
-            Encoded {
+            Ok(Encoded {
                 head: Frame::Text(out.into()),
                 attachments,
-            }
+            })
         }
     })
 }

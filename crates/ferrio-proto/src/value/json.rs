@@ -154,7 +154,7 @@ fn placeholder_index(m: &super::Map, attachments: usize) -> Result<usize, ValueE
 }
 
 /// Writes a number exactly as serde_json does (integers verbatim, floats in shortest form).
-fn write_number(out: &mut String, n: &serde_json::Number) {
+pub(super) fn write_number(out: &mut String, n: &serde_json::Number) {
     if let Some(u) = n.as_u64() {
         out.push_str(itoa::Buffer::new().format(u));
     } else if let Some(i) = n.as_i64() {

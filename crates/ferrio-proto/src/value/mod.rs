@@ -14,6 +14,7 @@ mod json;
 pub mod msgpack;
 mod quick;
 mod ser;
+mod text;
 
 #[cfg(test)]
 mod proptests;
@@ -26,6 +27,7 @@ pub use args::{from_args, from_args_ref, to_args};
 pub use de::from_value;
 pub(crate) use json::write_escaped;
 pub use ser::to_value;
+pub(crate) use text::{TextError, write_args};
 
 /// The map type of [`Value::Object`]: keeps insertion order like a JS object.
 pub type Map = IndexMap<String, Value>;

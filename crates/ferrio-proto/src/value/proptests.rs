@@ -194,4 +194,28 @@ proptest! {
         }
         prop_assert_eq!(Value::from_json(&text).ok(), full);
     }
+
+    #[test]
+    fn emits_written_straight_from_data_are_what_the_value_path_writes(
+        a in arb_value(true),
+        b in arb_value(false),
+        id in proptest::option::of(any::<u64>()),
+    ) {
+        use crate::socket::{encode_event, encode_event_from};
+        use super::to_args;
+        let same = |direct: Option<crate::socket::Encoded>, args: Vec<Value>| {
+            let via = encode_event("/n", "e", &args, id);
+            match direct {
+                Some(d) => d == via,
+                // Left to the value path only for blobs.
+                None => !via.attachments.is_empty(),
+            }
+        };
+        prop_assert!(same(encode_event_from("/n", "e", &a, id).unwrap(), to_args(&a).unwrap()));
+        let pair = (&a, &b);
+        prop_assert!(same(encode_event_from("/n", "e", &pair, id).unwrap(), to_args(&pair).unwrap()));
+        // Through another Serialize implementation of the same tree (serde_json's, blobs as null).
+        let j = to_serde_json(&a);
+        prop_assert!(same(encode_event_from("/n", "e", &j, id).unwrap(), to_args(&j).unwrap()));
+    }
 }

@@ -353,7 +353,7 @@ impl ser::SerializeStructVariant for SerializeStructVariant {
 }
 
 /// Turns a map key into a string like serde_json: strings, chars, numbers, bools and unit variants.
-struct MapKeySerializer;
+pub(super) struct MapKeySerializer;
 
 impl ser::Serializer for MapKeySerializer {
     type Ok = String;

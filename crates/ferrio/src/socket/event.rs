@@ -21,4 +21,18 @@ impl AckWriter for Socket {
             parser.encode_ack(self.nsp(), args, id).0
         })
     }
+
+    fn write_ack_from<T: serde::Serialize + ?Sized>(
+        &self,
+        id: u64,
+        data: &T,
+    ) -> Result<(), EmitError> {
+        // Straight to text with the default parser (see `Socket::emit_data`).
+        if self.parser_writes_json_text()
+            && let Some(encoded) = ferrio_proto::socket::encode_ack_from(self.nsp(), data, id)?
+        {
+            return self.write_own_connected(encoded, false, true);
+        }
+        self.write_ack(id, ferrio_proto::value::to_args(data)?)
+    }
 }

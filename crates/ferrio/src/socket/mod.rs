@@ -458,7 +458,7 @@ impl Socket {
 
     /// Emits `event`: a tuple is several arguments, `()` none, anything else one.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
-        self.emit_args(event, to_args(data)?)
+        self.emit_data(event, data, None, false, true)
     }
 
     /// Emits `event` with raw arguments.
@@ -472,7 +472,7 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), EmitError> {
-        self.emit_inner(event, to_args(data)?, None, true, true)
+        self.emit_data(event, data, None, true, true)
     }
 
     /// Emits `event` and waits for the client's ack: until the server's `ack_timeout` if one is set,
@@ -510,6 +510,39 @@ impl Socket {
     /// with `false`, a websocket that negotiated deflate sends them uncompressed.
     pub fn compress(&self, compress: bool) -> SocketEmitter {
         self.emitter().compress(compress)
+    }
+
+    /// Emits the arguments `data` stands for. With the default parser, and no `on_any_outgoing`
+    /// listener to show them to, they are written straight to the packet's text: building them as
+    /// values first, only to write and drop them, was most of an emit's own work.
+    fn emit_data<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        id: Option<u64>,
+        volatile: bool,
+        compress: bool,
+    ) -> Result<(), EmitError> {
+        if self.parser_writes_json_text() && !self.has_outgoing_listeners() {
+            if ferrio_proto::socket::is_reserved_event(event) {
+                return Err(EmitError::Reserved(event.to_owned()));
+            }
+            if let Some(encoded) =
+                ferrio_proto::socket::encode_event_from(self.nsp(), event, data, id)?
+            {
+                return self.write_own_connected(encoded, volatile, compress);
+            }
+        }
+        self.emit_inner(event, to_args(data)?, id, volatile, compress)
+    }
+
+    pub(crate) fn parser_writes_json_text(&self) -> bool {
+        self.inner.conn.parser().writes_json_text()
+    }
+
+    fn has_outgoing_listeners(&self) -> bool {
+        self.with_listeners(|l| !l.read().hooks().any_outgoing.is_empty())
+            .unwrap_or(false)
     }
 
     fn emit_inner(
@@ -566,6 +599,19 @@ impl Socket {
             return Err(EmitError::Disconnected);
         }
         self.write_own(encode(self.inner.conn.parser()), volatile, compress)
+    }
+
+    /// [`Socket::write_own`] of an event or ack of this socket's, while it is connected.
+    pub(crate) fn write_own_connected(
+        &self,
+        encoded: ferrio_proto::socket::Encoded,
+        volatile: bool,
+        compress: bool,
+    ) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        self.write_own(encoded, volatile, compress)
     }
 
     /// Writes one packet encoded for this socket's connection alone.
@@ -1035,7 +1081,7 @@ impl SocketEmitter {
     /// Emits `event` to the socket.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
         self.socket
-            .emit_inner(event, to_args(data)?, None, self.volatile, self.compress)
+            .emit_data(event, data, None, self.volatile, self.compress)
     }
 
     /// Emits `event` to the socket and waits for its ack, until the timeout or the disconnection.
@@ -1045,7 +1091,6 @@ impl SocketEmitter {
         data: &T,
     ) -> Result<AckArgs, AckError> {
         let socket = &self.socket;
-        let args = to_args(data).map_err(EmitError::from)?;
         let id = socket.inner.nsp.next_ack_id();
         let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
         let (tx, mut rx) = oneshot::channel();
@@ -1054,7 +1099,7 @@ impl SocketEmitter {
             .acks
             .lock()
             .insert(id, deadline.map(|d| d.into_std()), AckSlot::Single(tx));
-        if let Err(e) = socket.emit_inner(event, args, Some(id), self.volatile, self.compress) {
+        if let Err(e) = socket.emit_data(event, data, Some(id), self.volatile, self.compress) {
             socket.inner.acks.lock().take(id);
             return Err(e.into());
         }
