@@ -8,7 +8,8 @@
 #
 # Sizes can be overridden from the environment, e.g. IDLE_CLIENTS=5000 FANOUT_CLIENTS=2000 DURATION=6.
 # SERVERS="node ferrio" runs a subset; ROUNDS=3 runs each scenario three times against every server and
-# shows each server's median round (see below). Results (one JSON per run, plus logs) go to bench/results/, with
+# shows each server's median round (see below). FERRIO_SERVER=PATH serves with another build of ferrio
+# (an A/B of two builds: the generator stays the current build). Results (one JSON per run, plus logs) go to bench/results/, with
 # the text table (table.txt) and an HTML report with charts (report.html).
 #
 # CPUS=2: the multi-core runs. Server and generator both get cores 0 and 1 (this box has two), and the
@@ -71,7 +72,7 @@ start_server() { # NAME LOG
   case "$name" in
     node) launch "$name" "$log" taskset -c $SERVER_CPUS node bench/node/server.mjs 0 ;;
     socketioxide) launch "$name" "$log" taskset -c $SERVER_CPUS bench/socketioxide/target/release/bench-socketioxide 0 ;;
-    ferrio) launch "$name" "$log" taskset -c $SERVER_CPUS "$FERRIO" serve --port 0 --log warn --serve-client false ;;
+    ferrio) launch "$name" "$log" taskset -c $SERVER_CPUS "${FERRIO_SERVER:-$FERRIO}" serve --port 0 --log warn --serve-client false ;;
   esac
 }
 
