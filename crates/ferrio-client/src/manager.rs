@@ -335,13 +335,25 @@ impl ManagerInner {
         args
     }
 
+    /// [`ManagerInner::write_packet`] of an event whose `["event",args…]` text was written
+    /// straight from its data (with the default parser only: see [`ManagerInner::writes_json_text`]).
+    pub(crate) fn write_event_text(&self, nsp: &str, text: &str, id: Option<u64>) -> bool {
+        self.write_encoded(ferrio_proto::socket::encode_event_text(nsp, text, id))
+    }
+
+    /// Whether the parser writes the default JSON text, so that events and acks can be written
+    /// straight from their data.
+    pub(crate) fn writes_json_text(&self) -> bool {
+        self.opts.parser.writes_json_text()
+    }
+
     /// [`ManagerInner::write_packet`] of an ack given by its parts (no packet built).
     pub(crate) fn write_ack(&self, nsp: &str, args: Vec<Value>, id: u64) -> bool {
         let (encoded, _) = self.opts.parser.encode_ack(nsp, args, id);
         self.write_encoded(encoded)
     }
 
-    fn write_encoded(&self, encoded: Encoded) -> bool {
+    pub(crate) fn write_encoded(&self, encoded: Encoded) -> bool {
         // Queued under the lock (it never waits) rather than with a clone of the sender per packet.
         let st = self.state.lock();
         let Some(sender) = &st.sender else {

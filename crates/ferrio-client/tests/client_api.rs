@@ -537,3 +537,46 @@ async fn a_dropped_emit_with_ack_is_forgotten() {
     assert_eq!(*outgoing.lock().unwrap(), ["tick-me"]);
     socket.disconnect();
 }
+
+/// A connected socket writes its emits straight from their data unless an outgoing listener wants the
+/// arguments: either way the server reads the same event and the ack comes back.
+#[tokio::test]
+async fn outgoing_listeners_see_the_arguments_of_connected_emits() {
+    let (_io, url) = server().await;
+    let socket = Manager::new(&url, options()).socket("/");
+    let (tx, mut back) = mpsc::unbounded_channel();
+    socket.on("message-back", move |_s, mut ev: ferrio_client::Event| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(ev.take_args());
+        }
+    });
+    connected(&socket).await;
+    let data = ("q\"\n", 1.5, [1u8, 2], Some(()));
+    let expected = ferrio_client::to_args(&data).unwrap();
+    socket.emit("message", &data).unwrap();
+    assert_eq!(recv(&mut back).await, expected);
+
+    let outgoing = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = outgoing.clone();
+    socket.on_any_outgoing(move |_s, name, args| {
+        out.lock().unwrap().push((name.to_owned(), args.to_vec()))
+    });
+    socket.emit("message", &data).unwrap();
+    assert_eq!(recv(&mut back).await, expected);
+    let acked = socket.emit_with_ack("echo", &data).await.unwrap();
+    assert_eq!(acked.0, expected);
+    assert_eq!(
+        *outgoing.lock().unwrap(),
+        [
+            ("message".to_owned(), expected.clone()),
+            ("echo".to_owned(), expected.clone())
+        ]
+    );
+
+    socket.off_any_outgoing();
+    let acked = socket.emit_with_ack("echo", &data).await.unwrap();
+    assert_eq!(acked.0, expected);
+    assert_eq!(outgoing.lock().unwrap().len(), 2);
+    socket.disconnect();
+}

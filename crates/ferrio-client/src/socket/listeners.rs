@@ -31,6 +31,25 @@ impl AckWriter for Socket {
             Err(EmitError::Disconnected)
         }
     }
+
+    fn write_ack_from<T: serde::Serialize + ?Sized>(
+        &self,
+        id: u64,
+        data: &T,
+    ) -> Result<(), EmitError> {
+        let manager = &self.inner.manager;
+        // Straight to text with the default parser: no argument values built and dropped.
+        if manager.writes_json_text()
+            && let Some(encoded) = ferrio_proto::socket::encode_ack_from(&self.inner.nsp, data, id)?
+        {
+            return if manager.write_encoded(encoded) {
+                Ok(())
+            } else {
+                Err(EmitError::Disconnected)
+            };
+        }
+        self.write_ack(id, ferrio_proto::value::to_args(data)?)
+    }
 }
 
 pub(crate) type EventHandler = Arc<dyn Fn(Socket, Event) -> BoxFuture<()> + Send + Sync>;

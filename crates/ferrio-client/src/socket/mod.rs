@@ -117,14 +117,25 @@ impl Emitter {
 
     /// Emits: a tuple is several arguments, `()` none, anything else one.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
-        self.emit_args(event, to_args(data)?)
+        check_name(event)?;
+        let out = self.socket.outgoing(event, data, self.volatile)?;
+        self.socket
+            .emit_packet(event, out, self.volatile, self.ack_timeout())
     }
 
     /// Emits with raw arguments.
     pub fn emit_args(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
         check_name(event)?;
-        let timeout = self.timeout.or(self.socket.inner.opts.ack_timeout);
-        self.socket.emit_packet(event, args, self.volatile, timeout)
+        self.socket.emit_packet(
+            event,
+            Outgoing::Args(args),
+            self.volatile,
+            self.ack_timeout(),
+        )
+    }
+
+    fn ack_timeout(&self) -> Option<Duration> {
+        self.timeout.or(self.socket.inner.opts.ack_timeout)
     }
 
     /// Emits and waits for the ack, until the timeout of this emit or the `ack_timeout` option (forever
@@ -134,8 +145,11 @@ impl Emitter {
         event: &str,
         data: &T,
     ) -> Result<AckArgs, AckError> {
-        let args = to_args(data).map_err(EmitError::from)?;
-        self.emit_args_with_ack(event, args).await
+        check_name(event)?;
+        let out = self.socket.outgoing(event, data, self.volatile)?;
+        self.socket
+            .emit_ack(event, out, self.volatile, self.ack_timeout())
+            .await
     }
 
     /// Emits raw arguments and waits for the ack.
@@ -145,9 +159,13 @@ impl Emitter {
         args: Vec<Value>,
     ) -> Result<AckArgs, AckError> {
         check_name(event)?;
-        let timeout = self.timeout.or(self.socket.inner.opts.ack_timeout);
         self.socket
-            .emit_ack(event, args, self.volatile, timeout)
+            .emit_ack(
+                event,
+                Outgoing::Args(args),
+                self.volatile,
+                self.ack_timeout(),
+            )
             .await
     }
 }
@@ -174,6 +192,33 @@ impl Drop for Forget {
         let id = self.id;
         st.send_buffer
             .retain(|p| !matches!(p, Packet::Event { id: Some(i), .. } if *i == id));
+    }
+}
+
+/// An emit's arguments on their way out: as values, or already written as the event's text.
+enum Outgoing {
+    Args(Vec<Value>),
+    /// `["event",args…]`, written straight from the emit's data (see [`Socket::outgoing`]).
+    Text(String),
+}
+
+impl Outgoing {
+    /// The arguments as values, for a packet that waits (offline buffer) or is retried.
+    fn into_args(self) -> Vec<Value> {
+        match self {
+            Outgoing::Args(args) => args,
+            // Read back from the text this socket wrote: the values `to_args` would have made.
+            Outgoing::Text(text) => match Value::from_json(&text) {
+                Ok(Value::Array(mut all)) if !all.is_empty() => {
+                    all.remove(0);
+                    all
+                }
+                other => {
+                    debug_assert!(false, "an event's own text read back as {other:?}");
+                    Vec::new()
+                }
+            },
+        }
     }
 }
 
@@ -474,22 +519,43 @@ impl Socket {
         self.inner.state.lock()
     }
 
+    /// The arguments `data` stands for, on their way out. With the default parser, they are written
+    /// straight to the event's text (building them as values, only to write and drop them, was most of
+    /// an emit's own work), unless something needs them as values: the retry queue, which resends
+    /// them, or an `on_any_outgoing` listener.
+    fn outgoing<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        volatile: bool,
+    ) -> Result<Outgoing, EmitError> {
+        let queued = self.inner.opts.retries > 0 && !volatile;
+        if !queued
+            && self.inner.manager.writes_json_text()
+            && self.inner.handlers.read().any_outgoing.is_empty()
+            && let Some(text) = ferrio_proto::socket::event_text_from(event, data)?
+        {
+            return Ok(Outgoing::Text(text));
+        }
+        Ok(Outgoing::Args(to_args(data)?))
+    }
+
     /// `timeout` is the ack timeout of each try when the emit goes through the retry queue.
     fn emit_packet(
         &self,
         event: &str,
-        args: Vec<Value>,
+        out: Outgoing,
         volatile: bool,
         timeout: Option<Duration>,
     ) -> Result<(), EmitError> {
         if self.inner.opts.retries > 0 && !volatile {
             // At-least-once: fire-and-forget emits go through the retry queue too.
-            self.enqueue(event.to_owned(), args, timeout, None);
+            self.enqueue(event.to_owned(), out.into_args(), timeout, None);
             return Ok(());
         }
         let sent = {
             let mut st = self.state();
-            self.send_event(&mut st, event, args, None, volatile)
+            self.send_event(&mut st, event, out, None, volatile)
         };
         self.notify_outgoing(sent.iter().map(|args| (event, &args[..])));
         Ok(())
@@ -498,13 +564,13 @@ impl Socket {
     async fn emit_ack(
         &self,
         event: &str,
-        args: Vec<Value>,
+        out: Outgoing,
         volatile: bool,
         timeout: Option<Duration>,
     ) -> AckResult {
         let (tx, rx) = oneshot::channel();
         if self.inner.opts.retries > 0 && !volatile {
-            self.enqueue(event.to_owned(), args, timeout, Some(tx));
+            self.enqueue(event.to_owned(), out.into_args(), timeout, Some(tx));
             return rx.await.unwrap_or(Err(AckError::Disconnected));
         }
         let (id, sent) = {
@@ -512,10 +578,7 @@ impl Socket {
             let deadline = timeout.map(|t| now() + t);
             let id = st.acks.register(deadline, AckSlot::Once(tx));
             self.rearm(&mut st, deadline);
-            (
-                id,
-                self.send_event(&mut st, event, args, Some(id), volatile),
-            )
+            (id, self.send_event(&mut st, event, out, Some(id), volatile))
         };
         let mut guard = Forget {
             socket: Arc::downgrade(&self.inner),
@@ -557,7 +620,7 @@ impl Socket {
         &self,
         st: &mut State,
         event: &str,
-        args: Vec<Value>,
+        out: Outgoing,
         id: Option<u64>,
         volatile: bool,
     ) -> Option<Vec<Value>> {
@@ -565,7 +628,7 @@ impl Socket {
             let packet = Packet::Event {
                 nsp: self.inner.nsp.clone(),
                 event: event.to_owned(),
-                args,
+                args: out.into_args(),
                 id,
             };
             // Not connected: buffered or dropped, never written.
@@ -576,11 +639,15 @@ impl Socket {
         if let Some(id) = id {
             st.sent_acks.insert(id);
         }
-        Some(
-            self.inner
-                .manager
-                .write_event(&self.inner.nsp, event, args, id),
-        )
+        let manager = &self.inner.manager;
+        match out {
+            Outgoing::Args(args) => Some(manager.write_event(&self.inner.nsp, event, args, id)),
+            // Written as text only when no outgoing listener wants the arguments.
+            Outgoing::Text(text) => {
+                manager.write_event_text(&self.inner.nsp, &text, id);
+                None
+            }
+        }
     }
 
     fn write_state(&self, st: &mut State, packet: &Packet) {

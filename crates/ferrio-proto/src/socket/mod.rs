@@ -21,7 +21,7 @@ pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;
 pub use packet::{
     Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode, encode_ack,
-    encode_ack_from, encode_event, encode_event_from,
+    encode_ack_from, encode_event, encode_event_from, encode_event_text, event_text_from,
 };
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};

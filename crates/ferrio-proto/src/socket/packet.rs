@@ -240,6 +240,37 @@ pub fn encode_ack_from<T: serde::Serialize + ?Sized>(
     encode_from(PacketType::Ack, nsp, None, data, Some(id))
 }
 
+/// The `["event",args…]` text of an event whose arguments `data` stands for, written straight from
+/// `data` as [`encode_event_from`] writes it; `Ok(None)` when `data` holds binary data. With
+/// [`encode_event_text`], an event's frame is made in two steps: its text while no lock is held,
+/// its frame once its ack id is known.
+pub fn event_text_from<T: serde::Serialize + ?Sized>(
+    event: &str,
+    data: &T,
+) -> Result<Option<String>, ValueError> {
+    let mut out = String::with_capacity(64);
+    out.push('[');
+    crate::value::write_escaped(&mut out, event);
+    match crate::value::write_args(&mut out, data, true) {
+        Ok(()) => {
+            out.push(']');
+            Ok(Some(out))
+        }
+        Err(TextError::Fallback) => Ok(None),
+        Err(TextError::Value(e)) => Err(e),
+    }
+}
+
+/// [`encode_event`] of an event whose `["event",args…]` text is `text`, as [`event_text_from`]
+/// wrote it.
+pub fn encode_event_text(nsp: &str, text: &str, id: Option<u64>) -> Encoded {
+    encode_with(|out| {
+        write_header(out, PacketType::Event, 0, nsp, id);
+        out.push_str(text);
+        Vec::new()
+    })
+}
+
 fn encode_from<T: serde::Serialize + ?Sized>(
     ty: PacketType,
     nsp: &str,

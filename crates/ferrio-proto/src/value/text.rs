@@ -782,6 +782,18 @@ mod tests {
                 to_args(data).map(|a| encode_ack(nsp, &a, 3)),
             )?;
             assert_eq!(got.is_none(), ack.is_none());
+            // In two steps (the text, then the frame around it), the same frame.
+            if let Some(frame) = &got {
+                let text = crate::socket::event_text_from("ev\"ent", data)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(&crate::socket::encode_event_text(nsp, &text, id), frame);
+            } else {
+                assert!(matches!(
+                    crate::socket::event_text_from("e", data),
+                    Ok(None)
+                ));
+            }
             first.get_or_insert(got);
         }
         Ok(first.flatten())
