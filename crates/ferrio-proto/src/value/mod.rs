@@ -8,6 +8,35 @@
 //! [`to_value`]/[`from_value`] bridge to any serde type (byte buffers become [`Value::Binary`]), and
 //! [`to_args`]/[`from_args`] map a Rust tuple onto the positional argument list of an event.
 
+/// Calls `$m!` with the leaf methods of serde's `Serializer` (those given no nested value), except
+/// `serialize_str` and `serialize_unit`, which each serializer here treats apart, followed by `$extra`:
+/// the argument writers and key writers handle these alike, one line each.
+macro_rules! with_leaf_methods {
+    ($m:ident $($extra:tt)*) => {
+        $m! {
+            serialize_bool(v: bool);
+            serialize_i8(v: i8);
+            serialize_i16(v: i16);
+            serialize_i32(v: i32);
+            serialize_i64(v: i64);
+            serialize_i128(v: i128);
+            serialize_u8(v: u8);
+            serialize_u16(v: u16);
+            serialize_u32(v: u32);
+            serialize_u64(v: u64);
+            serialize_u128(v: u128);
+            serialize_f32(v: f32);
+            serialize_f64(v: f64);
+            serialize_char(v: char);
+            serialize_bytes(v: &[u8]);
+            serialize_none();
+            serialize_unit_struct(name: &'static str);
+            serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
+            $($extra)*
+        }
+    };
+}
+
 mod args;
 mod de;
 mod json;

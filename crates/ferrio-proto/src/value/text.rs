@@ -112,27 +112,7 @@ impl<'a> ser::Serializer for Args<'a> {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
-    args_one! {
-        serialize_bool(v: bool);
-        serialize_i8(v: i8);
-        serialize_i16(v: i16);
-        serialize_i32(v: i32);
-        serialize_i64(v: i64);
-        serialize_i128(v: i128);
-        serialize_u8(v: u8);
-        serialize_u16(v: u16);
-        serialize_u32(v: u32);
-        serialize_u64(v: u64);
-        serialize_u128(v: u128);
-        serialize_f32(v: f32);
-        serialize_f64(v: f64);
-        serialize_char(v: char);
-        serialize_str(v: &str);
-        serialize_bytes(v: &[u8]);
-        serialize_none();
-        serialize_unit_struct(name: &'static str);
-        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
-    }
+    with_leaf_methods!(args_one serialize_str(v: &str););
 
     /// `()`: no argument at all.
     fn serialize_unit(self) -> Result<(), TextError> {
@@ -263,6 +243,15 @@ impl Json<'_> {
     }
 }
 
+/// Integers of 64 bits at most, written as they are.
+macro_rules! integers {
+    ($($method:ident($t:ty);)*) => {$(
+        fn $method(self, v: $t) -> Result<(), TextError> {
+            self.integer(v)
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for Json<'a> {
     type Ok = ();
     type Error = TextError;
@@ -278,20 +267,15 @@ impl<'a> ser::Serializer for Json<'a> {
         self.raw(if v { "true" } else { "false" })
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), TextError> {
-        self.integer(v)
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), TextError> {
-        self.integer(v)
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), TextError> {
-        self.integer(v)
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), TextError> {
-        self.integer(v)
+    integers! {
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
     }
 
     fn serialize_i128(self, v: i128) -> Result<(), TextError> {
@@ -301,22 +285,6 @@ impl<'a> ser::Serializer for Json<'a> {
         } else {
             Err(ValueError::Custom("number out of range".into()).into())
         }
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), TextError> {
-        self.integer(v)
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), TextError> {
-        self.integer(v)
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), TextError> {
-        self.integer(v)
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), TextError> {
-        self.integer(v)
     }
 
     fn serialize_u128(self, v: u128) -> Result<(), TextError> {
@@ -504,56 +472,29 @@ impl<'a> Compound<'a> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
+/// serde's four sequence traits, each writing an element.
+macro_rules! sequence_impls {
+    ($($tr:ident::$method:ident;)*) => {$(
+        impl ser::$tr for Compound<'_> {
+            type Ok = ();
+            type Error = TextError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), TextError> {
-        Compound::end(self)
-    }
+            fn end(self) -> Result<(), TextError> {
+                Compound::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), TextError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), TextError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), TextError> {
-        Compound::end(self)
-    }
+sequence_impls! {
+    SerializeSeq::serialize_element;
+    SerializeTuple::serialize_element;
+    SerializeTupleStruct::serialize_field;
+    SerializeTupleVariant::serialize_field;
 }
 
 impl ser::SerializeMap for Compound<'_> {
@@ -592,38 +533,31 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
+/// serde's two struct traits, each writing a named field.
+macro_rules! struct_impls {
+    ($($tr:ident;)*) => {$(
+        impl ser::$tr for Compound<'_> {
+            type Ok = ();
+            type Error = TextError;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), TextError> {
-        self.field(key, value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), TextError> {
+                self.field(key, value)
+            }
 
-    fn end(self) -> Result<(), TextError> {
-        Compound::end(self)
-    }
+            fn end(self) -> Result<(), TextError> {
+                Compound::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), TextError> {
-        self.field(key, value)
-    }
-
-    fn end(self) -> Result<(), TextError> {
-        Compound::end(self)
-    }
+struct_impls! {
+    SerializeStruct;
+    SerializeStructVariant;
 }
 
 /// Writes a map key: a string as it is, anything else through the value path's own key rules
@@ -663,27 +597,7 @@ impl ser::Serializer for Key<'_> {
     type SerializeStruct = Impossible<(), TextError>;
     type SerializeStructVariant = Impossible<(), TextError>;
 
-    key_via! {
-        serialize_bool(v: bool);
-        serialize_i8(v: i8);
-        serialize_i16(v: i16);
-        serialize_i32(v: i32);
-        serialize_i64(v: i64);
-        serialize_i128(v: i128);
-        serialize_u8(v: u8);
-        serialize_u16(v: u16);
-        serialize_u32(v: u32);
-        serialize_u64(v: u64);
-        serialize_u128(v: u128);
-        serialize_f32(v: f32);
-        serialize_f64(v: f64);
-        serialize_char(v: char);
-        serialize_bytes(v: &[u8]);
-        serialize_none();
-        serialize_unit();
-        serialize_unit_struct(name: &'static str);
-        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
-    }
+    with_leaf_methods!(key_via serialize_unit(););
 
     fn serialize_str(self, v: &str) -> Result<(), TextError> {
         write_escaped(self.out, v);
