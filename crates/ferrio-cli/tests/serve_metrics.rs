@@ -230,6 +230,12 @@ async fn recovery_and_redis_adapter_metrics_move() {
     let chat: serde_json::Value = serde_json::from_str(&chat[2..]).unwrap();
     let offset = chat.as_array().unwrap().last().unwrap().as_str().unwrap();
     drop(first);
+    // The session is kept once the server has seen the socket go (its disconnect ran and stored the
+    // session in Redis); a reconnection racing that would miss it, as it would with socket.io.
+    eventually(&url, "the first socket gone", |m| {
+        value(m, r#"ferrio_sockets{namespace="/"}"#) == 0.0
+    })
+    .await;
 
     // Its session back (a hit), then an unknown one (a miss).
     let mut again = ws(&url).await;
