@@ -135,13 +135,25 @@ impl BroadcastOperator {
         }
         // Built once, for the targets that need a packet.
         let mut built: Option<Vec<Value>> = None;
+        // With several targets (the children of a dynamic namespace), the event's text is written
+        // once and framed for each: the data's `Serialize` runs once for the text, as it does once
+        // for the values.
+        let mut text: Option<Option<String>> = None;
         let targets = self.targets();
         let last = targets.len().saturating_sub(1);
         for (i, ns) in targets.into_iter().enumerate() {
             let adapter = ns.adapter();
             if ns.writes_json_text() && adapter.takes_encoded(&self.opts) {
-                let encoded =
-                    ferrio_proto::socket::encode_event_from(ns.name(), event, data, None)?;
+                let encoded = if last == 0 {
+                    ferrio_proto::socket::encode_event_from(ns.name(), event, data, None)?
+                } else {
+                    let text = match &text {
+                        Some(text) => text,
+                        None => text.insert(ferrio_proto::socket::event_text_from(event, data)?),
+                    };
+                    text.as_deref()
+                        .map(|t| ferrio_proto::socket::encode_event_text(ns.name(), t, None))
+                };
                 if let Some(encoded) = encoded {
                     crate::telemetry::batched(|| adapter.broadcast_encoded(&encoded, &self.opts))
                         .map_err(|_| EmitError::Disconnected)?;

@@ -310,7 +310,16 @@ fn try_encode_with<E>(
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut out) => {
             out.clear();
-            let attachments = write(&mut out)?;
+            let attachments = match write(&mut out) {
+                Ok(attachments) => attachments,
+                Err(e) => {
+                    // A large failed write does not stay in the thread's buffer.
+                    if out.capacity() > SCRATCH_KEEP {
+                        *out = String::new();
+                    }
+                    return Err(e);
+                }
+            };
             if out.len() <= SCRATCH_KEEP {
                 Ok(Encoded {
                     head: Frame::Text(bytestring::ByteString::from(out.as_str())),

@@ -7,10 +7,16 @@
 //! [`Value::write_json`] writes that value (numbers through the same formatting, keys through the same
 //! key rules, the same escaping).
 //!
-//! What it does not write, it leaves: byte buffers (which become attachments, numbered in the order
-//! of the final value) and serializers that misuse the map protocol (a value before its key, two keys
-//! in a row), whose outcome the `Value` path decides. The caller then takes that path. So the two agree
-//! on every input: the same text, or the same error.
+//! What it does not write, it leaves to the `Value` path, which the caller then takes (so the data's
+//! `Serialize` runs a second time):
+//! - byte buffers, which become attachments numbered in the order of the final value;
+//! - serializers that misuse the map protocol (a value before its key, two keys in a row);
+//! - a `Serialize` that drops an error it got and goes on (the text may then hold half a value);
+//! - data nested deeper than [`MAX_DEPTH`].
+//!
+//! Which of these happened is kept beside the error itself, since an application's `Serialize` may
+//! wrap the error into its own. So the two paths agree on every input: the same text, or the same
+//! error.
 //!
 //! The one difference is a map that serializes the same key twice. A `Value` keeps the last entry
 //! where the first stood, while the text carries both, and `JSON.parse` (and ferrio's own reader)
@@ -47,15 +53,54 @@ impl std::error::Error for TextError {}
 
 impl ser::Error for TextError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        TextError::Value(ValueError::Custom(msg.to_string()))
+        TextError::from(ValueError::Custom(msg.to_string()))
     }
 }
 
 impl From<ValueError> for TextError {
     fn from(e: ValueError) -> Self {
+        trouble(|t| t.erred = true);
         TextError::Value(e)
     }
 }
+
+/// What went wrong while writing, kept beside the errors themselves: an application's `Serialize` may
+/// wrap an error into its own (`Error::custom(format!(..))`) or drop it and go on, and the outcome
+/// must still be the value path's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Trouble {
+    /// Something was left to the value path.
+    fell: bool,
+    /// An error was made (by this writer, or by the data's `Serialize`).
+    erred: bool,
+    /// Arrays and objects open.
+    depth: u16,
+}
+
+thread_local! {
+    static TROUBLE: std::cell::Cell<Trouble> = const {
+        std::cell::Cell::new(Trouble { fell: false, erred: false, depth: 0 })
+    };
+}
+
+fn trouble(f: impl FnOnce(&mut Trouble)) {
+    TROUBLE.with(|c| {
+        let mut t = c.get();
+        f(&mut t);
+        c.set(t);
+    });
+}
+
+/// Leaves the data to the value path.
+fn fallback() -> TextError {
+    trouble(|t| t.fell = true);
+    TextError::Fallback
+}
+
+/// The most arrays and objects written nested here. Deeper data takes the value path: what this
+/// writer writes stays well within the 128 levels every ferrio reader accepts, so the client can read
+/// its own text back (an emit that waits offline).
+const MAX_DEPTH: u16 = 100;
 
 /// Appends the arguments `data` stands for (as [`to_args`](super::to_args) reads it: a tuple is one
 /// argument per element, `()` none, anything else one), each written as JSON and preceded by a comma,
@@ -65,10 +110,20 @@ pub(crate) fn write_args<T: Serialize + ?Sized>(
     data: &T,
     first_comma: bool,
 ) -> Result<(), TextError> {
-    data.serialize(Args {
+    // Saved and put back: the data's `Serialize` may itself emit (and so write) something else.
+    let outer = TROUBLE.with(|c| c.replace(Trouble::default()));
+    let result = data.serialize(Args {
         out,
         comma: first_comma,
-    })
+    });
+    let seen = TROUBLE.with(|c| c.replace(outer));
+    // Left to the value path, whatever became of that error on its way up; or an error dropped by
+    // the data's own code, after which the text may hold half a value.
+    if seen.fell || (seen.erred && result.is_ok()) {
+        // Not `fallback()`: that would mark the writer this one may be nested in.
+        return Err(TextError::Fallback);
+    }
+    result
 }
 
 /// The top level of [`write_args`].
@@ -316,7 +371,7 @@ impl<'a> ser::Serializer for Json<'a> {
 
     fn serialize_bytes(self, _v: &[u8]) -> Result<(), TextError> {
         // A blob is an attachment with a placeholder: the value path writes those.
-        Err(TextError::Fallback)
+        Err(fallback())
     }
 
     fn serialize_none(self) -> Result<(), TextError> {
@@ -360,17 +415,19 @@ impl<'a> ser::Serializer for Json<'a> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), TextError> {
+        open(1)?;
         self.open_variant(variant);
         value.serialize(Json {
             out: &mut *self.out,
         })?;
         self.out.push('}');
+        close(1);
         Ok(())
     }
 
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a>, TextError> {
         self.out.push('[');
-        Ok(Compound::new(self.out, "]"))
+        Compound::new(self.out, "]", 1)
     }
 
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, TextError> {
@@ -394,12 +451,12 @@ impl<'a> ser::Serializer for Json<'a> {
     ) -> Result<Compound<'a>, TextError> {
         self.open_variant(variant);
         self.out.push('[');
-        Ok(Compound::new(self.out, "]}"))
+        Compound::new(self.out, "]}", 2)
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, TextError> {
         self.out.push('{');
-        Ok(Compound::new(self.out, "}"))
+        Compound::new(self.out, "}", 1)
     }
 
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>, TextError> {
@@ -415,7 +472,7 @@ impl<'a> ser::Serializer for Json<'a> {
     ) -> Result<Compound<'a>, TextError> {
         self.open_variant(variant);
         self.out.push('{');
-        Ok(Compound::new(self.out, "}}"))
+        Compound::new(self.out, "}}", 2)
     }
 }
 
@@ -426,16 +483,34 @@ struct Compound<'a> {
     /// A map's key was written and its value is due.
     value_due: bool,
     close: &'static str,
+    /// The nesting levels it opened (two for an enum variant's object and its content).
+    levels: u16,
+}
+
+/// Counts `levels` more arrays or objects open, or leaves data nested too deep to the value path.
+fn open(levels: u16) -> Result<(), TextError> {
+    let mut deep = false;
+    trouble(|t| {
+        t.depth += levels;
+        deep = t.depth > MAX_DEPTH;
+    });
+    if deep { Err(fallback()) } else { Ok(()) }
+}
+
+fn close(levels: u16) {
+    trouble(|t| t.depth = t.depth.saturating_sub(levels));
 }
 
 impl<'a> Compound<'a> {
-    fn new(out: &'a mut String, close: &'static str) -> Self {
-        Compound {
+    fn new(out: &'a mut String, close: &'static str, levels: u16) -> Result<Self, TextError> {
+        open(levels)?;
+        Ok(Compound {
             out,
             first: true,
             value_due: false,
             close,
-        }
+            levels,
+        })
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
@@ -450,7 +525,7 @@ impl<'a> Compound<'a> {
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), TextError> {
         if self.value_due {
-            return Err(TextError::Fallback);
+            return Err(fallback());
         }
         if !self.first {
             self.out.push(',');
@@ -465,8 +540,9 @@ impl<'a> Compound<'a> {
 
     fn end(self) -> Result<(), TextError> {
         if self.value_due {
-            return Err(TextError::Fallback);
+            return Err(fallback());
         }
+        close(self.levels);
         self.out.push_str(self.close);
         Ok(())
     }
@@ -504,7 +580,7 @@ impl ser::SerializeMap for Compound<'_> {
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), TextError> {
         if self.value_due {
             // Two keys in a row: the value path keeps only the second; leave it to that path.
-            return Err(TextError::Fallback);
+            return Err(fallback());
         }
         if !self.first {
             self.out.push(',');
@@ -520,7 +596,7 @@ impl ser::SerializeMap for Compound<'_> {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
         if !self.value_due {
-            return Err(TextError::Fallback);
+            return Err(fallback());
         }
         self.value_due = false;
         value.serialize(Json {
@@ -931,5 +1007,106 @@ mod tests {
         // serde's own writer agrees on what it writes.
         let json = serde_json::to_string(&Misused::DuplicateKey).unwrap();
         assert_eq!(json, r#"{"a":1,"b":2,"a":3}"#);
+    }
+}
+
+#[cfg(test)]
+mod trouble_tests {
+    use crate::socket::encode_event_from;
+    use crate::value::to_args;
+    use serde::ser::{Error as _, SerializeSeq};
+    use serde::{Serialize, Serializer};
+
+    /// A blob whose `Serialize` wraps the error it gets into its own.
+    struct Wrapped;
+    impl Serialize for Wrapped {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&[1, 2])
+                .map_err(|e| S::Error::custom(format_args!("blob: {e}")))
+        }
+    }
+
+    /// A sequence whose `Serialize` drops an element's error and goes on.
+    struct Dropping;
+    impl Serialize for Dropping {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(None)?;
+            let _ = seq.serialize_element(&i128::MAX);
+            seq.serialize_element(&1)?;
+            seq.end()
+        }
+    }
+
+    /// Emits a blob itself while being written (so a nested writer falls back), then writes a string.
+    struct Nesting;
+    impl Serialize for Nesting {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let inner = serde_bytes::Bytes::new(&[1]);
+            assert!(matches!(
+                encode_event_from("/", "x", &inner, None),
+                Ok(None)
+            ));
+            s.serialize_str("fine")
+        }
+    }
+
+    #[test]
+    fn a_wrapped_fallback_still_takes_the_value_path() {
+        assert!(matches!(
+            encode_event_from("/", "e", &Wrapped, None),
+            Ok(None)
+        ));
+        assert!(to_args(&Wrapped).unwrap()[0].as_bytes().is_some());
+    }
+
+    #[test]
+    fn a_dropped_error_leaves_the_data_to_the_value_path() {
+        assert!(matches!(
+            encode_event_from("/", "e", &Dropping, None),
+            Ok(None)
+        ));
+        // The value path keeps what was written before and after the dropped element.
+        let one = crate::value::Value::Array(vec![1u64.into()]);
+        assert_eq!(to_args(&Dropping).unwrap(), [one]);
+    }
+
+    #[test]
+    fn a_nested_writer_falling_back_leaves_the_outer_one_alone() {
+        let Some(e) = encode_event_from("/", "e", &Nesting, None).unwrap() else {
+            panic!("written directly")
+        };
+        assert_eq!(
+            e.head,
+            crate::engine::Frame::Text(r#"42["e","fine"]"#.into())
+        );
+    }
+
+    #[test]
+    fn deep_data_takes_the_value_path_and_shallower_data_reads_back() {
+        let nest = |n: usize| {
+            let mut v = crate::value::Value::Null;
+            for _ in 0..n {
+                v = crate::value::Value::Array(vec![v]);
+            }
+            v
+        };
+        assert!(matches!(
+            encode_event_from("/", "e", &nest(101), None),
+            Ok(None)
+        ));
+        assert_eq!(to_args(&nest(101)).unwrap().len(), 1);
+        let Some(e) = encode_event_from("/", "e", &nest(100), None).unwrap() else {
+            panic!("written directly")
+        };
+        let crate::engine::Frame::Text(t) = e.head else {
+            panic!("a text frame")
+        };
+        assert!(crate::value::Value::from_json(&t[2..]).is_ok());
+        // The depth is counted afresh for each emit (nothing left over from the refused one).
+        assert!(
+            encode_event_from("/", "e", &nest(3), None)
+                .unwrap()
+                .is_some()
+        );
     }
 }
