@@ -73,13 +73,11 @@ struct Trouble {
     fell: bool,
     /// An error was made (by this writer, or by the data's `Serialize`).
     erred: bool,
-    /// Arrays and objects open.
-    depth: u16,
 }
 
 thread_local! {
     static TROUBLE: std::cell::Cell<Trouble> = const {
-        std::cell::Cell::new(Trouble { fell: false, erred: false, depth: 0 })
+        std::cell::Cell::new(Trouble { fell: false, erred: false })
     };
 }
 
@@ -138,7 +136,10 @@ impl<'a> Args<'a> {
         if self.comma {
             self.out.push(',');
         }
-        Json { out: self.out }
+        Json {
+            out: self.out,
+            depth: 0,
+        }
     }
 }
 
@@ -257,7 +258,10 @@ impl ser::SerializeTuple for ArgsTuple<'_> {
             self.out.push(',');
         }
         self.comma = true;
-        value.serialize(Json { out: self.out })
+        value.serialize(Json {
+            out: self.out,
+            depth: 0,
+        })
     }
 
     fn end(self) -> Result<(), TextError> {
@@ -268,6 +272,16 @@ impl ser::SerializeTuple for ArgsTuple<'_> {
 /// Writes one value.
 struct Json<'a> {
     out: &'a mut String,
+    /// The arrays and objects it stands in.
+    depth: u16,
+}
+
+/// The depth inside `levels` more arrays or objects, or the value path for data nested too deep.
+fn deeper(depth: u16, levels: u16) -> Result<u16, TextError> {
+    match depth + levels {
+        d if d > MAX_DEPTH => Err(fallback()),
+        d => Ok(d),
+    }
 }
 
 impl Json<'_> {
@@ -415,19 +429,19 @@ impl<'a> ser::Serializer for Json<'a> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), TextError> {
-        open(1)?;
+        let depth = deeper(self.depth, 1)?;
         self.open_variant(variant);
         value.serialize(Json {
             out: &mut *self.out,
+            depth,
         })?;
         self.out.push('}');
-        close(1);
         Ok(())
     }
 
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a>, TextError> {
         self.out.push('[');
-        Compound::new(self.out, "]", 1)
+        Ok(Compound::new(self.out, "]", deeper(self.depth, 1)?))
     }
 
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, TextError> {
@@ -451,12 +465,12 @@ impl<'a> ser::Serializer for Json<'a> {
     ) -> Result<Compound<'a>, TextError> {
         self.open_variant(variant);
         self.out.push('[');
-        Compound::new(self.out, "]}", 2)
+        Ok(Compound::new(self.out, "]}", deeper(self.depth, 2)?))
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, TextError> {
         self.out.push('{');
-        Compound::new(self.out, "}", 1)
+        Ok(Compound::new(self.out, "}", deeper(self.depth, 1)?))
     }
 
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>, TextError> {
@@ -472,7 +486,7 @@ impl<'a> ser::Serializer for Json<'a> {
     ) -> Result<Compound<'a>, TextError> {
         self.open_variant(variant);
         self.out.push('{');
-        Compound::new(self.out, "}}", 2)
+        Ok(Compound::new(self.out, "}}", deeper(self.depth, 2)?))
     }
 }
 
@@ -483,34 +497,19 @@ struct Compound<'a> {
     /// A map's key was written and its value is due.
     value_due: bool,
     close: &'static str,
-    /// The nesting levels it opened (two for an enum variant's object and its content).
-    levels: u16,
-}
-
-/// Counts `levels` more arrays or objects open, or leaves data nested too deep to the value path.
-fn open(levels: u16) -> Result<(), TextError> {
-    let mut deep = false;
-    trouble(|t| {
-        t.depth += levels;
-        deep = t.depth > MAX_DEPTH;
-    });
-    if deep { Err(fallback()) } else { Ok(()) }
-}
-
-fn close(levels: u16) {
-    trouble(|t| t.depth = t.depth.saturating_sub(levels));
+    /// The arrays and objects its elements stand in.
+    depth: u16,
 }
 
 impl<'a> Compound<'a> {
-    fn new(out: &'a mut String, close: &'static str, levels: u16) -> Result<Self, TextError> {
-        open(levels)?;
-        Ok(Compound {
+    fn new(out: &'a mut String, close: &'static str, depth: u16) -> Self {
+        Compound {
             out,
             first: true,
             value_due: false,
             close,
-            levels,
-        })
+            depth,
+        }
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
@@ -520,6 +519,7 @@ impl<'a> Compound<'a> {
         self.first = false;
         value.serialize(Json {
             out: &mut *self.out,
+            depth: self.depth,
         })
     }
 
@@ -535,6 +535,7 @@ impl<'a> Compound<'a> {
         self.out.push(':');
         value.serialize(Json {
             out: &mut *self.out,
+            depth: self.depth,
         })
     }
 
@@ -542,7 +543,6 @@ impl<'a> Compound<'a> {
         if self.value_due {
             return Err(fallback());
         }
-        close(self.levels);
         self.out.push_str(self.close);
         Ok(())
     }
@@ -601,6 +601,7 @@ impl ser::SerializeMap for Compound<'_> {
         self.value_due = false;
         value.serialize(Json {
             out: &mut *self.out,
+            depth: self.depth,
         })
     }
 
