@@ -55,9 +55,12 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     // parser's borrow of `buf` ends before the head is split off it.
     let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (len, method, path, count, version) = {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        let len = match req.parse(buf) {
+        // Left uninitialized: the parser writes the slots it fills (a hundred initialized headers
+        // cost more to set up than a short head costs to parse).
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_LEN => {
                 return Err(HeadError::TooLarge);

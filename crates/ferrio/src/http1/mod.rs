@@ -234,11 +234,14 @@ where
         let mut shutdown = Shutdown::new(shutdown);
         let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
         loop {
-            // One runtime timer for every head of the connection: a later deadline only pushes it back.
-            timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + header_read_timeout);
-            let head = std::future::poll_fn(|cx| conn.poll_head(cx, timer.as_mut(), &mut shutdown));
+            // One runtime timer for every head of the connection. It is not moved at each request
+            // (a reset is a removal and an insertion in the runtime's timer wheel, which a polling
+            // client's two requests a message would pay every time): when it fires before this
+            // head's deadline, it is set again for the rest.
+            let deadline = tokio::time::Instant::now() + header_read_timeout;
+            let head = std::future::poll_fn(|cx| {
+                conn.poll_head(cx, timer.as_mut(), deadline, &mut shutdown)
+            });
             let refused = match head.await {
                 HeadWait::Head(head) => {
                     let (req, mut exchange) = conn.request(head);
@@ -346,7 +349,8 @@ where
     fn poll_head<F: Future<Output = ()>>(
         &mut self,
         cx: &mut Context<'_>,
-        timer: Pin<&mut tokio::time::Sleep>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        deadline: tokio::time::Instant,
         shutdown: &mut Shutdown<'_, F>,
     ) -> Poll<HeadWait> {
         loop {
@@ -381,10 +385,15 @@ where
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(HeadWait::Failed(e)),
                 Poll::Pending => {
-                    return match timer.poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(HeadWait::TimedOut),
-                        Poll::Pending => Poll::Pending,
-                    };
+                    // The timer may be set for an earlier head's deadline: it ends only this
+                    // head's wait once it is this head's.
+                    while timer.as_mut().poll(cx).is_ready() {
+                        if timer.deadline() >= deadline {
+                            return Poll::Ready(HeadWait::TimedOut);
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                    return Poll::Pending;
                 }
             }
         }
@@ -909,6 +918,43 @@ mod tests {
         );
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1024, "{size} B");
+    }
+
+    /// The header read timeout counts from the start of each head's wait: a keep-alive connection
+    /// whose next request comes after most of a timeout is not cut at the first request's deadline
+    /// (the connection's one timer fires there and is set again), and is cut once its own wait runs
+    /// out.
+    #[tokio::test(start_paused = true)]
+    async fn each_head_has_the_whole_header_read_timeout() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let timeout = Duration::from_secs(10);
+        let (mut client, server) = tokio::io::duplex(4096);
+        let served = tokio::spawn(crate::serve_connection(
+            server,
+            "127.0.0.1:1".parse().unwrap(),
+            Follow,
+            timeout,
+            std::future::pending(),
+        ));
+        let start = tokio::time::Instant::now();
+        let mut out = vec![0; 1024];
+        for wait in [Duration::from_secs(7), Duration::from_secs(9)] {
+            tokio::time::sleep(wait).await;
+            client.write_all(REQ).await.unwrap();
+            let n = client.read(&mut out).await.unwrap();
+            assert!(out[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &out[..n]);
+        }
+        // 16 s in: both requests were served, past the first deadline (10 s). The third head's wait
+        // began at 16 s and ends at 26 s.
+        let r = served.await.unwrap();
+        assert!(matches!(r, Err(super::ConnError::HeaderTimeout)), "{r:?}");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(26) && took < Duration::from_secs(27),
+            "{took:?}"
+        );
     }
 
     /// Answers with the request's path; a request for `/follow` is answered as for a session of
