@@ -234,14 +234,13 @@ where
         let mut shutdown = Shutdown::new(shutdown);
         let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
         loop {
-            // One runtime timer for every head of the connection. It is not moved at each request
-            // (a reset is a removal and an insertion in the runtime's timer wheel, which a polling
-            // client's two requests a message would pay every time): when it fires before this
-            // head's deadline, it is set again for the rest.
-            let deadline = tokio::time::Instant::now() + header_read_timeout;
-            let head = std::future::poll_fn(|cx| {
-                conn.poll_head(cx, timer.as_mut(), deadline, &mut shutdown)
-            });
+            // One runtime timer for every head of the connection: a later deadline only pushes it back.
+            // Moved at every head, not only when it fires early: one left behind would wake each
+            // polling connection once a timeout for nothing, which costs more than the moves.
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + header_read_timeout);
+            let head = std::future::poll_fn(|cx| conn.poll_head(cx, timer.as_mut(), &mut shutdown));
             let refused = match head.await {
                 HeadWait::Head(head) => {
                     let (req, mut exchange) = conn.request(head);
@@ -349,8 +348,7 @@ where
     fn poll_head<F: Future<Output = ()>>(
         &mut self,
         cx: &mut Context<'_>,
-        mut timer: Pin<&mut tokio::time::Sleep>,
-        deadline: tokio::time::Instant,
+        timer: Pin<&mut tokio::time::Sleep>,
         shutdown: &mut Shutdown<'_, F>,
     ) -> Poll<HeadWait> {
         loop {
@@ -385,15 +383,10 @@ where
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(HeadWait::Failed(e)),
                 Poll::Pending => {
-                    // The timer may be set for an earlier head's deadline: it ends only this
-                    // head's wait once it is this head's.
-                    while timer.as_mut().poll(cx).is_ready() {
-                        if timer.deadline() >= deadline {
-                            return Poll::Ready(HeadWait::TimedOut);
-                        }
-                        timer.as_mut().reset(deadline);
-                    }
-                    return Poll::Pending;
+                    return match timer.poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(HeadWait::TimedOut),
+                        Poll::Pending => Poll::Pending,
+                    };
                 }
             }
         }
@@ -921,9 +914,8 @@ mod tests {
     }
 
     /// The header read timeout counts from the start of each head's wait: a keep-alive connection
-    /// whose next request comes after most of a timeout is not cut at the first request's deadline
-    /// (the connection's one timer fires there and is set again), and is cut once its own wait runs
-    /// out.
+    /// whose next request comes after most of a timeout is not cut at the first request's deadline,
+    /// and is cut once its own wait runs out.
     #[tokio::test(start_paused = true)]
     async fn each_head_has_the_whole_header_read_timeout() {
         use std::time::Duration;
