@@ -2,7 +2,8 @@
 //! sequence of Engine.IO messages (split on 0xff, which UTF-8 never contains; a segment whose first
 //! byte is even is text, otherwise binary), fed to one connection's decoder as the server feeds it. A
 //! rejected message resets the decoder (the server closes the connection). Every packet decoded must
-//! encode back to frames that decode to the same packet.
+//! encode back to frames that decode to the same packet, and an event read without its packet
+//! (`Decoder::plain_event`) must be the packet the decoder makes of the same text.
 #![no_main]
 
 use bytes::Bytes;
@@ -33,7 +34,20 @@ fuzz_target!(|data: &[u8]| {
     for segment in data.split(|&b| b == 0xff) {
         let result = match segment.first() {
             Some(b) if b % 2 == 0 => match std::str::from_utf8(&segment[1..]) {
-                Ok(text) => decoder.decode_text(text),
+                Ok(text) => {
+                    // An event read without its packet is the packet the decoder makes of it.
+                    let plain = decoder.plain_event(text).map(|p| Packet::Event {
+                        nsp: p.nsp.to_owned(),
+                        event: p.name.to_owned(),
+                        args: p.args,
+                        id: p.id,
+                    });
+                    let result = decoder.decode_text(text);
+                    if let Some(plain) = plain {
+                        assert_eq!(result.as_ref().ok(), Some(&Some(plain)), "{text:?}");
+                    }
+                    result
+                }
                 Err(_) => continue,
             },
             Some(_) => decoder.decode_binary(Bytes::copy_from_slice(&segment[1..])),

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::adapter::{AdapterError, RestoredSession, Sid};
 use crate::conn::Conn;
 use crate::namespace::NamespaceInner;
-use crate::socket::{ClientLink, DisconnectReason, Job, Socket};
+use crate::socket::{ClientLink, DisconnectReason, Event, Job, Socket};
 use futures_util::FutureExt;
 
 /// What a client asks of the server (implemented by the server, which sits above).
@@ -130,6 +130,20 @@ impl Client {
 
     /// Handles one Engine.IO message.
     pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
+        if let Data::Text(text) = &data {
+            // The usual event is read without a packet: no copies of its namespace and its name.
+            let plain = self.decoder.lock().plain_event(text);
+            if let Some(ev) = plain {
+                let Some(socket) = self.sockets.lock().get(ev.nsp).cloned() else {
+                    // An event for a namespace the client has not joined.
+                    self.reject();
+                    return;
+                };
+                let event = socket.new_named_event(ev.name, ev.args, ev.id);
+                self.deliver(socket, event);
+                return;
+            }
+        }
         let decoded = self.decoder.lock().decode(data);
         let packet = match decoded {
             Ok(Some(p)) => p,
@@ -168,9 +182,7 @@ impl Client {
                         event, args, id, ..
                     } => {
                         let ev = socket.new_event(event, args, id);
-                        if !socket.enqueue(Job::Event(ev)) {
-                            *self.overflowing.lock() = Some(socket);
-                        }
+                        self.deliver(socket, ev);
                     }
                     Packet::Ack { id, args, .. } => socket.on_ack(id, args),
                     Packet::Disconnect { .. } => {
@@ -179,6 +191,13 @@ impl Client {
                     Packet::Connect { .. } | Packet::ConnectError { .. } => {}
                 }
             }
+        }
+    }
+
+    /// Hands an incoming event to its socket; a full queue holds back the connection's reader.
+    fn deliver(&self, socket: Socket, event: Event) {
+        if !socket.enqueue(Job::Event(event)) {
+            *self.overflowing.lock() = Some(socket);
         }
     }
 

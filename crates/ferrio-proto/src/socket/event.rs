@@ -88,9 +88,44 @@ impl<W: AckWriter> AckSender<W> {
 /// An incoming event: its name, its arguments and, when the peer waits for one, its ack.
 #[derive(Debug)]
 pub struct Event<W: AckWriter> {
-    name: String,
+    name: EventName,
     args: Vec<Value>,
     ack: Option<AckSender<W>>,
+}
+
+/// Longest name an event keeps in place rather than in an allocation of its own.
+const INLINE_NAME: usize = 22;
+
+/// An event's name. Most are a few ASCII letters: those read from a packet's text are kept in place,
+/// so that an incoming event does not allocate for its name.
+#[derive(Debug, Clone)]
+enum EventName {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Owned(String),
+}
+
+impl EventName {
+    fn new(name: &str) -> Self {
+        if name.len() > INLINE_NAME {
+            return EventName::Owned(name.to_owned());
+        }
+        let mut bytes = [0; INLINE_NAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        EventName::Inline {
+            len: name.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`: always UTF-8.
+            EventName::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            EventName::Owned(s) => s,
+        }
+    }
 }
 
 impl<W: AckWriter> Event<W> {
@@ -98,7 +133,17 @@ impl<W: AckWriter> Event<W> {
     /// cloned only when there is an ack to answer.
     pub fn new(writer: &W, name: String, args: Vec<Value>, id: Option<u64>) -> Self {
         Event {
-            name,
+            name: EventName::Owned(name),
+            args,
+            ack: id.map(|id| AckSender::new(writer.clone(), id)),
+        }
+    }
+
+    /// [`Event::new`] with a borrowed name (read from a packet's text, see
+    /// [`PlainEvent`](super::PlainEvent)): a short one is kept without an allocation.
+    pub fn with_name(writer: &W, name: &str, args: Vec<Value>, id: Option<u64>) -> Self {
+        Event {
+            name: EventName::new(name),
             args,
             ack: id.map(|id| AckSender::new(writer.clone(), id)),
         }
@@ -115,7 +160,7 @@ impl<W: AckWriter> Event<W> {
 
     /// The event name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// The arguments.
@@ -264,5 +309,27 @@ mod tests {
         assert!(ev.parse::<(u32, u32)>().is_err());
         assert_eq!(ev.take_args(), sent);
         assert!(ev.args().is_empty());
+    }
+
+    /// A name borrowed from a packet is kept whole, in place up to 22 bytes and in an allocation
+    /// beyond, multi-byte characters included; a fork keeps it too.
+    #[test]
+    fn names_read_from_packets_are_kept_whole() {
+        let w = Recorder::default();
+        for name in [
+            "",
+            "echo",
+            "a".repeat(22).as_str(),
+            "a".repeat(23).as_str(),
+            &format!("{}é", "a".repeat(20)),
+            &format!("{}é", "a".repeat(21)),
+            "😀 chat",
+        ] {
+            let mut ev = Event::with_name(&w, name, vec![], None);
+            assert_eq!(ev.name(), name);
+            assert_eq!(ev.fork().name(), name);
+            let inline = matches!(ev.name, EventName::Inline { .. });
+            assert_eq!(inline, name.len() <= 22, "{name:?}");
+        }
     }
 }

@@ -20,8 +20,9 @@ pub use connect::{
 pub use event::{AckSender, AckWriter, Event};
 pub use msgpack::MsgpackParser;
 pub use packet::{
-    Decoder, Encoded, Packet, PacketType, ParseError, RESERVED_EVENTS, encode, encode_ack,
-    encode_ack_from, encode_event, encode_event_from, encode_event_text, event_text_from,
+    Decoder, Encoded, Packet, PacketType, ParseError, PlainEvent, RESERVED_EVENTS, encode,
+    encode_ack, encode_ack_from, encode_event, encode_event_from, encode_event_text,
+    event_text_from,
 };
 pub use reason::{ClientDisconnectReason, DisconnectReason};
 pub use retry::{RetryOutcome, RetryQueue};
@@ -124,6 +125,13 @@ pub trait PacketDecoder: Send {
     fn decode(&mut self, data: Data) -> Result<Option<Packet>, ParseError>;
     /// Drops any partially received packet (the connection is closing or starting over).
     fn reset(&mut self);
+    /// An EVENT text message read without building its [`Packet`] (see [`Decoder::plain_event`]), for
+    /// a receiver that needs none; `None` (the default) hands the message to `decode`. `Some` must be
+    /// what `decode` would give as a [`Packet::Event`].
+    fn plain_event<'a>(&mut self, text: &'a str) -> Option<PlainEvent<'a>> {
+        let _ = text;
+        None
+    }
 }
 
 /// The default parser (`socket.io-parser`): JSON text plus binary attachments.
@@ -179,5 +187,9 @@ impl PacketDecoder for Decoder {
 
     fn reset(&mut self) {
         Decoder::reset(self);
+    }
+
+    fn plain_event<'a>(&mut self, text: &'a str) -> Option<PlainEvent<'a>> {
+        Decoder::plain_event(self, text)
     }
 }

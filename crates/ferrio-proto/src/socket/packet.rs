@@ -464,6 +464,31 @@ struct Pending {
     received: Vec<Bytes>,
 }
 
+/// An EVENT read straight from its text by [`Decoder::plain_event`]: what [`Decoder::decode_text`]
+/// would make a [`Packet::Event`] of, with its namespace and name borrowed.
+#[derive(Debug, PartialEq)]
+pub struct PlainEvent<'a> {
+    /// The namespace (`/` when the packet names none).
+    pub nsp: &'a str,
+    /// The event's name.
+    pub name: &'a str,
+    /// The arguments after the name.
+    pub args: Vec<Value>,
+    /// The ack the peer waits for, if any.
+    pub id: Option<u64>,
+}
+
+/// What comes before a text packet's payload, borrowed from its text.
+struct Header<'a> {
+    ty: PacketType,
+    /// Attachments announced (binary packets).
+    expected: usize,
+    nsp: &'a str,
+    id: Option<u64>,
+    /// Where the payload starts.
+    payload: usize,
+}
+
 /// Decodes the packets of one connection, reassembling binary packets from their attachments.
 #[derive(Debug)]
 pub struct Decoder {
@@ -490,12 +515,29 @@ impl Decoder {
         self.pending = None;
     }
 
-    /// Decodes a text message. `Ok(None)` means a binary packet now waits for its attachments.
-    pub fn decode_text(&mut self, text: &str) -> Result<Option<Packet>, ParseError> {
-        if self.pending.is_some() {
-            self.pending = None;
-            return Err(ParseError::UnexpectedText);
+    /// An EVENT of the usual shape, read without building a [`Packet`]: its namespace and name
+    /// borrowed from `text` (a name with escapes is not), its arguments read as
+    /// [`decode_text`](Self::decode_text) reads them. `None` for any other text, including every one
+    /// `decode_text` refuses: that text is for `decode_text`, which decides.
+    pub fn plain_event<'a>(&self, text: &'a str) -> Option<PlainEvent<'a>> {
+        if self.pending.is_some() || text.as_bytes().first() != Some(&b'2') {
+            return None;
         }
+        let header = self.header(text).ok()?;
+        let (name, args) = crate::value::read_event(&text[header.payload..])?;
+        if super::is_reserved_event(name) {
+            return None;
+        }
+        Some(PlainEvent {
+            nsp: header.nsp,
+            name,
+            args,
+            id: header.id,
+        })
+    }
+
+    /// What comes before a text packet's payload.
+    fn header<'a>(&self, text: &'a str) -> Result<Header<'a>, ParseError> {
         let bytes = text.as_bytes();
         let ty = bytes
             .first()
@@ -531,13 +573,13 @@ impl Decoder {
             while i < bytes.len() && bytes[i] != b',' {
                 i += 1;
             }
-            let nsp = text[start..i].to_owned();
+            let nsp = &text[start..i];
             if i < bytes.len() {
                 i += 1; // the comma
             }
             nsp
         } else {
-            "/".to_owned()
+            "/"
         };
 
         let mut id = None;
@@ -552,6 +594,30 @@ impl Decoder {
                     .map_err(|_| ParseError::InvalidId)?,
             );
         }
+        Ok(Header {
+            ty,
+            expected,
+            nsp,
+            id,
+            payload: i,
+        })
+    }
+
+    /// Decodes a text message. `Ok(None)` means a binary packet now waits for its attachments.
+    pub fn decode_text(&mut self, text: &str) -> Result<Option<Packet>, ParseError> {
+        if self.pending.is_some() {
+            self.pending = None;
+            return Err(ParseError::UnexpectedText);
+        }
+        let Header {
+            ty,
+            expected,
+            nsp,
+            id,
+            payload: i,
+        } = self.header(text)?;
+        let nsp = nsp.to_owned();
+        let bytes = text.as_bytes();
 
         let payload = if i < bytes.len() {
             Some(Value::from_json(&text[i..]).map_err(|_| ParseError::InvalidPayload)?)
@@ -969,5 +1035,75 @@ mod tests {
         small.push_str("42[\"a\"]");
         trim_spare(&mut small);
         assert_eq!(small.capacity(), 64);
+    }
+
+    /// Events of the usual shape are read without a packet, as `decode_text` reads them; every other
+    /// text is left to `decode_text`, which keeps answering as before (a refusal included).
+    #[test]
+    fn plain_events_and_what_is_left_to_the_decoder() {
+        let d = Decoder::default();
+        let plain = |t| d.plain_event(t);
+        assert_eq!(
+            plain(r#"2["echo",1]"#),
+            Some(PlainEvent {
+                nsp: "/",
+                name: "echo",
+                args: vec![Value::from(1u64)],
+                id: None
+            })
+        );
+        assert_eq!(
+            plain(r#"2/chat,17[ "hi" , {"a":[null]} ] "#),
+            Some(PlainEvent {
+                nsp: "/chat",
+                name: "hi",
+                args: vec![Value::from_json(r#"{"a":[null]}"#).unwrap()],
+                id: Some(17),
+            })
+        );
+        assert_eq!(
+            plain(r#"2/chat,["e"]"#).map(|p| (p.nsp, p.args.len())),
+            Some(("/chat", 0))
+        );
+        for (text, why) in [
+            (r#"2["a\"b"]"#, "a name with an escape"),
+            (
+                r#"2[1]"#,
+                "a number for a name (the decoder reads it as text)",
+            ),
+            (
+                r#"2["connect"]"#,
+                "a reserved name (refused by the decoder)",
+            ),
+            (r#"2[]"#, "no name"),
+            (r#"2{"a":1}"#, "not an array"),
+            (r#"2["a",]"#, "a trailing comma"),
+            (r#"2["a"]x"#, "text after the array"),
+            (r#"2["a""#, "an unclosed array"),
+            (
+                r#"2["a",1e999]"#,
+                "a number the quick reader leaves to the full parser",
+            ),
+            (r#"299999999999999999999["a"]"#, "an id beyond 64 bits"),
+            (
+                r#"51-["a",{"_placeholder":true,"num":0}]"#,
+                "a binary event",
+            ),
+            (r#"3["a"]"#, "not an event"),
+            ("", "nothing"),
+        ] {
+            assert_eq!(plain(text), None, "{why}: {text}");
+        }
+        // While a binary packet waits for its attachments, a text message is the decoder's to refuse.
+        let mut waiting = Decoder::default();
+        assert_eq!(
+            waiting.decode_text(r#"51-["a",{"_placeholder":true,"num":0}]"#),
+            Ok(None)
+        );
+        assert_eq!(waiting.plain_event(r#"2["echo",1]"#), None);
+        assert_eq!(
+            waiting.decode_text(r#"2["echo",1]"#),
+            Err(ParseError::UnexpectedText)
+        );
     }
 }

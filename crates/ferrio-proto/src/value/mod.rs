@@ -55,6 +55,7 @@ use serde_json::Number;
 pub use args::{from_args, from_args_ref, to_args};
 pub use de::from_value;
 pub(crate) use json::write_escaped;
+pub(crate) use quick::event as read_event;
 pub use ser::to_value;
 pub(crate) use text::{TextError, write_args};
 

@@ -219,3 +219,72 @@ proptest! {
         prop_assert!(same(encode_event_from("/n", "e", &j, id).unwrap(), to_args(&j).unwrap()));
     }
 }
+
+/// Whether `e` is written with an escape (a quote, a backslash or a control character).
+fn needs_escape(e: &str) -> bool {
+    e.chars().any(|c| c == '"' || c == '\\' || c < ' ')
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// An event read without its packet (`Decoder::plain_event`) is the packet `decode_text` makes of
+    /// the same text, and every event whose name needs no escape is read that way.
+    #[test]
+    fn plain_events_are_what_the_decoder_makes_of_them(
+        args in vec(arb_value(false), 0..4),
+        event in arb_string(),
+        id in proptest::option::of(any::<u64>()),
+        nsp in prop_oneof![Just("/".to_owned()), "/[a-z]{1,6}"],
+        spaced in any::<bool>(),
+    ) {
+        use crate::socket::{Decoder, Packet, PlainEvent};
+        let crate::engine::Frame::Text(frame) = crate::socket::encode_event(&nsp, &event, &args, id).head
+        else {
+            panic!("a text frame");
+        };
+        // Without the Engine.IO message type; with whitespace around the array's items when `spaced`.
+        let mut text = frame[1..].to_owned();
+        if spaced {
+            let at = text.find('[').unwrap();
+            text.insert_str(at + 1, " \n");
+            text.push(' ');
+        }
+        let mut decoder = Decoder::new(10);
+        let plain = decoder.plain_event(&text);
+        let decoded = decoder.decode_text(&text);
+        match plain {
+            Some(PlainEvent { nsp: n, name, args: a, id: i }) => {
+                prop_assert_eq!(
+                    decoded,
+                    Ok(Some(Packet::Event { nsp: n.to_owned(), event: name.to_owned(), args: a, id: i }))
+                );
+            }
+            None => prop_assert!(
+                needs_escape(&event) || crate::socket::is_reserved_event(&event),
+                "{text:?} was left to the decoder"
+            ),
+        }
+    }
+
+    /// No text at all is read as an event that `decode_text` reads otherwise (or refuses).
+    #[test]
+    fn plain_events_of_any_text_agree_with_the_decoder(
+        text in prop_oneof![
+            "2[/a-z,0-9]{0,6}\\[[\"a-z0-9,\\[\\]{}: \\\\]{0,24}",
+            any::<String>().prop_map(|s| format!("2{s}")),
+        ],
+    ) {
+        use crate::socket::{Decoder, Packet};
+        let mut decoder = Decoder::new(10);
+        if let Some(p) = decoder.plain_event(&text) {
+            let expected = Packet::Event {
+                nsp: p.nsp.to_owned(),
+                event: p.name.to_owned(),
+                args: p.args,
+                id: p.id,
+            };
+            prop_assert_eq!(decoder.decode_text(&text), Ok(Some(expected)));
+        }
+    }
+}

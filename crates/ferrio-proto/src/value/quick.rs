@@ -24,13 +24,39 @@ pub(super) fn parse(text: &str) -> Option<Value> {
     (r.at == r.bytes.len()).then_some(value)
 }
 
+/// The name and the arguments of an event's payload, `["name", arg, …]`, the name borrowed from
+/// `text`. The arguments are the values [`parse`] reads after the name. `None` when the name is not a
+/// string without escapes, when there is no name, and whenever `parse` would answer `None`: the
+/// caller then reads the payload as a whole.
+pub(crate) fn event(text: &str) -> Option<(&str, Vec<Value>)> {
+    let mut r = Reader {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    r.skip_ws();
+    if r.peek()? != b'[' {
+        return None;
+    }
+    r.at += 1;
+    r.skip_ws();
+    let name = r.plain_string()?;
+    let mut args = Vec::new();
+    // As `array` reads the elements after the first one of a top-level array.
+    while !r.next_or_close(b']')? {
+        args.push(r.value(1)?);
+    }
+    r.skip_ws();
+    (r.at == r.bytes.len()).then_some((name, args))
+}
+
 struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
@@ -95,6 +121,25 @@ impl Reader<'_> {
         } else {
             Some(self.text[start..end].to_owned())
         }
+    }
+
+    /// A string without escapes (nor the control characters the full parser refuses), borrowed;
+    /// `None` for any other token.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let len = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + len;
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        // Both ends are ASCII quotes, so the slice lies on character boundaries.
+        Some(&self.text[start..end])
     }
 
     /// A number. An integer is read here: `u64` when non-negative, `i64` when negative, as the full

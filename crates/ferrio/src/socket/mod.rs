@@ -882,6 +882,11 @@ impl Socket {
         Event::new(self, name, args, id)
     }
 
+    /// [`Socket::new_event`] with the name borrowed from the packet's text.
+    pub(crate) fn new_named_event(&self, name: &str, args: Vec<Value>, id: Option<u64>) -> Event {
+        Event::with_name(self, name, args, id)
+    }
+
     /// Whether this socket is still its client's socket in its namespace.
     pub(crate) fn is_current(&self) -> bool {
         self.inner
