@@ -98,10 +98,16 @@ const INLINE_NAME: usize = 22;
 
 /// An event's name. Most are a few ASCII letters: those read from a packet's text are kept in place,
 /// so that an incoming event does not allocate for its name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum EventName {
     Inline { len: u8, bytes: [u8; INLINE_NAME] },
     Owned(String),
+}
+
+impl std::fmt::Debug for EventName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 impl EventName {
@@ -330,6 +336,11 @@ mod tests {
             assert_eq!(ev.fork().name(), name);
             let inline = matches!(ev.name, EventName::Inline { .. });
             assert_eq!(inline, name.len() <= 22, "{name:?}");
+            // An event prints its name as text, however it is kept.
+            assert!(
+                format!("{ev:?}").contains(&format!("name: {name:?}")),
+                "{ev:?}"
+            );
         }
     }
 }

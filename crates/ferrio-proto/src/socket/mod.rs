@@ -127,7 +127,8 @@ pub trait PacketDecoder: Send {
     fn reset(&mut self);
     /// An EVENT text message read without building its [`Packet`] (see [`Decoder::plain_event`]), for
     /// a receiver that needs none; `None` (the default) hands the message to `decode`. `Some` must be
-    /// what `decode` would give as a [`Packet::Event`].
+    /// what `decode` would give as a [`Packet::Event`], and leave the decoder as `decode` would: the
+    /// message does not reach `decode` then.
     fn plain_event<'a>(&mut self, text: &'a str) -> Option<PlainEvent<'a>> {
         let _ = text;
         None

@@ -243,11 +243,17 @@ proptest! {
         else {
             panic!("a text frame");
         };
-        // Without the Engine.IO message type; with whitespace around the array's items when `spaced`.
+        // Without the Engine.IO message type; when `spaced`, with whitespace after the array's
+        // opening bracket, before the comma after the name, and after the array.
         let mut text = frame[1..].to_owned();
         if spaced {
             let at = text.find('[').unwrap();
             text.insert_str(at + 1, " \n");
+            if !args.is_empty() && !needs_escape(&event) {
+                // The first comma after the name's closing quote (the name has no escaped quote).
+                let name_end = text[at + 4..].find('"').unwrap() + at + 4;
+                text.insert(name_end + 1, '\t');
+            }
             text.push(' ');
         }
         let mut decoder = Decoder::new(10);
