@@ -36,12 +36,7 @@ fuzz_target!(|data: &[u8]| {
             Some(b) if b % 2 == 0 => match std::str::from_utf8(&segment[1..]) {
                 Ok(text) => {
                     // An event read without its packet is the packet the decoder makes of it.
-                    let plain = decoder.plain_event(text).map(|p| Packet::Event {
-                        nsp: p.nsp.to_owned(),
-                        event: p.name.to_owned(),
-                        args: p.args,
-                        id: p.id,
-                    });
+                    let plain = decoder.plain_event(text).map(Packet::from);
                     let result = decoder.decode_text(text);
                     if let Some(plain) = plain {
                         assert_eq!(result.as_ref().ok(), Some(&Some(plain)), "{text:?}");

@@ -130,22 +130,25 @@ impl Client {
 
     /// Handles one Engine.IO message.
     pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
-        if let Data::Text(text) = &data {
-            // The usual event is read without a packet: no allocation for its namespace, nor for a
-            // name of up to 22 bytes.
-            let plain = self.decoder.lock().plain_event(text);
-            if let Some(ev) = plain {
-                let Some(socket) = self.sockets.lock().get(ev.nsp).cloned() else {
-                    // An event for a namespace the client has not joined.
-                    self.reject();
-                    return;
-                };
-                let event = socket.new_named_event(ev.name, ev.args, ev.id);
-                self.deliver(socket, event);
+        // One lock of the decoder for both readings.
+        let mut decoder = self.decoder.lock();
+        // The usual event is read without a packet: no allocation for its namespace, nor for a name
+        // of up to 22 bytes.
+        if let Data::Text(text) = &data
+            && let Some(ev) = decoder.plain_event(text)
+        {
+            drop(decoder);
+            let Some(socket) = self.sockets.lock().get(ev.nsp).cloned() else {
+                // An event for a namespace the client has not joined.
+                self.reject();
                 return;
-            }
+            };
+            let event = socket.new_named_event(ev.name, ev.args, ev.id);
+            self.deliver(socket, event);
+            return;
         }
-        let decoded = self.decoder.lock().decode(data);
+        let decoded = decoder.decode(data);
+        drop(decoder);
         let packet = match decoded {
             Ok(Some(p)) => p,
             Ok(None) => return,

@@ -478,6 +478,18 @@ pub struct PlainEvent<'a> {
     pub id: Option<u64>,
 }
 
+impl From<PlainEvent<'_>> for Packet {
+    /// The packet [`Decoder::decode_text`] makes of the same text.
+    fn from(e: PlainEvent<'_>) -> Packet {
+        Packet::Event {
+            nsp: e.nsp.to_owned(),
+            event: e.name.to_owned(),
+            args: e.args,
+            id: e.id,
+        }
+    }
+}
+
 /// What comes before a text packet's payload, borrowed from its text.
 struct Header<'a> {
     ty: PacketType,

@@ -238,7 +238,7 @@ proptest! {
         nsp in prop_oneof![Just("/".to_owned()), "/[a-z]{1,6}"],
         spaced in any::<bool>(),
     ) {
-        use crate::socket::{Decoder, Packet, PlainEvent};
+        use crate::socket::{Decoder, Packet};
         let crate::engine::Frame::Text(frame) = crate::socket::encode_event(&nsp, &event, &args, id).head
         else {
             panic!("a text frame");
@@ -260,12 +260,7 @@ proptest! {
         let plain = decoder.plain_event(&text);
         let decoded = decoder.decode_text(&text);
         match plain {
-            Some(PlainEvent { nsp: n, name, args: a, id: i }) => {
-                prop_assert_eq!(
-                    decoded,
-                    Ok(Some(Packet::Event { nsp: n.to_owned(), event: name.to_owned(), args: a, id: i }))
-                );
-            }
+            Some(plain) => prop_assert_eq!(decoded, Ok(Some(Packet::from(plain)))),
             None => prop_assert!(
                 needs_escape(&event) || crate::socket::is_reserved_event(&event),
                 "{text:?} was left to the decoder"
@@ -284,13 +279,7 @@ proptest! {
         use crate::socket::{Decoder, Packet};
         let mut decoder = Decoder::new(10);
         if let Some(p) = decoder.plain_event(&text) {
-            let expected = Packet::Event {
-                nsp: p.nsp.to_owned(),
-                event: p.name.to_owned(),
-                args: p.args,
-                id: p.id,
-            };
-            prop_assert_eq!(decoder.decode_text(&text), Ok(Some(expected)));
+            prop_assert_eq!(decoder.decode_text(&text), Ok(Some(Packet::from(p))));
         }
     }
 }
