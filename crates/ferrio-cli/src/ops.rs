@@ -336,8 +336,19 @@ fn serve_plain<S, ResBody>(
     // it close after each answer (the gate sets `Connection: close`); one that moved here between
     // two requests ends at once if the drain has begun.
     let shutdown = open.0.drain_started(moved.is_some());
-    let served =
-        ferrio::serve_tcp_connection(stream, moved, peer, service, header_read_timeout, shutdown);
+    // The engine answers its sessions' long-polling requests itself: the gate has nothing to do with
+    // them (they are not handshakes, nor its health check), except to close each connection accepted
+    // during a drain after its answer, which it is left to do.
+    let engine = (!open.0.is_draining()).then(|| open.0.engine.clone());
+    let served = ferrio::serve_tcp_connection_with_engine(
+        stream,
+        moved,
+        peer,
+        service,
+        engine,
+        header_read_timeout,
+        shutdown,
+    );
     tokio::spawn(served.map(move |r| match r {
         Ok(ferrio::Served::Ended) => {}
         Ok(ferrio::Served::Moved(moved)) => {

@@ -46,7 +46,7 @@ pub use server::{ConnectionStateRecovery, Io, IoConfig, IoConfigBuilder};
 pub use service::{
     ConnError, DEFAULT_HEADER_READ_TIMEOUT, EngineLayer, EngineService, MovedConnection, NotFound,
     RequestBody, RequestBodyError, Served, close_sessions_gracefully, listen, local_addr, serve,
-    serve_connection, serve_tcp_connection, serve_until,
+    serve_connection, serve_tcp_connection, serve_tcp_connection_with_engine, serve_until,
 };
 pub use serving::set_serving_thread;
 pub use socket::{AckSender, DisconnectReason, Event, ListenerId, Socket, SocketEmitter};

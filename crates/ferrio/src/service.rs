@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::engine::Engine;
 pub use crate::http1::{
     Body as RequestBody, BodyError as RequestBodyError, ConnError, MovedConnection, Served,
-    serve_connection, serve_tcp_connection,
+    serve_connection, serve_tcp_connection, serve_tcp_connection_with_engine,
 };
 use crate::serve_client::ClientFiles;
 
@@ -178,6 +178,11 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
+    // The engine's service alone (`Io::serve`, `listen`): no layer of the caller's sees the requests,
+    // so the engine may answer its sessions' long-polling requests itself.
+    let engine = (&service as &dyn std::any::Any)
+        .downcast_ref::<EngineService<NotFound>>()
+        .map(|s| s.engine.clone());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -195,10 +200,11 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let served = serve_connection(
+        let served = crate::http1::serve_engine_connection(
             stream,
             peer,
             service.clone(),
+            engine.clone(),
             DEFAULT_HEADER_READ_TIMEOUT,
             std::future::pending(),
         );

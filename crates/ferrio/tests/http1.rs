@@ -439,3 +439,197 @@ mod services {
         assert!(!whole, "a body cut short must not read as complete");
     }
 }
+
+/// What a client of `s` sees of a script of long-polling requests, each answer as its status, its
+/// header lines but the date, and its body.
+async fn polling_script(s: &Server) -> Vec<String> {
+    fn seen(res: HttpResponse) -> String {
+        let mut out = format!("{}", res.status);
+        for (k, v) in &res.headers {
+            if !k.eq_ignore_ascii_case("date") {
+                out.push_str(&format!("|{k}: {}", String::from_utf8_lossy(v)));
+            }
+        }
+        // Long bodies by their length and a checksum: the assertions print them whole.
+        let sum = res
+            .body
+            .iter()
+            .fold(0u32, |h, &b| h.rotate_left(5) ^ u32::from(b));
+        match res.body.len() {
+            0..=64 => format!("{out}|{:?}", String::from_utf8_lossy(&res.body)),
+            n => format!("{out}|{n} bytes, sum {sum:08x}"),
+        }
+    }
+    let get =
+        |sid: &str, headers: &[(&str, &str)]| build_request("GET", &polling_url(sid), headers, b"");
+    let post = |sid: &str, headers: &[(&str, &str)], body: &[u8]| {
+        build_request("POST", &polling_url(sid), headers, body)
+    };
+    let mut seen_all = Vec::new();
+    let sid = handshake(s.addr).await;
+    // A POST and a GET on one keep-alive connection, pipelined.
+    let mut c = Conn::connect(s.addr).await;
+    let mut two = post(
+        &sid,
+        &[("Content-Type", "text/plain;charset=UTF-8")],
+        b"4hello",
+    );
+    two.extend_from_slice(&get(&sid, &[]));
+    c.send(&two).await.unwrap();
+    seen_all.push(seen(c.response().await));
+    seen_all.push(seen(c.response().await));
+    // A payload above the compression threshold, for a client that takes gzip; then one it may not
+    // compress.
+    let big = format!("4{}", "x".repeat(3000));
+    c.send(&post(&sid, &[], big.as_bytes())).await.unwrap();
+    seen_all.push(seen(c.response().await));
+    c.send(&get(&sid, &[("Accept-Encoding", "gzip, deflate")]))
+        .await
+        .unwrap();
+    seen_all.push(seen(c.response().await));
+    c.send(&post(&sid, &[], big.as_bytes())).await.unwrap();
+    seen_all.push(seen(c.response().await));
+    c.send(&get(&sid, &[("Accept-Encoding", "br")]))
+        .await
+        .unwrap();
+    seen_all.push(seen(c.response().await));
+    // A POST whose client closes the connection with it.
+    c.send(&post(&sid, &[("Connection", "close")], b"4bye"))
+        .await
+        .unwrap();
+    seen_all.push(seen(c.response().await));
+    assert!(
+        c.closed_within(READ_TIMEOUT).await,
+        "closed after `Connection: close`"
+    );
+    // Its echo, on a new connection.
+    seen_all.push(seen(poll(s.addr, &sid).await));
+    // A GET that waits, then a second GET at once: the second is refused and the session closes,
+    // which answers the first with a close packet.
+    let mut waiting = Conn::connect(s.addr).await;
+    waiting.send(&get(&sid, &[])).await.unwrap();
+    seen_all.push(seen(poll(s.addr, &sid).await));
+    seen_all.push(seen(waiting.response().await));
+    // A binary POST to a v4 session, and a payload that does not decode: refused, and each ends its
+    // session.
+    for body in [&b"4hi"[..], b"\xff\xfe"] {
+        let sid = handshake(s.addr).await;
+        let octet = [("Content-Type", "application/octet-stream")];
+        let headers: &[(&str, &str)] = if body == b"4hi" { &octet } else { &[] };
+        seen_all.push(seen(raw_request(s.addr, &post(&sid, headers, body)).await));
+        seen_all.push(seen(poll(s.addr, &sid).await));
+    }
+    seen_all
+}
+
+/// The long-polling requests that `ferrio::serve` answers lean (without the `http` types or the
+/// service's layers) are answered as the engine's service answers them, byte for byte but the date:
+/// pipelined, compressed or not, closing, refused.
+#[tokio::test]
+async fn lean_answers_are_the_services() {
+    let lean = polling_script(&Server::start(quiet_config()).await).await;
+    let service = polling_script(&Server::start_through_service(quiet_config()).await).await;
+    assert_eq!(lean, service);
+    // And they are the answers expected (not the same mistake twice).
+    let starts = |i: usize, with: &str| {
+        assert!(lean[i].starts_with(with), "answer {i}: {}", lean[i]);
+    };
+    starts(0, "200|content-type: text/html|content-length: 2|\"ok\"");
+    starts(
+        1,
+        "200|content-type: text/plain; charset=UTF-8|cache-control: no-store|content-length: 6|\"4hello\"",
+    );
+    starts(
+        3,
+        "200|content-type: text/plain; charset=UTF-8|cache-control: no-store|content-encoding: gzip|vary: Accept-Encoding|",
+    );
+    starts(
+        5,
+        "200|content-type: text/plain; charset=UTF-8|cache-control: no-store|content-length: 3001|",
+    );
+    starts(
+        6,
+        "200|content-type: text/html|content-length: 2|connection: close|",
+    );
+    starts(
+        7,
+        "200|content-type: text/plain; charset=UTF-8|cache-control: no-store|content-length: 4|\"4bye\"",
+    );
+    starts(8, "400|content-type: application/json|");
+    starts(
+        9,
+        "200|content-type: text/plain; charset=UTF-8|cache-control: no-store|content-length: 1|\"1\"",
+    );
+    for i in [10, 11, 12, 13] {
+        starts(i, "400|content-type: application/json|");
+    }
+    assert_eq!(lean.len(), 14);
+}
+
+/// `serve_tcp_connection_with_engine` hands the engine its sessions' plain long-polling requests and
+/// the service everything else: here a service that finds nothing, beside the engine's own server.
+#[tokio::test]
+async fn lean_requests_reach_the_engine_and_the_rest_the_service() {
+    let s = Server::start(quiet_config()).await;
+    let cors = Server::start(
+        ferrio::engine::EngineConfig::builder()
+            .cors(ferrio::engine::Cors::any())
+            .build(),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let engines = [s.engine.clone(), cors.engine.clone()];
+    let serving = tokio::spawn(async move {
+        let mut next = 0;
+        while let Ok((stream, peer)) = listener.accept().await {
+            // Each connection of the test's, in turn, with each engine.
+            let engine = engines[next % 2].clone();
+            next += 1;
+            tokio::spawn(ferrio::serve_tcp_connection_with_engine(
+                stream,
+                None,
+                peer,
+                ferrio::NotFound,
+                Some(engine),
+                ferrio::DEFAULT_HEADER_READ_TIMEOUT,
+                std::future::pending(),
+            ));
+        }
+    });
+    let sid = handshake(s.addr).await;
+    let cors_sid = handshake(cors.addr).await;
+    let mut plain = Conn::connect(addr).await;
+    let mut with_cors = Conn::connect(addr).await;
+    let req = |sid: &str, method: &str, headers: &[(&str, &str)], body: &[u8]| {
+        build_request(method, &polling_url(sid), headers, body)
+    };
+    // The engine's: a POST and a GET of its session.
+    plain.send(&req(&sid, "POST", &[], b"4hi")).await.unwrap();
+    assert_eq!(plain.response().await.text(), "ok");
+    plain.send(&req(&sid, "GET", &[], b"")).await.unwrap();
+    assert_eq!(plain.response().await.text(), "4hi");
+    // The service's: a handshake, an unknown session, a websocket, a PUT.
+    for r in [
+        build_request("GET", &format!("{PATH}?EIO=4&transport=polling"), &[], b""),
+        req("nope", "GET", &[], b""),
+        build_request("GET", &websocket_url(Some(&sid)), &[], b""),
+        req(&sid, "PUT", &[], b""),
+    ] {
+        plain.send(&r).await.unwrap();
+        assert_eq!(plain.response().await.status, 404);
+    }
+    // With CORS on, a request with an origin is the service's; one without, the engine's.
+    let origin = [("Origin", "http://a.example")];
+    with_cors
+        .send(&req(&cors_sid, "POST", &origin, b"4x"))
+        .await
+        .unwrap();
+    assert_eq!(with_cors.response().await.status, 404);
+    with_cors
+        .send(&req(&cors_sid, "POST", &[], b"4x"))
+        .await
+        .unwrap();
+    assert_eq!(with_cors.response().await.text(), "ok");
+    serving.abort();
+}

@@ -38,6 +38,7 @@ pub(crate) use socket::{Outbox, queued, uncompressed_marker};
 pub use socket::{SendError, Socket};
 pub(crate) use wire::Wire;
 
+use crate::http1::Lean;
 use crate::transport::{polling, websocket};
 
 /// The peer address of a connection, put in the request extensions by the server that accepted it.
@@ -128,6 +129,20 @@ impl std::fmt::Debug for Engine {
             .field("sessions", &self.inner.sessions.len())
             .finish()
     }
+}
+
+/// A lean long-polling request the engine takes (see [`Engine::lean_call`]).
+pub(crate) enum LeanCall {
+    /// A GET, and the encoding its answer may be compressed with.
+    Poll {
+        socket: Arc<Socket>,
+        accepted: Option<&'static str>,
+    },
+    /// A POST, whose body came whole with its head.
+    Post {
+        socket: Arc<Socket>,
+        octet_stream: bool,
+    },
 }
 
 /// The response body of the engine's own answers.
@@ -235,6 +250,50 @@ impl Engine {
     /// Whether a request path is the engine's.
     pub fn matches(&self, path: &str) -> bool {
         self.inner.config.matches(path)
+    }
+
+    /// The long-polling request `req` of one of this engine's sessions, when the engine answers it without
+    /// the `http` types ([`crate::http1`]'s lean requests): its own path, `transport=polling`, the `sid`
+    /// of a polling session, no headers hook to hand the request to, and no origin for CORS to judge.
+    /// Any other request goes through [`handle`](Self::handle), which answers these the same way.
+    pub(crate) fn lean_call(&self, req: &Lean<'_>) -> Option<LeanCall> {
+        let config = &self.inner.config;
+        if config.headers.is_some() || !config.transports.contains(&TransportKind::Polling) {
+            return None;
+        }
+        // `handle` refuses an origin a header may not carry, and applies CORS to the others.
+        if let Some(origin) = req.origin
+            && (config.cors.is_some()
+                || !origin
+                    .iter()
+                    .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
+        {
+            return None;
+        }
+        let (path, query) = req.target.split_once('?')?;
+        if path != config.path {
+            return None;
+        }
+        let query = Query::parse(Some(query));
+        if query.transport != Some("polling") {
+            return None;
+        }
+        let socket = self.socket(query.sid?)?;
+        if socket.transport() != TransportKind::Polling {
+            return None;
+        }
+        Some(if req.post {
+            LeanCall::Post {
+                socket,
+                octet_stream: req.octet_stream,
+            }
+        } else {
+            let accepted = config
+                .http_compression
+                .and(req.accept_encoding)
+                .and_then(polling::pick_encoding);
+            LeanCall::Poll { socket, accepted }
+        })
     }
 
     /// Closes every session now, with reason "forced close".

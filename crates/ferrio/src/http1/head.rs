@@ -48,13 +48,119 @@ pub(crate) struct Head {
     pub(crate) upgrade: bool,
 }
 
+/// A request that may be answered without the `http` types (see [`parse`]): a GET without a body, or
+/// a POST whose whole body came with its head, over HTTP/1.1, without an upgrade, `Expect` or chunked
+/// body, whose target holds only the bytes of a plain path and query.
+pub(crate) struct Lean<'a> {
+    pub(crate) post: bool,
+    /// The path and the query.
+    pub(crate) target: &'a str,
+    pub(crate) origin: Option<&'a [u8]>,
+    pub(crate) accept_encoding: Option<&'a [u8]>,
+    /// `Content-Type: application/octet-stream`.
+    pub(crate) octet_stream: bool,
+}
+
+/// A complete head: the `http` types for the service, or what `lean` took from a lean request.
+// Made once per request and matched at once: boxing the head would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Parsed<T> {
+    Head(Head),
+    Lean {
+        taken: T,
+        /// The body's length (a POST's, all in the buffer after the head; 0 for a GET).
+        body_len: usize,
+        keep_alive: bool,
+    },
+}
+
+/// What the header lines say about the request's framing and connection, read off the raw lines.
+#[derive(Default)]
+struct Fields<'a> {
+    length: Option<u64>,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    upgrade_token: bool,
+    upgrade: bool,
+    expects_continue: bool,
+    origin: Option<&'a [u8]>,
+    origins: usize,
+    accept_encoding: Option<&'a [u8]>,
+    octet_stream: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn read(headers: &[httparse::Header<'a>]) -> Result<Self, HeadError> {
+        let mut f = Fields::default();
+        for h in headers {
+            let (name, raw) = (h.name.as_bytes(), h.value);
+            // By length first: most lines are none of these, and are passed over at one compare.
+            let is = |n: &str| name.len() == n.len() && name.eq_ignore_ascii_case(n.as_bytes());
+            if is("content-length") {
+                let n = parse_length(raw).ok_or(HeadError::Bad)?;
+                // Repeated lengths must agree (RFC 9112, 6.3).
+                if f.length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Bad);
+                }
+                f.length = Some(n);
+            } else if is("transfer-encoding") {
+                // Only chunked is understood, and it must come last.
+                f.chunked = last_token(raw).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+                if !f.chunked {
+                    return Err(HeadError::Bad);
+                }
+            } else if is("connection") {
+                for token in raw.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    f.close |= token.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    f.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+                }
+            } else if is("expect") {
+                f.expects_continue = raw.eq_ignore_ascii_case(b"100-continue");
+            } else if is("upgrade") {
+                f.upgrade = true;
+            } else if is("origin") {
+                f.origins += 1;
+                f.origin = Some(raw);
+            } else if is("accept-encoding") {
+                f.accept_encoding.get_or_insert(raw);
+            } else if is("content-type") {
+                f.octet_stream = raw == b"application/octet-stream";
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Whether a request target is a plain path and query: the bytes that every URI parser takes as they
+/// are, so that answering it without `http::Uri` cannot take a target that would be refused.
+fn plain_target(target: &str) -> bool {
+    target.starts_with('/')
+        && target.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'/' | b'?' | b'&' | b'=' | b'-' | b'_' | b'.' | b'~' | b'%'
+                )
+        })
+}
+
 /// Takes a complete head off the front of `buf` and parses it; `None` while the head is incomplete.
 /// The URI and the header values are slices of the head's bytes, not copies.
-pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+///
+/// A lean request (see [`Lean`]) is first offered to `lean`: what it takes is returned instead of a
+/// [`Head`], without the `http` types a service needs, and the head's bytes are dropped.
+pub(crate) fn parse<T>(
+    buf: &mut BytesMut,
+    lean: impl FnOnce(&Lean<'_>) -> Option<T>,
+) -> Result<Option<Parsed<T>>, HeadError> {
     // Offsets into the head (start, end) of the path and of each header's name and value, so that the
-    // parser's borrow of `buf` ends before the head is split off it.
-    let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, method, path, count, version) = {
+    // parser's borrow of `buf` ends before the head is split off it. Set only for a head made into
+    // `http` types.
+    let mut at: [(u32, u32, u32, u32); MAX_HEADERS];
+    let (len, method, path, count, version, fields) = {
         // Left uninitialized: the parser writes the slots it fills (a hundred initialized headers
         // cost more to set up than a short head costs to parse).
         let mut slots =
@@ -69,18 +175,66 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
             Err(_) => return Err(HeadError::Bad),
         };
+        let fields = Fields::read(req.headers)?;
+        let target = req.path.unwrap_or_default();
+        let raw_method = req.method.unwrap_or_default();
+        let post = raw_method == "POST";
+        let body_len = fields.length.unwrap_or(0);
+        let is_lean = (post || raw_method == "GET")
+            && req.version == Some(1)
+            && !fields.chunked
+            && !fields.upgrade
+            && !fields.upgrade_token
+            && !fields.expects_continue
+            // More than one is the service's to judge.
+            && fields.origins <= 1
+            && if post {
+                body_len <= (buf.len() - len) as u64
+            } else {
+                body_len == 0
+            }
+            && plain_target(target);
+        let taken = if is_lean {
+            lean(&Lean {
+                post,
+                target,
+                origin: fields.origin,
+                accept_encoding: fields.accept_encoding,
+                octet_stream: fields.octet_stream,
+            })
+        } else {
+            None
+        };
+        if let Some(taken) = taken {
+            let keep_alive = !fields.close;
+            bytes::Buf::advance(buf, len);
+            return Ok(Some(Parsed::Lean {
+                taken,
+                body_len: body_len as usize,
+                keep_alive,
+            }));
+        }
         let base = buf.as_ptr() as usize;
         let off = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-            .map_err(|_| HeadError::Bad)?;
-        let path = req.path.unwrap_or_default().as_bytes();
+        let method = Method::from_bytes(raw_method.as_bytes()).map_err(|_| HeadError::Bad)?;
+        let path = target.as_bytes();
         let path = (off(path), off(path) + path.len() as u32);
+        at = [(0, 0, 0, 0); MAX_HEADERS];
         for (slot, h) in at.iter_mut().zip(req.headers.iter()) {
             let (n, v) = (off(h.name.as_bytes()), off(h.value));
             *slot = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
         }
-        (len, method, path, req.headers.len(), req.version)
+        let fields = (
+            fields.length,
+            fields.chunked,
+            fields.close,
+            fields.keep_alive,
+            fields.upgrade_token && fields.upgrade,
+            fields.expects_continue,
+        );
+        (len, method, path, req.headers.len(), req.version, fields)
     };
+    let (length, chunked, close, keep_alive, upgrade, expects_continue) = fields;
     let bytes = buf.split_to(len).freeze();
     let range = |(a, b): (u32, u32)| a as usize..b as usize;
     let uri = Uri::from_maybe_shared(bytes.slice(range(path))).map_err(|_| HeadError::Bad)?;
@@ -89,38 +243,8 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(count);
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut upgrade_token = false;
-    let mut expects_continue = false;
     for &(n0, n1, v0, v1) in &at[..count] {
-        let raw = &bytes[range((v0, v1))];
         let name = HeaderName::from_bytes(&bytes[range((n0, n1))]).map_err(|_| HeadError::Bad)?;
-        if name == header::CONTENT_LENGTH {
-            let n = parse_length(raw).ok_or(HeadError::Bad)?;
-            // Repeated lengths must agree (RFC 9112, 6.3).
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Bad);
-            }
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // Only chunked is understood, and it must come last.
-            chunked = last_token(raw).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-            if !chunked {
-                return Err(HeadError::Bad);
-            }
-        } else if name == header::CONNECTION {
-            for token in raw.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
-            }
-        } else if name == header::EXPECT {
-            expects_continue = raw.eq_ignore_ascii_case(b"100-continue");
-        }
         let value = HeaderValue::from_maybe_shared(bytes.slice(range((v0, v1))))
             .map_err(|_| HeadError::Bad)?;
         headers.append(name, value);
@@ -134,8 +258,7 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     } else {
         length.filter(|&n| n > 0).map(Framing::Length)
     };
-    let upgrade = upgrade_token && headers.contains_key(header::UPGRADE);
-    Ok(Some(Head {
+    Ok(Some(Parsed::Head(Head {
         method,
         uri,
         version,
@@ -148,7 +271,7 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
         },
         expects_continue: expects_continue && version == Version::HTTP_11,
         upgrade,
-    }))
+    })))
 }
 
 /// Whether `bytes` hold the end of a head (an empty line), as far as they go.
@@ -209,11 +332,46 @@ pub(crate) fn write_response_head(
             continue;
         }
         has_date |= name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(out, name.as_str(), value.as_bytes());
     }
+    end_head(
+        out,
+        has_date,
+        body,
+        (!switching).then_some((keep_alive, http10)),
+    );
+}
+
+/// Writes the head of a `200` answer to a lean request (see [`Lean`]): `fields`, then what every head
+/// ends with, as [`write_response_head`] writes it.
+pub(crate) fn write_lean_head<'a>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    len: usize,
+    keep_alive: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    for (name, value) in fields {
+        field(out, name, value.as_bytes());
+    }
+    end_head(
+        out,
+        false,
+        BodyOut::Length(len as u64),
+        Some((keep_alive, false)),
+    );
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The date (unless the service set one), the framing, and `Connection` (`keep_alive, http10`; none
+/// for a switch of protocols, whose headers are the service's).
+fn end_head(out: &mut Vec<u8>, has_date: bool, body: BodyOut, connection: Option<(bool, bool)>) {
     if !has_date {
         out.extend_from_slice(b"date: ");
         with_date(|d| out.extend_from_slice(d));
@@ -228,12 +386,10 @@ pub(crate) fn write_response_head(
         BodyOut::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyOut::None | BodyOut::UntilClose => {}
     }
-    if !switching {
-        if !keep_alive {
-            out.extend_from_slice(b"connection: close\r\n");
-        } else if http10 {
-            out.extend_from_slice(b"connection: keep-alive\r\n");
-        }
+    match connection {
+        Some((false, _)) => out.extend_from_slice(b"connection: close\r\n"),
+        Some((true, true)) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        _ => {}
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -262,9 +418,16 @@ fn with_date(f: impl FnOnce(&[u8])) {
 mod tests {
     use super::*;
 
+    fn no_lean(_: &Lean<'_>) -> Option<()> {
+        None
+    }
+
     fn head(text: &str) -> Result<Head, HeadError> {
         let mut buf = BytesMut::from(format!("{text}NEXT").as_bytes());
-        let head = parse(&mut buf).map(|h| h.expect("complete"));
+        let head = parse(&mut buf, no_lean).map(|h| match h.expect("complete") {
+            Parsed::Head(h) => h,
+            Parsed::Lean { .. } => unreachable!("nothing is taken lean"),
+        });
         if head.is_ok() {
             assert_eq!(&buf[..], b"NEXT", "only the head is taken");
         }
@@ -273,7 +436,7 @@ mod tests {
 
     fn head_len(text: &[u8]) -> Result<Option<usize>, HeadError> {
         let mut buf = BytesMut::from(text);
-        Ok(parse(&mut buf)?.map(|_| text.len() - buf.len()))
+        Ok(parse(&mut buf, no_lean)?.map(|_| text.len() - buf.len()))
     }
 
     #[test]
@@ -335,6 +498,101 @@ mod tests {
         assert_eq!(head_len(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
     }
 
+    /// What `parse` offered to `lean`, owned.
+    #[derive(Debug, PartialEq)]
+    struct Offered {
+        post: bool,
+        target: String,
+        origin: Option<Vec<u8>>,
+        accept_encoding: Option<Vec<u8>>,
+        octet_stream: bool,
+    }
+
+    /// Parses `text` with a `lean` that takes every request offered; returns what was offered, and the
+    /// lean request's body length and keep-alive, or `None` when the head went to the service.
+    fn lean(text: &str) -> (Option<Offered>, Option<(usize, bool)>, BytesMut) {
+        let mut buf = BytesMut::from(text.as_bytes());
+        let mut offered = None;
+        let parsed = parse(&mut buf, |l| {
+            offered = Some(Offered {
+                post: l.post,
+                target: l.target.to_owned(),
+                origin: l.origin.map(<[u8]>::to_vec),
+                accept_encoding: l.accept_encoding.map(<[u8]>::to_vec),
+                octet_stream: l.octet_stream,
+            });
+            Some(())
+        });
+        let taken = match parsed {
+            Ok(Some(Parsed::Lean {
+                taken: (),
+                body_len,
+                keep_alive,
+            })) => Some((body_len, keep_alive)),
+            Ok(Some(Parsed::Head(_))) => None,
+            other => panic!("{text:?}: {:?}", other.err()),
+        };
+        (offered, taken, buf)
+    }
+
+    #[test]
+    fn lean_requests_are_offered_with_their_fields() {
+        let (offered, taken, buf) = lean(
+            "GET /e/?EIO=4&sid=a-b_c&transport=polling HTTP/1.1\r\nHost: x\r\nACCEPT-Encoding: gzip\r\n\
+             Accept-Encoding: br\r\nOrigin: http://o\r\nConnection: close\r\n\r\nNEXT",
+        );
+        assert_eq!(
+            offered,
+            Some(Offered {
+                post: false,
+                target: "/e/?EIO=4&sid=a-b_c&transport=polling".into(),
+                origin: Some(b"http://o".to_vec()),
+                accept_encoding: Some(b"gzip".to_vec()),
+                octet_stream: false,
+            })
+        );
+        // The head's bytes are gone; what follows it stays.
+        assert_eq!((taken, &buf[..]), (Some((0, false)), &b"NEXT"[..]));
+
+        let (offered, taken, buf) = lean(
+            "POST /e/?sid=a HTTP/1.1\r\ncontent-type: application/octet-stream\r\nContent-Length: 5\r\n\r\nhelloNEXT",
+        );
+        let offered = offered.unwrap();
+        assert!(offered.post && offered.octet_stream && offered.origin.is_none());
+        assert_eq!((taken, &buf[..]), (Some((5, true)), &b"helloNEXT"[..]));
+
+        // A request `lean` declines goes to the service, whole.
+        let mut buf = BytesMut::from(&b"GET /e/?sid=a HTTP/1.1\r\n\r\n"[..]);
+        let parsed = parse(&mut buf, |_| None::<()>);
+        assert!(matches!(parsed, Ok(Some(Parsed::Head(h))) if h.uri.query() == Some("sid=a")));
+    }
+
+    #[test]
+    fn only_plain_requests_are_offered_lean() {
+        for text in [
+            "GET /e/ HTTP/1.0\r\n\r\n",
+            "PUT /e/ HTTP/1.1\r\n\r\n",
+            "get /e/ HTTP/1.1\r\n\r\n",
+            // A body not all read yet, or not delimited by its length.
+            "POST /e/ HTTP/1.1\r\nContent-Length: 9\r\n\r\nhello",
+            "POST /e/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET /e/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            "POST /e/ HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok",
+            "GET /e/ HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET /e/ HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET /e/ HTTP/1.1\r\nOrigin: a\r\nOrigin: b\r\n\r\n",
+            // Targets beyond a plain path and query.
+            "GET * HTTP/1.1\r\n\r\n",
+            "GET http://a/e/ HTTP/1.1\r\n\r\n",
+            "GET /e/?a=(b) HTTP/1.1\r\n\r\n",
+            "GET /e/?a=b#c HTTP/1.1\r\n\r\n",
+            "GET /e/?a=b+c HTTP/1.1\r\n\r\n",
+        ] {
+            let (offered, taken, _) = lean(text);
+            assert_eq!((&offered, taken), (&None, None), "{text:?}");
+        }
+    }
+
     #[test]
     fn response_heads_carry_the_connections_framing() {
         let mut headers = HeaderMap::new();
@@ -384,8 +642,13 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
         ) {
             let mut buf = BytesMut::from(&bytes[..]);
-            if let Ok(Some(_)) = parse(&mut buf) {
+            if let Ok(Some(_)) = parse(&mut buf, no_lean) {
                 proptest::prop_assert!(buf.len() < bytes.len());
+            }
+            // Taken lean: the head is gone, and the body is in what is left.
+            let mut buf = BytesMut::from(&bytes[..]);
+            if let Ok(Some(Parsed::Lean { body_len, .. })) = parse(&mut buf, |_| Some(())) {
+                proptest::prop_assert!(buf.len() < bytes.len() && body_len <= buf.len());
             }
         }
 
@@ -410,7 +673,7 @@ mod tests {
             }
             text.extend_from_slice(b"\r\n");
             let mut buf = BytesMut::from(&text[..]);
-            let _ = parse(&mut buf);
+            let _ = parse(&mut buf, no_lean);
         }
     }
 }

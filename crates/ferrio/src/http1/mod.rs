@@ -44,11 +44,13 @@ use tokio::sync::oneshot;
 
 pub use body::{Body, BodyError};
 use body::{Decoded, Demand, Framing, Pipe};
-use head::{BodyOut, Head, HeadError};
+pub(crate) use head::Lean;
+use head::{BodyOut, Head, HeadError, Parsed};
 
-use crate::engine::RemoteAddr;
+use crate::engine::{Engine, LeanCall, RemoteAddr};
 use crate::serving::FollowSession;
 use crate::transport::delivery::{AnswerIo, AnswerWatch};
+use crate::transport::polling;
 use crate::transport::websocket::Stream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,6 +64,8 @@ const READ_CHUNK: usize = 8192;
 /// How long, and for how many bytes, a connection closed on a client still sending reads on.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
+/// Room for the head of a lean request's answer.
+const LEAN_HEAD: usize = 192;
 /// An answer's bytes are written once this many are gathered (or at its end).
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -134,12 +138,34 @@ where
     ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
+    serve_engine_connection(io, peer, service, None, header_read_timeout, shutdown)
+}
+
+/// [`serve_connection`], and with an engine, its sessions' lean long-polling requests are answered by
+/// the engine itself (see [`serve_tcp_connection_with_engine`]): for [`serve_until`](crate::serve_until)
+/// when its service is the engine's alone.
+pub(crate) fn serve_engine_connection<I, S, ResBody>(
+    io: I,
+    peer: SocketAddr,
+    service: S,
+    engine: Option<Engine>,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = Result<(), ConnError>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
     let served = serve(
         io,
         BytesMut::new(),
         false,
         peer,
         service,
+        engine,
         header_read_timeout,
         shutdown,
     );
@@ -189,6 +215,38 @@ where
     ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
+    serve_tcp_connection_with_engine(
+        io,
+        moved,
+        peer,
+        service,
+        None,
+        header_read_timeout,
+        shutdown,
+    )
+}
+
+/// [`serve_tcp_connection`], and with an engine, its sessions' long-polling requests are answered by
+/// the engine itself rather than by `service`: a GET or POST of a polling session (with its `sid`),
+/// unless a headers hook is set or CORS has an `Origin` to judge. They skip the `http` types and the
+/// service's layers, which cost a long-polling server more than the rest of each request. For a service
+/// whose layers in front of the engine need not see those requests (`ferrio serve`'s: a health check,
+/// and a connection limit that counts handshakes); every other request goes to `service`.
+pub fn serve_tcp_connection_with_engine<S, ResBody>(
+    io: TcpStream,
+    moved: Option<Bytes>,
+    peer: SocketAddr,
+    service: S,
+    engine: Option<Engine>,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = Result<Served, ConnError>>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
     let movable = moved.is_none();
     serve(
         io,
@@ -196,17 +254,20 @@ where
         movable,
         peer,
         service,
+        engine,
         header_read_timeout,
         shutdown,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve<I, S, ResBody>(
     io: I,
     read: BytesMut,
     movable: bool,
     peer: SocketAddr,
     service: S,
+    lean: Option<Engine>,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> impl Future<Output = Result<Served, ConnError>>
@@ -228,6 +289,7 @@ where
         watch,
         peer,
         service,
+        lean,
     };
     async move {
         let shutdown = std::pin::pin!(shutdown);
@@ -241,47 +303,52 @@ where
                 .as_mut()
                 .reset(tokio::time::Instant::now() + header_read_timeout);
             let head = std::future::poll_fn(|cx| conn.poll_head(cx, timer.as_mut(), &mut shutdown));
-            let refused = match head.await {
+            let next = match head.await {
                 HeadWait::Head(head) => {
                     let (req, mut exchange) = conn.request(head);
                     let res = conn.answer(req, &mut exchange, &mut shutdown).await?;
-                    match conn.respond(res, exchange).await? {
-                        Next::Request => continue,
-                        Next::Move(to) => {
-                            // The server is shutting down: the connection ends here, between
-                            // requests, as it would have on this thread.
-                            if shutdown.poll(&mut Context::from_waker(Waker::noop())) {
-                                return Ok(Served::Ended);
-                            }
-                            let read = std::mem::take(&mut conn.buf).freeze();
-                            // Only `serve_tcp_connection`'s connections move: a TCP stream.
-                            let Ok(tcp) = into_tcp(conn.io.into_inner()) else {
-                                return Ok(Served::Ended);
-                            };
-                            return Ok(Served::Moved(MovedConnection {
-                                stream: tcp.into_std()?,
-                                read,
-                                to,
-                            }));
-                        }
-                        Next::Close => return Ok(Served::Ended),
-                        Next::Upgrade(tx) => {
-                            let read = std::mem::take(&mut conn.buf).freeze();
-                            let _ = tx.send(Upgraded {
-                                io: into_stream(conn.io.into_inner()),
-                                read,
-                            });
-                            return Ok(Served::Ended);
-                        }
-                    }
+                    conn.respond(res, exchange).await?
+                }
+                HeadWait::Lean(call, body_len, keep_alive) => {
+                    // Boxed, as the engine's service boxes its answers: the connection's future
+                    // keeps no room for a poll's wait, which would be memory per connection.
+                    Box::pin(conn.lean(call, body_len, keep_alive, &mut shutdown)).await?
                 }
                 HeadWait::Closed => return Ok(Served::Ended),
                 HeadWait::TimedOut => return Err(ConnError::HeaderTimeout),
                 HeadWait::Failed(e) => return Err(e.into()),
                 HeadWait::NotReady(e) => return Err(e),
-                HeadWait::Refused(e) => e,
+                HeadWait::Refused(e) => return conn.refuse(e).await.map(|()| Served::Ended),
             };
-            return conn.refuse(refused).await.map(|()| Served::Ended);
+            match next {
+                Next::Request => continue,
+                Next::Move(to) => {
+                    // The server is shutting down: the connection ends here, between
+                    // requests, as it would have on this thread.
+                    if shutdown.poll(&mut Context::from_waker(Waker::noop())) {
+                        return Ok(Served::Ended);
+                    }
+                    let read = std::mem::take(&mut conn.buf).freeze();
+                    // Only `serve_tcp_connection`'s connections move: a TCP stream.
+                    let Ok(tcp) = into_tcp(conn.io.into_inner()) else {
+                        return Ok(Served::Ended);
+                    };
+                    return Ok(Served::Moved(MovedConnection {
+                        stream: tcp.into_std()?,
+                        read,
+                        to,
+                    }));
+                }
+                Next::Close => return Ok(Served::Ended),
+                Next::Upgrade(tx) => {
+                    let read = std::mem::take(&mut conn.buf).freeze();
+                    let _ = tx.send(Upgraded {
+                        io: into_stream(conn.io.into_inner()),
+                        read,
+                    });
+                    return Ok(Served::Ended);
+                }
+            }
         }
     }
 }
@@ -301,6 +368,9 @@ struct Conn<I, S> {
     watch: AnswerWatch,
     peer: SocketAddr,
     service: S,
+    /// The engine that answers its sessions' lean long-polling requests itself (see
+    /// [`serve_tcp_connection_with_engine`]).
+    lean: Option<Engine>,
 }
 
 /// One request's exchange, beside the request itself.
@@ -364,10 +434,19 @@ where
                 if let Err(e) = ready!(self.service.poll_ready(cx)) {
                     return Poll::Ready(HeadWait::NotReady(ConnError::Service(e.into())));
                 }
-                match head::parse(&mut self.buf) {
-                    Ok(Some(head)) => {
+                let lean = &self.lean;
+                match head::parse(&mut self.buf, |req| lean.as_ref()?.lean_call(req)) {
+                    Ok(Some(Parsed::Head(head))) => {
                         self.scanned = 0;
                         return Poll::Ready(HeadWait::Head(head));
+                    }
+                    Ok(Some(Parsed::Lean {
+                        taken,
+                        body_len,
+                        keep_alive,
+                    })) => {
+                        self.scanned = 0;
+                        return Poll::Ready(HeadWait::Lean(taken, body_len, keep_alive));
                     }
                     Ok(None) => self.scanned = self.buf.len(),
                     Err(e) => return Poll::Ready(HeadWait::Refused(e)),
@@ -455,21 +534,37 @@ where
         (req, exchange)
     }
 
-    /// Calls the service and waits for its answer, feeding it the body as it asks and watching for
-    /// the client leaving meanwhile.
+    /// Calls the service and waits for its answer (see [`wait_for`](Self::wait_for)).
     ///
-    /// The service was polled ready by `poll_head`. A server shutting down makes this the connection's
-    /// last exchange.
+    /// The service was polled ready by `poll_head`.
     fn answer<'a, F: Future<Output = ()>>(
         &'a mut self,
         req: Request<Body>,
         x: &'a mut Exchange,
         shutdown: &'a mut Shutdown<'_, F>,
-    ) -> impl Future<Output = Result<Response<ResBody>, ConnError>> + 'a {
+    ) -> impl Future<Output = Result<Response<ResBody>, ConnError>> + 'a
+    where
+        ResBody: 'a,
+    {
+        // Called now: the future that waits holds the service's future, not the request.
         let answer = self.service.call(req);
         async move {
+            let res = self.wait_for(answer, x, shutdown).await?;
+            res.map_err(|e| ConnError::Service(e.into()))
+        }
+    }
+
+    /// Waits for a request's answer, feeding it the body as it asks and watching for the client
+    /// leaving meanwhile. A server shutting down makes this the connection's last exchange.
+    async fn wait_for<T, F: Future<Output = ()>>(
+        &mut self,
+        answer: impl Future<Output = T>,
+        x: &mut Exchange,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<T, ConnError> {
+        {
             let mut answer = std::pin::pin!(answer);
-            let res = std::future::poll_fn(|cx| {
+            std::future::poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(res) = answer.as_mut().poll(cx) {
                         if shutdown.poll(cx) {
@@ -535,8 +630,104 @@ where
                     };
                 }
             })
-            .await?;
-            res.map_err(|e| ConnError::Service(e.into()))
+            .await
+        }
+    }
+
+    /// Answers a lean long-polling request (see [`serve_tcp_connection_with_engine`]) with the
+    /// engine's own functions, as the engine's service would, and writes the answer: the head from
+    /// the few header lines a poll's answer has, without the `http` types.
+    fn lean<'a, F: Future<Output = ()>>(
+        &'a mut self,
+        call: LeanCall,
+        body_len: usize,
+        keep_alive: bool,
+        shutdown: &'a mut Shutdown<'_, F>,
+    ) -> impl Future<Output = Result<Next, ConnError>> + 'a {
+        // The body, which came whole: all of the buffer as a rule (no copy, and no allocation to share
+        // it), else its front.
+        let body = if body_len == 0 {
+            Bytes::new()
+        } else if body_len == self.buf.len() {
+            std::mem::take(&mut self.buf).freeze()
+        } else {
+            self.buf.split_to(body_len).freeze()
+        };
+        if self.buf.is_empty() {
+            // Nothing of a next request: the allocation goes (a poll may wait long).
+            self.buf = BytesMut::new();
+        }
+        async move {
+            let mut x = Exchange {
+                pipe: None,
+                framing: Framing::Length(0),
+                continue_left: 0,
+                keep_alive,
+                answers_head: false,
+                http10: false,
+                upgrade: None,
+            };
+            let mut out = Vec::new();
+            let socket = match call {
+                LeanCall::Poll { socket, accepted } => {
+                    let answer = polling::lean_poll(&socket, accepted);
+                    match self.wait_for(answer, &mut x, shutdown).await? {
+                        Ok(a) => {
+                            out.reserve_exact(LEAN_HEAD + a.body.len());
+                            let keep = x.keep_alive;
+                            head::write_lean_head(&mut out, a.headers(), a.body.len(), keep);
+                            out.extend_from_slice(&a.body);
+                            // The answer counts as delivered once written to a live client.
+                            self.watch.arm(socket.clone(), a.body.len());
+                            Ok(socket)
+                        }
+                        Err(e) => Err((socket, e)),
+                    }
+                }
+                LeanCall::Post {
+                    socket,
+                    octet_stream,
+                } => {
+                    let answer = polling::lean_post(&socket, octet_stream, body);
+                    match self.wait_for(answer, &mut x, shutdown).await? {
+                        Ok(()) => {
+                            out.reserve_exact(LEAN_HEAD + polling::POSTED.len());
+                            let posted = [("content-type", polling::POSTED_TYPE)];
+                            let len = polling::POSTED.len();
+                            head::write_lean_head(&mut out, posted, len, x.keep_alive);
+                            out.extend_from_slice(polling::POSTED);
+                            Ok(socket)
+                        }
+                        Err(e) => Err((socket, e)),
+                    }
+                }
+            };
+            let follow = match socket {
+                Ok(socket) => socket.home_elsewhere().filter(|_| self.movable),
+                Err((socket, e)) => {
+                    tracing::debug!(sid = socket.id(), error = %e, "request refused");
+                    let res = e.into_response();
+                    let len = BodyOut::Length(res.body().len() as u64);
+                    head::write_response_head(
+                        &mut out,
+                        res.status(),
+                        res.headers(),
+                        len,
+                        x.keep_alive,
+                        false,
+                    );
+                    out.extend_from_slice(res.body());
+                    None
+                }
+            };
+            self.io.write_all(&out).await?;
+            self.io.flush().await?;
+            drop(out);
+            if !x.keep_alive {
+                let _ = self.io.shutdown().await;
+                return Ok(Next::Close);
+            }
+            Ok(follow.map_or(Next::Request, Next::Move))
         }
     }
 
@@ -773,6 +964,9 @@ fn says_close(headers: &http::HeaderMap) -> bool {
 #[allow(clippy::large_enum_variant)]
 enum HeadWait {
     Head(Head),
+    /// A lean long-polling request the engine takes, its body's length (in the buffer), and whether
+    /// the client keeps the connection.
+    Lean(LeanCall, usize, bool),
     /// The client closed the connection, or the server is shutting down, between requests.
     Closed,
     TimedOut,

@@ -14,7 +14,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use super::delivery::AnswerWatch;
-use super::payload::{PollPayload, decode_post, mark_binary};
+use super::payload::{PollBody, PollPayload, decode_post};
 use crate::engine::{RequestError, Socket, apply_headers_hooks};
 
 /// A `200` carrying a polling payload.
@@ -55,6 +55,116 @@ pub(crate) async fn poll(
     socket: &Arc<Socket>,
     parts: &mut Parts,
 ) -> Result<Response<Bytes>, RequestError> {
+    let config = &socket.engine.config;
+    // The encoding the client accepts, read before a wait that releases the request's headers.
+    let mut accepted: Option<Option<&'static str>> = None;
+    let body = take_payload(socket, || {
+        // About to wait, maybe for a whole ping interval: the request must not pin the HTTP server's
+        // read buffer meanwhile (see `own_request_bytes`). Without a headers hook nothing after the
+        // wait reads the request but compression, so its bytes are dropped instead of copied.
+        if config.headers.is_none() {
+            accepted = Some(accepted_encoding(config, parts));
+            release_request_bytes(parts);
+        } else {
+            own_request_bytes(parts);
+        }
+    })
+    .await?;
+    let compress = compresses(config, &body);
+    let encoding = match compress {
+        true => accepted.unwrap_or_else(|| accepted_encoding(config, parts)),
+        false => None,
+    };
+    let answer = PollAnswer::new(body, encoding);
+    let len = answer.body.len();
+    let mut res = answer.into_response();
+    apply_headers_hooks(config, res.headers_mut(), parts, false);
+    // Served by `serve_connection`: the answer counts as delivered once written to a live client.
+    if let Some(watch) = parts.extensions.get::<AnswerWatch>() {
+        watch.arm(socket.clone(), len);
+    }
+    Ok(res)
+}
+
+/// A lean GET (see `Engine::lean_call`): [`poll`] for a request whose head the HTTP server kept only
+/// `accepted` of, the encoding the client takes.
+pub(crate) async fn lean_poll(
+    socket: &Arc<Socket>,
+    accepted: Option<&'static str>,
+) -> Result<PollAnswer, RequestError> {
+    let body = take_payload(socket, || {}).await?;
+    let encoding = accepted.filter(|_| compresses(&socket.engine.config, &body));
+    Ok(PollAnswer::new(body, encoding))
+}
+
+/// Whether a poll answer of this size is compressed when the client takes it.
+fn compresses(config: &crate::engine::EngineConfig, body: &PollBody) -> bool {
+    config
+        .http_compression
+        .is_some_and(|c| body.body.len() >= c.threshold)
+}
+
+/// A poll's answer, before it is a response: its body, and the headers that describe it.
+pub(crate) struct PollAnswer {
+    pub(crate) body: Bytes,
+    pub(crate) content_type: &'static str,
+    /// `Content-Encoding` (and `Vary: Accept-Encoding`).
+    pub(crate) encoding: Option<&'static str>,
+}
+
+impl PollAnswer {
+    fn new(body: PollBody, encoding: Option<&'static str>) -> Self {
+        let content_type = if body.binary {
+            "application/octet-stream"
+        } else {
+            "text/plain; charset=UTF-8"
+        };
+        let (body, encoding) = match encoding {
+            Some(e) => match compress(&body.body, e) {
+                Some(c) => (c, Some(e)),
+                None => (body.body, None),
+            },
+            None => (body.body, None),
+        };
+        PollAnswer {
+            body,
+            content_type,
+            encoding,
+        }
+    }
+
+    /// The header lines, in the order they are written.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        [
+            Some(("content-type", self.content_type)),
+            Some(("cache-control", "no-store")),
+            self.encoding.map(|e| ("content-encoding", e)),
+            self.encoding.map(|_| ("vary", "Accept-Encoding")),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    fn into_response(self) -> Response<Bytes> {
+        let mut res = Response::new(Bytes::new());
+        let h = res.headers_mut();
+        for (name, value) in self.headers() {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        *res.body_mut() = self.body;
+        res
+    }
+}
+
+/// Takes the session's outbox for one GET and waits until something is queued: as many queued frames
+/// as fit in `max_http_buffer_size`. `before_wait` runs once, if the poll is about to wait.
+async fn take_payload(
+    socket: &Arc<Socket>,
+    before_wait: impl FnOnce(),
+) -> Result<PollBody, RequestError> {
     let Some(outbox) = socket.take_outbox() else {
         // Two GETs at once for one session: the client is broken or hostile.
         socket.close_with(CloseReason::TransportError);
@@ -68,8 +178,6 @@ pub(crate) async fn poll(
     let config = &socket.engine.config;
     let mut payload = PollPayload::new(socket, config.max_http_buffer_size);
     let mut delivered_close = false;
-    // The encoding the client accepts, read before a wait that releases the request's headers.
-    let mut accepted: Option<Option<&'static str>> = None;
     {
         let outbox = guard.outbox.as_mut().expect("set above");
         let first = if socket.poll_must_not_wait() {
@@ -77,15 +185,7 @@ pub(crate) async fn poll(
         } else if let Some(f) = outbox.try_recv() {
             Some(f)
         } else {
-            // About to wait, maybe for a whole ping interval: the request must not pin the HTTP server's
-            // read buffer meanwhile (see `own_request_bytes`). Without a headers hook nothing after the
-            // wait reads the request but compression, so its bytes are dropped instead of copied.
-            if config.headers.is_none() {
-                accepted = Some(accepted_encoding(config, parts));
-                release_request_bytes(parts);
-            } else {
-                own_request_bytes(parts);
-            }
+            before_wait();
             // One waker, the queue's: the session's end and a release (upgrade under way) wake the
             // writer too, so the wait registers nowhere else. Each is checked after the waker is
             // registered, so one happening in between is not missed.
@@ -134,27 +234,7 @@ pub(crate) async fn poll(
     if delivered_close {
         socket.close_delivered();
     }
-    let body = payload.finish(socket);
-    let binary = body.binary;
-    let body = body.body;
-    let encoding = match config
-        .http_compression
-        .filter(|c| body.len() >= c.threshold)
-    {
-        Some(_) => accepted.unwrap_or_else(|| accepted_encoding(config, parts)),
-        None => None,
-    };
-    let mut res = match encoding {
-        Some(encoding) => compress(body, encoding),
-        None => payload_response(body),
-    };
-    mark_binary(&mut res, binary);
-    apply_headers_hooks(config, res.headers_mut(), parts, false);
-    // Served by `serve_connection`: the answer counts as delivered once written to a live client.
-    if let Some(watch) = parts.extensions.get::<AnswerWatch>() {
-        watch.arm(socket.clone(), res.body().len());
-    }
-    Ok(res)
+    Ok(payload.finish(socket))
 }
 
 /// The encoding a poll answer may be compressed with: none when compression is off.
@@ -201,38 +281,28 @@ fn own_request_bytes(parts: &mut Parts) {
 }
 
 /// Compresses with `encoding` (gzip or deflate, see `pick_encoding`).
-fn compress(body: Bytes, encoding: &'static str) -> Response<Bytes> {
+/// `body` compressed with `encoding` (gzip or deflate); `None` if that failed.
+fn compress(body: &[u8], encoding: &'static str) -> Option<Bytes> {
     let compressed = match encoding {
         "gzip" => {
             let mut e = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 2),
                 Compression::fast(),
             );
-            e.write_all(&body).and_then(|_| e.finish())
+            e.write_all(body).and_then(|_| e.finish())
         }
         _ => {
             let mut e = flate2::write::ZlibEncoder::new(
                 Vec::with_capacity(body.len() / 2),
                 Compression::fast(),
             );
-            e.write_all(&body).and_then(|_| e.finish())
+            e.write_all(body).and_then(|_| e.finish())
         }
     };
-    match compressed {
-        Ok(out) => {
-            let mut res = payload_response(Bytes::from(out));
-            res.headers_mut()
-                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
-            res.headers_mut()
-                .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-            res
-        }
-        Err(_) => payload_response(body),
-    }
+    compressed.ok().map(Bytes::from)
 }
 
-/// The preferred encoding the client accepts: gzip, then deflate; `q=0` refuses one.
-fn pick_encoding(accept: &[u8]) -> Option<&'static str> {
+pub(crate) fn pick_encoding(accept: &[u8]) -> Option<&'static str> {
     let accept = std::str::from_utf8(accept).ok()?;
     let accepted = |name: &str| {
         accept.split(',').any(|item| {
@@ -261,6 +331,52 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let octet_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = socket.engine.config.max_http_buffer_size;
+    take_post(socket, octet_stream, declared, async {
+        read_body(socket, body, declared, limit)
+            .await
+            .map(BytesMut::freeze)
+    })
+    .await?;
+    let mut res = Response::new(Bytes::from_static(POSTED));
+    *res.status_mut() = StatusCode::OK;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(POSTED_TYPE));
+    apply_headers_hooks(&socket.engine.config, res.headers_mut(), parts, false);
+    Ok(res)
+}
+
+/// The body of the answer to a POST, and its content type.
+pub(crate) const POSTED: &[u8] = b"ok";
+pub(crate) const POSTED_TYPE: &str = "text/html";
+
+/// A lean POST (see `Engine::lean_call`), whose body came whole with its head: [`post`] without the
+/// request. Answered with [`POSTED`] when it returns `Ok`.
+pub(crate) async fn lean_post(
+    socket: &Arc<Socket>,
+    octet_stream: bool,
+    body: Bytes,
+) -> Result<(), RequestError> {
+    let declared = Some(body.len() as u64);
+    take_post(socket, octet_stream, declared, async { Ok(body) }).await
+}
+
+/// Hands the packets of a POST to the session: `read` reads its body.
+async fn take_post(
+    socket: &Arc<Socket>,
+    octet_stream: bool,
+    declared: Option<u64>,
+    read: impl Future<Output = Result<Bytes, BodyError>>,
+) -> Result<(), RequestError> {
     if socket.posting.swap(true, Ordering::AcqRel) {
         socket.close_with(CloseReason::TransportError);
         return Err(RequestError::BadRequest);
@@ -273,29 +389,17 @@ where
     }
     let _posting = Posting(socket);
 
-    let config = &socket.engine.config;
-    // In v4 binary data travels base64-encoded in a text payload; a binary body is a broken client.
-    // A v3 client sends binary payloads that way.
-    let octet_stream = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     if octet_stream && socket.protocol() == Protocol::V4 {
         socket.close_with(CloseReason::TransportError);
         return Err(RequestError::BadRequest);
     }
-    let limit = config.max_http_buffer_size;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let limit = socket.engine.config.max_http_buffer_size;
     if declared.is_some_and(|n| n > limit as u64) {
         socket.close_with(CloseReason::TransportError);
         return Err(RequestError::PayloadTooLarge);
     }
 
-    let buf = match read_body(socket, body, declared, limit).await {
+    let buf = match read.await {
         Ok(buf) => buf,
         Err(BodyError::SessionClosed) => return Err(RequestError::BadRequest),
         Err(BodyError::TooLarge) => {
@@ -308,7 +412,7 @@ where
         }
     };
 
-    let packets = match decode_post(socket, buf.freeze(), octet_stream) {
+    let packets = match decode_post(socket, buf, octet_stream) {
         Ok(p) => p,
         Err(_) => {
             socket.close_with(CloseReason::ParseError);
@@ -324,13 +428,7 @@ where
             }
         }
     }
-
-    let mut res = Response::new(Bytes::from_static(b"ok"));
-    *res.status_mut() = StatusCode::OK;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    apply_headers_hooks(config, res.headers_mut(), parts, false);
-    Ok(res)
+    Ok(())
 }
 
 /// Why a POST body was not read whole.

@@ -97,6 +97,17 @@ impl Server {
     }
 
     pub async fn start_with(config: EngineConfig, echo: bool) -> Server {
+        Self::start_served(config, echo, true).await
+    }
+
+    /// As `start`, with every request going through the engine's service (`serve_connection` on each
+    /// connection): none is answered lean, as `serve` answers long-polling requests (see
+    /// `ferrio::serve_tcp_connection_with_engine`).
+    pub async fn start_through_service(config: EngineConfig) -> Server {
+        Self::start_served(config, true, false).await
+    }
+
+    async fn start_served(config: EngineConfig, echo: bool, lean: bool) -> Server {
         let events = Arc::new(Mutex::new(Vec::new()));
         let engine = Engine::new(
             config,
@@ -109,7 +120,19 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let service = ferrio::EngineService::new(engine.clone(), ferrio::NotFound);
         let task = tokio::spawn(async move {
-            let _ = ferrio::serve(listener, service).await;
+            if lean {
+                let _ = ferrio::serve(listener, service).await;
+                return;
+            }
+            while let Ok((stream, peer)) = listener.accept().await {
+                tokio::spawn(ferrio::serve_connection(
+                    stream,
+                    peer,
+                    service.clone(),
+                    ferrio::DEFAULT_HEADER_READ_TIMEOUT,
+                    std::future::pending(),
+                ));
+            }
         });
         Server {
             addr,
