@@ -562,76 +562,73 @@ where
         x: &mut Exchange,
         shutdown: &mut Shutdown<'_, F>,
     ) -> Result<T, ConnError> {
-        {
-            let mut answer = std::pin::pin!(answer);
-            std::future::poll_fn(|cx| {
-                loop {
-                    if let Poll::Ready(res) = answer.as_mut().poll(cx) {
-                        if shutdown.poll(cx) {
-                            x.keep_alive = false;
-                        }
-                        return Poll::Ready(Ok(res));
+        let mut answer = std::pin::pin!(answer);
+        std::future::poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(res) = answer.as_mut().poll(cx) {
+                    if shutdown.poll(cx) {
+                        x.keep_alive = false;
                     }
-                    if let Some(p) = &x.pipe {
-                        match p.demand(cx) {
-                            Demand::None => return Poll::Pending,
-                            Demand::Abandoned => {
-                                x.pipe = None;
-                                continue;
-                            }
-                            Demand::More => {}
+                    return Poll::Ready(Ok(res));
+                }
+                if let Some(p) = &x.pipe {
+                    match p.demand(cx) {
+                        Demand::None => return Poll::Pending,
+                        Demand::Abandoned => {
+                            x.pipe = None;
+                            continue;
                         }
-                        while x.continue_left > 0 {
-                            // The service reads the body: the client may send it now.
-                            let rest = &CONTINUE[CONTINUE.len() - x.continue_left..];
-                            match Pin::new(&mut self.io).poll_write(cx, rest) {
-                                Poll::Ready(Ok(0)) => {
-                                    return Poll::Ready(Err(io::Error::from(
-                                        io::ErrorKind::WriteZero,
-                                    )
-                                    .into()));
+                        Demand::More => {}
+                    }
+                    while x.continue_left > 0 {
+                        // The service reads the body: the client may send it now.
+                        let rest = &CONTINUE[CONTINUE.len() - x.continue_left..];
+                        match Pin::new(&mut self.io).poll_write(cx, rest) {
+                            Poll::Ready(Ok(0)) => {
+                                return Poll::Ready(Err(
+                                    io::Error::from(io::ErrorKind::WriteZero).into()
+                                ));
+                            }
+                            Poll::Ready(Ok(n)) => x.continue_left -= n,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    let step = match x.framing.decode(&mut self.buf) {
+                        Ok(Decoded::NeedMore) => {
+                            match poll_read_some(&mut self.io, cx, &mut self.buf) {
+                                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                    Err(BodyError::Incomplete)
                                 }
-                                Poll::Ready(Ok(n)) => x.continue_left -= n,
-                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                                Poll::Ready(Ok(_)) => continue,
                                 Poll::Pending => return Poll::Pending,
                             }
                         }
-                        let step = match x.framing.decode(&mut self.buf) {
-                            Ok(Decoded::NeedMore) => {
-                                match poll_read_some(&mut self.io, cx, &mut self.buf) {
-                                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                                        Err(BodyError::Incomplete)
-                                    }
-                                    Poll::Ready(Ok(_)) => continue,
-                                    Poll::Pending => return Poll::Pending,
-                                }
-                            }
-                            Ok(Decoded::Data(d)) => Ok(Some(d)),
-                            Ok(Decoded::End) => Ok(None),
-                            Err(e) => Err(e),
-                        };
-                        let end = !matches!(step, Ok(Some(_)));
-                        p.give(step);
-                        if end {
-                            x.pipe = None;
-                        }
-                        continue;
-                    }
-                    if !x.framing.is_done() || self.buf.len() >= head::MAX_HEAD_LEN {
-                        return Poll::Pending;
-                    }
-                    // The request was read: watch for the client leaving while it waits for its answer.
-                    // Bytes of a next request (pipelining) are kept for later.
-                    return match poll_read_some(&mut self.io, cx, &mut self.buf) {
-                        Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::ClientLeft)),
-                        Poll::Ready(Ok(_)) => continue,
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
-                        Poll::Pending => Poll::Pending,
+                        Ok(Decoded::Data(d)) => Ok(Some(d)),
+                        Ok(Decoded::End) => Ok(None),
+                        Err(e) => Err(e),
                     };
+                    let end = !matches!(step, Ok(Some(_)));
+                    p.give(step);
+                    if end {
+                        x.pipe = None;
+                    }
+                    continue;
                 }
-            })
-            .await
-        }
+                if !x.framing.is_done() || self.buf.len() >= head::MAX_HEAD_LEN {
+                    return Poll::Pending;
+                }
+                // The request was read: watch for the client leaving while it waits for its answer.
+                // Bytes of a next request (pipelining) are kept for later.
+                return match poll_read_some(&mut self.io, cx, &mut self.buf) {
+                    Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::ClientLeft)),
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        })
+        .await
     }
 
     /// Answers a lean long-polling request (see [`serve_tcp_connection_with_engine`]) with the
