@@ -633,3 +633,97 @@ async fn lean_requests_reach_the_engine_and_the_rest_the_service() {
     assert_eq!(with_cors.response().await.text(), "ok");
     serving.abort();
 }
+
+/// A layer that takes room in `poll_ready` (as tower's `ConcurrencyLimit` takes a permit) keeps none
+/// for the requests the engine answers lean: with one permit for all connections, a connection that
+/// only long-polls leaves the service to another connection's request.
+#[tokio::test]
+async fn lean_requests_take_no_room_from_the_service() {
+    use std::task::{Context, Poll, ready};
+    use tokio_util::sync::PollSemaphore;
+
+    struct OnePermit {
+        permits: PollSemaphore,
+        held: Option<tokio::sync::OwnedSemaphorePermit>,
+    }
+    impl Clone for OnePermit {
+        fn clone(&self) -> Self {
+            OnePermit {
+                permits: self.permits.clone(),
+                held: None,
+            }
+        }
+    }
+    impl tower_service::Service<http::Request<ferrio::RequestBody>> for OnePermit {
+        type Response = http::Response<http_body_util::Full<bytes::Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.held.is_none() {
+                self.held = ready!(self.permits.poll_acquire(cx));
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<ferrio::RequestBody>) -> Self::Future {
+            // The permit goes back once the request is answered (here, at once).
+            self.held = None;
+            let mut res = http::Response::new(http_body_util::Full::new("none".into()));
+            *res.status_mut() = http::StatusCode::NOT_FOUND;
+            std::future::ready(Ok(res))
+        }
+    }
+
+    let s = Server::start(quiet_config()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let service = OnePermit {
+        permits: PollSemaphore::new(permits.clone()),
+        held: None,
+    };
+    let engine = s.engine.clone();
+    let serving = tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            tokio::spawn(ferrio::serve_tcp_connection_with_engine(
+                stream,
+                None,
+                peer,
+                service.clone(),
+                Some(engine.clone()),
+                ferrio::DEFAULT_HEADER_READ_TIMEOUT,
+                std::future::pending(),
+            ));
+        }
+    });
+    let sid = handshake(s.addr).await;
+    let mut polling = Conn::connect(addr).await;
+    polling
+        .send(&build_request("POST", &polling_url(&sid), &[], b"4hi"))
+        .await
+        .unwrap();
+    assert_eq!(polling.response().await.text(), "ok");
+    // The polling connection stays open, between requests, and holds no permit.
+    for _ in 0..2 {
+        let res = request(addr, "GET", "/elsewhere", &[], b"").await;
+        assert_eq!((res.status, res.text()), (404, "none".to_string()));
+    }
+    polling
+        .send(&build_request("GET", &polling_url(&sid), &[], b""))
+        .await
+        .unwrap();
+    assert_eq!(polling.response().await.text(), "4hi");
+    // A request read while the service has no room waits for it, then is answered.
+    let taken = permits.clone().acquire_owned().await.unwrap();
+    let mut other = Conn::connect(addr).await;
+    other
+        .send(&build_request("GET", "/elsewhere", &[], b""))
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(200), other.read_more()).await;
+    assert!(waited.is_err(), "answered without room: {waited:?}");
+    drop(taken);
+    assert_eq!(other.response().await.status, 404);
+    serving.abort();
+}

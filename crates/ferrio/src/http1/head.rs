@@ -13,6 +13,8 @@ use super::body::{Chunked, Framing};
 pub(crate) const MAX_HEADERS: usize = 100;
 /// A head longer than this is a 431.
 pub(crate) const MAX_HEAD_LEN: usize = 64 * 1024;
+/// The longest header name `http::HeaderName` takes.
+const MAX_NAME_LEN: usize = (1 << 16) - 1;
 
 /// Why a request head was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +89,7 @@ struct Fields<'a> {
     origin: Option<&'a [u8]>,
     origins: usize,
     accept_encoding: Option<&'a [u8]>,
-    octet_stream: bool,
+    content_type: Option<&'a [u8]>,
 }
 
 impl<'a> Fields<'a> {
@@ -95,6 +97,10 @@ impl<'a> Fields<'a> {
         let mut f = Fields::default();
         for h in headers {
             let (name, raw) = (h.name.as_bytes(), h.value);
+            // As `HeaderName` refuses it, whichever way the request goes.
+            if name.len() > MAX_NAME_LEN {
+                return Err(HeadError::Bad);
+            }
             // By length first: most lines are none of these, and are passed over at one compare.
             let is = |n: &str| name.len() == n.len() && name.eq_ignore_ascii_case(n.as_bytes());
             if is("content-length") {
@@ -127,7 +133,8 @@ impl<'a> Fields<'a> {
             } else if is("accept-encoding") {
                 f.accept_encoding.get_or_insert(raw);
             } else if is("content-type") {
-                f.octet_stream = raw == b"application/octet-stream";
+                // The first, as a service reads it.
+                f.content_type.get_or_insert(raw);
             }
         }
         Ok(f)
@@ -200,7 +207,7 @@ pub(crate) fn parse<T>(
                 target,
                 origin: fields.origin,
                 accept_encoding: fields.accept_encoding,
-                octet_stream: fields.octet_stream,
+                octet_stream: fields.content_type == Some(&b"application/octet-stream"[..]),
             })
         } else {
             None
@@ -493,6 +500,12 @@ mod tests {
             head_len(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
             Err(HeadError::TooLarge)
         );
+        // A name longer than `HeaderName` takes, in a head that came whole with its last read.
+        let name = "a".repeat(MAX_NAME_LEN + 1);
+        let text = format!("GET /e/?sid=a HTTP/1.1\r\n{name}: v\r\n\r\n");
+        assert_eq!(head_len(text.as_bytes()), Err(HeadError::Bad));
+        let text = format!("GET /e/?sid=a HTTP/1.1\r\n{}: v\r\n\r\n", &name[1..]);
+        assert_eq!(head_len(text.as_bytes()), Ok(Some(text.len())));
         let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_LEN));
         assert_eq!(head_len(long.as_bytes()), Err(HeadError::TooLarge));
         assert_eq!(head_len(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
@@ -561,6 +574,11 @@ mod tests {
         let offered = offered.unwrap();
         assert!(offered.post && offered.octet_stream && offered.origin.is_none());
         assert_eq!((taken, &buf[..]), (Some((5, true)), &b"helloNEXT"[..]));
+        // The first content type counts, as for a service reading the request's headers.
+        let (offered, _, _) = lean(
+            "POST /e/?sid=a HTTP/1.1\r\nContent-Type: text/plain\r\ncontent-type: application/octet-stream\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!offered.unwrap().octet_stream);
 
         // A request `lean` declines goes to the service, whole.
         let mut buf = BytesMut::from(&b"GET /e/?sid=a HTTP/1.1\r\n\r\n"[..]);

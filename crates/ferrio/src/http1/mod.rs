@@ -64,8 +64,9 @@ const READ_CHUNK: usize = 8192;
 /// How long, and for how many bytes, a connection closed on a client still sending reads on.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
-/// Room for the head of a lean request's answer.
-const LEAN_HEAD: usize = 192;
+/// Room for the head of a lean request's answer (a compressed poll's, with `connection: close`, is
+/// about 230 bytes).
+const LEAN_HEAD: usize = 256;
 /// An answer's bytes are written once this many are gathered (or at its end).
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -290,6 +291,7 @@ where
         peer,
         service,
         lean,
+        unserved: None,
     };
     async move {
         let shutdown = std::pin::pin!(shutdown);
@@ -371,6 +373,8 @@ struct Conn<I, S> {
     /// The engine that answers its sessions' lean long-polling requests itself (see
     /// [`serve_tcp_connection_with_engine`]).
     lean: Option<Engine>,
+    /// A head read while the service was not ready for it.
+    unserved: Option<Box<Head>>,
 }
 
 /// One request's exchange, beside the request itself.
@@ -421,6 +425,9 @@ where
         timer: Pin<&mut tokio::time::Sleep>,
         shutdown: &mut Shutdown<'_, F>,
     ) -> Poll<HeadWait> {
+        if let Some(head) = self.unserved.take() {
+            return self.when_ready(cx, *head);
+        }
         loop {
             // Parsed when its first bytes came (so that junk is refused at once), then only once the
             // end of a head may be there, or the head is too long.
@@ -429,16 +436,11 @@ where
                     || self.buf.len() > head::MAX_HEAD_LEN
                     || head::has_end(&self.buf[self.scanned.saturating_sub(3)..]));
             if worth_parsing {
-                // The service must be ready before the request is taken, so that the request need not
-                // wait anywhere: it is made and handed to the service at once.
-                if let Err(e) = ready!(self.service.poll_ready(cx)) {
-                    return Poll::Ready(HeadWait::NotReady(ConnError::Service(e.into())));
-                }
                 let lean = &self.lean;
                 match head::parse(&mut self.buf, |req| lean.as_ref()?.lean_call(req)) {
                     Ok(Some(Parsed::Head(head))) => {
                         self.scanned = 0;
-                        return Poll::Ready(HeadWait::Head(head));
+                        return self.when_ready(cx, head);
                     }
                     Ok(Some(Parsed::Lean {
                         taken,
@@ -467,6 +469,20 @@ where
                         Poll::Pending => Poll::Pending,
                     };
                 }
+            }
+        }
+    }
+
+    /// `head`, once the service is ready for it (a lean request, which the service does not see, takes
+    /// none of its readiness: a layer that reserves room in `poll_ready` would keep it).
+    fn when_ready(&mut self, cx: &mut Context<'_>, head: Head) -> Poll<HeadWait> {
+        match self.service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(HeadWait::Head(head)),
+            Poll::Ready(Err(e)) => Poll::Ready(HeadWait::NotReady(ConnError::Service(e.into()))),
+            Poll::Pending => {
+                // Boxed: a service seldom makes a request wait, and the connection stays small.
+                self.unserved = Some(Box::new(head));
+                Poll::Pending
             }
         }
     }
