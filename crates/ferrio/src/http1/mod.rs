@@ -680,44 +680,34 @@ where
                 http10: false,
                 upgrade: None,
             };
-            let mut out = Vec::new();
-            let socket = match call {
+            let (socket, answer, poll) = match call {
                 LeanCall::Poll { socket, accepted } => {
                     let answer = polling::lean_poll(&socket, accepted);
-                    match self.wait_for(answer, &mut x, shutdown).await? {
-                        Ok(a) => {
-                            out.reserve_exact(LEAN_HEAD + a.body.len());
-                            let keep = x.keep_alive;
-                            head::write_lean_head(&mut out, a.headers(), a.body.len(), keep);
-                            out.extend_from_slice(&a.body);
-                            // The answer counts as delivered once written to a live client.
-                            self.watch.arm(socket.clone(), a.body.len());
-                            Ok(socket)
-                        }
-                        Err(e) => Err((socket, e)),
-                    }
+                    let answer = self.wait_for(answer, &mut x, shutdown).await?;
+                    (socket, answer, true)
                 }
                 LeanCall::Post {
                     socket,
                     octet_stream,
                 } => {
                     let answer = polling::lean_post(&socket, octet_stream, body);
-                    match self.wait_for(answer, &mut x, shutdown).await? {
-                        Ok(()) => {
-                            out.reserve_exact(LEAN_HEAD + polling::POSTED.len());
-                            let posted = [("content-type", polling::POSTED_TYPE)];
-                            let len = polling::POSTED.len();
-                            head::write_lean_head(&mut out, posted, len, x.keep_alive);
-                            out.extend_from_slice(polling::POSTED);
-                            Ok(socket)
-                        }
-                        Err(e) => Err((socket, e)),
-                    }
+                    let answer = self.wait_for(answer, &mut x, shutdown).await?;
+                    (socket, answer, false)
                 }
             };
-            let follow = match socket {
-                Ok(socket) => socket.home_elsewhere().filter(|_| self.movable),
-                Err((socket, e)) => {
+            let mut out = Vec::new();
+            let follow = match answer {
+                Ok(a) => {
+                    out.reserve_exact(LEAN_HEAD + a.body.len());
+                    head::write_lean_head(&mut out, a.headers(), a.body.len(), x.keep_alive);
+                    out.extend_from_slice(&a.body);
+                    if poll {
+                        // The answer counts as delivered once written to a live client.
+                        self.watch.arm(socket.clone(), a.body.len());
+                    }
+                    socket.home_elsewhere().filter(|_| self.movable)
+                }
+                Err(e) => {
                     tracing::debug!(sid = socket.id(), error = %e, "request refused");
                     let res = e.into_response();
                     let len = BodyOut::Length(res.body().len() as u64);

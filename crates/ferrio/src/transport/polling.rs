@@ -11,7 +11,7 @@ use ferrio_proto::engine::{CloseReason, Frame, PacketType, Protocol};
 use flate2::Compression;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::Response;
 
 use super::delivery::AnswerWatch;
 use super::payload::{PollBody, PollPayload, decode_post};
@@ -75,7 +75,7 @@ pub(crate) async fn poll(
         true => accepted.unwrap_or_else(|| accepted_encoding(config, parts)),
         false => None,
     };
-    let answer = PollAnswer::new(body, encoding);
+    let answer = Answer::payload(body, encoding);
     let len = answer.body.len();
     let mut res = answer.into_response();
     apply_headers_hooks(config, res.headers_mut(), parts, false);
@@ -91,10 +91,10 @@ pub(crate) async fn poll(
 pub(crate) async fn lean_poll(
     socket: &Arc<Socket>,
     accepted: Option<&'static str>,
-) -> Result<PollAnswer, RequestError> {
+) -> Result<Answer, RequestError> {
     let body = take_payload(socket, || {}).await?;
     let encoding = accepted.filter(|_| compresses(&socket.engine.config, &body));
-    Ok(PollAnswer::new(body, encoding))
+    Ok(Answer::payload(body, encoding))
 }
 
 /// Whether a poll answer of this size is compressed when the client takes it.
@@ -104,16 +104,20 @@ fn compresses(config: &crate::engine::EngineConfig, body: &PollBody) -> bool {
         .is_some_and(|c| body.body.len() >= c.threshold)
 }
 
-/// A poll's answer, before it is a response: its body, and the headers that describe it.
-pub(crate) struct PollAnswer {
+/// A `200` of the polling transport before it is a response (a poll's payload, or a POST's "ok"): its
+/// body, and the headers that describe it.
+pub(crate) struct Answer {
     pub(crate) body: Bytes,
-    pub(crate) content_type: &'static str,
+    content_type: &'static str,
+    /// `Cache-Control: no-store` (a payload).
+    no_store: bool,
     /// `Content-Encoding` (and `Vary: Accept-Encoding`).
-    pub(crate) encoding: Option<&'static str>,
+    encoding: Option<&'static str>,
 }
 
-impl PollAnswer {
-    fn new(body: PollBody, encoding: Option<&'static str>) -> Self {
+impl Answer {
+    /// A poll's payload, compressed with `encoding` when given.
+    fn payload(body: PollBody, encoding: Option<&'static str>) -> Self {
         let content_type = if body.binary {
             "application/octet-stream"
         } else {
@@ -126,10 +130,21 @@ impl PollAnswer {
             },
             None => (body.body, None),
         };
-        PollAnswer {
+        Answer {
             body,
             content_type,
+            no_store: true,
             encoding,
+        }
+    }
+
+    /// A POST's: its packets were taken.
+    fn posted() -> Self {
+        Answer {
+            body: Bytes::from_static(b"ok"),
+            content_type: "text/html",
+            no_store: false,
+            encoding: None,
         }
     }
 
@@ -137,7 +152,7 @@ impl PollAnswer {
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
         [
             Some(("content-type", self.content_type)),
-            Some(("cache-control", "no-store")),
+            self.no_store.then_some(("cache-control", "no-store")),
             self.encoding.map(|e| ("content-encoding", e)),
             self.encoding.map(|_| ("vary", "Accept-Encoding")),
         ]
@@ -341,42 +356,35 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = socket.engine.config.max_http_buffer_size;
-    take_post(socket, octet_stream, declared, async {
+    let answer = take_post(socket, octet_stream, declared, async {
         read_body(socket, body, declared, limit)
             .await
             .map(BytesMut::freeze)
     })
     .await?;
-    let mut res = Response::new(Bytes::from_static(POSTED));
-    *res.status_mut() = StatusCode::OK;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(POSTED_TYPE));
+    let mut res = answer.into_response();
     apply_headers_hooks(&socket.engine.config, res.headers_mut(), parts, false);
     Ok(res)
 }
 
-/// The body of the answer to a POST, and its content type.
-pub(crate) const POSTED: &[u8] = b"ok";
-pub(crate) const POSTED_TYPE: &str = "text/html";
-
 /// A lean POST (see `Engine::lean_call`), whose body came whole with its head: [`post`] without the
-/// request. Answered with [`POSTED`] when it returns `Ok`.
+/// request.
 pub(crate) async fn lean_post(
     socket: &Arc<Socket>,
     octet_stream: bool,
     body: Bytes,
-) -> Result<(), RequestError> {
+) -> Result<Answer, RequestError> {
     let declared = Some(body.len() as u64);
     take_post(socket, octet_stream, declared, async { Ok(body) }).await
 }
 
-/// Hands the packets of a POST to the session: `read` reads its body.
+/// Hands the packets of a POST to the session (`read` reads its body), and answers it.
 async fn take_post(
     socket: &Arc<Socket>,
     octet_stream: bool,
     declared: Option<u64>,
     read: impl Future<Output = Result<Bytes, BodyError>>,
-) -> Result<(), RequestError> {
+) -> Result<Answer, RequestError> {
     if socket.posting.swap(true, Ordering::AcqRel) {
         socket.close_with(CloseReason::TransportError);
         return Err(RequestError::BadRequest);
@@ -428,7 +436,7 @@ async fn take_post(
             }
         }
     }
-    Ok(())
+    Ok(Answer::posted())
 }
 
 /// Why a POST body was not read whole.
