@@ -77,8 +77,8 @@ pub(crate) enum Parsed<T> {
 }
 
 /// What the header lines say about the request's framing and connection, read off the raw lines.
-#[derive(Default)]
-struct Fields<'a> {
+#[derive(Default, Clone, Copy)]
+struct Framed {
     length: Option<u64>,
     chunked: bool,
     close: bool,
@@ -86,6 +86,12 @@ struct Fields<'a> {
     upgrade_token: bool,
     upgrade: bool,
     expects_continue: bool,
+}
+
+/// `Framed`, and the few fields a lean request is read by, as slices of the head.
+#[derive(Default)]
+struct Fields<'a> {
+    framed: Framed,
     origin: Option<&'a [u8]>,
     origins: usize,
     accept_encoding: Option<&'a [u8]>,
@@ -106,27 +112,28 @@ impl<'a> Fields<'a> {
             if is("content-length") {
                 let n = parse_length(raw).ok_or(HeadError::Bad)?;
                 // Repeated lengths must agree (RFC 9112, 6.3).
-                if f.length.is_some_and(|l| l != n) {
+                if f.framed.length.is_some_and(|l| l != n) {
                     return Err(HeadError::Bad);
                 }
-                f.length = Some(n);
+                f.framed.length = Some(n);
             } else if is("transfer-encoding") {
                 // Only chunked is understood, and it must come last.
-                f.chunked = last_token(raw).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-                if !f.chunked {
+                f.framed.chunked =
+                    last_token(raw).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+                if !f.framed.chunked {
                     return Err(HeadError::Bad);
                 }
             } else if is("connection") {
                 for token in raw.split(|&b| b == b',') {
                     let token = token.trim_ascii();
-                    f.close |= token.eq_ignore_ascii_case(b"close");
-                    f.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                    f.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+                    f.framed.close |= token.eq_ignore_ascii_case(b"close");
+                    f.framed.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    f.framed.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
                 }
             } else if is("expect") {
-                f.expects_continue = raw.eq_ignore_ascii_case(b"100-continue");
+                f.framed.expects_continue = raw.eq_ignore_ascii_case(b"100-continue");
             } else if is("upgrade") {
-                f.upgrade = true;
+                f.framed.upgrade = true;
             } else if is("origin") {
                 f.origins += 1;
                 f.origin = Some(raw);
@@ -167,7 +174,7 @@ pub(crate) fn parse<T>(
     // parser's borrow of `buf` ends before the head is split off it. Set only for a head made into
     // `http` types.
     let mut at: [(u32, u32, u32, u32); MAX_HEADERS];
-    let (len, method, path, count, version, fields) = {
+    let (len, method, path, count, version, framed) = {
         // Left uninitialized: the parser writes the slots it fills (a hundred initialized headers
         // cost more to set up than a short head costs to parse).
         let mut slots =
@@ -186,13 +193,14 @@ pub(crate) fn parse<T>(
         let target = req.path.unwrap_or_default();
         let raw_method = req.method.unwrap_or_default();
         let post = raw_method == "POST";
-        let body_len = fields.length.unwrap_or(0);
+        let f = fields.framed;
+        let body_len = f.length.unwrap_or(0);
         let is_lean = (post || raw_method == "GET")
             && req.version == Some(1)
-            && !fields.chunked
-            && !fields.upgrade
-            && !fields.upgrade_token
-            && !fields.expects_continue
+            && !f.chunked
+            && !f.upgrade
+            && !f.upgrade_token
+            && !f.expects_continue
             // More than one is the service's to judge.
             && fields.origins <= 1
             && if post {
@@ -213,7 +221,7 @@ pub(crate) fn parse<T>(
             None
         };
         if let Some(taken) = taken {
-            let keep_alive = !fields.close;
+            let keep_alive = !f.close;
             bytes::Buf::advance(buf, len);
             return Ok(Some(Parsed::Lean {
                 taken,
@@ -231,17 +239,15 @@ pub(crate) fn parse<T>(
             let (n, v) = (off(h.name.as_bytes()), off(h.value));
             *slot = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
         }
-        let fields = (
-            fields.length,
-            fields.chunked,
-            fields.close,
-            fields.keep_alive,
-            fields.upgrade_token && fields.upgrade,
-            fields.expects_continue,
-        );
-        (len, method, path, req.headers.len(), req.version, fields)
+        (len, method, path, req.headers.len(), req.version, f)
     };
-    let (length, chunked, close, keep_alive, upgrade, expects_continue) = fields;
+    let Framed {
+        length,
+        chunked,
+        close,
+        keep_alive,
+        ..
+    } = framed;
     let bytes = buf.split_to(len).freeze();
     let range = |(a, b): (u32, u32)| a as usize..b as usize;
     let uri = Uri::from_maybe_shared(bytes.slice(range(path))).map_err(|_| HeadError::Bad)?;
@@ -276,8 +282,8 @@ pub(crate) fn parse<T>(
         } else {
             !close
         },
-        expects_continue: expects_continue && version == Version::HTTP_11,
-        upgrade,
+        expects_continue: framed.expects_continue && version == Version::HTTP_11,
+        upgrade: framed.upgrade_token && framed.upgrade,
     })))
 }
 

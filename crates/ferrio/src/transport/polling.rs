@@ -9,9 +9,9 @@ use std::task::Poll;
 use bytes::{Bytes, BytesMut};
 use ferrio_proto::engine::{CloseReason, Frame, PacketType, Protocol};
 use flate2::Compression;
+use http::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::Response;
 
 use super::delivery::AnswerWatch;
 use super::payload::{PollBody, PollPayload, decode_post};
