@@ -133,7 +133,7 @@ impl Client {
         // One lock of the decoder for both readings.
         let mut decoder = self.decoder.lock();
         // The usual event is read without a packet: no allocation for its namespace, nor for a name
-        // of up to 22 bytes.
+        // of up to 22 bytes, and its arguments stay text until a listener wants them.
         if let Data::Text(text) = &data
             && let Some(ev) = decoder.plain_event(text)
         {
@@ -143,7 +143,7 @@ impl Client {
                 self.reject();
                 return;
             };
-            let event = socket.new_named_event(ev.name, ev.args, ev.id);
+            let event = socket.new_plain_event(&ev, text);
             self.deliver(socket, event);
             return;
         }

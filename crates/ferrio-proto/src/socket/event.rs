@@ -2,13 +2,14 @@
 //! ack. Only the write of the ACK packet differs between the server and the client, so it is the one
 //! thing left to the socket, through [`AckWriter`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use bytestring::ByteString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::EmitError;
+use super::{EmitError, PlainEvent};
 use crate::value::{Value, ValueError, from_args_ref, to_args};
 
 /// Where the answer to an ack goes: the socket that received the event.
@@ -89,8 +90,54 @@ impl<W: AckWriter> AckSender<W> {
 #[derive(Debug)]
 pub struct Event<W: AckWriter> {
     name: EventName,
-    args: Vec<Value>,
+    args: Args,
     ack: Option<AckSender<W>>,
+}
+
+/// An event's arguments. Those of an event read from a text message stay text until they are wanted:
+/// [`Event::parse`] reads the listener's type straight from it, and only a listener that asks for the
+/// [`Value`]s has them built (once).
+#[derive(Debug, Default, Clone)]
+struct Args {
+    /// The payload (`["name", arg, …]`), a slice of the message's text, checked when the message was
+    /// read ([`PlainEvent`](super::PlainEvent)). None when the values are all there is.
+    text: Option<ByteString>,
+    values: OnceLock<Vec<Value>>,
+}
+
+impl Args {
+    fn values(values: Vec<Value>) -> Self {
+        Args {
+            text: None,
+            values: OnceLock::from(values),
+        }
+    }
+
+    fn get(&self) -> &[Value] {
+        self.values.get_or_init(|| read(self.text.as_ref()))
+    }
+
+    fn take(&mut self) -> Vec<Value> {
+        let text = self.text.take();
+        self.values.take().unwrap_or_else(|| read(text.as_ref()))
+    }
+
+    /// `T` read straight from the text when it can be, else from the values.
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
+        if self.values.get().is_none()
+            && let Some(payload) = &self.text
+            && let Some(value) = crate::value::from_payload(payload)
+        {
+            return Ok(value);
+        }
+        from_args_ref(self.get())
+    }
+}
+
+/// The arguments in a payload: checked by the same reader when the message was read, so it reads
+/// them all now.
+fn read(payload: Option<&ByteString>) -> Vec<Value> {
+    payload.map_or_else(Vec::new, |p| crate::value::read_event_args(p))
 }
 
 /// Longest name an event keeps in place rather than in an allocation of its own.
@@ -140,18 +187,27 @@ impl<W: AckWriter> Event<W> {
     pub fn new(writer: &W, name: String, args: Vec<Value>, id: Option<u64>) -> Self {
         Event {
             name: EventName::Owned(name),
-            args,
+            args: Args::values(args),
             ack: id.map(|id| AckSender::new(writer.clone(), id)),
         }
     }
 
-    /// [`Event::new`] with a borrowed name (read from a packet's text, see
-    /// [`PlainEvent`](super::PlainEvent)): a short one is kept without an allocation.
-    pub fn with_name(writer: &W, name: &str, args: Vec<Value>, id: Option<u64>) -> Self {
+    /// The event `plain` read from the text message `text`: its arguments are read from the text
+    /// only when they are wanted ([`Event::parse`] reads a type straight from it). `text` is the
+    /// message `plain` was read from; with any other, the arguments read as none.
+    pub fn from_plain(writer: &W, plain: &PlainEvent<'_>, text: &ByteString) -> Self {
         Event {
-            name: EventName::new(name),
-            args,
-            ack: id.map(|id| AckSender::new(writer.clone(), id)),
+            name: EventName::new(plain.name),
+            args: Args {
+                // The payload runs to the end of the text it was read from.
+                text: text
+                    .len()
+                    .checked_sub(plain.payload.len())
+                    .and_then(|at| text.get(at..))
+                    .map(|payload| text.slice_ref(payload)),
+                values: OnceLock::new(),
+            },
+            ack: plain.id.map(|id| AckSender::new(writer.clone(), id)),
         }
     }
 
@@ -171,17 +227,17 @@ impl<W: AckWriter> Event<W> {
 
     /// The arguments.
     pub fn args(&self) -> &[Value] {
-        &self.args
+        self.args.get()
     }
 
     /// Takes the arguments out.
     pub fn take_args(&mut self) -> Vec<Value> {
-        std::mem::take(&mut self.args)
+        self.args.take()
     }
 
     /// Deserializes the arguments: a tuple reads them in order, any other type reads the first.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        from_args_ref(&self.args)
+        self.args.parse()
     }
 
     /// Whether the peer waits for an ack.
@@ -317,6 +373,51 @@ mod tests {
         assert!(ev.args().is_empty());
     }
 
+    /// The arguments of an event read from a text message stay in the text until they are wanted:
+    /// `parse` reads a type straight from it, building no value; whatever it leaves (a missing
+    /// argument read as `null`) and every other use reads the values, built once.
+    #[test]
+    fn arguments_left_in_the_text_read_as_their_values() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Chat {
+            room: Option<String>,
+            text: String,
+        }
+        let text = ByteString::from(r#"2/chat,5["chat",{"text":"hi","room":null},7]"#);
+        let plain = crate::socket::Decoder::default()
+            .plain_event(&text)
+            .unwrap();
+        let rec = Recorder::default();
+        let ev = Event::from_plain(&rec, &plain, &text);
+        assert_eq!(ev.name(), "chat");
+        assert!(ev.wants_ack());
+
+        let chat = Chat {
+            room: None,
+            text: "hi".into(),
+        };
+        assert_eq!(ev.parse::<(Chat, u32)>().unwrap(), (chat, 7));
+        assert!(ev.parse::<Option<serde_json::Value>>().unwrap().is_some());
+        assert!(ev.args.values.get().is_none(), "read from the text");
+        assert!(ev.parse::<u32>().is_err());
+        assert!(
+            ev.args.values.get().is_some(),
+            "an error comes from the values"
+        );
+
+        let mut fresh = Event::from_plain(&rec, &plain, &text);
+        let (_, n, missing): (Value, u32, Option<u8>) = fresh.parse().unwrap();
+        assert_eq!((n, missing), (7, None));
+        let mut fork = fresh.fork();
+        assert_eq!(fresh.args(), plain.args().as_slice());
+        assert_eq!(fresh.take_args(), plain.args());
+        assert!(fresh.args().is_empty());
+        assert_eq!(fresh.parse::<Option<u8>>().unwrap(), None);
+        assert_eq!(fork.take_args(), plain.args());
+        fork.ack(&"ok").unwrap();
+        assert_eq!(rec.written(), vec![(5, vec![Value::from("ok")])]);
+    }
+
     /// A name borrowed from a packet is kept whole, in place up to 22 bytes and in an allocation
     /// beyond, multi-byte characters included; a fork keeps it too.
     #[test]
@@ -331,7 +432,11 @@ mod tests {
             &format!("{}é", "a".repeat(21)),
             "😀 chat",
         ] {
-            let mut ev = Event::with_name(&w, name, vec![], None);
+            let text = ByteString::from(format!("2[\"{name}\"]"));
+            let plain = crate::socket::Decoder::default()
+                .plain_event(&text)
+                .unwrap();
+            let mut ev = Event::from_plain(&w, &plain, &text);
             assert_eq!(ev.name(), name);
             assert_eq!(ev.fork().name(), name);
             let inline = matches!(ev.name, EventName::Inline { .. });

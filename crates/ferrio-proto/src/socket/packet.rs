@@ -472,10 +472,18 @@ pub struct PlainEvent<'a> {
     pub nsp: &'a str,
     /// The event's name.
     pub name: &'a str,
-    /// The arguments after the name.
-    pub args: Vec<Value>,
+    /// The payload, `["name", arg, …]`, to the end of the text: checked, its arguments not read
+    /// ([`PlainEvent::args`] reads them).
+    pub payload: &'a str,
     /// The ack the peer waits for, if any.
     pub id: Option<u64>,
+}
+
+impl PlainEvent<'_> {
+    /// The arguments after the name, read as [`Decoder::decode_text`] reads them.
+    pub fn args(&self) -> Vec<Value> {
+        crate::value::read_event_args(self.payload)
+    }
 }
 
 impl From<PlainEvent<'_>> for Packet {
@@ -484,7 +492,7 @@ impl From<PlainEvent<'_>> for Packet {
         Packet::Event {
             nsp: e.nsp.to_owned(),
             event: e.name.to_owned(),
-            args: e.args,
+            args: e.args(),
             id: e.id,
         }
     }
@@ -528,22 +536,23 @@ impl Decoder {
     }
 
     /// An EVENT of the usual shape, read without building a [`Packet`]: its namespace and name
-    /// borrowed from `text` (a name with escapes is not), its arguments read as
-    /// [`decode_text`](Self::decode_text) reads them. `None` for any other text, including every one
+    /// borrowed from `text` (a name with escapes is not), its arguments checked as
+    /// [`decode_text`](Self::decode_text) reads them, but not read. `None` for any other text, including every one
     /// `decode_text` refuses: that text is for `decode_text`, which decides.
     pub fn plain_event<'a>(&self, text: &'a str) -> Option<PlainEvent<'a>> {
         if self.pending.is_some() || text.as_bytes().first() != Some(&b'2') {
             return None;
         }
         let header = self.header(text).ok()?;
-        let (name, args) = crate::value::read_event(&text[header.payload..])?;
+        let payload = &text[header.payload..];
+        let name = crate::value::read_event_name(payload)?;
         if super::is_reserved_event(name) {
             return None;
         }
         Some(PlainEvent {
             nsp: header.nsp,
             name,
-            args,
+            payload,
             id: header.id,
         })
     }
@@ -1055,26 +1064,28 @@ mod tests {
     fn plain_events_and_what_is_left_to_the_decoder() {
         let d = Decoder::default();
         let plain = |t| d.plain_event(t);
+        let echo = plain(r#"2["echo",1]"#).unwrap();
         assert_eq!(
-            plain(r#"2["echo",1]"#),
-            Some(PlainEvent {
+            echo,
+            PlainEvent {
                 nsp: "/",
                 name: "echo",
-                args: vec![Value::from(1u64)],
+                payload: r#"["echo",1]"#,
                 id: None
-            })
+            }
+        );
+        assert_eq!(echo.args(), vec![Value::from(1u64)]);
+        let hi = plain(r#"2/chat,17[ "hi" , {"a":[null]} ] "#).unwrap();
+        assert_eq!(
+            (hi.nsp, hi.name, hi.payload, hi.id),
+            ("/chat", "hi", r#"[ "hi" , {"a":[null]} ] "#, Some(17))
         );
         assert_eq!(
-            plain(r#"2/chat,17[ "hi" , {"a":[null]} ] "#),
-            Some(PlainEvent {
-                nsp: "/chat",
-                name: "hi",
-                args: vec![Value::from_json(r#"{"a":[null]}"#).unwrap()],
-                id: Some(17),
-            })
+            hi.args(),
+            vec![Value::from_json(r#"{"a":[null]}"#).unwrap()]
         );
         assert_eq!(
-            plain(r#"2/chat,["e"]"#).map(|p| (p.nsp, p.args.len())),
+            plain(r#"2/chat,["e"]"#).map(|p| (p.nsp, p.args().len())),
             Some(("/chat", 0))
         );
         for (text, why) in [

@@ -41,6 +41,7 @@ mod args;
 mod de;
 mod json;
 pub mod msgpack;
+mod payload;
 mod quick;
 mod ser;
 mod text;
@@ -55,7 +56,8 @@ use serde_json::Number;
 pub use args::{from_args, from_args_ref, to_args};
 pub use de::from_value;
 pub(crate) use json::write_escaped;
-pub(crate) use quick::event as read_event;
+pub(crate) use payload::from_payload;
+pub(crate) use quick::{event_args as read_event_args, event_name as read_event_name};
 pub use ser::to_value;
 pub(crate) use text::{TextError, write_args};
 

@@ -283,3 +283,225 @@ proptest! {
         }
     }
 }
+
+/// The shapes a listener reads its arguments into, for the agreement of the two readings below.
+mod targets {
+    use std::collections::{BTreeMap, HashMap};
+
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub struct Chat {
+        pub room: Option<String>,
+        pub text: String,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub struct Defaults {
+        #[serde(default)]
+        pub n: u32,
+        #[serde(default)]
+        pub tags: Vec<String>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub enum Tagged {
+        Unit,
+        Newtype(u32),
+        Tuple(i64, String),
+        Struct { x: bool },
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    pub enum Untagged {
+        Number(u64),
+        Text(String),
+        List(Vec<Untagged>),
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum Internal {
+        Join { room: String },
+        Leave,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub struct Flat {
+        pub a: Option<i32>,
+        #[serde(flatten)]
+        pub rest: HashMap<String, serde_json::Value>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub struct Newtype(pub Vec<bool>);
+
+    pub type Keys = BTreeMap<u32, serde_json::Value>;
+}
+
+/// `from_payload::<T>` agrees with `from_args::<T>` on the arguments of `text` wherever it answers.
+fn agrees<T>(text: &str, args: &[Value]) -> Result<(), TestCaseError>
+where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    if let Some(direct) = super::from_payload::<T>(text) {
+        prop_assert_eq!(
+            super::from_args_ref::<T>(args).ok(),
+            Some(direct),
+            "{} from {}",
+            std::any::type_name::<T>(),
+            text
+        );
+    }
+    Ok(())
+}
+
+/// `from_payload::<T>` reads `text` whenever `from_args` reads its arguments into `T` and there are at
+/// least `least` of them.
+fn direct<T>(text: &str, args: &[Value], least: usize) -> Result<(), TestCaseError>
+where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    if let Ok(v) = super::from_args_ref::<T>(args)
+        && args.len() >= least
+    {
+        prop_assert_eq!(
+            super::from_payload::<T>(text),
+            Some(v),
+            "{} from {}",
+            std::any::type_name::<T>(),
+            text
+        );
+    }
+    Ok(())
+}
+
+/// Values more likely to fit the targets above than arbitrary ones.
+fn arb_fitting() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (0u64..300).prop_map(Value::from),
+        (-300i64..0).prop_map(Value::from),
+        Just(Value::from(18_446_744_073_709_551_615u64)),
+        Just(Value::from(1.5)),
+        prop_oneof![
+            Just("room".to_owned()),
+            Just("text".to_owned()),
+            Just("type".to_owned()),
+            Just("Join".to_owned()),
+            Just("Unit".to_owned()),
+            Just("Newtype".to_owned()),
+            Just("7".to_owned()),
+            "[a-z\"\\\\é]{0,3}".prop_map(String::from),
+        ]
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(Value::Array),
+            vec(
+                (
+                    prop_oneof![
+                        Just("room".to_owned()),
+                        Just("text".to_owned()),
+                        Just("n".to_owned()),
+                        Just("tags".to_owned()),
+                        Just("type".to_owned()),
+                        Just("x".to_owned()),
+                        Just("a".to_owned()),
+                        Just("Struct".to_owned()),
+                        Just("Tuple".to_owned()),
+                        Just("Newtype".to_owned()),
+                        Just("12".to_owned()),
+                        "[a-z]{1,2}".prop_map(String::from),
+                    ],
+                    inner
+                ),
+                0..4
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The reader that only checks a payload (`event_name`) accepts exactly what the one building
+    /// its values (`event`) accepts, and finds the same name.
+    #[test]
+    fn checking_a_payload_accepts_what_reading_it_does(
+        text in prop_oneof![
+            "[ ]?\\[[ ]?\"[a-z]{0,3}\"[\"a-z0-9,.eE+\\-\\[\\]{}: \\\\]{0,24}",
+            any::<String>(),
+        ],
+    ) {
+        prop_assert_eq!(
+            super::quick::event_name(&text),
+            super::quick::event(&text).map(|(name, _)| name)
+        );
+    }
+
+    /// Arguments read straight from the payload's text into a listener's type are what the
+    /// arguments' values give, for every shape of target; the usual ones are read that way.
+    #[test]
+    fn arguments_read_from_text_are_those_read_from_values(
+        args in vec(prop_oneof![arb_fitting(), arb_value(false)], 0..4),
+        spaced in any::<bool>(),
+    ) {
+        use std::collections::HashMap;
+        use targets::*;
+        let sep = if spaced { " , " } else { "," };
+        let mut text = String::from(if spaced { " [ \"ev\"" } else { "[\"ev\"" });
+        for a in &args {
+            text.push_str(sep);
+            text.push_str(&serde_json::to_string(&to_serde_json(a)).unwrap());
+        }
+        text.push(']');
+        let read = super::quick::event(&text);
+        prop_assume!(read.is_some());
+        let (_, read) = read.unwrap();
+        prop_assert_eq!(&read, &args);
+
+        agrees::<serde_json::Value>(&text, &args)?;
+        agrees::<Value>(&text, &args)?;
+        agrees::<Option<serde_json::Value>>(&text, &args)?;
+        agrees::<(serde_json::Value, serde_json::Value)>(&text, &args)?;
+        agrees::<(Option<String>, Option<u8>, Value)>(&text, &args)?;
+        agrees::<()>(&text, &args)?;
+        agrees::<String>(&text, &args)?;
+        agrees::<Option<String>>(&text, &args)?;
+        agrees::<char>(&text, &args)?;
+        agrees::<bool>(&text, &args)?;
+        agrees::<u8>(&text, &args)?;
+        agrees::<u64>(&text, &args)?;
+        agrees::<i64>(&text, &args)?;
+        agrees::<f64>(&text, &args)?;
+        agrees::<f32>(&text, &args)?;
+        agrees::<Vec<serde_json::Value>>(&text, &args)?;
+        agrees::<Vec<u8>>(&text, &args)?;
+        agrees::<HashMap<String, serde_json::Value>>(&text, &args)?;
+        agrees::<Keys>(&text, &args)?;
+        agrees::<Chat>(&text, &args)?;
+        agrees::<(Chat, Option<Chat>)>(&text, &args)?;
+        agrees::<Defaults>(&text, &args)?;
+        agrees::<Tagged>(&text, &args)?;
+        agrees::<Untagged>(&text, &args)?;
+        agrees::<Internal>(&text, &args)?;
+        agrees::<Flat>(&text, &args)?;
+        agrees::<Newtype>(&text, &args)?;
+
+        // What listeners usually ask for is read from the text whenever the values give it and
+        // every argument it reads was sent.
+        direct::<serde_json::Value>(&text, &args, 1)?;
+        direct::<Option<String>>(&text, &args, 1)?;
+        direct::<String>(&text, &args, 1)?;
+        direct::<u64>(&text, &args, 1)?;
+        direct::<Chat>(&text, &args, 1)?;
+        direct::<Vec<serde_json::Value>>(&text, &args, 1)?;
+        direct::<(serde_json::Value, Option<u8>)>(&text, &args, 2)?;
+        direct::<()>(&text, &args, 0)?;
+    }
+}

@@ -14,11 +14,7 @@ const MAX_DEPTH: usize = 64;
 
 /// The value of `text`, or `None` when the full parser must decide.
 pub(super) fn parse(text: &str) -> Option<Value> {
-    let mut r = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut r = Reader::<Build>::new(text);
     let value = r.value(0)?;
     r.skip_ws();
     (r.at == r.bytes.len()).then_some(value)
@@ -29,34 +25,159 @@ pub(super) fn parse(text: &str) -> Option<Value> {
 /// string without escapes, when there is no name, and whenever `parse` would answer `None`: the
 /// caller then reads the payload as a whole.
 pub(crate) fn event(text: &str) -> Option<(&str, Vec<Value>)> {
-    let mut r = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
-    r.skip_ws();
-    if r.peek()? != b'[' {
-        return None;
-    }
-    r.at += 1;
-    r.skip_ws();
-    let name = r.plain_string()?;
     let mut args = Vec::new();
-    // As `array` reads the elements after the first one of a top-level array.
-    while !r.next_or_close(b']')? {
-        args.push(r.value(1)?);
-    }
-    r.skip_ws();
-    (r.at == r.bytes.len()).then_some((name, args))
+    let name = Reader::<Build>::new(text).event(|arg| args.push(arg))?;
+    Some((name, args))
 }
 
-struct Reader<'a> {
+/// The arguments [`event`] reads; none where it reads nothing.
+pub(crate) fn event_args(text: &str) -> Vec<Value> {
+    event(text).map(|(_, args)| args).unwrap_or_default()
+}
+
+/// The name of an event's payload that [`event`] reads, checked as `event` checks it but with no
+/// value built: `None` exactly where `event` answers `None`. The arguments can then be read when they
+/// are wanted, by `event` or straight into a type.
+pub(crate) fn event_name(text: &str) -> Option<&str> {
+    Reader::<Check>::new(text).event(drop)
+}
+
+/// Where the first quote, backslash or control character of `bytes` is: where a string ends, or
+/// needs more than a copy. Eight bytes at a time: a byte is one of them when it is zero once XORed
+/// with a quote or a backslash, or when it is below 0x20. Subtracting 0x01 (or 0x20) from each byte
+/// of a word sets the high bit of every such byte, and may set it in the bytes above one (a borrow),
+/// never below: the lowest byte found is exact.
+fn stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*word);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | x.wrapping_sub(ONES * 0x20) & !x)
+            & HIGH;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
+/// What a [`Reader`] makes of the text it reads: [`Value`]s ([`Build`]), or nothing ([`Check`]). Both
+/// run the same code over the text, so they accept exactly the same texts; the checking one
+/// allocates nothing (but for a string with escapes, which serde_json must read to check) and passes
+/// no value around.
+trait Make {
+    type Out;
+    /// Reads numbers and strings into values (the checking mode reads what it must to check).
+    const BUILD: bool;
+    type Array: Default;
+    type Object;
+    fn value(value: impl FnOnce() -> Value) -> Self::Out;
+    fn push(array: &mut Self::Array, item: Self::Out);
+    fn array(array: Self::Array) -> Self::Out;
+    fn object() -> Self::Object;
+    fn insert(object: &mut Self::Object, key: Self::Out, value: Self::Out);
+    fn close(object: Self::Object) -> Self::Out;
+}
+
+/// Builds the values.
+struct Build;
+
+/// Only checks the text.
+struct Check;
+
+impl Make for Build {
+    type Out = Value;
+    const BUILD: bool = true;
+    type Array = Vec<Value>;
+    type Object = Map;
+
+    fn value(value: impl FnOnce() -> Value) -> Value {
+        value()
+    }
+
+    fn push(array: &mut Vec<Value>, item: Value) {
+        array.push(item);
+    }
+
+    fn array(array: Vec<Value>) -> Value {
+        Value::Array(array)
+    }
+
+    fn object() -> Map {
+        Map::new()
+    }
+
+    fn insert(object: &mut Map, key: Value, value: Value) {
+        // As the full parser (and JSON.parse): a repeated key keeps its first place, takes the last
+        // value. A key is always read as a string.
+        if let Value::String(key) = key {
+            object.insert(key, value);
+        }
+    }
+
+    fn close(object: Map) -> Value {
+        Value::Object(object)
+    }
+}
+
+impl Make for Check {
+    type Out = ();
+    const BUILD: bool = false;
+    type Array = ();
+    type Object = ();
+
+    fn value(_: impl FnOnce() -> Value) {}
+    fn push((): &mut (), (): ()) {}
+    fn array((): ()) {}
+    fn object() {}
+    fn insert((): &mut (), (): (), (): ()) {}
+    fn close((): ()) {}
+}
+
+/// Reads JSON text into what `M` makes of it.
+struct Reader<'a, M> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    make: std::marker::PhantomData<M>,
 }
 
-impl<'a> Reader<'a> {
+impl<'a, M: Make> Reader<'a, M> {
+    fn new(text: &'a str) -> Self {
+        Reader {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            make: std::marker::PhantomData,
+        }
+    }
+
+    /// A payload `["name", arg, …]`: its name, each argument handed to `arg`.
+    fn event(mut self, mut arg: impl FnMut(M::Out)) -> Option<&'a str> {
+        self.skip_ws();
+        if self.peek()? != b'[' {
+            return None;
+        }
+        self.at += 1;
+        self.skip_ws();
+        let name = self.plain_string()?;
+        // As `array` reads the elements after the first one of a top-level array.
+        while !self.next_or_close(b']')? {
+            arg(self.value(1)?);
+        }
+        self.skip_ws();
+        (self.at == self.bytes.len()).then_some(name)
+    }
+
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
@@ -67,10 +188,10 @@ impl<'a> Reader<'a> {
         self.bytes.get(self.at).copied()
     }
 
-    fn value(&mut self, depth: usize) -> Option<Value> {
+    fn value(&mut self, depth: usize) -> Option<M::Out> {
         self.skip_ws();
         match self.peek()? {
-            b'"' => self.string().map(Value::String),
+            b'"' => self.string(),
             b'[' if depth < MAX_DEPTH => self.array(depth),
             b'{' if depth < MAX_DEPTH => self.object(depth),
             b't' => self.literal(b"true", Value::Bool(true)),
@@ -81,29 +202,25 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn literal(&mut self, word: &[u8], value: Value) -> Option<Value> {
+    fn literal(&mut self, word: &[u8], value: Value) -> Option<M::Out> {
         if !self.bytes[self.at..].starts_with(word) {
             return None;
         }
         self.at += word.len();
-        Some(value)
+        Some(M::value(|| value))
     }
 
     /// A string. One without escapes is copied as it is. One with escapes goes to serde_json's own
     /// string parser, the one its full parse runs, on this token alone (so a quote or a newline in a
     /// message no longer makes the whole text parse twice). A control character, which the full
     /// parser refuses, gives up.
-    fn string(&mut self) -> Option<String> {
+    fn string(&mut self) -> Option<M::Out> {
         let start = self.at + 1;
         let mut end = start;
         let mut escaped = false;
         loop {
             // Past the end after a final backslash: unterminated.
-            end += self
-                .bytes
-                .get(end..)?
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            end += stop(self.bytes.get(end..)?)?;
             match self.bytes[end] {
                 b'"' => break,
                 // The escaped byte is skipped (it may be a quote); serde_json checks the escape.
@@ -117,9 +234,10 @@ impl<'a> Reader<'a> {
         self.at = end + 1;
         // Both ends are ASCII quotes, so the slices lie on character boundaries.
         if escaped {
-            serde_json::from_str(&self.text[start - 1..=end]).ok()
+            let s: String = serde_json::from_str(&self.text[start - 1..=end]).ok()?;
+            Some(M::value(|| Value::String(s)))
         } else {
-            Some(self.text[start..end].to_owned())
+            Some(M::value(|| Value::String(self.text[start..end].to_owned())))
         }
     }
 
@@ -130,9 +248,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         let start = self.at + 1;
-        let len = self.bytes[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = stop(&self.bytes[start..])?;
         let end = start + len;
         if self.bytes[end] != b'"' {
             return None;
@@ -146,7 +262,7 @@ impl<'a> Reader<'a> {
     /// parser reads it. Any other number (a fraction or exponent, `-0`, an integer beyond 64 bits, which
     /// serde_json reads as floats) goes to serde_json's own number parser, the one its full parse runs,
     /// on this token alone: the text is not read again from the start.
-    fn number(&mut self) -> Option<Value> {
+    fn number(&mut self) -> Option<M::Out> {
         let start = self.at;
         let negative = self.bytes[start] == b'-';
         let first = start + usize::from(negative);
@@ -154,7 +270,7 @@ impl<'a> Reader<'a> {
         if end - first > 1 && self.bytes[first] == b'0' {
             return None;
         }
-        let magnitude = self.text[first..end].parse::<u64>().ok();
+        let int_digits = end - first;
         let mut integer = true;
         if self.bytes.get(end) == Some(&b'.') {
             integer = false;
@@ -169,6 +285,14 @@ impl<'a> Reader<'a> {
             end = self.digits(end)?;
         }
         self.at = end;
+        // An integer of up to 19 digits is one either reading takes (as a 64-bit integer, or as a
+        // float when it is a negative one past `i64::MIN`, or `-0`): checking reads none.
+        if !M::BUILD && integer && int_digits <= 19 {
+            return Some(M::value(|| Value::Null));
+        }
+        let magnitude = integer
+            .then(|| self.text[first..first + int_digits].parse::<u64>().ok())
+            .flatten();
         let small = match (integer, magnitude) {
             (true, Some(n)) if !negative => Some(Value::Number(n.into())),
             (true, Some(n)) if n != 0 => 0i64
@@ -176,12 +300,13 @@ impl<'a> Reader<'a> {
                 .map(|i| Value::Number(i.into())),
             _ => None,
         };
-        small.or_else(|| {
+        let value = small.or_else(|| {
             self.text[start..end]
                 .parse::<serde_json::Number>()
                 .ok()
                 .map(Value::Number)
-        })
+        })?;
+        Some(M::value(|| value))
     }
 
     /// The end of the digits starting at `at`; none when there is not one.
@@ -214,21 +339,22 @@ impl<'a> Reader<'a> {
         Some(closed)
     }
 
-    fn array(&mut self, depth: usize) -> Option<Value> {
-        let mut items = Vec::new();
+    fn array(&mut self, depth: usize) -> Option<M::Out> {
+        let mut items = M::Array::default();
         if !self.open(b']')? {
             loop {
-                items.push(self.value(depth + 1)?);
+                let item = self.value(depth + 1)?;
+                M::push(&mut items, item);
                 if self.next_or_close(b']')? {
                     break;
                 }
             }
         }
-        Some(Value::Array(items))
+        Some(M::array(items))
     }
 
-    fn object(&mut self, depth: usize) -> Option<Value> {
-        let mut map = Map::new();
+    fn object(&mut self, depth: usize) -> Option<M::Out> {
+        let mut map = M::object();
         if !self.open(b'}')? {
             loop {
                 self.skip_ws();
@@ -242,15 +368,13 @@ impl<'a> Reader<'a> {
                 }
                 self.at += 1;
                 let value = self.value(depth + 1)?;
-                // As the full parser (and JSON.parse): a repeated key keeps its first place, takes the
-                // last value.
-                map.insert(key, value);
+                M::insert(&mut map, key, value);
                 if self.next_or_close(b'}')? {
                     break;
                 }
             }
         }
-        Some(Value::Object(map))
+        Some(M::close(map))
     }
 }
 
@@ -285,6 +409,37 @@ mod tests {
             let quick = parse(text);
             assert!(quick.is_some(), "{text} should be read here");
             assert_eq!(quick, full(text), "{text}");
+        }
+    }
+
+    /// Checking a payload accepts what reading it accepts, on the numbers it checks without reading
+    /// them (up to 19 digits) and those it reads to check (beyond, where a float may overflow).
+    #[test]
+    fn checking_numbers_accepts_what_reading_them_does() {
+        let huge = "9".repeat(400);
+        for number in [
+            "0",
+            "-0",
+            "9999999999999999999",
+            "-9999999999999999999",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "99999999999999999999",
+            "-99999999999999999999",
+            huge.as_str(),
+            &format!("-{huge}"),
+            &format!("{huge}.5"),
+            "1e400",
+            "-1e400",
+            "1.5e-400",
+            "00",
+            "-",
+            "1.",
+        ] {
+            let text = format!(r#"["n",{number},[{number}],{{"k":{number}}}]"#);
+            let read = event(&text);
+            assert_eq!(event_name(&text), read.as_ref().map(|(n, _)| *n), "{text}");
+            assert_eq!(read.is_some(), full(&text).is_some(), "{text}");
         }
     }
 

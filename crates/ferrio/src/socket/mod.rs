@@ -882,9 +882,13 @@ impl Socket {
         Event::new(self, name, args, id)
     }
 
-    /// [`Socket::new_event`] with the name borrowed from the packet's text.
-    pub(crate) fn new_named_event(&self, name: &str, args: Vec<Value>, id: Option<u64>) -> Event {
-        Event::with_name(self, name, args, id)
+    /// The event `plain` read from the text message `text`, its arguments left in the text.
+    pub(crate) fn new_plain_event(
+        &self,
+        plain: &ferrio_proto::socket::PlainEvent<'_>,
+        text: &bytestring::ByteString,
+    ) -> Event {
+        Event::from_plain(self, plain, text)
     }
 
     /// Whether this socket is still its client's socket in its namespace.
