@@ -87,11 +87,20 @@ impl<W: AckWriter> AckSender<W> {
 }
 
 /// An incoming event: its name, its arguments and, when the peer waits for one, its ack.
-#[derive(Debug)]
 pub struct Event<W: AckWriter> {
     name: EventName,
     args: Args,
     ack: Option<AckSender<W>>,
+}
+
+impl<W: AckWriter + std::fmt::Debug> std::fmt::Debug for Event<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name())
+            .field("args", &self.args)
+            .field("ack", &self.ack)
+            .finish()
+    }
 }
 
 /// An event's arguments. Those of an event read from a text message stay text until they are wanted:
@@ -102,6 +111,8 @@ struct Args {
     /// The payload (`["name", arg, …]`), a slice of the message's text, checked when the message was
     /// read ([`PlainEvent`](super::PlainEvent)). None when the values are all there is.
     text: Option<ByteString>,
+    /// Whether the arguments are those of `text` (not yet taken out).
+    in_text: bool,
     values: OnceLock<Vec<Value>>,
 }
 
@@ -109,22 +120,35 @@ impl Args {
     fn values(values: Vec<Value>) -> Self {
         Args {
             text: None,
+            in_text: false,
             values: OnceLock::from(values),
         }
     }
 
     fn get(&self) -> &[Value] {
-        self.values.get_or_init(|| read(self.text.as_ref()))
+        self.values.get_or_init(|| self.read())
     }
 
+    /// The values, leaving none (the text stays: it holds the event's name).
     fn take(&mut self) -> Vec<Value> {
-        let text = self.text.take();
-        self.values.take().unwrap_or_else(|| read(text.as_ref()))
+        let values = self.values.take().unwrap_or_else(|| self.read());
+        self.in_text = false;
+        values
+    }
+
+    /// The arguments in the text: checked by the same reader when the message was read, so it reads
+    /// them all now.
+    fn read(&self) -> Vec<Value> {
+        match &self.text {
+            Some(payload) if self.in_text => crate::value::read_event_args(payload),
+            _ => Vec::new(),
+        }
     }
 
     /// `T` read straight from the text when it can be, else from the values.
     fn parse<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        if self.values.get().is_none()
+        if self.in_text
+            && self.values.get().is_none()
             && let Some(payload) = &self.text
             && let Some(value) = crate::value::from_payload(payload)
         {
@@ -134,51 +158,12 @@ impl Args {
     }
 }
 
-/// The arguments in a payload: checked by the same reader when the message was read, so it reads
-/// them all now.
-fn read(payload: Option<&ByteString>) -> Vec<Value> {
-    payload.map_or_else(Vec::new, |p| crate::value::read_event_args(p))
-}
-
-/// Longest name an event keeps in place rather than in an allocation of its own.
-const INLINE_NAME: usize = 22;
-
-/// An event's name. Most are a few ASCII letters: those read from a packet's text are kept in place,
-/// so that an incoming event does not allocate for its name.
-#[derive(Clone)]
+/// An event's name: where it lies in the payload the event keeps (read from a message's text, the
+/// usual case: no copy, no allocation), or its own string.
+#[derive(Debug, Clone)]
 enum EventName {
-    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    InPayload { start: u32, len: u32 },
     Owned(String),
-}
-
-impl std::fmt::Debug for EventName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl EventName {
-    fn new(name: &str) -> Self {
-        if name.len() > INLINE_NAME {
-            return EventName::Owned(name.to_owned());
-        }
-        let mut bytes = [0; INLINE_NAME];
-        bytes[..name.len()].copy_from_slice(name.as_bytes());
-        EventName::Inline {
-            len: name.len() as u8,
-            bytes,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Copied whole from a `str`: always UTF-8.
-            EventName::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            EventName::Owned(s) => s,
-        }
-    }
 }
 
 impl<W: AckWriter> Event<W> {
@@ -192,22 +177,35 @@ impl<W: AckWriter> Event<W> {
         }
     }
 
-    /// The event `plain` read from the text message `text`: its arguments are read from the text
-    /// only when they are wanted ([`Event::parse`] reads a type straight from it). `text` is the
-    /// message `plain` was read from; with any other, the arguments read as none.
+    /// The event `plain` read from the text message `text`: it keeps a slice of the message, where
+    /// its name lies and its arguments are read only when they are wanted ([`Event::parse`] reads a
+    /// type straight from it). Given another text than the one `plain` was read from, it copies the
+    /// name and reads the arguments at once.
     pub fn from_plain(writer: &W, plain: &PlainEvent<'_>, text: &ByteString) -> Self {
-        Event {
-            name: EventName::new(plain.name),
-            args: Args {
-                // The payload runs to the end of the text it was read from.
-                text: text
-                    .len()
-                    .checked_sub(plain.payload.len())
-                    .and_then(|at| text.get(at..))
-                    .map(|payload| text.slice_ref(payload)),
-                values: OnceLock::new(),
+        let ack = plain.id.map(|id| AckSender::new(writer.clone(), id));
+        // The payload runs to the end of the message it was read from, and holds the name.
+        let (base, at) = (text.as_ptr() as usize, plain.payload.as_ptr() as usize);
+        let name_at = (plain.name.as_ptr() as usize).wrapping_sub(at);
+        let in_text = at.checked_sub(base).and_then(|from| text.get(from..));
+        match (
+            in_text,
+            u32::try_from(name_at),
+            u32::try_from(plain.name.len()),
+        ) {
+            (Some(payload), Ok(start), Ok(len)) if payload.len() == plain.payload.len() => Event {
+                name: EventName::InPayload { start, len },
+                args: Args {
+                    text: Some(text.slice_ref(payload)),
+                    in_text: true,
+                    values: OnceLock::new(),
+                },
+                ack,
             },
-            ack: plain.id.map(|id| AckSender::new(writer.clone(), id)),
+            _ => Event {
+                name: EventName::Owned(plain.name.to_owned()),
+                args: Args::values(plain.args()),
+                ack,
+            },
         }
     }
 
@@ -222,7 +220,17 @@ impl<W: AckWriter> Event<W> {
 
     /// The event name.
     pub fn name(&self) -> &str {
-        self.name.as_str()
+        match &self.name {
+            EventName::InPayload { start, len } => {
+                let (start, len) = (*start as usize, *len as usize);
+                self.args
+                    .text
+                    .as_deref()
+                    .and_then(|p| p.get(start..start + len))
+                    .unwrap_or_default()
+            }
+            EventName::Owned(s) => s,
+        }
     }
 
     /// The arguments.
@@ -418,34 +426,40 @@ mod tests {
         assert_eq!(rec.written(), vec![(5, vec![Value::from("ok")])]);
     }
 
-    /// A name borrowed from a packet is kept whole, in place up to 22 bytes and in an allocation
-    /// beyond, multi-byte characters included; a fork keeps it too.
+    /// A name read from a message is kept where it lies in the payload, whatever its length,
+    /// multi-byte characters included; a fork keeps it too, and so does an event whose arguments were
+    /// taken. With a text that is not the message's, the name is copied.
     #[test]
     fn names_read_from_packets_are_kept_whole() {
         let w = Recorder::default();
         for name in [
             "",
             "echo",
-            "a".repeat(22).as_str(),
-            "a".repeat(23).as_str(),
+            "a".repeat(300).as_str(),
             &format!("{}é", "a".repeat(20)),
-            &format!("{}é", "a".repeat(21)),
             "😀 chat",
         ] {
-            let text = ByteString::from(format!("2[\"{name}\"]"));
+            let text = ByteString::from(format!("2/n,[ \"{name}\", 1]"));
             let plain = crate::socket::Decoder::default()
                 .plain_event(&text)
                 .unwrap();
             let mut ev = Event::from_plain(&w, &plain, &text);
             assert_eq!(ev.name(), name);
             assert_eq!(ev.fork().name(), name);
-            let inline = matches!(ev.name, EventName::Inline { .. });
-            assert_eq!(inline, name.len() <= 22, "{name:?}");
+            assert!(matches!(ev.name, EventName::InPayload { .. }));
             // An event prints its name as text, however it is kept.
             assert!(
                 format!("{ev:?}").contains(&format!("name: {name:?}")),
                 "{ev:?}"
             );
+            assert_eq!(ev.take_args(), vec![Value::from(1)]);
+            assert_eq!(ev.name(), name);
+
+            let other = ByteString::from(&*text);
+            let copied = Event::from_plain(&w, &plain, &other);
+            assert_eq!(copied.name(), name);
+            assert!(matches!(copied.name, EventName::Owned(_)));
+            assert_eq!(copied.args(), [Value::from(1)]);
         }
     }
 }

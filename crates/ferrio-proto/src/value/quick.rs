@@ -70,6 +70,27 @@ fn stop(bytes: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// How many ASCII digits `bytes` starts with. Eight bytes at a time: XORed with `'0'`, a digit is a
+/// byte below 10; adding 0x76 sets the high bit of every other byte (or it was set), and a carry
+/// only goes up from a byte that is not a digit, so the lowest byte found is exact.
+fn leading_digits(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let y = u64::from_le_bytes(*word) ^ (ONES * u64::from(b'0'));
+        let other = (y.wrapping_add(ONES * 0x76) | y) & HIGH;
+        if other != 0 {
+            return at + (other.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count()
+}
+
 /// What a [`Reader`] makes of the text it reads: [`Value`]s ([`Build`]), or nothing ([`Check`]). Both
 /// run the same code over the text, so they accept exactly the same texts; the checking one
 /// allocates nothing (but for a string with escapes, which serde_json must read to check) and passes
@@ -290,9 +311,17 @@ impl<'a, M: Make> Reader<'a, M> {
         if !M::BUILD && integer && int_digits <= 19 {
             return Some(M::value(|| Value::Null));
         }
-        let magnitude = integer
-            .then(|| self.text[first..first + int_digits].parse::<u64>().ok())
-            .flatten();
+        let digits = &self.bytes[first..first + int_digits];
+        let magnitude = match integer {
+            // Nineteen digits stay below 10^19, within a `u64`: no step can overflow.
+            true if int_digits <= 19 => Some(
+                digits
+                    .iter()
+                    .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+            ),
+            true => self.text[first..first + int_digits].parse::<u64>().ok(),
+            false => None,
+        };
         let small = match (integer, magnitude) {
             (true, Some(n)) if !negative => Some(Value::Number(n.into())),
             (true, Some(n)) if n != 0 => 0i64
@@ -311,10 +340,7 @@ impl<'a, M: Make> Reader<'a, M> {
 
     /// The end of the digits starting at `at`; none when there is not one.
     fn digits(&self, at: usize) -> Option<usize> {
-        let count = self.bytes[at.min(self.bytes.len())..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
+        let count = leading_digits(&self.bytes[at.min(self.bytes.len())..]);
         (count > 0).then_some(at + count)
     }
 
@@ -409,6 +435,50 @@ mod tests {
             let quick = parse(text);
             assert!(quick.is_some(), "{text} should be read here");
             assert_eq!(quick, full(text), "{text}");
+        }
+    }
+
+    /// The scans eight bytes at a time find what a byte at a time finds, wherever it is.
+    #[test]
+    fn word_scans_find_what_byte_scans_find() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        for len in 0..20 {
+            for at in 0..len {
+                for &b in &bytes {
+                    let mut text = vec![b'5'; len];
+                    text[at] = b;
+                    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+                    assert_eq!(leading_digits(&text), digits, "{text:?}");
+                    let mut text = vec![b'a'; len];
+                    text[at] = b;
+                    let end = text
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                    assert_eq!(stop(&text), end, "{text:?}");
+                }
+            }
+        }
+        // Two bytes of interest in one word: the lower one counts, whatever the upper one carries.
+        for (low, high) in [
+            (b'x', 0xff),
+            (0xff, b'x'),
+            (b'/', 0x8a),
+            (0x8a, b':'),
+            (b'"', b'\\'),
+        ] {
+            for at in 0..15 {
+                let mut text = vec![b'7'; 16];
+                text[at] = low;
+                text[at + 1] = high;
+                assert_eq!(leading_digits(&text), at, "{text:?}");
+                let mut text = vec![b'a'; 16];
+                text[at] = low;
+                text[at + 1] = high;
+                let end = text
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                assert_eq!(stop(&text), end, "{text:?}");
+            }
         }
     }
 
