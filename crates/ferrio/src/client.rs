@@ -132,8 +132,8 @@ impl Client {
     pub(crate) fn on_data(self: &Arc<Self>, data: Data) {
         // One lock of the decoder for both readings.
         let mut decoder = self.decoder.lock();
-        // The usual event is read without a packet: no allocation for its namespace, nor for a name
-        // of up to 22 bytes, and its arguments stay text until a listener wants them.
+        // The usual event is read without a packet: no allocation for its namespace or its name, and
+        // its arguments stay text until a listener wants them.
         if let Data::Text(text) = &data
             && let Some(ev) = decoder.plain_event(text)
         {

@@ -106,7 +106,7 @@ impl<W: AckWriter + std::fmt::Debug> std::fmt::Debug for Event<W> {
 /// An event's arguments. Those of an event read from a text message stay text until they are wanted:
 /// [`Event::parse`] reads the listener's type straight from it, and only a listener that asks for the
 /// [`Value`]s has them built (once).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Args {
     /// The payload (`["name", arg, …]`), a slice of the message's text, checked when the message was
     /// read ([`PlainEvent`](super::PlainEvent)). None when the values are all there is.

@@ -537,8 +537,8 @@ impl Decoder {
 
     /// An EVENT of the usual shape, read without building a [`Packet`]: its namespace and name
     /// borrowed from `text` (a name with escapes is not), its arguments checked as
-    /// [`decode_text`](Self::decode_text) reads them, but not read. `None` for any other text, including every one
-    /// `decode_text` refuses: that text is for `decode_text`, which decides.
+    /// [`decode_text`](Self::decode_text) reads them, but not read. `None` for any other text,
+    /// including every one `decode_text` refuses: that text is for `decode_text`, which decides.
     pub fn plain_event<'a>(&self, text: &'a str) -> Option<PlainEvent<'a>> {
         if self.pending.is_some() || text.as_bytes().first() != Some(&b'2') {
             return None;
