@@ -377,6 +377,16 @@ where
     Ok(())
 }
 
+/// One of `words`, or a string matching `pattern`, each as likely as one word: the names the targets
+/// above know, and some they do not.
+fn word_or(words: &'static [&'static str], pattern: &'static str) -> impl Strategy<Value = String> {
+    let weight = u32::try_from(words.len()).unwrap_or(u32::MAX);
+    prop_oneof![
+        weight => proptest::sample::select(words).prop_map(str::to_owned),
+        1 => pattern,
+    ]
+}
+
 /// Values more likely to fit the targets above than arbitrary ones.
 fn arb_fitting() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -386,16 +396,10 @@ fn arb_fitting() -> impl Strategy<Value = Value> {
         (-300i64..0).prop_map(Value::from),
         Just(Value::from(18_446_744_073_709_551_615u64)),
         Just(Value::from(1.5)),
-        prop_oneof![
-            Just("room".to_owned()),
-            Just("text".to_owned()),
-            Just("type".to_owned()),
-            Just("Join".to_owned()),
-            Just("Unit".to_owned()),
-            Just("Newtype".to_owned()),
-            Just("7".to_owned()),
-            "[a-z\"\\\\é]{0,3}".prop_map(String::from),
-        ]
+        word_or(
+            &["room", "text", "type", "Join", "Unit", "Newtype", "7"],
+            "[a-z\"\\\\é]{0,3}",
+        )
         .prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -403,20 +407,13 @@ fn arb_fitting() -> impl Strategy<Value = Value> {
             vec(inner.clone(), 0..4).prop_map(Value::Array),
             vec(
                 (
-                    prop_oneof![
-                        Just("room".to_owned()),
-                        Just("text".to_owned()),
-                        Just("n".to_owned()),
-                        Just("tags".to_owned()),
-                        Just("type".to_owned()),
-                        Just("x".to_owned()),
-                        Just("a".to_owned()),
-                        Just("Struct".to_owned()),
-                        Just("Tuple".to_owned()),
-                        Just("Newtype".to_owned()),
-                        Just("12".to_owned()),
-                        "[a-z]{1,2}".prop_map(String::from),
-                    ],
+                    word_or(
+                        &[
+                            "room", "text", "n", "tags", "type", "x", "a", "Struct", "Tuple",
+                            "Newtype", "12",
+                        ],
+                        "[a-z]{1,2}",
+                    ),
                     inner
                 ),
                 0..4
